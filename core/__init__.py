@@ -1,0 +1,1 @@
+"""Shared vocabulary of spacehost: identifiers, stages, hardware, config, events, errors. No I/O."""

@@ -1,0 +1,49 @@
+"""Settings of a spacehost installation: every `spacehost up` flag, also readable from `SPACEHOST_<FLAG>`."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path(".spacehost")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    domain: str = "localhost"
+    runtime: str = "process"  # "process" | "docker"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls: str | None = None  # "self-signed"
+    zerogpu_devices: int = 0
+    direct_ports: str = "auto"  # "auto" | "on" | "off": per-Space ports for hosts without wildcard DNS
+    direct_port_base: int = 0  # 0: port + 1000
+    build_ca: Path | None = None  # CA bundle trusted by builds (TLS-intercepting proxies)
+    docker_base_image: str = "spacehost/base:bookworm"
+
+    @property
+    def scheme(self) -> str:
+        return "https" if (self.tls_cert or self.tls) else "http"
+
+    @property
+    def hub_url(self) -> str:
+        return f"{self.scheme}://{self.domain}:{self.port}"
+
+    def path(self, *parts: str) -> Path:
+        return self.data_dir.joinpath(*parts)
+
+    def secret_key(self) -> bytes:
+        """The installation's key (signing, secret encryption): SPACEHOST_SECRET_KEY or data_dir/secret.key."""
+        env = os.environ.get("SPACEHOST_SECRET_KEY")
+        if env:
+            return env.encode()
+        path = self.path("secret.key")
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(32))
+        return path.read_text().strip().encode()

@@ -1,0 +1,1 @@
+"""Placement, lifecycle and runtimes of Spaces."""

@@ -1,0 +1,57 @@
+"""The runtime Protocol: start, probe, stop and re-adopt app instances."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from core.artifact import Artifact
+from core.hardware import Flavor
+from core.routes import Upstream
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    instance_id: str  # unique per start, e.g. "owner--name--<sha7>--<n>"
+    artifact: Artifact
+    env: Mapping[str, str]  # full runtime env of the app (DESIGN.md), secrets included
+    flavor: Flavor
+    log_path: str  # the runtime appends the app's stdout/stderr here
+    secret_values: tuple[str, ...] = field(default=(), repr=False)  # masked in logs
+
+
+@dataclass(frozen=True)
+class Instance:
+    instance_id: str
+    space_id: str
+    sha: str
+    upstream: Upstream
+    pid: int | None = None  # process runtime: the sandbox's leader pid
+    container_id: str | None = None  # docker runtime
+
+
+@dataclass(frozen=True)
+class ExitInfo:
+    code: int | None
+    reason: str  # "exited with code 1", "killed: out of memory (limit 16 GiB)", ...
+
+
+class Runtime(Protocol):
+    name: str
+
+    async def start(self, spec: LaunchSpec) -> Instance:
+        """Start the app; return once the process/container exists (not yet ready)."""
+        ...
+
+    async def exited(self, inst: Instance) -> ExitInfo | None:
+        """None while the instance runs; why it ended otherwise."""
+        ...
+
+    async def stop(self, inst: Instance, grace_s: float = 5.0) -> None:
+        """Stop it (TERM, then KILL after `grace_s`); idempotent."""
+        ...
+
+    async def adopt(self) -> list[Instance]:
+        """Instances this runtime left running before a restart (for recovery)."""
+        ...
