@@ -1,1 +1,1 @@
-"""spacehost."""
+"""Composition root: the CLI and the wiring of the embedded and cluster modes."""

@@ -1,0 +1,36 @@
+# spacehost — `make up` runs it on this machine; `make test` installs what the tests need and runs them all.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+UV     := $(shell command -v uv 2>/dev/null)
+
+.PHONY: up test venv system-deps lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	@test -n "$(UV)" || $(PYTHON) -m pip install -q uv
+	uv venv -q --allow-existing -p $(PYTHON) $(VENV)
+	VIRTUAL_ENV=$(VENV) uv pip install -q -e '.[test]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+up: venv
+	$(VENV)/bin/spacehost up
+
+system-deps:
+	deploy/install-test-deps.sh
+
+test: venv system-deps
+	$(VENV)/bin/pytest -q tests
+
+lint: venv
+	$(VENV)/bin/ruff check core hub builder scheduler proxy zerogpu spacehost sdk_templates
+	$(VENV)/bin/mypy core
+
+bench: venv
+	$(PY) bench/deploy.py
+	$(PY) bench/proxy.py
+	$(PY) bench/zerogpu.py
+
+clean:
+	rm -rf $(VENV) .spacehost

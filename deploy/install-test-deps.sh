@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs (Debian packages) and starts what the test suite needs, where missing. Idempotent.
+set -euo pipefail
+need=()
+for pair in bwrap:bubblewrap redis-server:redis-server nginx:nginx wrk:wrk chromium:chromium \
+            chromedriver:chromium-driver dockerd:docker.io git-lfs:git-lfs debootstrap:debootstrap; do
+  cmd=${pair%%:*}; pkg=${pair#*:}
+  command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "==> installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q "${need[@]}" >/dev/null
+fi
+here=$(cd "$(dirname "$0")" && pwd)
+if [ -x "$here/start-dockerd.sh" ]; then "$here/start-dockerd.sh"; fi
+if [ -x "$here/make-base-image.sh" ]; then "$here/make-base-image.sh" "${SPACEHOST_DOCKER_BASE_IMAGE:-spacehost/base:bookworm}"; fi
+echo "==> test dependencies ready"

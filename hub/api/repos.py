@@ -1,0 +1,191 @@
+"""Repos and identity: create / delete / info / list Spaces, whoami."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from sqlalchemy import select
+
+from core.errors import BadRequest, Conflict, Forbidden, RepoNotFound
+from core.hardware import Hardware
+from core.ids import SpaceId
+from core.stages import Sdk
+from hub.accounts import Principal, can_see
+from hub.api.views import hardware_list, runtime_view, space_view
+from hub.deps import caller, hub_of, required_caller, visible_space
+from hub.store import Space, SpaceKV, SpaceRecord, utcnow
+
+router = APIRouter()
+
+
+async def _json(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError as e:
+        raise BadRequest(f"request body is not JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    return body
+
+
+def _visibility(body: dict[str, Any]) -> bool | None:
+    if "visibility" in body and body["visibility"] is not None:
+        if body["visibility"] not in ("public", "private", "protected"):
+            raise BadRequest("visibility must be public, private or protected")
+        return bool(body["visibility"] == "private")
+    if "private" in body and body["private"] is not None:
+        return bool(body["private"])
+    return None
+
+
+def _kv_items(body: dict[str, Any], key: str) -> list[tuple[str, str, str | None]]:
+    items = body.get(key) or []
+    if not isinstance(items, list) or not all(isinstance(i, dict) and isinstance(i.get("key"), str) for i in items):
+        raise BadRequest(f"{key} must be a list of {{key, value, description?}}")
+    return [(i["key"], str(i.get("value", "")), i.get("description")) for i in items]
+
+
+def _hardware(value: object) -> str:
+    try:
+        return Hardware(value).value
+    except ValueError:
+        raise BadRequest(f"unknown hardware {value!r}; one of {', '.join(h.value for h in Hardware)}") from None
+
+
+def allocate_direct_port(s: Any, base: int) -> int:
+    used = set(s.scalars(select(Space.direct_port).where(Space.direct_port.is_not(None))))
+    port = base
+    while port in used:
+        port += 1
+    return port
+
+
+def create_space_row(request: Request, p: Principal, sid: SpaceId, body: dict[str, Any]) -> SpaceRecord:
+    """Insert a Space (and its bare repo); 409 if it exists. Shared by create and duplicate."""
+    hub = hub_of(request)
+    sdk = body.get("sdk")
+    if sdk is not None and sdk not in [s.value for s in Sdk]:
+        raise BadRequest(f"Invalid sdk {sdk!r}: one of gradio, streamlit, docker, static")
+    hardware = _hardware(body["hardware"]) if body.get("hardware") else "cpu-basic"
+    secrets, variables = _kv_items(body, "secrets"), _kv_items(body, "variables")
+    with hub.store.session() as s:
+        if hub.store.space(s, sid.owner, sid.name) is not None:
+            raise Conflict("You already created this space repo")
+        row = Space(owner=sid.owner, name=sid.name, private=bool(_visibility(body)), sdk=sdk, hardware=hardware,
+                    sleep_time=body.get("sleepTimeSeconds"), stage="NO_APP_FILE",
+                    direct_port=allocate_direct_port(s, hub.settings.direct_port_base or hub.settings.port + 1000))
+        s.add(row)
+        s.flush()
+        for k, v, d in secrets:
+            s.add(SpaceKV(space_id=row.id, kind="secret", key=k, value=hub.box.seal(v), description=d))
+        for k, v, d in variables:
+            s.add(SpaceKV(space_id=row.id, kind="variable", key=k, value=v, description=d))
+        hub.repos.init(sid)
+        return SpaceRecord.of(row)
+
+
+def space_url(request: Request, sid: SpaceId) -> str:
+    return f"{hub_of(request).settings.hub_url}/spaces/{sid}"
+
+
+@router.post("/api/repos/create")
+async def create_repo(request: Request) -> JSONResponse:
+    p = await required_caller(request)
+    body = await _json(request)
+    if body.get("type") != "space":
+        raise BadRequest("spacehost hosts Spaces only: send type 'space'")
+    sid = SpaceId.of(body.get("organization") or p.user, str(body.get("name", "")))
+    if not p.can_write(sid.owner):
+        raise Forbidden(f"You don't have the rights to create a Space under {sid.owner}")
+    try:
+        rec = await asyncio.to_thread(create_space_row, request, p, sid, body)
+    except Conflict as e:
+        return JSONResponse({"error": e.message, "url": space_url(request, sid)}, status_code=409)
+    return JSONResponse({"url": space_url(request, sid), "name": str(sid), "id": f"space-{rec.id}"})
+
+
+@router.delete("/api/repos/delete")
+async def delete_repo(request: Request) -> PlainTextResponse:
+    p = await required_caller(request)
+    body = await _json(request)
+    sid = SpaceId.of(body.get("organization") or p.user, str(body.get("name", "")))
+    hub = hub_of(request)
+    space = await asyncio.to_thread(hub.store.get_space, str(sid))
+    if space is None or not can_see(p, sid.owner, space.private):
+        raise RepoNotFound(f"Repository not found: spaces/{sid}")
+    if not p.can_admin(sid.owner):
+        raise Forbidden(f"You don't have the rights to delete {sid}")
+    await hub.control.deleted(str(sid))
+
+    def drop() -> None:
+        with hub.store.session() as s:
+            row = hub.store.space(s, sid.owner, sid.name)
+            if row is not None:
+                s.delete(row)
+        hub.repos.delete(sid)
+
+    await asyncio.to_thread(drop)
+    return PlainTextResponse("OK")
+
+
+@router.get("/api/spaces/{owner}/{name}")
+@router.get("/api/spaces/{owner}/{name}/revision/{revision:path}")
+async def space_info(request: Request, owner: str, name: str, revision: str | None = None) -> dict[str, Any]:
+    space, _ = await visible_space(request, owner, name)
+    hub = hub_of(request)
+    if revision and revision != "main" and space.head_sha:
+        await asyncio.to_thread(hub.repos.resolve, SpaceId(owner, name), revision)
+    return await asyncio.to_thread(space_view, hub, space)
+
+
+@router.get("/api/spaces/{owner}/{name}/runtime")
+async def space_runtime(request: Request, owner: str, name: str) -> dict[str, Any]:
+    space, _ = await visible_space(request, owner, name)
+    return runtime_view(hub_of(request), space)
+
+
+@router.get("/api/spaces/{owner}/{name}/host")
+async def space_host(request: Request, owner: str, name: str) -> dict[str, Any]:
+    space, _ = await visible_space(request, owner, name)
+    return {"subdomain": SpaceId(owner, name).subdomain, "host": hub_of(request).app_url(space)}
+
+
+@router.get("/api/spaces")
+async def list_spaces(request: Request, author: str | None = None, search: str | None = None,
+                      limit: int | None = None, full: bool = False) -> list[dict[str, Any]]:
+    p = await caller(request)
+    hub = hub_of(request)
+    spaces = [s for s in await asyncio.to_thread(hub.store.list_spaces) if can_see(p, s.owner, s.private)]
+    if author:
+        spaces = [s for s in spaces if s.owner == author]
+    if search:
+        spaces = [s for s in spaces if search.lower() in s.space_id.lower()]
+    spaces = spaces[:limit] if limit else spaces
+    return [await asyncio.to_thread(space_view, hub, s, full=full) for s in spaces]
+
+
+@router.get("/api/spaces-hardware")
+@router.get("/api/spaces/hardware")
+async def hardware() -> list[dict[str, Any]]:
+    return hardware_list()
+
+
+@router.get("/api/whoami-v2")
+async def whoami(request: Request) -> dict[str, Any]:
+    p = await required_caller(request)
+    orgs = await asyncio.to_thread(hub_of(request).accounts.orgs_of, p.user)
+    return {
+        "type": "user", "id": p.user, "name": p.user, "fullname": p.user, "email": None,
+        "emailVerified": False, "isPro": False, "canPay": False, "avatarUrl": "", "periodEnd": None,
+        "orgs": [{"type": "org", "id": o.name, "name": o.name, "fullname": o.fullname, "email": None,
+                  "canPay": False, "avatarUrl": "", "periodEnd": None, "roleInOrg": p.orgs.get(o.name)}
+                 for o in orgs],
+        "auth": {"type": "access_token", "accessToken": {"displayName": p.token_name, "role": p.token_role}},
+    }
+
+
+def touch(request: Request, space_id: str) -> None:
+    hub_of(request).store.update_space(space_id, last_modified=utcnow())

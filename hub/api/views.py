@@ -1,0 +1,110 @@
+"""JSON shapes of the API, as huggingface_hub parses them (`SpaceInfo`, `SpaceRuntime`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from core.hardware import FLAVORS, Hardware, flavor
+from core.ids import SpaceId
+from hub.control import Hub
+from hub.store import SpaceRecord
+
+
+def iso(t: dt.datetime) -> str:
+    return t.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+
+
+def sleep_seconds(space: SpaceRecord) -> int | None:
+    if space.sleep_time is not None:
+        return space.sleep_time
+    return flavor(space.hardware).default_sleep_s
+
+
+def runtime_view(hub: Hub, space: SpaceRecord) -> dict[str, Any]:
+    running = space.stage in ("RUNNING", "RUNNING_BUILDING", "RUNNING_APP_STARTING")
+    f = flavor(space.hardware)
+    host = hub.app_url(space).split("://", 1)[1]
+    view: dict[str, Any] = {
+        "stage": space.stage,
+        "hardware": {
+            "current": space.hardware if running else None,
+            "requested": space.hardware,
+            "currentPrettyName": f.pretty_name if running else None,
+            "requestedPrettyName": f.pretty_name,
+        },
+        "storage": None,
+        "gcTimeout": sleep_seconds(space),
+        "replicas": {"requested": 1, **({"current": 1} if running else {})},
+        "devMode": False,
+        "domains": [{"domain": host, "stage": "READY"}],
+        "sha": space.serving_sha or space.head_sha,
+        "resources": {"requests": {"cpu": f.cpu, "memory": f"{f.memory_gb}Gi", "gpu": f.gpus},
+                      "limits": {"cpu": f.cpu, "memory": f"{f.memory_gb}Gi", "gpu": f.gpus}},
+    }
+    if space.error:
+        view["errorMessage"] = space.error
+    view.update(hub.control.runtime_extra(space.space_id))
+    return view
+
+
+def card_data(hub: Hub, space: SpaceRecord) -> dict[str, Any] | None:
+    if not space.head_sha:
+        return None
+    from builder.frontmatter import parse_readme
+    from core.errors import SpacehostError
+
+    sid = SpaceId(space.owner, space.name)
+    try:
+        text = hub.repos.read(sid, space.head_sha, "README.md").decode("utf-8", errors="replace")
+        cfg = parse_readme(text)
+    except SpacehostError:
+        return None
+    data: dict[str, Any] = {}
+    for k in cfg.__dataclass_fields__:
+        v = getattr(cfg, k)
+        if k == "extra":
+            data.update(dict(v))
+        elif k == "custom_headers" and v:
+            data[k] = dict(v)
+        elif v not in (None, (), False) or (k == "disable_embedding" and v):
+            data[k] = v.value if hasattr(v, "value") else (list(v) if isinstance(v, tuple) else v)
+    return data
+
+
+def space_view(hub: Hub, space: SpaceRecord, *, full: bool = True) -> dict[str, Any]:
+    sid = SpaceId(space.owner, space.name)
+    url = hub.app_url(space)
+    view: dict[str, Any] = {
+        "_id": f"space-{space.id}",
+        "id": space.space_id,
+        "author": space.owner,
+        "sha": space.head_sha,
+        "private": space.private,
+        "visibility": "private" if space.private else "public",
+        "gated": False,
+        "disabled": False,
+        "sdk": space.sdk,
+        "host": url,
+        "subdomain": sid.subdomain,
+        "likes": 0,
+        "tags": [t for t in (space.sdk, "region:local") if t],
+        "createdAt": iso(space.created_at),
+        "lastModified": iso(space.last_modified),
+    }
+    if full:
+        siblings = []
+        if space.head_sha:
+            siblings = [{"rfilename": e.path, "size": e.size, "blobId": e.blob_id}
+                        for e in hub.repos.files(sid, space.head_sha)]
+        cd = card_data(hub, space)
+        view.update({"siblings": siblings, "cardData": cd, "runtime": runtime_view(hub, space)})
+        if cd:
+            view.update({k: cd[k] for k in ("title", "emoji", "colorFrom", "colorTo") if k in cd})
+    return view
+
+
+def hardware_list() -> list[dict[str, Any]]:
+    return [{"name": h.value, "prettyName": f.pretty_name, "cpu": f"{f.cpu:g} vCPU", "ram": f"{f.memory_gb} GB",
+             "accelerator": f.accelerator, "unitCostMicroUSD": 0, "unitCostUSD": 0, "unitLabel": "hour"}
+            for h, f in FLAVORS.items() if isinstance(h, Hardware)]

@@ -1,0 +1,46 @@
+"""The hub's ASGI app: HF-compatible API, git smart HTTP, web pages."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
+from core.errors import SpacehostError
+from core.ids import SpaceId
+from hub.api import repos, runtime
+from hub.control import Hub
+from hub.errors import handle_spacehost_error
+from hub.git_http import GIT_PATH, GitHttp
+
+
+def create_app(hub: Hub) -> FastAPI:
+    app = FastAPI(title="spacehost hub", docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
+    app.state.hub = hub
+    app.add_exception_handler(SpacehostError, handle_spacehost_error)
+
+    async def on_push(sid: SpaceId, sha: str) -> None:
+        await hub.control.pushed(str(sid), sha)
+
+    git = GitHttp(hub.store, hub.accounts, hub.repos, on_push)
+
+    @app.middleware("http")
+    async def git_paths(request: Request, call_next):  # type: ignore[no-untyped-def]
+        # git's smart HTTP shares the /spaces/{owner}/{name} prefix with the Space page; route it first.
+        if GIT_PATH.match(request.url.path):
+            try:
+                return await git.handle(request)
+            except SpacehostError as e:
+                return await handle_spacehost_error(request, e)
+        return await call_next(request)
+
+    app.include_router(repos.router)
+    app.include_router(runtime.router)
+    from hub import pages
+
+    app.include_router(pages.router)
+
+    @app.get("/healthz")
+    async def healthz() -> Response:
+        return Response("ok")
+
+    return app

@@ -1,0 +1,64 @@
+"""Request → caller, and access checks shared by the API modules."""
+
+from __future__ import annotations
+
+import asyncio
+
+from starlette.requests import Request
+
+from core.errors import Forbidden, RepoNotFound, Unauthorized
+from core.ids import SpaceId
+from hub.accounts import Principal, can_see
+from hub.control import Hub
+from hub.store import SpaceRecord
+
+SESSION_COOKIE = "spacehost_session"
+
+
+def hub_of(request: Request) -> Hub:
+    return request.app.state.hub  # type: ignore[no-any-return]
+
+
+def request_token(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.cookies.get(SESSION_COOKIE)
+
+
+async def caller(request: Request) -> Principal | None:
+    """The authenticated caller, None if anonymous; a token that matches nobody is a 401."""
+    token = request_token(request)
+    if token is None:
+        return None
+    principal = await asyncio.to_thread(hub_of(request).accounts.authenticate, token)
+    if principal is None:
+        raise Unauthorized("Invalid credentials in Authorization header")
+    return principal
+
+
+async def required_caller(request: Request) -> Principal:
+    p = await caller(request)
+    if p is None:
+        raise Unauthorized("You must be authenticated: send 'Authorization: Bearer <token>'")
+    return p
+
+
+async def visible_space(request: Request, owner: str, name: str) -> tuple[SpaceRecord, Principal | None]:
+    """The Space if the caller may see it; RepoNotFound otherwise (private Spaces do not reveal themselves)."""
+    sid = SpaceId.of(owner, name)
+    p = await caller(request)
+    space = await asyncio.to_thread(hub_of(request).store.get_space, str(sid))
+    if space is None or not can_see(p, sid.owner, space.private):
+        raise RepoNotFound(f"Repository Not Found for url: {request.url.path}")
+    return space, p
+
+
+async def writable_space(request: Request, owner: str, name: str) -> tuple[SpaceRecord, Principal]:
+    space, p = await visible_space(request, owner, name)
+    if p is None:
+        raise Unauthorized("You must be authenticated to change a Space")
+    if not p.can_write(space.owner):
+        raise Forbidden(f"You don't have the rights to change {space.space_id}")
+    return space, p

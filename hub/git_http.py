@@ -1,0 +1,129 @@
+"""git smart HTTP, served by `git http-backend` (CGI) under /spaces/{owner}/{name}[.git]/.
+
+Auth: Basic with the token as password (the user name is ignored, as on Hugging Face). Clone of a public
+Space needs nothing; push needs write access; a private Space is 404 to anyone who may not read it."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from core.errors import Forbidden, RepoNotFound, Unauthorized
+from core.ids import SpaceId
+from hub.accounts import Accounts, Principal, can_see
+from hub.repos import Repos
+from hub.store import Store
+
+GIT_PATH = re.compile(r"^/spaces/([^/]+)/([^/]+?)(?:\.git)?(/(?:info/refs|git-upload-pack|git-receive-pack|HEAD))$")
+OnPush = Callable[[SpaceId, str], Awaitable[None]]
+
+
+def basic_token(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "basic":
+        try:
+            _user, _, password = base64.b64decode(value).decode().partition(":")
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return password or None
+    if scheme.lower() == "bearer":
+        return value.strip() or None
+    return None
+
+
+def _challenge(message: str) -> Response:
+    return Response(message + "\n", status_code=401, headers={"WWW-Authenticate": 'Basic realm="spacehost"'})
+
+
+class GitHttp:
+    def __init__(self, store: Store, accounts: Accounts, repos: Repos, on_push: OnPush) -> None:
+        self.store, self.accounts, self.repos, self.on_push = store, accounts, repos, on_push
+
+    async def handle(self, request: Request) -> Response:
+        m = GIT_PATH.match(request.url.path)
+        if not m:
+            raise RepoNotFound("not a git path")
+        sid = SpaceId.of(m.group(1), m.group(2))
+        tail = m.group(3)
+        service = request.query_params.get("service", "")
+        push = tail == "/git-receive-pack" or service == "git-receive-pack"
+        token = basic_token(request)
+        principal = await asyncio.to_thread(self.accounts.authenticate, token)
+        if token and principal is None:
+            return _challenge("Invalid credentials: use your spacehost token as the password")
+        space = await asyncio.to_thread(self.store.get_space, str(sid))
+        if space is None or not can_see(principal, sid.owner, space.private):
+            if principal is None and (push or (space is not None and space.private)):
+                return _challenge("Authentication required")
+            raise RepoNotFound(f"Repository not found: spaces/{sid}")
+        if push:
+            if principal is None:
+                return _challenge("Authentication required to push")
+            if not principal.can_write(sid.owner):
+                raise Forbidden(f"{principal.user} may not push to {sid}")
+        before = self.repos.head(sid) if push and tail == "/git-receive-pack" else None
+        return await self._cgi(request, sid, tail, principal, before)
+
+    async def _cgi(self, request: Request, sid: SpaceId, tail: str, principal: Principal | None,
+                   before: str | None) -> Response:
+        env = {
+            "GIT_PROJECT_ROOT": str(self.repos.root),
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "PATH_INFO": f"/{sid.owner}/{sid.name}.git{tail}",
+            "QUERY_STRING": request.url.query,
+            "REQUEST_METHOD": request.method,
+            "CONTENT_TYPE": request.headers.get("content-type", ""),
+            "REMOTE_USER": principal.user if principal else "",
+            "REMOTE_ADDR": request.client.host if request.client else "",
+            "GIT_HTTP_MAX_REQUEST_BUFFER": "100M",
+            "PATH": "/usr/bin:/bin:/usr/local/bin",
+        }
+        if enc := request.headers.get("content-encoding"):
+            env["HTTP_CONTENT_ENCODING"] = enc
+        if proto := request.headers.get("git-protocol"):
+            env["GIT_PROTOCOL"] = proto
+        proc = await asyncio.create_subprocess_exec(
+            "git", "http-backend", env=env, stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        assert proc.stdin and proc.stdout
+
+        async def feed() -> None:
+            assert proc.stdin
+            try:
+                async for chunk in request.stream():
+                    proc.stdin.write(chunk)
+                    await proc.stdin.drain()
+            finally:
+                proc.stdin.close()
+
+        feeder = asyncio.create_task(feed())
+        status, headers = 200, {}
+        while True:
+            line = (await proc.stdout.readline()).decode("latin-1").rstrip("\r\n")
+            if not line:
+                break
+            name, _, value = line.partition(":")
+            if name.lower() == "status":
+                status = int(value.strip().split()[0])
+            else:
+                headers[name.strip()] = value.strip()
+
+        async def body() -> AsyncIterator[bytes]:
+            assert proc.stdout
+            while chunk := await proc.stdout.read(65536):
+                yield chunk
+            await feeder
+            await proc.wait()
+            if before is not None or tail == "/git-receive-pack":
+                after = self.repos.head(sid)
+                if after and after != before:
+                    await self.on_push(sid, after)
+
+        return StreamingResponse(body(), status_code=status, headers=headers)

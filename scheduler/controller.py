@@ -1,0 +1,396 @@
+"""The control loop of one node (embedded mode): builds, starts, probes, swaps, restarts, sleeps and wakes
+Spaces, and publishes the route table. Decisions are in scheduler.lifecycle; this module does the effects.
+
+Goal state lives in the store (head_sha, serving_sha, stage, paused); what runs is re-adopted from the
+runtime after a restart, so killing spacehost at any moment loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from builder.backend import BuildBackend, BuildContext
+from builder.detect import NoAppFile
+from builder.pipeline import build_commit, load_artifact
+from core.artifact import Artifact
+from core.errors import BuildFailed, ConfigError, SpacehostError
+from core.hardware import flavor
+from core.ids import SpaceId
+from core.routes import RouteTable, Upstream
+from core.settings import Settings
+from core.stages import Sdk
+from hub.logs import LogFile
+from hub.store import SpaceRecord, Store
+from scheduler import lifecycle
+from scheduler.env import runtime_env
+from scheduler.runtimes.base import Instance, LaunchSpec, Runtime
+from sdk_templates import TEMPLATES
+
+log = logging.getLogger("spacehost.scheduler")
+DRAIN_GRACE_S = 10.0
+EnvSource = Callable[[SpaceRecord], tuple[dict[str, str], dict[str, str]]]  # (variables, secrets)
+
+
+@dataclass
+class Live:
+    """What runs for one Space, in memory."""
+
+    instance: Instance | None = None
+    artifact: Artifact | None = None
+    last_activity: float = field(default_factory=time.monotonic)
+    crashes: tuple[float, ...] = ()
+    build_cancel: threading.Event | None = None
+    build_task: asyncio.Task[None] | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    waking: asyncio.Task[None] | None = None
+
+
+class Controller:
+    def __init__(self, settings: Settings, store: Store, repos_root: Path, runtime: Runtime,
+                 backend: BuildBackend, env_source: EnvSource, on_routes: Callable[[RouteTable], None],
+                 app_url: Callable[[SpaceRecord], str], zero_gpu: Any = None,
+                 hub_upstream: Upstream | None = None) -> None:
+        self.settings, self.store, self.repos_root = settings, store, repos_root
+        self.runtime, self.backend, self.env_source = runtime, backend, env_source
+        self.on_routes, self.app_url, self.zero_gpu = on_routes, app_url, zero_gpu
+        self.hub_upstream = hub_upstream or Upstream("127.0.0.1", settings.port)
+        self.live: dict[str, Live] = {}
+        self._table: RouteTable | None = None
+        self._tick: asyncio.Task[None] | None = None
+        self._http = httpx.AsyncClient(timeout=2.0)
+        self._bg: set[asyncio.Task[Any]] = set()
+
+    # ---- helpers -------------------------------------------------------------------------------------
+    def _live(self, space_id: str) -> Live:
+        return self.live.setdefault(space_id, Live())
+
+    def _dir(self, space_id: str) -> Path:
+        return self.settings.path("spaces", space_id)
+
+    def build_log(self, space_id: str) -> LogFile:
+        return LogFile(self._dir(space_id) / "build.log")
+
+    def run_log(self, space_id: str) -> LogFile:
+        return LogFile(self._dir(space_id) / "run.log")
+
+    def _set(self, space_id: str, **fields: Any) -> SpaceRecord | None:
+        rec = self.store.update_space(space_id, **fields)
+        self.publish()
+        return rec
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._bg.add(task)
+        task.add_done_callback(self._bg.discard)
+        return task
+
+    def building(self, space_id: str) -> bool:
+        t = self.live.get(space_id)
+        return bool(t and t.build_task and not t.build_task.done())
+
+    # ---- lifecycle ----------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Recover: re-adopt what runs, resume interrupted builds, restart what should run."""
+        adopted = {(i.space_id, i.sha): i for i in await self.runtime.adopt()}
+        for space in self.store.list_spaces():
+            sid = space.space_id
+            live = self._live(sid)
+            art = load_artifact(self._dir(sid), space.serving_sha) if space.serving_sha else None
+            live.artifact = art
+            inst = adopted.pop((sid, space.serving_sha or ""), None)
+            if space.stage in ("BUILDING", "RUNNING_BUILDING") and space.head_sha:
+                if inst:
+                    live.instance = inst
+                await self.pushed(sid, space.head_sha)
+            elif inst is not None:
+                live.instance = inst
+            elif art is not None and space.stage in ("RUNNING", "RUNNING_APP_STARTING", "APP_STARTING"):
+                self._spawn(self._deploy(sid, art))
+        for inst in adopted.values():
+            await self.runtime.stop(inst)
+        self.publish()
+        self._tick = asyncio.create_task(self._loop())
+
+    async def close(self, *, stop_apps: bool = False) -> None:
+        if self._tick:
+            self._tick.cancel()
+        for live in self.live.values():
+            if live.build_cancel:
+                live.build_cancel.set()
+            if stop_apps and live.instance:
+                await self.runtime.stop(live.instance, grace_s=2)
+        for t in list(self._bg):
+            t.cancel()
+        await self._http.aclose()
+
+    async def pushed(self, space_id: str, sha: str, *, factory: bool = False) -> None:
+        live = self._live(space_id)
+        if live.build_cancel:
+            live.build_cancel.set()  # a newer push supersedes the build in progress
+        old_task = live.build_task
+        serving = live.instance is not None or (live.artifact is not None and live.artifact.static_root)
+        self.build_log(space_id).reset()
+        self._set(space_id, head_sha=sha, stage="RUNNING_BUILDING" if serving else "BUILDING", error=None)
+        cancel = threading.Event()
+        live.build_cancel = cancel
+        live.build_task = asyncio.ensure_future(self._build(space_id, sha, factory, cancel, old_task))
+
+    async def _build(self, space_id: str, sha: str, factory: bool, cancel: threading.Event,
+                     previous: asyncio.Task[None] | None) -> None:
+        if previous is not None:
+            with contextlib.suppress(BaseException):
+                await previous
+        blog = self.build_log(space_id)
+        space = self.store.get_space(space_id)
+        if space is None or cancel.is_set():
+            return
+        variables, secrets = self.env_source(space)
+        ctx = BuildContext(log=_masking(blog.write, secrets.values()), cancel=cancel, secrets=secrets,
+                           variables=variables, no_cache=factory)
+        sid = SpaceId.parse(space_id)
+        bare = self.repos_root / sid.owner / f"{sid.name}.git"
+        live = self._live(space_id)
+        serving = live.instance is not None or bool(live.artifact and live.artifact.static_root)
+        try:
+            art = await asyncio.to_thread(build_commit, self.backend, bare, self._dir(space_id), space_id, sha, ctx)
+        except (ConfigError, NoAppFile, BuildFailed, SpacehostError) as e:
+            if cancel.is_set():
+                return
+            stage = ("CONFIG_ERROR" if isinstance(e, ConfigError) else "NO_APP_FILE" if isinstance(e, NoAppFile)
+                     else "BUILD_ERROR")
+            blog.write(f"==> {stage}: {e.message}")
+            tail = getattr(e, "log_tail", "")
+            error = e.message + (f"\n{tail}" if tail else "")
+            if serving:  # the previous version keeps serving; the failure shows in the runtime info
+                self._set(space_id, stage="RUNNING", error=f"{stage} for {sha[:12]}: {error}")
+            else:
+                self._set(space_id, stage=stage, error=error)
+            return
+        except Exception as e:  # a bug, not the user's fault: still say what happened
+            log.exception("build of %s failed", space_id)
+            blog.write(f"==> BUILD_ERROR: internal error: {e!r}")
+            self._set(space_id, stage="RUNNING" if serving else "BUILD_ERROR", error=f"internal error: {e!r}")
+            return
+        if cancel.is_set():
+            return
+        self._set(space_id, sdk=art.sdk.value)
+        await self._deploy(space_id, art)
+
+    async def _deploy(self, space_id: str, art: Artifact) -> None:
+        """Start `art`, wait until ready, switch the route, drain and stop the old instance."""
+        live = self._live(space_id)
+        async with live.lock:
+            space = self.store.get_space(space_id)
+            if space is None:
+                return
+            if space.paused:
+                live.artifact = art
+                self._set(space_id, stage="PAUSED", serving_sha=art.sha)
+                return
+            if art.sdk is Sdk.STATIC:
+                old, live.instance, live.artifact = live.instance, None, art
+                self._set(space_id, stage="RUNNING", serving_sha=art.sha, error=None)
+                if old:
+                    await self.runtime.stop(old)
+                return
+            old = live.instance
+            self._set(space_id, stage="RUNNING_APP_STARTING" if old else "APP_STARTING")
+            inst, failure = await self._start_ready(space, art)
+            if inst is None:
+                if old is not None:
+                    self._set(space_id, stage="RUNNING", error=f"new version {art.sha[:12]} failed: {failure}")
+                else:
+                    live.artifact = art
+                    self._set(space_id, stage="RUNTIME_ERROR", serving_sha=art.sha, error=failure)
+                return
+            live.instance, live.artifact, live.crashes = inst, art, ()
+            live.last_activity = time.monotonic()
+            self._set(space_id, stage="RUNNING", serving_sha=art.sha, error=None)
+        if old is not None:
+            self._spawn(self._drain_stop(old))
+
+    async def _drain_stop(self, inst: Instance) -> None:
+        await asyncio.sleep(DRAIN_GRACE_S)
+        await self.runtime.stop(inst)
+
+    async def _start_ready(self, space: SpaceRecord, art: Artifact) -> tuple[Instance | None, str]:
+        sid = space.space_id
+        variables, secrets = self.env_source(space)
+        fl = flavor(space.hardware)
+        zurl = self.zero_gpu.register_space(sid) if (self.zero_gpu and fl.is_zero) else None
+        env = runtime_env(SpaceId.parse(sid), art, fl, space_host=self.app_url(space).split("://", 1)[1],
+                          hub_url=self.settings.hub_url, variables=variables, secrets=secrets, zero_gpu_url=zurl)
+        rlog = self.run_log(sid)
+        rlog.write(f"==> Starting {sid} at {art.sha[:12]} ({fl.hardware.value})")
+        live = self._live(sid)
+        seq = len(live.crashes) + int(time.time() * 1000) % 100000
+        spec = LaunchSpec(instance_id=f"{space.owner}--{space.name}--{art.sha[:7]}--{seq}", artifact=art, env=env,
+                          flavor=fl, log_path=str(rlog.path), secret_values=tuple(v for v in secrets.values() if v))
+        try:
+            inst = await self.runtime.start(spec)
+        except SpacehostError as e:
+            return None, e.message
+        deadline = time.monotonic() + art.config.startup_timeout_s
+        path = TEMPLATES[art.sdk].health_path
+        url = f"http://{inst.upstream.host}:{inst.upstream.port}{path}"
+        while time.monotonic() < deadline:
+            ended = await self.runtime.exited(inst)
+            if ended is not None:
+                await asyncio.sleep(0.2)  # let the log reader flush the last lines
+                return None, f"{ended.reason}\n{rlog.tail(20)}"
+            with contextlib.suppress(httpx.HTTPError):
+                r = await self._http.get(url, headers={"X-Spacehost-Probe": "1"})
+                if r.status_code < 500:
+                    rlog.write(f"==> Ready: {sid} answers on {inst.upstream.host}:{inst.upstream.port}")
+                    return inst, ""
+            await asyncio.sleep(0.1)
+        await self.runtime.stop(inst)
+        return None, f"the app did not answer within {art.config.startup_timeout_s:.0f}s\n{rlog.tail(20)}"
+
+    async def restart(self, space_id: str, *, factory: bool = False) -> None:
+        space = self.store.get_space(space_id)
+        if space is None:
+            return
+        if space.paused:
+            self._set(space_id, paused=False)
+        live = self._live(space_id)
+        if factory or live.artifact is None:
+            if space.head_sha:
+                await self.pushed(space_id, space.head_sha, factory=factory)
+            return
+        self._spawn(self._deploy(space_id, live.artifact))
+
+    async def env_changed(self, space_id: str) -> None:
+        live = self._live(space_id)
+        space = self.store.get_space(space_id)
+        if space and live.artifact and not space.paused and (live.instance or space.stage == "RUNTIME_ERROR"):
+            self._spawn(self._deploy(space_id, live.artifact))
+
+    async def pause(self, space_id: str) -> None:
+        live = self._live(space_id)
+        async with live.lock:
+            inst, live.instance = live.instance, None
+            self._set(space_id, paused=True, stage="PAUSED")
+            if inst:
+                await self.runtime.stop(inst)
+
+    async def deleted(self, space_id: str) -> None:
+        live = self.live.pop(space_id, None)
+        if live is None:
+            return
+        if live.build_cancel:
+            live.build_cancel.set()
+        if live.instance:
+            await self.runtime.stop(live.instance)
+        if self.zero_gpu:
+            self.zero_gpu.unregister_space(space_id)
+        self.publish()
+
+    # ---- visitors: activity and wake ----------------------------------------------------------------
+    def activity(self, space_id: str) -> None:
+        if (live := self.live.get(space_id)) is not None:
+            live.last_activity = time.monotonic()
+
+    async def wake(self, space_id: str) -> None:
+        live = self._live(space_id)
+        if live.waking is None or live.waking.done():
+            live.last_activity = time.monotonic()
+            if live.artifact is not None:
+                live.waking = self._spawn(self._deploy(space_id, live.artifact))
+        await asyncio.shield(live.waking) if live.waking else None
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self._check()
+            except Exception:
+                log.exception("scheduler tick failed")
+
+    async def _check(self) -> None:
+        now = time.monotonic()
+        for space_id, live in list(self.live.items()):
+            inst = live.instance
+            if inst is None or live.lock.locked():
+                continue
+            ended = await self.runtime.exited(inst)
+            space = self.store.get_space(space_id)
+            if space is None:
+                continue
+            if ended is not None:
+                live.instance = None
+                live.crashes = (*live.crashes, now)
+                delay = lifecycle.restart_delay(live.crashes, now)
+                self.run_log(space_id).write(f"==> The app stopped: {ended.reason}")
+                if delay is None or live.artifact is None:
+                    self._set(space_id, stage="RUNTIME_ERROR", error=f"{ended.reason} (crash loop)\n"
+                              f"{self.run_log(space_id).tail(20)}")
+                else:
+                    self._set(space_id, stage="APP_STARTING", error=f"{ended.reason}; restarting in {delay:.0f}s")
+                    self._spawn(self._restart_later(space_id, live.artifact, delay))
+                if self.zero_gpu:
+                    self.zero_gpu.space_died(space_id)
+            elif lifecycle.should_sleep(_sleep_time(space), live.last_activity, now):
+                async with live.lock:
+                    live.instance = None
+                    self._set(space_id, stage="SLEEPING")
+                    self.run_log(space_id).write("==> Sleeping after inactivity")
+                    await self.runtime.stop(inst)
+
+    async def _restart_later(self, space_id: str, art: Artifact, delay: float) -> None:
+        await asyncio.sleep(delay)
+        await self._deploy(space_id, art)
+
+    # ---- routes -------------------------------------------------------------------------------------
+    def publish(self) -> None:
+        views = []
+        for space in self.store.list_spaces():
+            live = self.live.get(space.space_id) or Live()
+            cfg = live.artifact.config if live.artifact else None
+            views.append(lifecycle.SpaceView(
+                space_id=space.space_id, subdomain=SpaceId(space.owner, space.name).subdomain, stage=space.stage,
+                private=space.private, direct_port=space.direct_port,
+                upstream=live.instance.upstream if live.instance else None,
+                static_root=live.artifact.static_root if live.artifact and live.artifact.sdk is Sdk.STATIC else None,
+                headers=cfg.custom_headers if cfg else (), disable_embedding=bool(cfg and cfg.disable_embedding),
+                zero_gpu=flavor(space.hardware).is_zero, error=space.error,
+            ))
+        table = RouteTable(self.settings.domain, self.hub_upstream, tuple(lifecycle.route_for(v) for v in views))
+        if table != self._table:
+            self._table = table
+            self.on_routes(table)
+
+
+def _sleep_time(space: SpaceRecord) -> int | None:
+    return space.sleep_time if space.sleep_time is not None else flavor(space.hardware).default_sleep_s
+
+
+def _masking(write: Callable[[str], None], secrets: Any) -> Callable[[str], None]:
+    values = sorted((v for v in secrets if v and len(v) >= 3), key=len, reverse=True)
+
+    def masked(line: str) -> None:
+        for v in values:
+            line = line.replace(v, "***")
+        write(line)
+
+    return masked
+
+
+def env_source_for(store: Store, box: Any) -> EnvSource:
+    def source(space: SpaceRecord) -> tuple[dict[str, str], dict[str, str]]:
+        variables = {k: r.value for k, r in store.kv(space.id, "variable").items()}
+        secrets = {k: box.open(r.value) for k, r in store.kv(space.id, "secret").items()}
+        return variables, secrets
+
+    return source
+
+

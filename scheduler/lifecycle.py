@@ -1,0 +1,75 @@
+"""Pure lifecycle decisions: restart backoff, sleep, and the route a Space's state maps to."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.routes import Route, RouteState, Upstream
+
+BACKOFF_BASE_S = 1.0
+BACKOFF_MAX_S = 30.0
+CRASH_WINDOW_S = 120.0
+MAX_CRASHES = 4  # crashes within the window before RUNTIME_ERROR
+
+
+def restart_delay(crash_times: tuple[float, ...], now: float) -> float | None:
+    """Seconds to wait before restarting a crashed app, or None to give up (a crash loop)."""
+    recent = [t for t in crash_times if now - t <= CRASH_WINDOW_S]
+    if len(recent) >= MAX_CRASHES:
+        return None
+    return min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** max(0, len(recent) - 1))
+
+
+def should_sleep(sleep_time_s: int | None, last_activity: float, now: float) -> bool:
+    """A Space sleeps after `sleep_time_s` without visitors; None or -1 means never."""
+    return sleep_time_s is not None and sleep_time_s >= 0 and now - last_activity >= sleep_time_s
+
+
+@dataclass(frozen=True)
+class SpaceView:
+    """What the route of one Space depends on."""
+
+    space_id: str
+    subdomain: str
+    stage: str
+    private: bool
+    direct_port: int | None
+    upstream: Upstream | None
+    static_root: str | None
+    headers: tuple[tuple[str, str], ...]
+    disable_embedding: bool
+    zero_gpu: bool
+    error: str | None
+    custom_domains: tuple[str, ...] = ()
+
+
+_STATE = {
+    "SLEEPING": RouteState.SLEEPING,
+    "PAUSED": RouteState.STOPPED,
+    "STOPPED": RouteState.STOPPED,
+}
+
+
+def route_for(v: SpaceView) -> Route:
+    if v.static_root and v.stage in ("RUNNING", "RUNNING_BUILDING"):
+        state, message = RouteState.STATIC, ""
+    elif v.upstream is not None and v.stage in ("RUNNING", "RUNNING_BUILDING", "RUNNING_APP_STARTING"):
+        state, message = RouteState.SERVING, ""
+    elif v.stage in _STATE:
+        state = _STATE[v.stage]
+        message = "This Space is paused by its owner." if v.stage == "PAUSED" else "This Space is asleep."
+    elif v.stage in ("BUILDING", "APP_STARTING", "RUNNING_APP_STARTING", "RUNNING_BUILDING"):
+        state, message = RouteState.STARTING, "This Space is building." if "BUILD" in v.stage else "This Space is starting."
+    else:
+        state = RouteState.STOPPED
+        message = {"NO_APP_FILE": "This Space has no app file yet.", "CONFIG_ERROR": "Configuration error",
+                   "BUILD_ERROR": "Build error", "RUNTIME_ERROR": "Runtime error"}.get(v.stage, v.stage)
+        if v.error:
+            message += ": " + v.error.splitlines()[0][:300]
+    return Route(
+        space_id=v.space_id, subdomain=v.subdomain, state=state,
+        upstream=v.upstream if state is RouteState.SERVING else None,
+        static_root=v.static_root if state is RouteState.STATIC else None,
+        private=v.private, direct_port=v.direct_port, custom_domains=v.custom_domains, headers=v.headers,
+        disable_embedding=v.disable_embedding, zero_gpu=v.zero_gpu, message=message,
+    )

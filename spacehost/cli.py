@@ -1,0 +1,96 @@
+"""`spacehost` command line. Every flag of `up` may also come from `SPACEHOST_<FLAG>`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from core.errors import SpacehostError
+from core.settings import Settings
+
+
+def _env(flag: str, default: str | None = None) -> str | None:
+    return os.environ.get("SPACEHOST_" + flag.upper().replace("-", "_"), default)
+
+
+def up_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("up", help="run spacehost (embedded mode: everything on this machine)")
+    p.add_argument("--data-dir", default=_env("data-dir", ".spacehost"))
+    p.add_argument("--host", default=_env("host", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(_env("port", "8080") or 8080))
+    p.add_argument("--domain", default=_env("domain", "localhost"))
+    p.add_argument("--runtime", choices=["process", "docker"], default=_env("runtime", "process"))
+    p.add_argument("--tls-cert", default=_env("tls-cert"))
+    p.add_argument("--tls-key", default=_env("tls-key"))
+    p.add_argument("--tls", choices=["self-signed"], default=_env("tls"))
+    p.add_argument("--zerogpu-devices", type=int, default=int(_env("zerogpu-devices", "0") or 0))
+    p.add_argument("--build-ca", default=_env("build-ca"), help="CA bundle trusted by builds (default: SSL_CERT_FILE)")
+    p.add_argument("--direct-port-base", type=int, default=int(_env("direct-port-base", "0") or 0),
+                   help="first per-Space port (default: --port + 1000)")
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    if bool(args.tls_cert) != bool(args.tls_key):
+        raise SystemExit("spacehost: --tls-cert and --tls-key go together")
+    build_ca = args.build_ca or os.environ.get("SSL_CERT_FILE")
+    return Settings(
+        data_dir=Path(args.data_dir), host=args.host, port=args.port, domain=args.domain, runtime=args.runtime,
+        tls_cert=Path(args.tls_cert) if args.tls_cert else None, tls_key=Path(args.tls_key) if args.tls_key else None,
+        tls=args.tls, zerogpu_devices=args.zerogpu_devices, build_ca=Path(build_ca) if build_ca else None,
+        direct_port_base=args.direct_port_base,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="spacehost", description="Self-hosted Hugging Face-style Spaces")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    up_parser(sub)
+    for what in ("user", "org", "token"):
+        p = sub.add_parser(what, help=f"manage {what}s")
+        p.add_argument("--data-dir", default=_env("data-dir", ".spacehost"))
+        p.add_argument("action", choices=["create"] if what != "org" else ["create", "add-member"])
+        p.add_argument("name")
+        if what == "user":
+            p.add_argument("--admin", action="store_true")
+        if what == "token":
+            p.add_argument("--role", choices=["read", "write"], default="write")
+            p.add_argument("--token-name", default="cli")
+        if what == "org":
+            p.add_argument("--member", help="user to add (add-member) or the first admin (create)")
+            p.add_argument("--role", choices=["read", "write", "admin"], default="write")
+    args = parser.parse_args(argv)
+    if args.cmd == "up":
+        from spacehost.embedded import run_embedded  # noqa: PLC0415
+
+        run_embedded(settings_from(args))
+        return 0
+    from hub.accounts import Accounts  # noqa: PLC0415
+    from spacehost.embedded import open_store  # noqa: PLC0415
+
+    accounts = Accounts(open_store(Settings(data_dir=Path(args.data_dir))))
+    try:
+        if args.cmd == "user":
+            accounts.create(args.name, admin=args.admin)
+            print(f"user {args.name} created; make a token with: spacehost token create {args.name}")
+        elif args.cmd == "token":
+            print(accounts.create_token(args.name, role=args.role, display_name=args.token_name))
+        elif args.action == "create":
+            accounts.create(args.name, kind="org")
+            if args.member:
+                accounts.set_member(args.name, args.member, "admin")
+            print(f"organization {args.name} created")
+        else:
+            if not args.member:
+                raise SystemExit("spacehost: org add-member needs --member USER")
+            accounts.set_member(args.name, args.member, args.role)
+            print(f"{args.member} is now {args.role} in {args.name}")
+    except SpacehostError as e:
+        print(f"spacehost: {e.message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

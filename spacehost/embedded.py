@@ -1,0 +1,181 @@
+"""Embedded mode: hub, builder, scheduler, ZeroGPU broker and proxy in one process on one machine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+
+from builder import load_backend
+from core.routes import RouteTable, Upstream
+from core.settings import Settings
+from hub.accounts import Accounts
+from hub.app import create_app
+from hub.control import Hub, wildcard_dns_works
+from hub.crypto import SecretBox
+from hub.repos import Repos
+from hub.store import Store
+from scheduler.controller import Controller, env_source_for
+from scheduler.runtimes import load_runtime
+
+log = logging.getLogger("spacehost")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def open_store(settings: Settings) -> Store:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url = os.environ.get("SPACEHOST_DATABASE_URL") or f"sqlite:///{settings.path('state.db').resolve()}"
+    return Store(url)
+
+
+def bootstrap_admin(accounts: Accounts) -> str | None:
+    """Make sure the admin user exists; returns a newly generated token to print once, if any."""
+    wanted = os.environ.get("SPACEHOST_ADMIN_TOKEN")
+    fresh = accounts.get("admin") is None
+    if fresh:
+        accounts.create("admin", admin=True)
+    if wanted:
+        accounts.create_token("admin", value=wanted, display_name="admin-bootstrap")
+        return None
+    if fresh:
+        return accounts.create_token("admin", display_name="admin-bootstrap")
+    return None
+
+
+class ProxyHooksImpl:
+    def __init__(self, controller: Controller, accounts: Accounts, store: Store) -> None:
+        self.controller, self.accounts, self.store = controller, accounts, store
+
+    def activity(self, space_id: str) -> None:
+        self.controller.activity(space_id)
+
+    async def wake(self, space_id: str) -> None:
+        await self.controller.wake(space_id)
+
+    def user_for_token(self, token: str) -> str | None:
+        p = self.accounts.authenticate(token)
+        return p.user if p else None
+
+    def can_view(self, space_id: str, user: str | None) -> bool:
+        space = self.store.get_space(space_id)
+        if space is None:
+            return False
+        if not space.private:
+            return True
+        if user is None:
+            return False
+        if user == space.owner:
+            return True
+        return any(o.name == space.owner for o in self.accounts.orgs_of(user)) or bool(
+            (acct := self.accounts.get(user)) and acct.is_admin)
+
+
+@dataclass
+class Embedded:
+    settings: Settings
+    hub: Hub | None = None
+    controller: Controller | None = None
+    proxy: Any = None
+    broker: Any = None
+    _servers: list[Any] = field(default_factory=list)
+    admin_token: str | None = None
+
+    async def run(self, ready: asyncio.Event | None = None) -> None:
+        s = self.settings
+        store = open_store(s)
+        accounts = Accounts(store)
+        self.admin_token = bootstrap_admin(accounts)
+        repos = Repos(s.path("repos"))
+        key = s.secret_key()
+        box = SecretBox(key)
+        hub_port = free_port()
+        runtime = load_runtime(s.runtime, s)
+        backend = load_backend(s.runtime, s)
+        hub_holder: dict[str, Hub] = {}
+
+        from proxy.server import ProxyServer  # noqa: PLC0415 - heavy, only for `up`
+
+        proxy_box: dict[str, Any] = {}
+
+        def on_routes(table: RouteTable) -> None:
+            if "proxy" in proxy_box:
+                proxy_box["proxy"].update(table)
+            proxy_box["table"] = table
+
+        self.broker = await self._start_broker(key)
+        controller = Controller(
+            s, store, repos.root, runtime, backend, env_source_for(store, box), on_routes,
+            app_url=lambda space: hub_holder["hub"].app_url(space), zero_gpu=self.broker,
+            hub_upstream=Upstream("127.0.0.1", hub_port),
+        )
+        hub = Hub(s, store, accounts, repos, box, controller, wildcard_dns=wildcard_dns_works(s.domain),
+                  signing_key=key)
+        hub_holder["hub"] = hub
+        self.hub, self.controller = hub, controller
+        app = create_app(hub)
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=hub_port, log_level="warning",
+                                               proxy_headers=True, forwarded_allow_ips="127.0.0.1",
+                                               timeout_keep_alive=30))
+        hub_task = asyncio.create_task(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.02)
+        await controller.start()
+        table = proxy_box.get("table") or RouteTable(s.domain, Upstream("127.0.0.1", hub_port))
+        tls = None
+        if s.tls or s.tls_cert:
+            from proxy.tls import tls_config_for  # noqa: PLC0415
+
+            tls = tls_config_for(s)
+        proxy = ProxyServer(table, ProxyHooksImpl(controller, accounts, store), host=s.host, port=s.port,
+                            secret=key, tls=tls)
+        proxy_box["proxy"] = proxy
+        await proxy.start()
+        self.proxy = proxy
+        self._announce(hub)
+        if ready:
+            ready.set()
+        try:
+            await hub_task
+        finally:
+            await proxy.stop()
+            await controller.close()
+            if self.broker is not None and hasattr(self.broker, "close"):
+                await self.broker.close()
+
+    async def _start_broker(self, key: bytes) -> Any:
+        try:
+            from zerogpu.embedded import start_broker  # noqa: PLC0415
+        except ImportError:
+            return None
+        return await start_broker(self.settings, key)
+
+    def _announce(self, hub: Hub) -> None:
+        s = self.settings
+        print(f"spacehost is up: {s.hub_url}  (runtime: {s.runtime}, data: {s.data_dir})", flush=True)
+        if not hub.wildcard_dns:
+            print(f"  note: *.{s.domain} does not resolve for plain clients here; the API's `host` gives each"
+                  f" Space its own port on {s.host}", flush=True)
+        if self.admin_token:
+            print("  admin token (shown once, keep it):", self.admin_token, flush=True)
+
+
+def run_embedded(settings: Settings) -> None:
+    logging.basicConfig(level=os.environ.get("SPACEHOST_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with contextlib.suppress(ImportError):
+        import uvloop  # noqa: PLC0415
+
+        uvloop.install()
+    asyncio.run(Embedded(settings).run())
+

@@ -1,0 +1,165 @@
+"""Drive a real `spacehost up` from outside: its API over HTTP, git over smart HTTP."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+TERMINAL = {"RUNNING", "BUILD_ERROR", "RUNTIME_ERROR", "CONFIG_ERROR", "NO_APP_FILE", "PAUSED", "STOPPED",
+            "SLEEPING"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def free_port_range(n: int = 200) -> int:
+    """A base port with `n` free ports after it (best effort)."""
+    for _ in range(50):
+        base = free_port()
+        if base + n >= 65000:
+            continue
+        ok = True
+        for p in range(base, base + n, 17):
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", p))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return base
+    raise RuntimeError("no free port range")
+
+
+@dataclass
+class Server:
+    data_dir: Path
+    port: int
+    token: str
+    proc: subprocess.Popen[bytes] | None = None
+    extra_args: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    direct_base: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60) -> None:
+        env = {**os.environ, "SPACEHOST_ADMIN_TOKEN": self.token, "SPACEHOST_LOG_LEVEL": "INFO", **self.env}
+        self.direct_base = self.direct_base or free_port_range()
+        log = (self.data_dir / "server.log").open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "spacehost.cli", "up", "--data-dir", str(self.data_dir), "--port",
+             str(self.port), "--direct-port-base", str(self.direct_base), *self.extra_args],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"spacehost exited:\n{self.log_tail()}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"spacehost did not come up:\n{self.log_tail()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+    def log_tail(self, n: int = 60) -> str:
+        p = self.data_dir / "server.log"
+        return "\n".join(p.read_text(errors="replace").splitlines()[-n:]) if p.exists() else ""
+
+    def api(self, token: str | None = None) -> httpx.Client:
+        tok = self.token if token is None else token
+        headers = {"Authorization": f"Bearer {tok}"} if tok else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+    def create_space(self, name: str, sdk: str = "gradio", *, private: bool = False, owner: str | None = None,
+                     token: str | None = None, **extra: object) -> httpx.Response:
+        body = {"type": "space", "name": name, "sdk": sdk, "private": private, **extra}
+        if owner:
+            body["organization"] = owner
+        with self.api(token) as c:
+            return c.post("/api/repos/create", json=body)
+
+    def git_url(self, space_id: str, token: str | None = None) -> str:
+        tok = self.token if token is None else token
+        cred = f"user:{tok}@" if tok else ""
+        return f"http://{cred}127.0.0.1:{self.port}/spaces/{space_id}"
+
+    def push(self, space_id: str, files: Mapping[str, str | bytes], *, token: str | None = None,
+             message: str = "update", workdir: Path | None = None) -> subprocess.CompletedProcess[str]:
+        """Commit `files` (path → content; None deletes) on top of the Space's main and push it."""
+        work = workdir or Path(tempfile.mkdtemp(prefix="push-"))
+        url = self.git_url(space_id, token)
+        if not (work / ".git").exists():
+            clone = git("clone", "-q", url, str(work), check=False)
+            if clone.returncode != 0:
+                git("init", "-q", "-b", "main", str(work))
+        for path, content in files.items():
+            target = work / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content.encode() if isinstance(content, str) else content)
+        git("-C", str(work), "add", "-A")
+        git("-C", str(work), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", message,
+            "--allow-empty")
+        return git("-C", str(work), "push", "-q", url, "HEAD:main", check=False)
+
+    def runtime(self, space_id: str) -> dict[str, object]:
+        with self.api() as c:
+            r = c.get(f"/api/spaces/{space_id}/runtime")
+            r.raise_for_status()
+            return r.json()  # type: ignore[no-any-return]
+
+    def wait_stage(self, space_id: str, stages: Iterable[str] = TERMINAL, timeout: float = 240,
+                   after_sha: str | None = None) -> dict[str, object]:
+        wanted = set(stages)
+        deadline = time.monotonic() + timeout
+        rt: dict[str, object] = {}
+        while time.monotonic() < deadline:
+            rt = self.runtime(space_id)
+            if rt["stage"] in wanted and (after_sha is None or rt.get("sha") == after_sha):
+                return rt
+            time.sleep(0.25)
+        raise TimeoutError(f"{space_id} stuck in {rt.get('stage')}: {rt}\n{self.log_tail()}")
+
+    def build_log(self, space_id: str) -> str:
+        with self.api() as c:
+            r = c.get(f"/api/spaces/{space_id}/logs/build", params={"follow": "false"})
+            return "\n".join(ln for ln in r.text.splitlines() if ln.startswith("data: {"))
+
+    def host(self, space_id: str) -> str:
+        with self.api() as c:
+            return str(c.get(f"/api/spaces/{space_id}").json()["host"])
+
+
+def git(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    proc = subprocess.run(["git", *args], capture_output=True, text=True, env=env)
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args)}: {proc.stderr}")
+    return proc
