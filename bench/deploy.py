@@ -1,0 +1,120 @@
+"""Deploy speed: push → serving, against a plain `python app.py` cold start measured in the same run.
+
+Rows (medians over --runs): plain cold start (baseline); first push with the environment cached → serving;
+code-only re-push → new version serving; wake of a sleeping Space → first byte.
+Run: `.venv/bin/python bench/deploy.py [--runs 3] [--runtime process|docker]`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.e2e.harness import Server, free_port  # noqa: E402
+
+APP = """import gradio as gr
+
+def greet(name):
+    return "{tag} " + name
+
+gr.Interface(fn=greet, inputs="text", outputs="text").launch()
+"""
+
+
+def wait_body(url: str, needle: str, timeout: float = 300) -> float:
+    """Poll `url` until its body (the Gradio config) contains `needle`; returns the time it happened."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(url, timeout=5)
+            if r.status_code == 200 and needle in r.text:
+                return time.monotonic()
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.02)
+    raise TimeoutError(url)
+
+
+def plain_cold_start(python: str) -> float:
+    with tempfile.TemporaryDirectory() as d:
+        Path(d, "app.py").write_text(APP.format(tag="plain"))
+        port = free_port()
+        t0 = time.monotonic()
+        proc = subprocess.Popen([python, "app.py"], cwd=d, env={**os.environ, "GRADIO_SERVER_PORT": str(port)},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            t1 = wait_body(f"http://127.0.0.1:{port}/", "gradio", 60)
+        finally:
+            proc.kill()
+            proc.wait()
+        return t1 - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runtime", default="process")
+    args = ap.parse_args()
+    srv = Server(Path(tempfile.mkdtemp(prefix="bench-deploy-")), free_port(), "hf_bench_" + secrets.token_hex(6),
+                 extra_args=("--runtime", args.runtime))
+    srv.start()
+    rows: dict[str, list[float]] = {"plain": [], "first": [], "code": [], "wake": []}
+    try:
+        warm = f"admin/warm-{uuid.uuid4().hex[:6]}"  # fills the environment cache
+        srv.create_space(warm.split("/")[1])
+        srv.push(warm, {"app.py": APP.format(tag="warm")})
+        srv.wait_stage(warm, {"RUNNING"}, timeout=600)
+        for i in range(args.runs):
+            rows["plain"].append(plain_cold_start(sys.executable))
+            sid = f"admin/b{i}-{uuid.uuid4().hex[:6]}"
+            srv.create_space(sid.split("/")[1])
+            work = Path(tempfile.mkdtemp())
+            t0 = time.monotonic()
+            srv.push(sid, {"app.py": APP.format(tag=f"v1-{i}")}, workdir=work)
+            host = srv.host(sid)
+            rows["first"].append(_serving(srv, sid, host, t0))
+            t0 = time.monotonic()
+            srv.push(sid, {"app.py": APP.format(tag=f"v2-{i}")}, workdir=work)
+            rows["code"].append(_serving(srv, sid, host, t0))
+            with srv.api() as c:
+                c.post(f"/api/spaces/{sid}/sleeptime", json={"seconds": 1})
+            srv.wait_stage(sid, {"SLEEPING"}, timeout=60)
+            t0 = time.monotonic()
+            r = httpx.get(host + "/", timeout=120, headers={"Accept": "application/json"})
+            rows["wake"].append(time.monotonic() - t0)
+            assert r.status_code == 200, r.status_code
+    finally:
+        srv.stop()
+    base = statistics.median(rows["plain"])
+    print(f"\nDeploy speed ({args.runtime} runtime, medians of {args.runs} runs, this machine)\n")
+    print("| what | median | vs plain cold start | target |")
+    print("|---|---|---|---|")
+    print(f"| plain `python app.py` cold start → first byte (baseline) | {base:.2f} s | 1.00× | — |")
+    for key, label, target in (("first", "first push, environment cached → serving", "≤ 0.5×"),
+                               ("code", "code-only re-push → new version serving", "≤ 0.25×"),
+                               ("wake", "wake of a sleeping Space → first byte", "≤ 0.1×")):
+        med = statistics.median(rows[key])
+        print(f"| {label} | {med:.2f} s | {med / base:.2f}× | {target} |")
+
+
+def _serving(srv: Server, sid: str, host: str, t0: float) -> float:
+    """Seconds from `t0` until the app at `host` answers with the pushed version's config."""
+    with srv.api() as c:
+        sha = c.get(f"/api/spaces/{sid}").json()["sha"]
+    srv.wait_stage(sid, {"RUNNING"}, after_sha=sha, timeout=600)
+    wait_body(host + "/", "gradio", 120)
+    return time.monotonic() - t0
+
+
+if __name__ == "__main__":
+    main()
