@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from core.errors import Forbidden, RepoNotFound, Unauthorized
+from core.errors import Forbidden, RepoNotFound
 from core.ids import SpaceId
 from hub.accounts import Accounts, Principal, can_see
 from hub.repos import Repos

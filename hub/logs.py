@@ -18,7 +18,7 @@ class LogFile:
 
     def write(self, line: str) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        stamp = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         with self.path.open("a", encoding="utf-8") as f:
             for part in line.rstrip("\n").split("\n"):
                 f.write(f"{stamp}\t{part}\n")

@@ -76,7 +76,7 @@ class Repos:
 
     def read(self, sid: SpaceId, sha: str, path: str) -> bytes:
         proc = subprocess.run(
-            ["git", "-C", str(self.path(sid)), "cat-file", "blob", f"{sha}:{path}"], capture_output=True
+            ["git", "-C", str(self.path(sid)), "cat-file", "blob", f"{sha}:{path}"], capture_output=True, check=False
         )
         if proc.returncode != 0:
             raise EntryNotFound(f"{path} not found at {sha[:12]} in {sid}")

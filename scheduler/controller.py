@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from builder.detect import NoAppFile
 
 from builder.backend import BuildBackend, BuildContext
-from builder.detect import NoAppFile
 from builder.pipeline import build_commit, load_artifact
 from core.artifact import Artifact
 from core.errors import BuildFailed, ConfigError, SpacehostError

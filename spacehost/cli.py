@@ -62,12 +62,12 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--role", choices=["read", "write", "admin"], default="write")
     args = parser.parse_args(argv)
     if args.cmd == "up":
-        from spacehost.embedded import run_embedded  # noqa: PLC0415
+        from spacehost.embedded import run_embedded
 
         run_embedded(settings_from(args))
         return 0
-    from hub.accounts import Accounts  # noqa: PLC0415
-    from spacehost.embedded import open_store  # noqa: PLC0415
+    from hub.accounts import Accounts
+    from spacehost.embedded import open_store
 
     accounts = Accounts(open_store(Settings(data_dir=Path(args.data_dir))))
     try:

@@ -104,7 +104,7 @@ class Embedded:
         backend = load_backend(s.runtime, s)
         hub_holder: dict[str, Hub] = {}
 
-        from proxy.server import ProxyServer  # noqa: PLC0415 - heavy, only for `up`
+        from proxy.server import ProxyServer
 
         proxy_box: dict[str, Any] = {}
 
@@ -134,7 +134,7 @@ class Embedded:
         table = proxy_box.get("table") or RouteTable(s.domain, Upstream("127.0.0.1", hub_port))
         tls = None
         if s.tls or s.tls_cert:
-            from proxy.tls import tls_config_for  # noqa: PLC0415
+            from proxy.tls import tls_config_for
 
             tls = tls_config_for(s)
         proxy = ProxyServer(table, ProxyHooksImpl(controller, accounts, store), host=s.host, port=s.port,
@@ -155,7 +155,7 @@ class Embedded:
 
     async def _start_broker(self, key: bytes) -> Any:
         try:
-            from zerogpu.embedded import start_broker  # noqa: PLC0415
+            from zerogpu.embedded import start_broker
         except ImportError:
             return None
         return await start_broker(self.settings, key)
@@ -174,7 +174,7 @@ def run_embedded(settings: Settings) -> None:
     logging.basicConfig(level=os.environ.get("SPACEHOST_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with contextlib.suppress(ImportError):
-        import uvloop  # noqa: PLC0415
+        import uvloop
 
         uvloop.install()
     asyncio.run(Embedded(settings).run())
