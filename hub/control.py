@@ -30,6 +30,11 @@ class SpaceControl(Protocol):
 
     def building(self, space_id: str) -> bool: ...
 
+    def builds(self, space_id: str) -> list[str]:
+        """Commits whose build is kept (rollback targets), newest first."""
+
+    async def rollback(self, space_id: str, sha: str) -> None: ...
+
     def runtime_extra(self, space_id: str) -> dict[str, Any]: ...
 
 

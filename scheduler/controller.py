@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from builder.detect import NoAppFile
 
 from builder.backend import BuildBackend, BuildContext
+from builder.detect import NoAppFile
 from builder.pipeline import build_commit, load_artifact
 from core.artifact import Artifact
 from core.errors import BuildFailed, ConfigError, SpacehostError
@@ -268,6 +268,22 @@ class Controller:
                 await self.pushed(space_id, space.head_sha, factory=factory)
             return
         self._spawn(self._deploy(space_id, live.artifact))
+
+    def builds(self, space_id: str) -> list[str]:
+        """Commits with a kept build of this Space, newest first (rollback targets)."""
+        d = self._dir(space_id) / "builds"
+        files = sorted(d.glob("*.pickle"), key=lambda p: p.stat().st_mtime, reverse=True) if d.exists() else []
+        return [p.stem for p in files]
+
+    async def rollback(self, space_id: str, sha: str) -> None:
+        """Redeploy a previous commit's build without rebuilding."""
+        from core.errors import NotFound
+
+        art = load_artifact(self._dir(space_id), sha)
+        if art is None:
+            raise NotFound(f"no kept build of {sha[:12]} for {space_id}; kept: {', '.join(self.builds(space_id))}")
+        self._set(space_id, paused=False)
+        self._spawn(self._deploy(space_id, art))
 
     async def env_changed(self, space_id: str) -> None:
         live = self._live(space_id)

@@ -68,6 +68,26 @@ async def restart(request: Request, owner: str, name: str, factory: bool = False
     return await _runtime(request, space.space_id)
 
 
+@router.get(PREFIX + "/builds")
+async def builds(request: Request, owner: str, name: str) -> dict[str, Any]:
+    space, _ = await visible_space(request, owner, name)
+    return {"builds": hub_of(request).control.builds(space.space_id), "serving": space.serving_sha}
+
+
+@router.post(PREFIX + "/rollback")
+async def rollback(request: Request, owner: str, name: str) -> dict[str, Any]:
+    """Serve a previous commit's kept build again, without rebuilding (spacehost extension)."""
+    space, _ = await writable_space(request, owner, name)
+    sha = (await _json(request)).get("sha")
+    if not isinstance(sha, str) or len(sha) < 7:
+        raise BadRequest("send {\"sha\": \"<commit>\"} of a kept build (GET .../builds lists them)")
+    kept = [b for b in hub_of(request).control.builds(space.space_id) if b.startswith(sha)]
+    if not kept:
+        raise NotFound(f"no kept build for {sha} in {space.space_id}")
+    await hub_of(request).control.rollback(space.space_id, kept[0])
+    return await _runtime(request, space.space_id)
+
+
 def _kv_map(request: Request, space_pk: int, kind: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, row in sorted(hub_of(request).store.kv(space_pk, kind).items()):
