@@ -153,7 +153,7 @@ def test_private_space_shown_to_its_owner_and_404_to_a_stranger(server: Server, 
 def test_sleeping_space_wakes_from_its_page(server: Server, browser: Browser) -> None:
     sid = deploy(server, "sleepy", {"app.py": GRADIO})
     with server.api() as c:
-        assert c.post(f"/api/spaces/{sid}/sleeptime", json={"seconds": 1}).status_code == 200
+        assert c.post(f"/api/spaces/{sid}/sleeptime", json={"seconds": 4}).status_code == 200
     server.wait_stage(sid, {"SLEEPING"}, timeout=60)
     page = browser.new_page()
     page.goto(f"http://localhost:{server.port}/spaces/{sid}")
