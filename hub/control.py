@@ -35,6 +35,9 @@ class SpaceControl(Protocol):
 
     async def rollback(self, space_id: str, sha: str) -> None: ...
 
+    def routes_changed(self) -> None:
+        """Something the route table depends on changed in the store (e.g. custom domains)."""
+
     def runtime_extra(self, space_id: str) -> dict[str, Any]: ...
 
 

@@ -88,6 +88,16 @@ class SpaceKV(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class SpaceDomain(Base):
+    """A custom domain served by a Space (its certificate lives under DATA_DIR/certs/<domain>/)."""
+
+    __tablename__ = "space_domains"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    space_id: Mapped[int] = mapped_column(ForeignKey("spaces.id", ondelete="CASCADE"))
+    domain: Mapped[str] = mapped_column(String(253), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 @dataclass(frozen=True)
 class SpaceRecord:
     id: int
@@ -181,6 +191,14 @@ class Store:
             for k, v in fields.items():
                 setattr(row, k, v)
             return SpaceRecord.of(row)
+
+    def domains(self) -> dict[int, tuple[str, ...]]:
+        """Custom domains of every Space, by Space primary key."""
+        out: dict[int, list[str]] = {}
+        with self.session() as s:
+            for row in s.scalars(select(SpaceDomain).order_by(SpaceDomain.domain)):
+                out.setdefault(row.space_id, []).append(row.domain)
+        return {k: tuple(v) for k, v in out.items()}
 
     def kv(self, space_pk: int, kind: str) -> dict[str, SpaceKV]:
         with self.session() as s:

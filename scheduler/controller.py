@@ -367,8 +367,12 @@ class Controller:
         await self._deploy(space_id, art)
 
     # ---- routes -------------------------------------------------------------------------------------
+    def routes_changed(self) -> None:
+        self.publish()
+
     def publish(self) -> None:
         views = []
+        domains = self.store.domains()
         for space in self.store.list_spaces():
             live = self.live.get(space.space_id) or Live()
             cfg = live.artifact.config if live.artifact else None
@@ -379,6 +383,7 @@ class Controller:
                 static_root=live.artifact.static_root if live.artifact and live.artifact.sdk is Sdk.STATIC else None,
                 headers=cfg.custom_headers if cfg else (), disable_embedding=bool(cfg and cfg.disable_embedding),
                 zero_gpu=flavor(space.hardware).is_zero, error=space.error,
+                custom_domains=domains.get(space.id, ()),
             ))
         table = RouteTable(self.settings.domain, self.hub_upstream, tuple(lifecycle.route_for(v) for v in views))
         if table != self._table:
