@@ -159,7 +159,7 @@ class Server:
 
 def git(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
-    proc = subprocess.run(["git", *args], capture_output=True, text=True, env=env)
+    proc = subprocess.run(["git", *args], check=False, capture_output=True, text=True, env=env)
     if check and proc.returncode != 0:
         raise RuntimeError(f"git {' '.join(args)}: {proc.stderr}")
     return proc

@@ -92,7 +92,7 @@ def test_redeploy_under_steady_traffic_drops_no_request(server: Server, tmp_path
 
 def test_crash_loop_backs_off_then_shows_runtime_error(server: Server) -> None:
     sid = new_space(server, "crashy")
-    server.push(sid, tiny("crashy", crash_after=0.3))
+    server.push(sid, tiny("crashy", crash_after=1.0))
     rt = server.wait_stage(sid, {"RUNTIME_ERROR"}, timeout=120)
     assert "crash loop" in str(rt["errorMessage"]) and "crashing on purpose" in str(rt["errorMessage"]), rt
     with server.api() as c:
