@@ -88,10 +88,17 @@ class Controller:
         return rec
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task = asyncio.ensure_future(coro)
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         self._bg.add(task)
         task.add_done_callback(self._bg.discard)
         return task
+
+    def runtime_extra(self, space_id: str) -> dict[str, Any]:
+        """Extra runtime info: ZeroGPU usage of the Space when it runs on a zero-* flavor."""
+        if self.zero_gpu is None or not hasattr(self.zero_gpu, "space_summary"):
+            return {}
+        summary = self.zero_gpu.space_summary(space_id)
+        return {"zeroGpu": summary} if summary else {}
 
     def building(self, space_id: str) -> bool:
         t = self.live.get(space_id)

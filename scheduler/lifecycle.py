@@ -17,7 +17,7 @@ def restart_delay(crash_times: tuple[float, ...], now: float) -> float | None:
     recent = [t for t in crash_times if now - t <= CRASH_WINDOW_S]
     if len(recent) >= MAX_CRASHES:
         return None
-    return min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2 ** max(0, len(recent) - 1))
+    return float(min(BACKOFF_MAX_S, BACKOFF_BASE_S * 2.0 ** max(0, len(recent) - 1)))
 
 
 def should_sleep(sleep_time_s: int | None, last_activity: float, now: float) -> bool:
