@@ -1,0 +1,89 @@
+"""Running the broker: an HTTP server (uvicorn, httptools) on the caller's event loop, plus its timer.
+
+`await start_broker(settings, key)` is what `spacehost up` calls: a pool from NVML, or
+`settings.zerogpu_devices` declared devices; None when there is no device at all (ZeroGPU Spaces then run
+their `@spaces.GPU` functions on CPU as the package's no-op). The returned `BrokerServer` gives each Space its
+full `SPACES_ZERO_DEVICE_API_URL` from `register_space`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from core.settings import Settings
+from zerogpu.broker import Broker
+from zerogpu.pool import detect_pool
+from zerogpu.quota import QuotaStatus
+from zerogpu.server import create_app
+
+
+class BrokerServer:
+    """The broker behind its HTTP face. Use on one event loop: `await start()`, …, `await close()`."""
+
+    def __init__(self, broker: Broker, host: str = "127.0.0.1", port: int = 0, *, ping_s: float = 1.0,
+                 tick_s: float = 0.25) -> None:
+        self.broker, self.host, self.port, self.tick_s = broker, host, port, tick_s
+        self.app = create_app(broker, ping_s=ping_s)
+        self._server: uvicorn.Server | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted sockets inherit it: no Nagle stall
+        sock.bind((self.host, self.port))
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(self.app, log_level="warning", access_log=False, http="httptools",
+                                lifespan="off", timeout_keep_alive=60)
+        self._server = uvicorn.Server(config)
+        self._tasks = [asyncio.create_task(self._server.serve(sockets=[sock])),
+                       asyncio.create_task(self.broker.run(self.tick_s))]
+        while not self._server.started:
+            if self._tasks[0].done():
+                self._tasks[0].result()
+            await asyncio.sleep(0.01)
+
+    def register_space(self, space_id: str, root_pid: int | None = None) -> str:
+        """The Space's `SPACES_ZERO_DEVICE_API_URL`."""
+        return f"{self.url}/s/{self.broker.register_space(space_id, root_pid)}"
+
+    def unregister_space(self, space_id: str) -> None:
+        self.broker.unregister_space(space_id)
+
+    def space_died(self, space_id: str) -> None:
+        self.broker.space_died(space_id)
+
+    def space_summary(self, space_id: str) -> dict[str, Any]:
+        return self.broker.space_summary(space_id)
+
+    def quota_for(self, visitor_key: str) -> QuotaStatus:
+        return self.broker.quota_for(visitor_key)
+
+    async def close(self) -> None:
+        self.broker.close()
+        if self._server is not None:
+            self._server.should_exit = True
+        for t in self._tasks[1:]:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(t, 5)
+
+
+async def start_broker(settings: Settings, key: bytes) -> BrokerServer | None:
+    pool = detect_pool(settings.zerogpu_devices)
+    if len(pool) == 0:
+        return None
+    server = BrokerServer(Broker(pool, key, state_dir=Path(settings.path("zerogpu"))))
+    await server.start()
+    return server
