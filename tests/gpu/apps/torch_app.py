@@ -1,3 +1,4 @@
+# mypy: disable-error-code="untyped-decorator"
 """A ZeroGPU Space as on Hugging Face: the model goes to "cuda" at import (emulated), runs on the leased GPU."""
 
 import spaces  # noqa: I001 — before torch and gradio

@@ -1,3 +1,4 @@
+# mypy: disable-error-code="untyped-decorator"
 """A ZeroGPU Gradio Space without torch: the real `spaces` package, `@spaces.GPU` functions that sleep."""
 
 import spaces  # noqa: I001 — must come before gradio, as on Hugging Face
