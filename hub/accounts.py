@@ -122,3 +122,27 @@ class Accounts:
                 select(Account).join(Membership, Membership.org_id == Account.id).where(Membership.user_id == u.id)
             )
             return [AccountRecord.of(r) for r in rows]
+
+    def members(self, org: str) -> list[tuple[AccountRecord, str]]:
+        """Members of an organization with their role; NotFound if there is no such org."""
+        with self.store.session() as s:
+            o = s.scalar(select(Account).where(Account.name == org, Account.kind == "org"))
+            if o is None:
+                raise NotFound(f"no organization {org!r}")
+            rows = s.execute(
+                select(Account, Membership.role).join(Membership, Membership.user_id == Account.id)
+                .where(Membership.org_id == o.id).order_by(Account.name)
+            )
+            return [(AccountRecord.of(a), role) for a, role in rows]
+
+    def remove_member(self, org: str, user: str) -> bool:
+        with self.store.session() as s:
+            o = s.scalar(select(Account).where(Account.name == org, Account.kind == "org"))
+            u = s.scalar(select(Account).where(Account.name == user))
+            if o is None or u is None:
+                return False
+            m = s.scalar(select(Membership).where(Membership.org_id == o.id, Membership.user_id == u.id))
+            if m is None:
+                return False
+            s.delete(m)
+            return True

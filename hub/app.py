@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from core.errors import SpacehostError
 from core.ids import SpaceId
-from hub.api import domains, repos, runtime
+from hub.api import commits, domains, manage, repos, runtime
 from hub.control import Hub
 from hub.errors import handle_spacehost_error
 from hub.git_http import GIT_PATH, GitHttp
@@ -36,6 +36,8 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(repos.router)
     app.include_router(runtime.router)
     app.include_router(domains.router)
+    app.include_router(commits.router)
+    app.include_router(manage.router)
     from hub import pages
 
     app.include_router(pages.router)

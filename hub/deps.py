@@ -62,3 +62,9 @@ async def writable_space(request: Request, owner: str, name: str) -> tuple[Space
     if not p.can_write(space.owner):
         raise Forbidden(f"You don't have the rights to change {space.space_id}")
     return space, p
+
+
+def base_url(request: Request) -> str:
+    """The hub's URL as this client reached it (what it set as HF_ENDPOINT): huggingface_hub parses the URLs
+    it gets back (`RepoUrl`) against its own endpoint, so they must share scheme, host and port."""
+    return str(request.base_url).rstrip("/")

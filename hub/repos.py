@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from core.errors import EntryNotFound, RevisionNotFound
+from core.errors import BadRequest, Conflict, EntryNotFound, RevisionNotFound
 from core.ids import SpaceId
 
 ZERO = "0" * 40
@@ -84,3 +86,158 @@ class Repos:
 
     def commit_date(self, sid: SpaceId, sha: str) -> str:
         return self.git(sid, "show", "-s", "--format=%cI", sha).decode().strip()
+
+
+# ---- commits without a work tree (the commit API) ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class PutFile:
+    """Write `source`'s bytes at `path`."""
+
+    path: str
+    source: Path
+
+
+@dataclass(frozen=True)
+class DeletePath:
+    """Delete the file at `path`, or everything under it when `folder`."""
+
+    path: str
+    folder: bool = False
+
+
+CommitOp = PutFile | DeletePath
+
+
+@dataclass(frozen=True)
+class Author:
+    name: str
+    email: str
+
+
+class ParentMismatch(Conflict):
+    """The branch moved since the commit the client based its change on."""
+
+    http_status = 412
+
+
+def check_repo_path(path: str) -> str:
+    """A path inside a repo as git stores it; BadRequest for absolute, `..`, `.git` or empty segments."""
+    parts = path.strip("/").split("/")
+    if not path.strip("/") or any(p in ("", ".", "..", ".git") for p in parts) or "\0" in path:
+        raise BadRequest(f"invalid path in repo: {path!r}")
+    return "/".join(parts)
+
+
+def apply_ops(tree: dict[str, tuple[str, str]], ops: list[tuple[CommitOp, str | None]]) -> dict[str, tuple[str, str]]:
+    """The tree (path → (mode, object id)) after `ops` in order; each PutFile comes with its blob id.
+    Raises EntryNotFound for a deletion of nothing and BadRequest where a file would shadow a folder."""
+    out = dict(tree)
+    for op, blob in ops:
+        if isinstance(op, DeletePath):
+            prefix = op.path.rstrip("/") + "/"
+            doomed = [p for p in out if p.startswith(prefix)] if op.folder else [op.path] if op.path in out else []
+            if not doomed:
+                what = "folder" if op.folder else "file"
+                raise EntryNotFound(f"A {what} with this name doesn't exist: {op.path}")
+            for p in doomed:
+                del out[p]
+        else:
+            assert blob is not None
+            mode = out.get(op.path, ("100644", ""))[0]
+            out[op.path] = (mode if mode in ("100644", "100755") else "100644", blob)
+    files = set(out)
+    for p in files:
+        parent = p.rpartition("/")[0]
+        while parent:
+            if parent in files:
+                raise BadRequest(f"{p!r} needs {parent!r} to be a folder, but it is a file")
+            parent = parent.rpartition("/")[0]
+    return out
+
+
+def commit_ops(repos: Repos, sid: SpaceId, branch: str, ops: list[CommitOp], message: str, author: Author,
+               parent: str | None = None) -> tuple[str, bool]:
+    """Commit `ops` on top of `branch` (created if the repo is empty) with git plumbing only — no work tree.
+    `parent`, when given, must be (a prefix of) the branch head. Returns (commit sha, whether it changed
+    anything); the ref moves with compare-and-swap, so a concurrent push is never overwritten."""
+    ref = f"refs/heads/{branch}"
+    head = repos.head(sid, ref)
+    if head is None and branch != "main" and repos.head(sid) is not None:
+        raise RevisionNotFound(f"Invalid rev id: {branch}")
+    if parent is not None and (head is None or not head.startswith(parent.lower())):
+        raise ParentMismatch(f"A commit has happened since {parent[:12]}. Please refresh and try again.")
+    tree: dict[str, tuple[str, str]] = {}
+    if head is not None:
+        for rec in repos.git(sid, "ls-tree", "-r", "-z", head).split(b"\0"):
+            if rec:
+                meta, _, path = rec.partition(b"\t")
+                mode, _kind, oid = meta.decode().split()
+                tree[path.decode()] = (mode, oid)
+    puts = [op for op in ops if isinstance(op, PutFile)]
+    blobs: list[str] = []
+    if puts:
+        out = repos.git(sid, "hash-object", "-w", "--no-filters", "--stdin-paths",
+                        input="".join(f"{op.source}\n" for op in puts).encode())
+        blobs = out.decode().split()
+    it = iter(blobs)
+    final = apply_ops(tree, [(op, next(it) if isinstance(op, PutFile) else None) for op in ops])
+    if head is not None and final == tree:
+        return head, False
+    with tempfile.TemporaryDirectory(prefix="spacehost-commit-") as tmp:
+        env = {**os.environ, "GIT_INDEX_FILE": os.path.join(tmp, "index"), "GIT_AUTHOR_NAME": author.name,
+               "GIT_AUTHOR_EMAIL": author.email, "GIT_COMMITTER_NAME": author.name,
+               "GIT_COMMITTER_EMAIL": author.email}
+        index_info = "".join(f"{mode} {oid}\t{path}\n" for path, (mode, oid) in sorted(final.items()))
+        _git_env(repos, sid, env, "update-index", "--add", "--index-info", input=index_info.encode())
+        tree_id = _git_env(repos, sid, env, "write-tree").decode().strip()
+        parents = ["-p", head] if head else []
+        sha = _git_env(repos, sid, env, "commit-tree", tree_id, *parents, input=message.encode()).decode().strip()
+    proc = subprocess.run(["git", "-C", str(repos.path(sid)), "update-ref", ref, sha, head or ZERO],
+                          capture_output=True, check=False)
+    if proc.returncode != 0:
+        raise ParentMismatch("The branch moved while committing (a concurrent push?). Please retry.")
+    return sha, True
+
+
+def _git_env(repos: Repos, sid: SpaceId, env: dict[str, str], *args: str, input: bytes | None = None) -> bytes:
+    proc = subprocess.run(["git", "-C", str(repos.path(sid)), *args], input=input, env=env, capture_output=True,
+                          check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"git {args[0]}: {proc.stderr.decode(errors='replace').strip()}")
+    return proc.stdout
+
+
+@dataclass(frozen=True)
+class TreeItem:
+    """One entry of a tree listing: a file (`blob`) or a folder (`tree`)."""
+
+    path: str
+    kind: str  # "blob" | "tree"
+    oid: str
+    size: int
+
+
+def _ls_tree(repos: Repos, sid: SpaceId, *args: str) -> list[TreeItem]:
+    items = []
+    for rec in repos.git(sid, "ls-tree", "-l", "-z", *args, check=False).split(b"\0"):
+        if rec:
+            meta, _, name = rec.partition(b"\t")
+            _mode, kind, oid, size = meta.decode().split()
+            if kind in ("blob", "tree"):
+                items.append(TreeItem(name.decode(), kind, oid, int(size) if size != "-" else 0))
+    return items
+
+
+def list_tree(repos: Repos, sid: SpaceId, sha: str, path: str = "", *, recursive: bool = False) -> list[TreeItem]:
+    """Entries under folder `path` ("" for the root) at commit `sha`; EntryNotFound if there is no such folder."""
+    items = _ls_tree(repos, sid, *(["-r", "-t"] if recursive else []), sha,
+                     *(["--", path.rstrip("/") + "/"] if path else []))
+    if path and not items:
+        raise EntryNotFound(f"{path} does not exist at {sha[:12]} in {sid}")
+    return items
+
+
+def blob_at(repos: Repos, sid: SpaceId, sha: str, path: str) -> TreeItem | None:
+    """The file at `path` in commit `sha`, if there is one."""
+    return next((i for i in _ls_tree(repos, sid, sha, "--", path) if i.kind == "blob" and i.path == path), None)

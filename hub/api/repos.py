@@ -15,7 +15,7 @@ from core.ids import SpaceId
 from core.stages import Sdk
 from hub.accounts import Principal, can_see
 from hub.api.views import hardware_list, runtime_view, space_view
-from hub.deps import caller, hub_of, required_caller, visible_space
+from hub.deps import base_url, caller, hub_of, required_caller, visible_space
 from hub.store import Space, SpaceKV, SpaceRecord, utcnow
 
 router = APIRouter()
@@ -88,7 +88,7 @@ def create_space_row(request: Request, p: Principal, sid: SpaceId, body: dict[st
 
 
 def space_url(request: Request, sid: SpaceId) -> str:
-    return f"{hub_of(request).settings.hub_url}/spaces/{sid}"
+    return f"{base_url(request)}/spaces/{sid}"
 
 
 @router.post("/api/repos/create")

@@ -1,0 +1,377 @@
+"""Files of a Space through the HF API: validate-yaml, preupload, the NDJSON commit (→ a real git commit that
+builds exactly like a push), tree listing, paths-info and `resolve` downloads.
+
+Uploads: preupload answers `"uploadMode": "regular"` for every file, so huggingface_hub (with or without
+`hf_xet`) sends content base64-inline in the commit and never needs LFS or Xet storage. A client that asks for
+LFS or Xet anyway gets an error it shows, never a pointer file committed in place of the content."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import datetime as dt
+import json
+import mimetypes
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from core.errors import BadRequest, ConfigError, RevisionNotFound
+from core.ids import SpaceId
+from hub.api.repos import _json, touch
+from hub.api.views import iso
+from hub.control import Hub
+from hub.deps import base_url, hub_of, visible_space, writable_space
+from hub.repos import (
+    Author,
+    CommitOp,
+    DeletePath,
+    PutFile,
+    TreeItem,
+    blob_at,
+    check_repo_path,
+    commit_ops,
+    list_tree,
+)
+from hub.store import SpaceRecord
+
+router = APIRouter()
+PREFIX = "/api/spaces/{owner}/{name}"
+
+
+# ---- README front matter --------------------------------------------------------------------------------
+
+def readme_errors(text: str) -> list[str]:
+    """What is wrong with a README's front matter for a Space (empty: nothing)."""
+    from builder.frontmatter import parse_readme
+
+    try:
+        parse_readme(text)
+    except ConfigError as e:
+        return [e.message]
+    return []
+
+
+@router.post("/api/validate-yaml")
+async def validate_yaml(request: Request) -> JSONResponse:
+    body = await _json(request)
+    content = body.get("content")
+    if not isinstance(content, str):
+        raise BadRequest("send {\"content\": \"<README.md text>\", \"repoType\": \"space\"}")
+    errors = readme_errors(content) if body.get("repoType", "space") == "space" else []
+    payload = {"errors": [{"message": m} for m in errors], "warnings": []}
+    return JSONResponse(payload, status_code=400 if errors else 200)
+
+
+# ---- revisions ------------------------------------------------------------------------------------------
+
+def rev_and_path(request: Request, marker: str) -> tuple[str, str]:
+    """Split `.../{marker}/{revision}/{path}` using the raw (still %-encoded) URL path, so that a revision
+    like `refs%2Fpr%2F1` stays one segment, as huggingface_hub quotes it."""
+    raw = request.scope.get("raw_path", request.url.path.encode()).decode("latin-1").split("?", 1)[0]
+    _, sep, rest = raw.partition(f"/{marker}/")
+    if not sep or not rest:
+        raise RevisionNotFound("no revision in the URL")
+    rev, _, path = rest.partition("/")
+    return unquote(rev), unquote(path).strip("/")
+
+
+def resolve_rev(hub: Hub, space: SpaceRecord, revision: str) -> str | None:
+    """The commit a revision names; None for `main` of a Space nothing was pushed to yet."""
+    sid = SpaceId(space.owner, space.name)
+    if revision in ("main", "HEAD") and hub.repos.head(sid) is None:
+        return None
+    return hub.repos.resolve(sid, revision)
+
+
+# ---- preupload --------------------------------------------------------------------------------------------
+
+def ignored(paths: list[str], gitignore: str | None) -> set[str]:
+    """Which `paths` a .gitignore excludes (git's own matcher, in a scratch repo)."""
+    if not gitignore or not paths:
+        return set()
+    with tempfile.TemporaryDirectory(prefix="spacehost-ignore-") as tmp:
+        subprocess.run(["git", "init", "-q", tmp], check=True, capture_output=True)
+        Path(tmp, ".gitignore").write_text(gitignore)
+        proc = subprocess.run(["git", "-C", tmp, "check-ignore", "--no-index", "--stdin", "-z"], capture_output=True,
+                              input="\0".join(paths).encode() + b"\0", check=False)
+        return {p.decode() for p in proc.stdout.split(b"\0") if p}
+
+
+def preupload_answer(hub: Hub, space: SpaceRecord, revision: str, files: list[dict[str, Any]],
+                     gitignore: str | None) -> dict[str, Any]:
+    sid = SpaceId(space.owner, space.name)
+    head = resolve_rev(hub, space, revision)
+    paths = [check_repo_path(str(f.get("path", ""))) for f in files]
+    if gitignore is None and head is not None:
+        found = blob_at(hub.repos, sid, head, ".gitignore")
+        gitignore = hub.repos.read(sid, head, ".gitignore").decode(errors="replace") if found else None
+    skip = ignored(paths, gitignore)
+    answer = []
+    for path in paths:
+        existing = blob_at(hub.repos, sid, head, path) if head else None
+        answer.append({"path": path, "uploadMode": "regular", "shouldIgnore": path in skip,
+                       "oid": existing.oid if existing else None})
+    return {"files": answer, "commitOid": head}
+
+
+@router.post(PREFIX + "/preupload/{revision:path}")
+async def preupload(request: Request, owner: str, name: str, revision: str) -> dict[str, Any]:
+    space, _ = await writable_space(request, owner, name)
+    rev, _ = rev_and_path(request, "preupload")
+    body = await _json(request)
+    files = body.get("files")
+    if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
+        raise BadRequest("send {\"files\": [{\"path\", \"sample\", \"size\"}, ...]}")
+    gitignore = body.get("gitIgnore") if isinstance(body.get("gitIgnore"), str) else None
+    return await asyncio.to_thread(preupload_answer, hub_of(request), space, rev, files, gitignore)
+
+
+# ---- commit -----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CommitRequest:
+    summary: str
+    description: str
+    parent: str | None
+    ops: list[CommitOp]
+
+
+async def ndjson_lines(request: Request) -> AsyncIterator[dict[str, Any]]:
+    buf = b""
+    async for chunk in request.stream():
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        for line in lines:
+            if line.strip():
+                yield _item(line)
+    if buf.strip():
+        yield _item(buf)
+
+
+def _item(line: bytes) -> dict[str, Any]:
+    try:
+        item = json.loads(line)
+    except ValueError as e:
+        raise BadRequest(f"commit body must be NDJSON: {e}") from None
+    if not isinstance(item, dict) or not isinstance(item.get("value"), dict):
+        raise BadRequest("each NDJSON line must be {\"key\": ..., \"value\": {...}}")
+    return item
+
+
+async def read_commit(request: Request, scratch: Path) -> CommitRequest:
+    """Parse the NDJSON commit body, writing file contents to `scratch` as they stream in."""
+    header: dict[str, Any] = {}
+    ops: list[CommitOp] = []
+    async for item in ndjson_lines(request):
+        key, value = item.get("key"), item["value"]
+        if key == "header":
+            header = value
+        elif key == "file":
+            path = check_repo_path(str(value.get("path", "")))
+            content = value.get("content", "")
+            if not isinstance(content, str):
+                raise BadRequest(f"file {path}: content must be a string")
+            try:
+                data = (base64.b64decode(content, validate=True) if value.get("encoding", "base64") == "base64"
+                        else content.encode())
+            except binascii.Error:
+                raise BadRequest(f"file {path}: content is not valid base64") from None
+            src = scratch / str(len(ops))
+            src.write_bytes(data)
+            ops.append(PutFile(path, src))
+        elif key == "lfsFile":
+            raise BadRequest(
+                f"{value.get('path')}: this server keeps Space files in git and announced every file as "
+                "'regular' in preupload; it has no LFS or Xet storage. Upload the content itself (a current "
+                "huggingface_hub does so unasked).")
+        elif key in ("deletedFile", "deletedFolder"):
+            path = check_repo_path(str(value.get("path", "")))
+            ops.append(DeletePath(path, folder=key == "deletedFolder"))
+        else:
+            raise BadRequest(f"unknown commit operation {key!r}")
+    summary = str(header.get("summary") or "").strip()
+    if not summary:
+        raise BadRequest("the commit header needs a summary (the commit message)")
+    parent = header.get("parentCommit")
+    return CommitRequest(summary, str(header.get("description") or ""), str(parent) if parent else None, ops)
+
+
+def _check_readme(ops: list[CommitOp]) -> None:
+    for op in ops:
+        if isinstance(op, PutFile) and op.path == "README.md":
+            errors = readme_errors(op.source.read_text(encoding="utf-8", errors="replace"))
+            if errors:
+                raise BadRequest("Invalid metadata in README.md.\n" + "\n".join(f"- {e}" for e in errors))
+
+
+@router.post(PREFIX + "/commit/{revision:path}")
+async def commit(request: Request, owner: str, name: str, revision: str) -> JSONResponse:
+    space, principal = await writable_space(request, owner, name)
+    rev, _ = rev_and_path(request, "commit")
+    if request.query_params.get("create_pr") in ("1", "true", "True"):
+        raise BadRequest("spacehost has no pull requests: commit to a branch instead (create_pr=False)")
+    rev = rev.removeprefix("refs/heads/")
+    hub = hub_of(request)
+    sid = SpaceId(space.owner, space.name)
+    author = Author(principal.user, f"{principal.user}@users.noreply.{hub.settings.domain}")
+    with tempfile.TemporaryDirectory(prefix="spacehost-upload-") as scratch:
+        req = await read_commit(request, Path(scratch))
+        await asyncio.to_thread(_check_readme, req.ops)
+        message = req.summary + (f"\n\n{req.description}" if req.description.strip() else "") + "\n"
+        locks: dict[str, asyncio.Lock] = request.app.state.__dict__.setdefault("commit_locks", {})
+        async with locks.setdefault(space.space_id, asyncio.Lock()):
+            sha, changed = await asyncio.to_thread(commit_ops, hub.repos, sid, rev, req.ops, message, author,
+                                                   req.parent)
+    if changed and rev == "main":
+        await asyncio.to_thread(touch, request, space.space_id)
+        await hub.control.pushed(space.space_id, sha)
+    return JSONResponse({"success": True, "commitOid": sha, "hookOutput": "",
+                         "commitUrl": f"{base_url(request)}/spaces/{sid}/commit/{sha}"})
+
+
+# ---- reads: tree, paths-info, resolve -----------------------------------------------------------------------
+
+def tree_json(item: TreeItem) -> dict[str, Any]:
+    if item.kind == "tree":
+        return {"type": "directory", "oid": item.oid, "path": item.path, "size": 0}
+    return {"type": "file", "oid": item.oid, "path": item.path, "size": item.size}
+
+
+@router.get(PREFIX + "/tree/{rest:path}")
+async def tree(request: Request, owner: str, name: str, rest: str, recursive: bool = False) -> list[dict[str, Any]]:
+    space, _ = await visible_space(request, owner, name)
+    rev, path = rev_and_path(request, "tree")
+    hub = hub_of(request)
+
+    def listing() -> list[dict[str, Any]]:
+        sha = resolve_rev(hub, space, rev)
+        if sha is None:
+            return []
+        return [tree_json(i) for i in list_tree(hub.repos, SpaceId(owner, name), sha, path, recursive=recursive)]
+
+    return await asyncio.to_thread(listing)
+
+
+def commit_log(hub: Hub, space: SpaceRecord, rev: str, limit: int = 1000) -> list[dict[str, Any]]:
+    sha = resolve_rev(hub, space, rev)
+    if sha is None:
+        return []
+    out = hub.repos.git(SpaceId(space.owner, space.name), "log", f"-n{limit}", "--format=%H%x00%an%x00%cI%x00%s%x00%b%x1e",
+                        sha)
+    commits = []
+    for rec in out.decode(errors="replace").split("\x1e"):
+        if rec.strip():
+            oid, author, date, title, body = rec.strip("\n").split("\0", 4)
+            when = dt.datetime.fromisoformat(date).astimezone(dt.UTC)
+            commits.append({"id": oid, "authors": [{"user": author}], "date": iso(when), "title": title,
+                            "message": body.strip()})
+    return commits
+
+
+@router.get(PREFIX + "/commits/{revision:path}")
+async def commits(request: Request, owner: str, name: str, revision: str) -> list[dict[str, Any]]:
+    space, _ = await visible_space(request, owner, name)
+    rev, _ = rev_and_path(request, "commits")
+    return await asyncio.to_thread(commit_log, hub_of(request), space, rev)
+
+
+@router.post(PREFIX + "/paths-info/{revision:path}")
+async def paths_info(request: Request, owner: str, name: str, revision: str) -> list[dict[str, Any]]:
+    space, _ = await visible_space(request, owner, name)
+    rev, _ = rev_and_path(request, "paths-info")
+    form = await request.form()
+    paths = [check_repo_path(str(p)) for p in form.getlist("paths")]
+    hub = hub_of(request)
+    sid = SpaceId(owner, name)
+
+    def info() -> list[dict[str, Any]]:
+        sha = resolve_rev(hub, space, rev)
+        if sha is None:
+            return []
+        out = []
+        for p in paths:
+            item = blob_at(hub.repos, sid, sha, p)
+            if item is None:
+                folder = [i for i in list_tree(hub.repos, sid, sha, p.rpartition("/")[0]) if i.path == p]
+                item = folder[0] if folder else None
+            if item is not None:
+                out.append(tree_json(item))
+        return out
+
+    return await asyncio.to_thread(info)
+
+
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """`Range: bytes=a-b` / `bytes=a-` / `bytes=-n` → (start, end inclusive); None for the whole file."""
+    if not header or not header.startswith("bytes=") or "," in header:
+        return None
+    first, _, last = header[6:].strip().partition("-")
+    try:
+        if not first:
+            start, end = max(0, size - int(last)), size - 1
+        else:
+            start, end = int(first), min(int(last), size - 1) if last else size - 1
+    except ValueError:
+        return None
+    return (start, end) if start <= end else None
+
+
+@router.api_route("/spaces/{owner}/{name}/resolve/{rest:path}", methods=["GET", "HEAD"])
+async def resolve(request: Request, owner: str, name: str, rest: str) -> Response:
+    """Download a file of a Space as `hf_hub_download` expects: `X-Repo-Commit`, `ETag` (the git blob id)."""
+    space, _ = await visible_space(request, owner, name)
+    rev, path = rev_and_path(request, "resolve")
+    hub = hub_of(request)
+    sid = SpaceId(owner, name)
+
+    def lookup() -> tuple[str, TreeItem]:
+        sha = resolve_rev(hub, space, rev)
+        item = blob_at(hub.repos, sid, sha, check_repo_path(path)) if sha else None
+        if sha is None or item is None:
+            from core.errors import EntryNotFound
+
+            raise EntryNotFound(f"{path} not found at {rev} in {sid}")
+        return sha, item
+
+    sha, item = await asyncio.to_thread(lookup)
+    headers = {"X-Repo-Commit": sha, "ETag": f'"{item.oid}"', "Accept-Ranges": "bytes",
+               "Content-Type": mimetypes.guess_type(path)[0] or "application/octet-stream",
+               "Content-Disposition": f'inline; filename="{Path(path).name}"'}
+    span = _byte_range(request.headers.get("range"), item.size)
+    if request.method == "HEAD":
+        return Response(b"", headers={**headers, "Content-Length": str(item.size)})
+    data = await asyncio.to_thread(hub.repos.read, sid, sha, path)
+    if span is None:
+        return Response(data, headers=headers)
+    start, end = span
+    return Response(data[start:end + 1], status_code=206,
+                    headers={**headers, "Content-Range": f"bytes {start}-{end}/{item.size}"})
+
+
+# ---- large-file protocols this server does not offer: say so, in the form each client shows ----------
+
+_NO_LFS = ("spacehost keeps Space files in git and has no LFS/Xet storage. Commit large files as regular git "
+           "files (`git lfs untrack` them), or upload them with huggingface_hub, which sends them inline.")
+
+
+@router.post("/spaces/{owner}/{name}/info/lfs/objects/batch")
+async def lfs_batch(request: Request, owner: str, name: str) -> JSONResponse:
+    await visible_space(request, owner, name.removesuffix(".git"))
+    return JSONResponse({"message": _NO_LFS, "documentation_url": f"{base_url(request)}/"}, status_code=501,
+                        headers={"Content-Type": "application/vnd.git-lfs+json", "X-Error-Message": _NO_LFS})
+
+
+@router.api_route(PREFIX + "/xet-write-token/{revision:path}", methods=["GET", "POST"])
+@router.api_route(PREFIX + "/xet-read-token/{revision:path}", methods=["GET", "POST"])
+async def xet_token(request: Request, owner: str, name: str, revision: str) -> JSONResponse:
+    await visible_space(request, owner, name)
+    return JSONResponse({"error": _NO_LFS}, status_code=501, headers={"X-Error-Message": _NO_LFS})
