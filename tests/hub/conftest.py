@@ -36,7 +36,7 @@ class FakeControl:
         self.store.update_space(space_id, head_sha=sha, stage="BUILDING")
 
     async def restart(self, space_id: str, *, factory: bool = False) -> None:
-        self.calls.append(("restart", space_id))
+        self.calls.append(("restart", space_id + (" factory" if factory else "")))
 
     async def pause(self, space_id: str) -> None:
         self.calls.append(("pause", space_id))
