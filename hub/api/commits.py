@@ -24,7 +24,7 @@ from urllib.parse import unquote
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from core.errors import BadRequest, ConfigError, RevisionNotFound
+from core.errors import BadRequest, RevisionNotFound
 from core.ids import SpaceId
 from hub.api.repos import _json, touch
 from hub.api.views import iso
@@ -49,15 +49,11 @@ PREFIX = "/api/spaces/{owner}/{name}"
 
 # ---- README front matter --------------------------------------------------------------------------------
 
-def readme_errors(text: str) -> list[str]:
-    """What is wrong with a README's front matter for a Space (empty: nothing)."""
-    from builder.frontmatter import parse_readme
+def readme_problems(text: str) -> tuple[list[str], list[str]]:
+    """(errors, warnings) of a Space README's front matter."""
+    from builder.frontmatter import validate_readme
 
-    try:
-        parse_readme(text)
-    except ConfigError as e:
-        return [e.message]
-    return []
+    return validate_readme(text)
 
 
 @router.post("/api/validate-yaml")
@@ -66,8 +62,8 @@ async def validate_yaml(request: Request) -> JSONResponse:
     content = body.get("content")
     if not isinstance(content, str):
         raise BadRequest("send {\"content\": \"<README.md text>\", \"repoType\": \"space\"}")
-    errors = readme_errors(content) if body.get("repoType", "space") == "space" else []
-    payload = {"errors": [{"message": m} for m in errors], "warnings": []}
+    errors, warnings = readme_problems(content) if body.get("repoType", "space") == "space" else ([], [])
+    payload = {"errors": [{"message": m} for m in errors], "warnings": [{"message": m} for m in warnings]}
     return JSONResponse(payload, status_code=400 if errors else 200)
 
 
@@ -208,7 +204,7 @@ async def read_commit(request: Request, scratch: Path) -> CommitRequest:
 def _check_readme(ops: list[CommitOp]) -> None:
     for op in ops:
         if isinstance(op, PutFile) and op.path == "README.md":
-            errors = readme_errors(op.source.read_text(encoding="utf-8", errors="replace"))
+            errors, _ = readme_problems(op.source.read_text(encoding="utf-8", errors="replace"))
             if errors:
                 raise BadRequest("Invalid metadata in README.md.\n" + "\n".join(f"- {e}" for e in errors))
 

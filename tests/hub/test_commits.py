@@ -3,6 +3,7 @@ a git commit with the exact bytes and announces itself to the control plane like
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 from pathlib import Path
@@ -226,3 +227,31 @@ def test_tree_listing_non_recursive_and_by_folder(live_hub: LiveHub, api: HfApi)
     [info] = api.get_paths_info(repo_id, ["d/b.txt"], repo_type="space")
     assert isinstance(info, RepoFile)
     assert (info.path, info.size, info.blob_id) == ("d/b.txt", 2, git_blob_id(b"bb"))
+
+
+BAD_READMES = {
+    "YAML syntax": "---\ntitle: [unclosed\nsdk: static\n---\n",
+    "unknown sdk": "---\nsdk: cobol\n---\n",
+    "bad colour": "---\nsdk: static\ncolorFrom: plaid\n---\n",
+}
+
+
+@pytest.mark.parametrize("readme", BAD_READMES.values(), ids=BAD_READMES.keys())
+def test_bad_readme_metadata_is_refused_by_every_upload_path(live_hub: LiveHub, api: HfApi, tmp_path: Path,
+                                                             readme: str) -> None:
+    repo_id = new_space(live_hub)
+    with pytest.raises(ValueError, match="Invalid metadata in README.md"):  # create_commit asks validate-yaml
+        api.upload_file(path_or_fileobj=readme.encode(), path_in_repo="README.md", repo_id=repo_id, repo_type="space")
+    (tmp_path / "README.md").write_text(readme)
+    with pytest.raises(ValueError, match="Invalid metadata in README.md"):
+        api.upload_folder(folder_path=tmp_path, repo_id=repo_id, repo_type="space")
+    content = base64.b64encode(readme.encode()).decode()
+    body = ('{"key":"header","value":{"summary":"x"}}\n'  # a client that skips validate-yaml: the commit says no
+            '{"key":"file","value":{"path":"README.md","encoding":"base64","content":"' + content + '"}}\n')
+    r = httpx.post(f"{live_hub.url}/api/spaces/{repo_id}/commit/main", content=body,
+                   headers={"Authorization": f"Bearer {live_hub.admin}", "Content-Type": "application/x-ndjson"})
+    assert r.status_code == 400 and "Invalid metadata in README.md" in r.json()["error"]
+    assert live_hub.hub.repos.head(SpaceId.parse(repo_id)) is None
+    good = "---\ntitle: Fine\nemoji: 🙂\nsdk: static\n---\n"
+    api.upload_file(path_or_fileobj=good.encode(), path_in_repo="README.md", repo_id=repo_id, repo_type="space")
+    assert (api.space_info(repo_id).card_data or {}).get("title") == "Fine"
