@@ -254,4 +254,5 @@ def test_bad_readme_metadata_is_refused_by_every_upload_path(live_hub: LiveHub, 
     assert live_hub.hub.repos.head(SpaceId.parse(repo_id)) is None
     good = "---\ntitle: Fine\nemoji: 🙂\nsdk: static\n---\n"
     api.upload_file(path_or_fileobj=good.encode(), path_in_repo="README.md", repo_id=repo_id, repo_type="space")
-    assert (api.space_info(repo_id).card_data or {}).get("title") == "Fine"
+    card = api.space_info(repo_id).card_data
+    assert card is not None and card.get("title") == "Fine"
