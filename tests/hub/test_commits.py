@@ -21,6 +21,7 @@ from huggingface_hub.errors import (
 )
 
 from core.ids import SpaceId
+from tests.e2e.harness import git
 from tests.hub.conftest import LiveHub
 
 
@@ -256,3 +257,22 @@ def test_bad_readme_metadata_is_refused_by_every_upload_path(live_hub: LiveHub, 
     api.upload_file(path_or_fileobj=good.encode(), path_in_repo="README.md", repo_id=repo_id, repo_type="space")
     card = api.space_info(repo_id).card_data
     assert card is not None and card.get("title") == "Fine"
+
+
+def test_api_commits_and_git_pushes_share_one_history(live_hub: LiveHub, api: HfApi, tmp_path: Path) -> None:
+    repo_id = new_space(live_hub)
+    first = api.upload_file(path_or_fileobj=b"api", path_in_repo="a.txt", repo_id=repo_id, repo_type="space")
+    url = f"http://u:{live_hub.admin}@127.0.0.1:{live_hub.url.rsplit(':', 1)[1]}/spaces/{repo_id}"
+    work = tmp_path / "w"
+    git("clone", "-q", url, str(work))
+    assert git("-C", str(work), "rev-parse", "HEAD").stdout.strip() == first.oid
+    (work / "b.txt").write_text("git")
+    git("-C", str(work), "add", "b.txt")
+    git("-C", str(work), "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "from git")
+    git("-C", str(work), "push", "-q", url, "HEAD:main")
+    pushed = git("-C", str(work), "rev-parse", "HEAD").stdout.strip()
+    assert [c.commit_id for c in api.list_repo_commits(repo_id, repo_type="space")] == [pushed, first.oid]
+    third = api.upload_file(path_or_fileobj=b"api2", path_in_repo="c.txt", repo_id=repo_id, repo_type="space",
+                            parent_commit=pushed)
+    assert git_files(live_hub, repo_id) == {"a.txt": b"api", "b.txt": b"git", "c.txt": b"api2"}
+    assert f"{repo_id}@{third.oid}" in live_hub.control.of("pushed")
