@@ -1,0 +1,163 @@
+"""Pure parts of the docker backend and runtime: Dockerfile rendering, tags, container plans, exit reasons."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from builder.dockerfile import CA_MOUNT, image_tag, recipe, requirements_with_sdk
+from builder.docker_backend import masker
+from builder.plan import BuildPlan
+from core.artifact import Artifact
+from core.config import SpaceConfig
+from core.errors import BuildFailed, LaunchFailed
+from core.hardware import Hardware, flavor
+from core.stages import Sdk
+from scheduler.runtimes.base import LaunchSpec
+from scheduler.runtimes.docker import Machine, container_plan, exit_info
+
+GRADIO = BuildPlan("alice/demo", "0123456789abcdef" * 2, "/src", SpaceConfig(), Sdk.GRADIO, "app.py", 7860,
+                   "3.11", "6.31.0", requirements=("numpy>=2",))
+STREAMLIT = replace(GRADIO, sdk=Sdk.STREAMLIT, port=8501, sdk_version="1.67.0", packages=("jq", "curl"))
+
+
+@pytest.mark.parametrize(
+    ("plan", "must_contain", "must_not_contain"),
+    [
+        (GRADIO, ["FROM base:x", "useradd -m -u 1000 user", "WORKDIR /home/user/app", "EXPOSE 7860",
+                  'CMD ["python", "app.py"]', CA_MOUNT, "--python 3.11"], ["packages.txt", "# syntax"]),
+        (STREAMLIT, ["apt-get install", "packages.txt", "--server.enableXsrfProtection", "\"false\"",
+                     "--server.enableCORS", "EXPOSE 8501"], ["# syntax"]),
+    ],
+    ids=["gradio", "streamlit-with-apt-packages"],
+)
+def test_rendered_dockerfile(plan: BuildPlan, must_contain: list[str], must_not_contain: list[str]) -> None:
+    text = recipe(plan, "base:x").dockerfile or ""
+    for part in must_contain:
+        assert part in text
+    for part in must_not_contain:
+        assert part not in text
+    assert "{{" not in text
+
+
+def test_layers_are_ordered_so_code_only_pushes_reuse_the_deps() -> None:
+    text = recipe(GRADIO, "base:x").dockerfile or ""
+    order = [text.index(s) for s in ("useradd", "COPY spacehost/pre-requirements.txt", "uv pip install -r",
+                                     "COPY --chown=1000:1000 app/")]
+    assert order == sorted(order)
+
+
+def test_docker_sdk_builds_the_authors_dockerfile_with_variables_as_build_args() -> None:
+    rec = recipe(replace(GRADIO, sdk=Sdk.DOCKER), "base:x", {"B": "2", "A": "1"})
+    assert (rec.dockerfile, rec.templated, rec.build_args) == (None, False, (("A", "1"), ("B", "2")))
+
+
+def test_static_needs_no_recipe() -> None:
+    with pytest.raises(BuildFailed):
+        recipe(replace(GRADIO, sdk=Sdk.STATIC), "base:x")
+
+
+@pytest.mark.parametrize(
+    ("requirements", "expected"),
+    [
+        ((), ("gradio==6.31.0",)),
+        (("numpy",), ("numpy", "gradio==6.31.0")),
+        (("Gradio>=5",), ("Gradio>=5",)),
+        (("gradio[oauth]==5.0",), ("gradio[oauth]==5.0",)),
+        (("gradio_client",), ("gradio_client", "gradio==6.31.0")),
+    ],
+    ids=["empty", "other-package", "author-names-sdk", "author-names-sdk-with-extra", "similar-name"],
+)
+def test_sdk_is_pinned_unless_the_author_names_it(requirements: tuple[str, ...], expected: tuple[str, ...]) -> None:
+    assert requirements_with_sdk(replace(GRADIO, requirements=requirements)) == expected
+
+
+@pytest.mark.parametrize(
+    ("space_id", "sha", "expected"),
+    [
+        ("alice/demo", "0123456789abcdef", "spacehost/alice--demo:0123456789ab"),
+        ("a-b/c.d_e", "ff" * 20, "spacehost/a-b--c.d_e:ffffffffffff"),
+    ],
+    ids=["plain", "dots-and-underscores"],
+)
+def test_image_tag(space_id: str, sha: str, expected: str) -> None:
+    assert image_tag(space_id, sha) == expected
+
+
+def test_image_tags_of_ids_differing_in_case_differ() -> None:
+    upper, lower = image_tag("Alice/Demo", "ab" * 20), image_tag("alice/demo", "ab" * 20)
+    assert upper != lower and upper == upper.lower()
+
+
+@pytest.mark.parametrize(
+    ("secrets", "line", "expected"),
+    [
+        (("hunter22",), "token is hunter22.", "token is ***."),
+        (("abc", "abcdef"), "abcdef abc", "*** ***"),
+        (("", "x"), "x marks", "x marks"),
+    ],
+    ids=["one", "longest-first", "too-short-to-mask"],
+)
+def test_masker(secrets: tuple[str, ...], line: str, expected: str) -> None:
+    assert masker(secrets)(line) == expected
+
+
+ART = Artifact("alice/demo", "ab" * 20, Sdk.GRADIO, "/src", "app.py", 7860, SpaceConfig(), image="img:1")
+
+
+def spec(hardware: Hardware = Hardware.CPU_BASIC, art: Artifact = ART) -> LaunchSpec:
+    return LaunchSpec("alice--demo--abababa--1", art, {"A": "1", "TOKEN": "s3cret"}, flavor(hardware), "/l.log",
+                      ("s3cret",))
+
+
+@pytest.mark.parametrize(
+    ("hardware", "machine", "memory", "cpus"),
+    [
+        (Hardware.CPU_BASIC, Machine(64 * 1024**3, 32), 16 * 1024**3, 2.0),
+        (Hardware.CPU_XL, Machine(24 * 1024**3, 2), 24 * 1024**3, 2.0),
+    ],
+    ids=["flavor-fits", "clamped-to-machine"],
+)
+def test_limits_come_from_the_flavor_clamped_to_the_machine(hardware: Hardware, machine: Machine, memory: int,
+                                                            cpus: float) -> None:
+    p = container_plan(spec(hardware), "/home/user", "/home/user/app", machine)
+    assert (p.memory_bytes, p.nano_cpus / 1e9) == (memory, cpus)
+
+
+@pytest.mark.parametrize(
+    ("home", "workdir", "volumes"),
+    [("/home/user", "/home/user/app", ("/home/user",)), ("/home/user", "/app", ("/home/user", "/app")),
+     ("/home/user", "", ("/home/user",))],
+    ids=["app-under-home", "app-outside-home", "no-workdir"],
+)
+def test_writable_volumes(home: str, workdir: str, volumes: tuple[str, ...]) -> None:
+    assert container_plan(spec(), home, workdir, Machine(8 * 1024**3, 2)).volumes == volumes
+
+
+def test_plan_labels_name_secrets_but_never_their_values() -> None:
+    labels = dict(container_plan(spec(), "/home/user", "", Machine(8 * 1024**3, 2)).labels)
+    assert labels["spacehost.secret-names"] == "TOKEN"
+    assert "s3cret" not in repr(labels)
+
+
+def test_artifact_without_image_is_refused() -> None:
+    with pytest.raises(LaunchFailed):
+        container_plan(spec(art=replace(ART, image=None)), "/home/user", "", Machine(8 * 1024**3, 2))
+
+
+@pytest.mark.parametrize(
+    ("state", "limit", "reason"),
+    [
+        ({"Status": "running", "Running": True}, None, None),
+        ({"Status": "exited", "Running": False, "ExitCode": 0}, None, "exited with code 0"),
+        ({"Status": "exited", "Running": False, "ExitCode": 3}, None, "exited with code 3"),
+        ({"Status": "exited", "Running": False, "ExitCode": 137, "OOMKilled": True}, 1024**3,
+         "killed: out of memory (limit 1 GiB)"),
+        ({"Status": "exited", "Running": False, "ExitCode": 137}, None, "killed by signal 9"),
+    ],
+    ids=["running", "clean-exit", "crash", "oom", "sigkill"],
+)
+def test_exit_reason(state: dict[str, object], limit: int | None, reason: str | None) -> None:
+    info = exit_info(state, limit)
+    assert (info.reason if info else None) == reason
