@@ -25,7 +25,9 @@ def checkout(bare_repo: Path, sha: str, dest: Path) -> Path:
     """Write the tree of `sha` into `dest` (created; must not exist or be empty). Files 0644 (0755 if
     executable), directories 0755. Raises BuildFailed if git cannot read the commit."""
     dest.mkdir(parents=True, exist_ok=True)
-    cmd = ["git", "-c", "core.quotePath=off", "--git-dir", str(bare_repo), "archive", "--format=tar", sha]
+    # LFS filters off: git-lfs would try to download missing objects and fail the whole archive.
+    no_lfs = ["-c", "filter.lfs.smudge=", "-c", "filter.lfs.process=", "-c", "filter.lfs.required=false"]
+    cmd = ["git", *no_lfs, "--git-dir", str(bare_repo), "archive", "--format=tar", sha]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.stdout is not None and proc.stderr is not None
     try:

@@ -200,6 +200,29 @@ def test_checkout_unknown_commit(tmp_path: Path) -> None:
         checkout(work / ".git", "f" * 40, tmp_path / "out")
 
 
+def test_checkout_resolves_lfs_pointers_it_has(tmp_path: Path) -> None:
+    import hashlib
+
+    def pointer(data: bytes) -> str:
+        return (f"version https://git-lfs.github.com/spec/v1\noid sha256:{hashlib.sha256(data).hexdigest()}\n"
+                f"size {len(data)}\n")
+
+    work = Path(repo(tmp_path / "w", {".gitattributes": "*.bin filter=lfs diff=lfs merge=lfs -text\n",
+                                      "have.bin": pointer(b"weights"), "missing.bin": pointer(b"other")}))
+    no_lfs = ["-c", "filter.lfs.clean=", "-c", "filter.lfs.process=", "-c", "filter.lfs.required=false"]
+    _git("init", "-q", cwd=work)
+    _git(*no_lfs, "add", "-A", cwd=work)
+    _git(*no_lfs, "commit", "-qm", "x", cwd=work)
+    oid = hashlib.sha256(b"weights").hexdigest()
+    store = work / ".git/lfs/objects" / oid[:2] / oid[2:4]
+    store.mkdir(parents=True)
+    (store / oid).write_bytes(b"weights")
+    dest = checkout(work / ".git", _git("rev-parse", "HEAD", cwd=work).strip(), tmp_path / "out")
+    assert (dest / "have.bin").read_bytes() == b"weights"
+    assert (dest / "missing.bin").read_text() == pointer(b"other")
+    assert (dest / "have.bin").stat().st_mode & 0o777 == 0o644
+
+
 def test_lfs_pointer() -> None:
     oid = "a" * 64
     pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize 12\n".encode()

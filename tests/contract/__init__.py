@@ -1,0 +1,1 @@
+"""Contract suites: one per Protocol, run over every implementation."""
