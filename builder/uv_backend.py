@@ -122,8 +122,20 @@ def failure_message(tail: Sequence[str]) -> str:
     return f"installing the requirements failed: {text}{hint}"
 
 
+def compile_bytecode(env_dir: Path) -> None:
+    """Write `__pycache__` for everything in the env's site-packages (atomic writes: safe while in use)."""
+    sites = [str(p) for p in env_dir.glob("lib/python3*/site-packages")]
+    if sites:
+        subprocess.run(["nice", "-n", "10", str(env_dir / "bin" / "python"), "-m", "compileall", "-q", "-j", "0",
+                        *sites], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, umask=0o022, check=False)
+
+
 class UvBackend:
     name = "process"
+    # uid 1000 cannot write __pycache__ into an env, so without compiled bytecode every start of a Gradio
+    # app imports ~2x slower (7.7s vs 3.8s here). Compiling takes ~10s for a Gradio env, so it runs after
+    # the env is in place, at low priority, instead of delaying the build.
+    compile_bytecode = True
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -173,6 +185,9 @@ class UvBackend:
                 shutil.rmtree(work, ignore_errors=True)
                 raise
             ctx.log(f"environment {key} built in {time.monotonic() - t0:.1f}s")
+        if self.compile_bytecode:
+            ctx.log("compiling bytecode in the background (faster app starts)")
+            threading.Thread(target=compile_bytecode, args=(final,), name=f"pyc-{key}", daemon=True).start()
         return final
 
     def _create(self, plan: BuildPlan, ctx: BuildContext, work: Path, deadline: float) -> None:

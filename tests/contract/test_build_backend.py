@@ -61,7 +61,10 @@ def make_plan(root: Path, files: dict[str, str]) -> BuildPlan:
 @pytest.fixture(scope="module", params=BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> BuildBackend:
     data = tmp_path_factory.mktemp(f"data-{request.param}")
-    return load_backend(request.param, Settings(data_dir=data))
+    backend = load_backend(request.param, Settings(data_dir=data))
+    if isinstance(backend, UvBackend):
+        backend.compile_bytecode = False  # keeps 2 CI cores free; test_bytecode_is_compiled checks it
+    return backend
 
 
 def test_builds_then_reuses(backend: BuildBackend, tmp_path: Path) -> None:
@@ -204,3 +207,18 @@ FAILURES = [
 def test_failure_message(tail: list[str], words: list[str]) -> None:
     message = failure_message(tail)
     assert all(w in message for w in words), message
+
+
+def test_bytecode_is_compiled(tmp_path: Path) -> None:
+    import sys
+
+    from builder.uv_backend import compile_bytecode
+
+    site = tmp_path / "env/lib/python3.11/site-packages"
+    site.mkdir(parents=True)
+    (site / "mod.py").write_text("X = 1\n")
+    (tmp_path / "env/bin").mkdir()
+    (tmp_path / "env/bin/python").symlink_to(sys.executable)
+    compile_bytecode(tmp_path / "env")
+    pyc = list((site / "__pycache__").glob("mod.*.pyc"))
+    assert pyc and pyc[0].stat().st_mode & 0o777 == 0o644
