@@ -156,17 +156,20 @@ class DockerBackend:
 
     def gc_images(self, space_id: str, keep: int = 3, protect: Collection[str] = ()) -> list[str]:
         """Remove the Space's images beyond the newest `keep`, except `protect`ed tags and images a container
-        still uses. Returns the tags removed."""
-        removed = []
-        for ref in self.images_for(space_id)[keep:]:
-            if ref.tag in protect:
-                continue
-            try:
-                self.client.images.remove(ref.tag)
-            except docker.errors.APIError:  # in use by a container: kept until that one is gone
-                continue
-            removed.append(ref.tag)
+        still uses, and its untagged leftovers. Returns the tags removed."""
+        removed = [ref.tag for ref in self.images_for(space_id)[keep:]
+                   if ref.tag not in protect and self._remove_image(ref.tag)]
+        # Images whose tag a rebuild of the same commit (factory) took over.
+        for img in self.client.images.list(filters={"dangling": True, "label": f"{LABEL_SPACE}={space_id}"}):
+            self._remove_image(img.id)
         return removed
+
+    def _remove_image(self, ref: str) -> bool:
+        try:
+            self.client.images.remove(ref)
+        except docker.errors.APIError:  # in use by a container: kept until that one is gone
+            return False
+        return True
 
     def remove_images(self, space_id: str) -> None:
         """Remove every image of the Space (Space deleted)."""

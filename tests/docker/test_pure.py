@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from builder.dockerfile import CA_MOUNT, image_tag, recipe, requirements_with_sdk
 from builder.docker_backend import masker
+from builder.dockerfile import CA_MOUNT, image_tag, recipe, requirements_with_sdk
 from builder.plan import BuildPlan
 from core.artifact import Artifact
 from core.config import SpaceConfig
