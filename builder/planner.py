@@ -21,7 +21,9 @@ from core.stages import Sdk
 from sdk_templates import DEFAULT_PYTHON, DEFAULT_SDK_VERSIONS, TEMPLATES
 
 MAX_READ = 4 << 20  # bytes read of any one file the planner looks at
-SDK_EXTRAS = {Sdk.GRADIO: ("huggingface_hub",)}  # preinstalled beside the SDK, as on Hugging Face
+# Preinstalled beside the SDK, as on Hugging Face (reference §1.1; `spaces` so ZeroGPU apps run unchanged).
+# Not `datasets`: it pulls pyarrow (~40 MB) into every env; Spaces that use it list it.
+SDK_EXTRAS = {Sdk.GRADIO: ("huggingface_hub", "requests", "spaces")}
 _INCLUDE = re.compile(r"^(?:-r|--requirement)(?:\s+|=)(\S+)$")
 _CONSTRAINT = re.compile(r"^(?:-c|--constraint)(?:\s+|=)(\S+)$")
 _NAME = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)")

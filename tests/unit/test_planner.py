@@ -154,10 +154,10 @@ def test_env_key(tmp_path: Path, change: dict[str, str], same: bool) -> None:
 
 INSTALLS = [
     ("gradio", {"app.py": GRADIO_APP, "requirements.txt": "six\n"},
-     (f"gradio=={DEFAULT_SDK_VERSIONS[Sdk.GRADIO]}", "huggingface_hub", "six")),
+     (f"gradio=={DEFAULT_SDK_VERSIONS[Sdk.GRADIO]}", "huggingface_hub", "requests", "spaces", "six")),
     ("streamlit", {"app.py": "import streamlit\n"}, (f"streamlit=={DEFAULT_SDK_VERSIONS[Sdk.STREAMLIT]}",)),
     ("user-pins-sdk", {"app.py": GRADIO_APP, "requirements.txt": "Gradio[oauth]==5.0\nhuggingface-hub<1\n"},
-     ("Gradio[oauth]==5.0", "huggingface-hub<1")),
+     ("requests", "spaces", "Gradio[oauth]==5.0", "huggingface-hub<1")),
     ("static", {"index.html": ""}, ()),
 ]
 
