@@ -32,6 +32,7 @@ import docker.errors
 from builder.backend import BuildContext
 from builder.dockerfile import CA_SECRET, DockerRecipe, image_tag, recipe
 from builder.plan import BuildPlan
+from builder.uv_backend import failure_message
 from core.artifact import Artifact
 from core.errors import BuildFailed
 from core.settings import Settings
@@ -44,6 +45,10 @@ LABEL_SHA = "spacehost.sha"
 TAIL_LINES = 60
 _NOISE = re.compile(r"^#\d+ sha256:[0-9a-f]{64}$")  # BuildKit's per-step digest lines
 _SECRET_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
+_STEP = re.compile(r"^#(\d+) (\[.*|CACHED)$")  # a step's title, or its cache hit
+_OUTPUT = re.compile(r"^#\d+ \d+\.\d+ (.*)$")  # what a step's command printed
+_ERROR = re.compile(r"^#\d+ ERROR: (.*)$")
+DEPS_STEP = "uv pip install -r /tmp/spacehost/requirements.txt"
 
 
 @dataclass(frozen=True)
@@ -121,6 +126,7 @@ class DockerBackend:
 
         threading.Thread(target=watchdog, name="docker-build-watchdog", daemon=True).start()
         tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
+        steps = _Steps()
         try:
             assert proc.stdout is not None
             for raw in proc.stdout:
@@ -129,13 +135,15 @@ class DockerBackend:
                     continue
                 tail.append(line)
                 ctx.log(line)
+                if note := steps.note(line):
+                    ctx.log(note)
             code = proc.wait()
         finally:
             done.set()
             if proc.poll() is None:
                 _kill(proc)
         if why or code != 0:
-            reason = f"docker build {why[0]}" if why else f"docker build failed (exit code {code})"
+            reason = f"docker build {why[0]}" if why else failure_summary(list(tail), code)
             ctx.log(f"--> {reason}")
             raise BuildFailed(reason, "\n".join(tail))
 
@@ -180,6 +188,30 @@ class DockerBackend:
         if self._client is None:
             self._client = docker.from_env()
         return self._client
+
+
+class _Steps:
+    """Watches BuildKit's plain output for the Python deps step coming from the layer cache."""
+
+    def __init__(self) -> None:
+        self.deps: set[str] = set()
+
+    def note(self, line: str) -> str | None:
+        m = _STEP.match(line)
+        if m and DEPS_STEP in m.group(2):
+            self.deps.add(m.group(1))
+        elif m and m.group(2) == "CACHED" and m.group(1) in self.deps:
+            return "--> Python environment reused from the layer cache (requirements unchanged)"
+        return None
+
+
+def failure_summary(tail: list[str], code: int | None) -> str:
+    """The user-facing reason of a failed build: the installer's error, else BuildKit's, else the exit code."""
+    output = [m.group(1) for line in tail if (m := _OUTPUT.match(line))]
+    if any(line.lstrip().startswith(("error:", "×")) for line in output):
+        return failure_message(output)
+    error = next((m.group(1) for line in reversed(tail) if (m := _ERROR.match(line))), None)
+    return f"docker build failed: {error}" if error else f"docker build failed (exit code {code})"
 
 
 def _context(rec: DockerRecipe, plan: BuildPlan, tmp: Path) -> tuple[Path, Path]:

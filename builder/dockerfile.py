@@ -6,7 +6,7 @@ Context layout of a templated (Gradio, Streamlit) build, made by builder/docker_
     Dockerfile
     spacehost/packages.txt           apt packages (packages.txt), only when there are any
     spacehost/pre-requirements.txt   installed first (pre-requirements.txt)
-    spacehost/requirements.txt       requirements.txt + the SDK at `sdk_version`
+    spacehost/requirements.txt       the SDK at `sdk_version` and its companions + requirements.txt
     app/                             the commit's tree
 
 The deps layers are keyed by their inputs only (the requirement files are copied before the app), so a
@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from builder.plan import BuildPlan
+from builder.planner import install_requirements
 from core.errors import BuildFailed
 from core.stages import Sdk
 from sdk_templates import TEMPLATES
@@ -34,7 +35,6 @@ UV_CACHE_MOUNT = "--mount=type=cache,target=/root/.cache/uv,id=spacehost-uv,shar
 VENV = "/opt/venv"
 CONTEXT_DIR = "spacehost"  # generated files, beside app/
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
-_REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def recipe(plan: BuildPlan, base_image: str, variables: Mapping[str, str] = {}) 
         raise BuildFailed(f"the docker backend builds no image for sdk {plan.sdk.value!r}")
     files = [
         (f"{CONTEXT_DIR}/pre-requirements.txt", _lines(plan.pre_requirements)),
-        (f"{CONTEXT_DIR}/requirements.txt", _lines(requirements_with_sdk(plan))),
+        (f"{CONTEXT_DIR}/requirements.txt", _lines(install_requirements(plan))),
     ]
     if plan.packages:
         files.append((f"{CONTEXT_DIR}/packages.txt", _lines(plan.packages)))
@@ -79,17 +79,6 @@ def render(plan: BuildPlan, base_image: str) -> str:
         return values[m.group(1)]
 
     return _PLACEHOLDER.sub(fill, tpl.dockerfile().read_text())
-
-
-def requirements_with_sdk(plan: BuildPlan) -> tuple[str, ...]:
-    """requirements.txt plus the SDK pinned at `sdk_version`, unless the author already names the SDK."""
-    package = TEMPLATES[plan.sdk].package
-    if not package or not plan.sdk_version:
-        return plan.requirements
-    names = {_canonical(m.group(1)) for line in plan.requirements if (m := _REQ_NAME.match(line))}
-    if _canonical(package) in names:
-        return plan.requirements
-    return (*plan.requirements, f"{package}=={plan.sdk_version}")
 
 
 def image_tag(space_id: str, sha: str) -> str:
@@ -149,6 +138,3 @@ def _python_env(python_version: str) -> str:
 def _lines(items: tuple[str, ...]) -> str:
     return "".join(f"{i}\n" for i in items)
 
-
-def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()

@@ -32,7 +32,7 @@ def tiny_space(tmp: Path, space_id: str, sha: str, run: str) -> BuildPlan:
 @pytest.mark.parametrize(
     ("run", "timeout_s", "cancel_after", "message", "tail_has"),
     [
-        ("echo about to fail && exit 7", 600, None, "docker build failed (exit code 1)", "about to fail"),
+        ("echo about to fail && exit 7", 600, None, "docker build failed: executor failed running [/bin/sh -c echo about to fail && exit 7]: exit code: 7", "about to fail"),
         ("sleep 120", 600, 1.5, "docker build cancelled", "sleep 120"),
         ("sleep 120", 2, None, "docker build timed out after 2s", "sleep 120"),
     ],

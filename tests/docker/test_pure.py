@@ -7,8 +7,9 @@ from dataclasses import replace
 import pytest
 
 from builder.docker_backend import masker
-from builder.dockerfile import CA_MOUNT, image_tag, recipe, requirements_with_sdk
+from builder.dockerfile import CA_MOUNT, image_tag, recipe
 from builder.plan import BuildPlan
+from builder.planner import install_requirements
 from core.artifact import Artifact
 from core.config import SpaceConfig
 from core.errors import BuildFailed, LaunchFailed
@@ -58,19 +59,10 @@ def test_static_needs_no_recipe() -> None:
         recipe(replace(GRADIO, sdk=Sdk.STATIC), "base:x")
 
 
-@pytest.mark.parametrize(
-    ("requirements", "expected"),
-    [
-        ((), ("gradio==6.31.0",)),
-        (("numpy",), ("numpy", "gradio==6.31.0")),
-        (("Gradio>=5",), ("Gradio>=5",)),
-        (("gradio[oauth]==5.0",), ("gradio[oauth]==5.0",)),
-        (("gradio_client",), ("gradio_client", "gradio==6.31.0")),
-    ],
-    ids=["empty", "other-package", "author-names-sdk", "author-names-sdk-with-extra", "similar-name"],
-)
-def test_sdk_is_pinned_unless_the_author_names_it(requirements: tuple[str, ...], expected: tuple[str, ...]) -> None:
-    assert requirements_with_sdk(replace(GRADIO, requirements=requirements)) == expected
+def test_requirements_file_is_what_the_planner_installs() -> None:
+    files = dict(recipe(GRADIO, "base:x").files)
+    assert files["spacehost/requirements.txt"].splitlines() == list(install_requirements(GRADIO))
+    assert "gradio==6.31.0" in files["spacehost/requirements.txt"].splitlines()
 
 
 @pytest.mark.parametrize(
