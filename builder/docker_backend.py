@@ -106,8 +106,13 @@ class DockerBackend:
         return dataclasses.replace(art, image=tag)
 
     def _build_ca(self) -> str | None:
-        ca = self.settings.build_ca or os.environ.get("SSL_CERT_FILE") or SYSTEM_CA
-        return str(ca) if Path(ca).is_file() else None
+        """The CA bundle builds trust: `build_ca` (must exist), else $SSL_CERT_FILE, else the system's."""
+        if self.settings.build_ca is not None:
+            if not self.settings.build_ca.is_file():
+                raise BuildFailed(f"the build CA bundle {self.settings.build_ca} (build_ca) is not a file")
+            return str(self.settings.build_ca)
+        ca = os.environ.get("SSL_CERT_FILE") or SYSTEM_CA
+        return ca if Path(ca).is_file() else None
 
     def _run(self, argv: list[str], ctx: BuildContext, mask: Callable[[str], str]) -> None:
         env = {**os.environ, "DOCKER_BUILDKIT": "1"}

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
-from builder.docker_backend import masker
+from builder.docker_backend import DockerBackend, masker
 from builder.dockerfile import CA_MOUNT, image_tag, recipe
 from builder.plan import BuildPlan
 from builder.planner import install_requirements
@@ -14,6 +15,7 @@ from core.artifact import Artifact
 from core.config import SpaceConfig
 from core.errors import BuildFailed, LaunchFailed
 from core.hardware import Hardware, flavor
+from core.settings import Settings
 from core.stages import Sdk
 from scheduler.runtimes.base import LaunchSpec
 from scheduler.runtimes.docker import Machine, container_plan, exit_info
@@ -153,3 +155,22 @@ def test_artifact_without_image_is_refused() -> None:
 def test_exit_reason(state: dict[str, object], limit: int | None, reason: str | None) -> None:
     info = exit_info(state, limit)
     assert (info.reason if info else None) == reason
+
+
+@pytest.mark.parametrize(
+    ("build_ca", "ssl_cert_file", "expected"),
+    [("given.pem", "env.pem", "given.pem"), (None, "env.pem", "env.pem"), (None, "missing.pem", None),
+     ("missing.pem", "env.pem", BuildFailed)],
+    ids=["setting-wins", "env-default", "nothing-usable", "setting-missing-is-an-error"],
+)
+def test_build_ca_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, build_ca: str | None,
+                         ssl_cert_file: str, expected: str | type[Exception] | None) -> None:
+    for name in ("given.pem", "env.pem"):
+        (tmp_path / name).write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / ssl_cert_file))
+    backend = DockerBackend(Settings(data_dir=tmp_path, build_ca=tmp_path / build_ca if build_ca else None))
+    if expected is BuildFailed:
+        with pytest.raises(BuildFailed, match="build_ca"):
+            backend._build_ca()
+    else:
+        assert backend._build_ca() == (str(tmp_path / expected) if isinstance(expected, str) else None)
