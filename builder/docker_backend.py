@@ -59,8 +59,9 @@ class ImageRef:
 
 
 def masker(values: Iterable[str]) -> Callable[[str], str]:
-    """A function that replaces every secret value (3+ chars, longest first) in a line with `***`."""
-    vals = sorted({v for v in values if v and len(v) >= 3}, key=len, reverse=True)
+    """A function that replaces every secret value (3+ chars, longest first) in a line with `***`. Logs go
+    line by line, so a value spanning lines (a PEM key) is masked line by line."""
+    vals = sorted({p for v in values if v for p in v.splitlines() if len(p) >= 3}, key=len, reverse=True)
 
     def mask(line: str) -> str:
         for v in vals:

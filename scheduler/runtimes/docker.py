@@ -15,6 +15,7 @@ A container that ended is removed once `exited()` has read why.
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import re
 import threading
@@ -167,12 +168,10 @@ class DockerRuntime:
 
     def _instance(self, c: Any) -> Instance:
         labels = c.labels
-        port = next(iter(c.attrs["Config"].get("ExposedPorts") or {}), "")
-        bindings = (c.attrs["NetworkSettings"]["Ports"] or {}).get(port) or []
-        if not bindings:
+        host_port = _published_port(c.attrs)
+        if not host_port:  # the engine fills the bindings in a moment after the start
             c.reload()
-            bindings = (c.attrs["NetworkSettings"]["Ports"] or {}).get(port) or []
-        host_port = next((int(b["HostPort"]) for b in bindings if b.get("HostIp") == "127.0.0.1"), 0)
+            host_port = _published_port(c.attrs)
         return Instance(labels[LABEL_INSTANCE], labels[LABEL_SPACE], labels[LABEL_SHA],
                         Upstream("127.0.0.1", host_port), container_id=c.id)
 
@@ -196,7 +195,7 @@ class DockerRuntime:
         cid = inst.container_id or ""
         try:
             c = self.client.containers.get(cid)
-            c.stop(timeout=max(0, round(grace_s)))
+            c.stop(timeout=math.ceil(max(0.0, grace_s)))
             self._ended.setdefault(cid, ExitInfo(c.attrs["State"].get("ExitCode"), "stopped"))
             self._join(cid)
             _remove(c)
@@ -271,6 +270,15 @@ def _run_kwargs(plan: ContainerPlan) -> dict[str, Any]:
     if plan.gpus:
         kwargs["device_requests"] = [docker.types.DeviceRequest(count=plan.gpus, capabilities=[["gpu"]])]
     return kwargs
+
+
+def _published_port(attrs: dict[str, Any]) -> int:
+    """The host port of the one port published (on 127.0.0.1); images may EXPOSE others, unpublished."""
+    for bindings in (attrs["NetworkSettings"]["Ports"] or {}).values():
+        for b in bindings or ():
+            if b.get("HostIp") == "127.0.0.1":
+                return int(b["HostPort"])
+    return 0
 
 
 def _remove(c: Any) -> None:

@@ -90,8 +90,9 @@ def test_image_tags_of_ids_differing_in_case_differ() -> None:
         (("hunter22",), "token is hunter22.", "token is ***."),
         (("abc", "abcdef"), "abcdef abc", "*** ***"),
         (("", "x"), "x marks", "x marks"),
+        (("-----BEGIN KEY-----\nMIIEvQIBADANBg\n-----END KEY-----",), "key line MIIEvQIBADANBg", "key line ***"),
     ],
-    ids=["one", "longest-first", "too-short-to-mask"],
+    ids=["one", "longest-first", "too-short-to-mask", "multi-line-value"],
 )
 def test_masker(secrets: tuple[str, ...], line: str, expected: str) -> None:
     assert masker(secrets)(line) == expected
