@@ -1,0 +1,368 @@
+"""The `process` runtime: each instance is a sandboxed process tree on this machine (see sandbox.py).
+
+Per instance, under `settings.path("run")`: `<id>.json` (pid, its start time, port, cgroups, log path — what
+`adopt()` needs after a spacehost restart) and `<id>/` (root only: `home/` owned by uid 1000 and mounted at
+/home/user, bubblewrap's exit status, the log mask). The app's stdout/stderr go through a `sed` filter that
+replaces secret values with `***` and appends to `spec.log_path`; the filter is not spacehost's child pipe,
+so the app keeps logging across a spacehost restart.
+
+Limits: cgroups (memory without swap, pids, CPU) where this host lets root create them; otherwise RLIMIT_AS
+(the flavor's memory) and a host-wide RLIMIT_NPROC brake, and no CPU limit. Without root or bubblewrap the
+app runs as a plain process group of the current user — no isolation, a warning says so.
+
+With `warm` (the default where the sandbox works), starts go through zygote.py: a pre-started sandbox per
+environment that imported the SDK already, claimed by one instance (see there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from core.errors import LaunchFailed
+from core.routes import Upstream
+from core.settings import Settings
+from core.stages import Sdk
+from scheduler.runtimes.base import ExitInfo, Instance, LaunchSpec
+from scheduler.runtimes.sandbox import (
+    APP_UID,
+    BWRAP,
+    PRLIMIT,
+    Limits,
+    SandboxMounts,
+    app_command,
+    app_env,
+    format_bytes,
+    interpreter_roots,
+    limits_for,
+    mask_script,
+    sandbox_argv,
+)
+from scheduler.runtimes.sandbox_cgroup import CgroupHost, SpaceCgroup
+from sdk_templates import TEMPLATES
+
+log = logging.getLogger(__name__)
+
+# Joins the cgroups before exec'ing the sandbox, so no process of the Space ever runs outside them.
+JOIN_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
+
+
+@dataclass(frozen=True)
+class Support:
+    sandbox: bool  # root and a working bubblewrap
+    cgroups: CgroupHost
+    why_not: str = ""
+
+    @classmethod
+    @cache
+    def detect(cls) -> Support:
+        if os.geteuid() != 0:
+            return cls(False, CgroupHost(0, ()), "spacehost does not run as root")
+        if not os.path.exists(BWRAP):
+            return cls(False, CgroupHost.detect(), f"{BWRAP} is not installed")
+        probe = subprocess.run([BWRAP, "--ro-bind", "/", "/", "--unshare-pid", "--", "/bin/true"],
+                               capture_output=True, text=True, check=False)
+        if probe.returncode != 0:
+            return cls(False, CgroupHost.detect(), f"bubblewrap does not work here: {probe.stderr.strip()}")
+        return cls(True, CgroupHost.detect())
+
+
+def describe_isolation(support: Support | None = None) -> str:
+    """How Spaces are isolated on this host, in words (README, `spacehost up` banner)."""
+    s = support or Support.detect()
+    if not s.sandbox:
+        return (f"WARNING: Spaces run as plain processes of the spacehost user without a sandbox ({s.why_not}); "
+                "run spacehost as root with bubblewrap installed to isolate them.")
+    limits = (f"memory (no swap), process count and CPU limits per Space via {s.cgroups.describe()}"
+              if s.cgroups.version and len(s.cgroups.controllers) == 3 else
+              f"limits: {s.cgroups.describe()}; memory as RLIMIT_AS and a host-wide RLIMIT_NPROC otherwise")
+    return ("Each Space runs in a bubblewrap sandbox as uid 1000 without capabilities (no_new_privs), in its "
+            "own mount, pid, ipc and uts namespaces; it sees /usr and /etc read-only, its app read-only at "
+            "/home/user/app, its Python env read-only, a private writable /home/user and /tmp — not the data "
+            "dir, other Spaces or /root. The network is shared with the host (apps listen on 127.0.0.1 for the "
+            f"proxy). {limits[0].upper()}{limits[1:]}.")
+
+
+@dataclass(frozen=True)
+class InstanceState:
+    """The JSON state file of one running instance."""
+
+    instance_id: str
+    space_id: str
+    sha: str
+    pid: int
+    start_ticks: int  # /proc/<pid>/stat starttime: tells our pid from a recycled one
+    port: int
+    log_path: str
+    cgroup_version: int = 0
+    cgroup_dirs: tuple[str, ...] = ()
+    memory_limit: int = 0
+
+    def instance(self) -> Instance:
+        return Instance(self.instance_id, self.space_id, self.sha, Upstream("127.0.0.1", self.port), pid=self.pid)
+
+    @classmethod
+    def load(cls, path: Path) -> InstanceState:
+        data = json.loads(path.read_text())
+        data["cgroup_dirs"] = tuple(data.get("cgroup_dirs", ()))
+        return cls(**data)
+
+
+def exit_reason(code: int | None, oom_kills: int, memory_limit: int, cgroups: bool) -> ExitInfo:
+    """Why an instance ended, from its exit status (128+N: signal N, bubblewrap's convention) and OOM count."""
+    if oom_kills:
+        limit = f" (limit {format_bytes(memory_limit)})" if memory_limit else ""
+        return ExitInfo(code, f"killed: out of memory{limit}")
+    if code is None:
+        return ExitInfo(None, "exited (status unknown)")
+    if code < 0 or code > 128:
+        sig = -code if code < 0 else code - 128
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+        hint = "; maybe out of memory" if sig == signal.SIGKILL and not cgroups else ""
+        return ExitInfo(code, f"killed by signal {sig} ({name}{hint})")
+    return ExitInfo(code, f"exited with code {code}")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot, None if it does not exist (or is a zombie)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] in ("Z", "X") else int(fields[19])
+
+
+class ProcessRuntime:
+    name = "process"
+    WARM_DEFAULT = False
+
+    def __init__(self, settings: Settings, warm: bool | None = None, support: Support | None = None) -> None:
+        self.settings = settings
+        self.support = support or Support.detect()
+        self.run_dir = settings.path("run")
+        self.machine_memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        self.machine_cpus = os.cpu_count() or 1
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}  # instance id → sandbox leader (our children)
+        self._filters: dict[str, subprocess.Popen[bytes]] = {}  # instance id → its log filter
+        self._ended: dict[str, ExitInfo] = {}
+        if not self.support.sandbox:
+            log.warning("%s", describe_isolation(self.support))
+        self.warm = (self.WARM_DEFAULT if warm is None else warm) and self.support.sandbox
+        self._zygotes: Any = None
+        if self.warm:
+            from scheduler.runtimes.zygote import ZygotePool
+
+            self._zygotes = ZygotePool(self)
+
+    # -- Runtime Protocol -------------------------------------------------------------------------------------
+
+    async def start(self, spec: LaunchSpec) -> Instance:
+        if self._zygotes is not None and self._zygotes.can_serve(spec):
+            return await asyncio.to_thread(self._zygotes.start, spec)
+        return await asyncio.to_thread(self._start, spec)
+
+    async def exited(self, inst: Instance) -> ExitInfo | None:
+        return await asyncio.to_thread(self._exited, inst)
+
+    async def stop(self, inst: Instance, grace_s: float = 5.0) -> None:
+        await asyncio.to_thread(self._stop, inst, grace_s)
+
+    async def adopt(self) -> list[Instance]:
+        return await asyncio.to_thread(self._adopt)
+
+    # -- start --------------------------------------------------------------------------------------------------
+
+    def prepare(self, spec: LaunchSpec) -> tuple[Path, Limits, SpaceCgroup | None]:
+        """The instance directory (with a fresh home for uid 1000), its limits and cgroup."""
+        art = spec.artifact
+        if art.sdk in (Sdk.STATIC, Sdk.DOCKER) or not art.env_dir:
+            raise LaunchFailed(f"{art.space_id}: the process runtime runs gradio and streamlit Spaces built by "
+                               f"the process backend (this is a {art.sdk.value} Space without a Python env)")
+        self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        inst_dir = self.run_dir / spec.instance_id
+        shutil.rmtree(inst_dir, ignore_errors=True)
+        (inst_dir / "home").mkdir(parents=True, mode=0o700)
+        if self.support.sandbox:
+            os.chown(inst_dir / "home", APP_UID, APP_UID)
+        limits = limits_for(spec.flavor, self.machine_memory, self.machine_cpus)
+        cg = SpaceCgroup.create(self.support.cgroups, spec.instance_id, limits) if self.support.cgroups.version else None
+        return inst_dir, limits, cg
+
+    def log_filter(self, spec: LaunchSpec, inst_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
+        """Start the masking filter appending to the log; returns it and the write end of its input pipe."""
+        script = inst_dir / "mask.sed"
+        fd = os.open(script, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(mask_script(spec.secret_values))
+        Path(spec.log_path).parent.mkdir(parents=True, exist_ok=True)
+        r, w = os.pipe()
+        with open(spec.log_path, "ab") as out:
+            filt = subprocess.Popen(["sed", "-u", "-f", str(script)], stdin=r, stdout=out, stderr=out,
+                                    env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"}, start_new_session=True)
+        os.close(r)
+        self._filters[spec.instance_id] = filt
+        return filt, w
+
+    def _start(self, spec: LaunchSpec) -> Instance:
+        art = spec.artifact
+        inst_dir, limits, cg = self.prepare(spec)
+        port = free_port()
+        python = os.path.join(art.env_dir or "", "bin", "python")
+        command = app_command(python, TEMPLATES[art.sdk].command(python, art.app_file, port))
+        env = app_env(spec.env, art.env_dir, port)
+        _, w = self.log_filter(spec, inst_dir)
+        status = os.open(inst_dir / "status.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            if self.support.sandbox:
+                mounts = SandboxMounts(art.app_dir, art.env_dir, str(inst_dir / "home"),
+                                       extra_ro=interpreter_roots(art.env_dir))
+                has_mem_cg = cg is not None and "memory" in self.support.cgroups.controllers
+                argv = sandbox_argv(mounts, command, status_fd=status, rlimits=None if has_mem_cg else limits)
+                cwd = "/"
+            else:
+                env["HOME"] = str(inst_dir / "home")
+                argv = [PRLIMIT, f"--as={limits.memory_bytes}", "--", *command] if os.path.exists(PRLIMIT) else command
+                cwd = art.app_dir
+            if cg is not None:
+                argv = ["/bin/sh", "-c", JOIN_CGROUPS, "sh", *cg.procs_files, "--", *argv]
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=w, stderr=w, env=env, cwd=cwd,
+                                    pass_fds=(status,), start_new_session=True)
+        except OSError as e:
+            self._cleanup_dir(spec.instance_id, cg)
+            raise LaunchFailed(f"could not start {art.space_id}: {e}") from None
+        finally:
+            os.close(w)
+            os.close(status)
+        self._procs[spec.instance_id] = proc
+        state = InstanceState(spec.instance_id, art.space_id, art.sha, proc.pid, start_ticks(proc.pid) or 0, port,
+                              spec.log_path, cg.version if cg else 0, cg.dirs if cg else (),
+                              cg.memory_limit if cg else limits.memory_bytes)
+        self.save_state(state)
+        return state.instance()
+
+    def save_state(self, state: InstanceState) -> None:
+        tmp = self.run_dir / f".{state.instance_id}.json.tmp"
+        tmp.write_text(json.dumps(asdict(state)))
+        tmp.replace(self.run_dir / f"{state.instance_id}.json")
+
+    # -- exit, stop, adopt ------------------------------------------------------------------------------------
+
+    def _state(self, instance_id: str) -> InstanceState | None:
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            return InstanceState.load(self.run_dir / f"{instance_id}.json")
+        return None
+
+    def _running(self, inst: Instance) -> bool:
+        proc = self._procs.get(inst.instance_id)
+        if proc is not None:
+            return proc.poll() is None
+        state = self._state(inst.instance_id)
+        return state is not None and start_ticks(state.pid) == state.start_ticks
+
+    def _exited(self, inst: Instance) -> ExitInfo | None:
+        iid = inst.instance_id
+        if iid in self._ended:
+            return self._ended[iid]
+        if self._running(inst):
+            return None
+        state = self._state(iid)
+        proc = self._procs.pop(iid, None)
+        code = proc.returncode if proc is not None else self._status_code(iid)
+        cg = SpaceCgroup(state.cgroup_version, state.cgroup_dirs, state.memory_limit) if state else None
+        info = exit_reason(code, cg.oom_kills() if cg else 0, state.memory_limit if state else 0,
+                           bool(cg and cg.dirs))
+        self._ended[iid] = info
+        self._cleanup(iid, cg)
+        return info
+
+    def _status_code(self, instance_id: str) -> int | None:
+        """The exit code bubblewrap wrote (instances adopted after a restart are not our children)."""
+        with contextlib.suppress(OSError):
+            for line in (self.run_dir / instance_id / "status.json").read_text().splitlines():
+                with contextlib.suppress(ValueError):
+                    data = json.loads(line)
+                    if "exit-code" in data:
+                        return int(data["exit-code"])
+        return None
+
+    def _stop(self, inst: Instance, grace_s: float) -> None:
+        iid = inst.instance_id
+        if iid in self._ended:
+            return
+        state = self._state(iid)
+        if self._running(inst) and state is not None:
+            self._signal(state, signal.SIGTERM)
+            deadline = time.monotonic() + grace_s
+            while time.monotonic() < deadline and self._running(inst):
+                time.sleep(0.05)
+            if self._running(inst):
+                self._signal(state, signal.SIGKILL)
+            proc = self._procs.get(iid)
+            if proc is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=5)
+        info = self._exited(inst)
+        if info is not None:
+            self._ended[iid] = ExitInfo(info.code, f"stopped ({info.reason})")
+
+    def _signal(self, state: InstanceState, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(state.pid, sig)
+        if sig == signal.SIGKILL:
+            SpaceCgroup(state.cgroup_version, state.cgroup_dirs).kill_all()
+
+    def _adopt(self) -> list[Instance]:
+        found: list[Instance] = []
+        if not self.run_dir.exists():
+            return found
+        for path in sorted(self.run_dir.glob("*.json")):
+            iid = path.name[: -len(".json")]
+            state = self._state(iid)
+            if state is not None and start_ticks(state.pid) == state.start_ticks:
+                found.append(state.instance())
+                continue
+            cg = SpaceCgroup(state.cgroup_version, state.cgroup_dirs) if state else None
+            self._cleanup(iid, cg)  # stale: ended while nobody watched
+        return found
+
+    def _cleanup(self, instance_id: str, cg: SpaceCgroup | None) -> None:
+        """Kill leftovers, drop the cgroup, the instance dir and state; let the log filter drain."""
+        if cg is not None:
+            cg.kill_all()
+        filt = self._filters.pop(instance_id, None)
+        if filt is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                filt.wait(timeout=2)
+        self._cleanup_dir(instance_id, cg)
+        if self._zygotes is not None:
+            self._zygotes.released(instance_id)
+
+    def _cleanup_dir(self, instance_id: str, cg: SpaceCgroup | None) -> None:
+        if cg is not None:
+            for _ in range(20):
+                cg.remove()
+                if not any(os.path.isdir(d) for d in cg.dirs):
+                    break
+                time.sleep(0.05)
+        shutil.rmtree(self.run_dir / instance_id, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            (self.run_dir / f"{instance_id}.json").unlink()

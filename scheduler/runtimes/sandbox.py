@@ -1,0 +1,167 @@
+"""The process sandbox, decided without I/O: bubblewrap argv, the app's environment, limits, log masking.
+
+What a sandboxed Space sees (`sandbox_argv`):
+- `/usr`, `/etc` read-only, `/bin /lib /lib64 /sbin` as the usual symlinks into `/usr`; a fresh `/proc`
+  (its own pid namespace: pid 1 is bubblewrap's reaper) and a minimal `/dev`;
+- its app tree read-only at `/home/user/app` (the working directory); its Python env read-only at the same
+  absolute path it has on the host (venvs embed absolute paths), plus the interpreter the env links to when
+  that lies outside `/usr`;
+- `/home/user` writable (a per-instance directory owned by uid 1000, deleted at stop) and `/tmp` (tmpfs);
+- nothing else: not the data dir, the store, other Spaces' trees, envs or homes, `/root`, the host's `/tmp`.
+It runs as uid/gid 1000 without groups, capabilities (bounding set empty) or the right to regain them
+(`no_new_privs`), in its own mount, pid, ipc and uts namespaces. The network namespace is the host's: the
+proxy reaches the app on 127.0.0.1:<port>, so an app can also reach other loopback services — the control
+plane authenticates every internal call and Spaces listen on loopback only.
+
+The sandbox runs in its own session and process group without a controlling terminal (what
+bubblewrap's `--new-session` is for), so `killpg` reaches every process of the Space. `--die-with-parent`
+is not used: instances outlive a spacehost restart and are re-adopted (DESIGN: any process can be killed).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.hardware import Flavor
+
+BWRAP = "/usr/bin/bwrap"
+SETPRIV = "/usr/bin/setpriv"
+PRLIMIT = "/usr/bin/prlimit"
+APP_UID = 1000
+HOME = "/home/user"
+APP_MOUNT = HOME + "/app"
+PIDS_MAX = 4096  # per Space (cgroup pids.max)
+NPROC_FALLBACK = 65536  # RLIMIT_NPROC counts every uid-1000 process of every Space: only a fork-bomb brake
+SYSTEM_DIRS = ("/usr", "/etc")
+SYSTEM_LINKS = (("usr/bin", "/bin"), ("usr/sbin", "/sbin"), ("usr/lib", "/lib"), ("usr/lib64", "/lib64"))
+BASE_ENV_KEYS = ("HOME", "PATH", "PYTHONUNBUFFERED")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one Space, from its flavor clamped to the machine."""
+
+    memory_bytes: int
+    cpus: float
+    pids: int = PIDS_MAX
+
+
+def limits_for(flavor: Flavor, machine_memory: int, machine_cpus: int) -> Limits:
+    return Limits(min(flavor.memory_bytes, machine_memory), min(float(flavor.cpu), float(machine_cpus)))
+
+
+@dataclass(frozen=True)
+class SandboxMounts:
+    app_dir: str
+    env_dir: str | None
+    home_dir: str  # host directory mounted writable at /home/user
+    extra_ro: tuple[str, ...] = ()  # further read-only paths bound at their own place (interpreter prefix)
+    files_ro: tuple[tuple[str, str], ...] = ()  # (host file, sandbox path), e.g. the zygote's entry point
+
+
+def interpreter_roots(env_dir: str | None) -> tuple[str, ...]:
+    """Host paths outside /usr that the env's `bin/python` needs (a symlink into e.g. /root/.pyenv)."""
+    if not env_dir:
+        return ()
+    real = os.path.realpath(os.path.join(env_dir, "bin", "python"))
+    if real.startswith(("/usr/", str(Path(env_dir).resolve()) + "/")):
+        return ()
+    prefix = Path(real).parent.parent  # <prefix>/bin/python3.x → <prefix>
+    return (str(prefix),)
+
+
+def sandbox_argv(mounts: SandboxMounts, command: Sequence[str], *, status_fd: int | None = None,
+                 rlimits: Limits | None = None) -> list[str]:
+    """bubblewrap argv running `command` as uid 1000 in the sandbox described in the module docstring.
+    With `rlimits` (no cgroups here), address space and process count are capped by prlimit instead."""
+    argv = [BWRAP, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+    for d in SYSTEM_DIRS:
+        argv += ["--ro-bind", d, d]
+    for target, link in SYSTEM_LINKS:
+        if os.path.lexists(link):
+            argv += ["--symlink", target, link]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp",
+             "--perms", "0755", "--dir", "/home", "--bind", mounts.home_dir, HOME,
+             "--perms", "0755", "--dir", APP_MOUNT, "--ro-bind", mounts.app_dir, APP_MOUNT]
+    own_path = (*([mounts.env_dir] if mounts.env_dir else []), *mounts.extra_ro)
+    argv += _parent_dirs([*own_path, *(dst for _, dst in mounts.files_ro)])
+    for path in own_path:
+        argv += ["--ro-bind", path, path]
+    for src, dst in mounts.files_ro:
+        argv += ["--ro-bind", src, dst]
+    if status_fd is not None:
+        argv += ["--json-status-fd", str(status_fd)]
+    argv += ["--chdir", APP_MOUNT, "--"]
+    if rlimits is not None:
+        argv += [PRLIMIT, f"--as={rlimits.memory_bytes}", f"--nproc={NPROC_FALLBACK}", "--"]
+    argv += [SETPRIV, f"--reuid={APP_UID}", f"--regid={APP_UID}", "--clear-groups", "--bounding-set=-all",
+             "--inh-caps=-all", "--no-new-privs", "--", *command]
+    return argv
+
+
+def _parent_dirs(targets: Iterable[str]) -> list[str]:
+    """`--dir` for each missing ancestor of a bind target, traversable by uid 1000 (bubblewrap would copy
+    the host directory's mode, often 0700)."""
+    made = {"/", "/tmp", "/home", HOME, APP_MOUNT}
+    argv: list[str] = []
+    for target in targets:
+        parents = [str(p) for p in reversed(Path(target).parents)]
+        for p in parents:
+            if p in made or any(p == d or p.startswith(d + "/") for d in SYSTEM_DIRS):
+                continue
+            made.add(p)
+            argv += ["--perms", "0755", "--dir", p]
+    return argv
+
+
+def app_env(spec_env: Mapping[str, str], env_dir: str | None, port: int) -> dict[str, str]:
+    """Exactly the Space's env plus what running it needs; nothing inherited from spacehost."""
+    env = dict(spec_env)
+    path = "/usr/local/bin:/usr/bin:/bin"
+    env.update(HOME=HOME, PATH=f"{env_dir}/bin:{path}" if env_dir else path, PYTHONUNBUFFERED="1",
+               PORT=str(port), GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1")
+    if env_dir:
+        env["VIRTUAL_ENV"] = env_dir
+    return env
+
+
+def app_command(python: str, sdk_argv: Sequence[str]) -> list[str]:
+    """The SDK template's argv with the streamlit address moved to loopback (the host's network is shared)."""
+    argv = list(sdk_argv)
+    for i, a in enumerate(argv[:-1]):
+        if a == "--server.address":
+            argv[i + 1] = "127.0.0.1"
+    argv[0] = python
+    return argv
+
+
+# -- log masking: a `sed` filter between the app and its log file, so the app never writes to a pipe
+# -- that spacehost holds (instances survive a spacehost restart).
+
+_BRE_SPECIAL = re.compile(r"([\\/.*\[\]^$])")
+
+
+def mask_script(values: Iterable[str]) -> str:
+    """A sed script replacing each secret value (3+ characters, longest first) with `***`, byte-wise (LC_ALL=C).
+    Values spanning lines are masked line by line."""
+    parts = {p for v in values if v for p in v.splitlines() if len(p) >= 3}
+    lines = ["s/" + _BRE_SPECIAL.sub(r"\\\1", p) + "/***/g" for p in sorted(parts, key=len, reverse=True)]
+    return "\n".join(lines) + "\n" if lines else ""
+
+
+def mask_line(line: str, values: Iterable[str]) -> str:
+    """What `mask_script` does to one line, in Python (tests and the fallback reader)."""
+    for p in sorted({p for v in values if v for p in v.splitlines() if len(p) >= 3}, key=len, reverse=True):
+        line = line.replace(p, "***")
+    return line
+
+
+def format_bytes(n: int) -> str:
+    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n >= size:
+            return f"{n / size:g} {unit}"
+    return f"{n} B"
