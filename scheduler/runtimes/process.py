@@ -109,6 +109,9 @@ class InstanceState:
     cgroup_version: int = 0
     cgroup_dirs: tuple[str, ...] = ()
     memory_limit: int = 0
+    zygote: str = ""  # warm start: the zygote whose child this is (its cgroup is the zygote's)
+    status_path: str = ""  # where the exit code is written ({"exit-code": N} lines)
+    oom_base: int = 0  # the cgroup's OOM kill count at start (a zygote's cgroup outlives instances)
 
     def instance(self) -> Instance:
         return Instance(self.instance_id, self.space_id, self.sha, Upstream("127.0.0.1", self.port), pid=self.pid)
@@ -153,7 +156,7 @@ def start_ticks(pid: int) -> int | None:
 
 class ProcessRuntime:
     name = "process"
-    WARM_DEFAULT = False
+    WARM_DEFAULT = True
 
     def __init__(self, settings: Settings, warm: bool | None = None, support: Support | None = None) -> None:
         self.settings = settings
@@ -166,7 +169,9 @@ class ProcessRuntime:
         self._ended: dict[str, ExitInfo] = {}
         if not self.support.sandbox:
             log.warning("%s", describe_isolation(self.support))
-        self.warm = (self.WARM_DEFAULT if warm is None else warm) and self.support.sandbox
+        if warm is None:
+            warm = os.environ.get("SPACEHOST_PROCESS_WARM", "1" if self.WARM_DEFAULT else "0") not in ("0", "")
+        self.warm = warm and self.support.sandbox
         self._zygotes: Any = None
         if self.warm:
             from scheduler.runtimes.zygote import ZygotePool
@@ -286,18 +291,23 @@ class ProcessRuntime:
             return None
         state = self._state(iid)
         proc = self._procs.pop(iid, None)
-        code = proc.returncode if proc is not None else self._status_code(iid)
+        code = proc.returncode if proc is not None else self._status_code(iid, state)
         cg = SpaceCgroup(state.cgroup_version, state.cgroup_dirs, state.memory_limit) if state else None
-        info = exit_reason(code, cg.oom_kills() if cg else 0, state.memory_limit if state else 0,
-                           bool(cg and cg.dirs))
+        ooms = cg.oom_kills() - (state.oom_base if state else 0) if cg else 0
+        info = exit_reason(code, ooms, state.memory_limit if state else 0, bool(cg and cg.dirs))
         self._ended[iid] = info
-        self._cleanup(iid, cg)
+        self._cleanup(iid, state)
         return info
 
-    def _status_code(self, instance_id: str) -> int | None:
-        """The exit code bubblewrap wrote (instances adopted after a restart are not our children)."""
+    def _status_code(self, instance_id: str, state: InstanceState | None) -> int | None:
+        """The exit code bubblewrap (or the zygote) wrote: adopted instances are not our children."""
+        path = Path(state.status_path) if state and state.status_path else self.run_dir / instance_id / "status.json"
+        for _ in range(20 if state and state.zygote else 1):  # the zygote writes it just after reaping
+            if path.exists():
+                break
+            time.sleep(0.025)
         with contextlib.suppress(OSError):
-            for line in (self.run_dir / instance_id / "status.json").read_text().splitlines():
+            for line in path.read_text().splitlines():
                 with contextlib.suppress(ValueError):
                     data = json.loads(line)
                     if "exit-code" in data:
@@ -327,7 +337,7 @@ class ProcessRuntime:
     def _signal(self, state: InstanceState, sig: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(state.pid, sig)
-        if sig == signal.SIGKILL:
+        if sig == signal.SIGKILL and not state.zygote:
             SpaceCgroup(state.cgroup_version, state.cgroup_dirs).kill_all()
 
     def _adopt(self) -> list[Instance]:
@@ -340,12 +350,19 @@ class ProcessRuntime:
             if state is not None and start_ticks(state.pid) == state.start_ticks:
                 found.append(state.instance())
                 continue
-            cg = SpaceCgroup(state.cgroup_version, state.cgroup_dirs) if state else None
-            self._cleanup(iid, cg)  # stale: ended while nobody watched
+            self._cleanup(iid, state)  # stale: ended while nobody watched
+        in_use = {s.zygote for i in found if (s := self._state(i.instance_id)) and s.zygote}
+        for zdir in self.run_dir.glob("zygote-*"):
+            if zdir.name not in in_use:  # its zygote exits with its last child; nothing to adopt
+                from scheduler.runtimes.zygote import remove_zygote_dir
+
+                remove_zygote_dir(zdir)
         return found
 
-    def _cleanup(self, instance_id: str, cg: SpaceCgroup | None) -> None:
-        """Kill leftovers, drop the cgroup, the instance dir and state; let the log filter drain."""
+    def _cleanup(self, instance_id: str, state: InstanceState | None) -> None:
+        """Kill leftovers, drop the cgroup, the instance dir and state; let the log filter drain.
+        A warm instance's cgroup is its zygote's: the pool decides about that."""
+        cg = SpaceCgroup(state.cgroup_version, state.cgroup_dirs) if state and not state.zygote else None
         if cg is not None:
             cg.kill_all()
         filt = self._filters.pop(instance_id, None)

@@ -61,6 +61,7 @@ class SandboxMounts:
     home_dir: str  # host directory mounted writable at /home/user
     extra_ro: tuple[str, ...] = ()  # further read-only paths bound at their own place (interpreter prefix)
     files_ro: tuple[tuple[str, str], ...] = ()  # (host file, sandbox path), e.g. the zygote's entry point
+    rw: tuple[tuple[str, str], ...] = ()  # (host dir owned by uid 1000, sandbox path), e.g. the zygote's status dir
 
 
 def interpreter_roots(env_dir: str | None) -> tuple[str, ...]:
@@ -84,15 +85,18 @@ def sandbox_argv(mounts: SandboxMounts, command: Sequence[str], *, status_fd: in
     for target, link in SYSTEM_LINKS:
         if os.path.lexists(link):
             argv += ["--symlink", target, link]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/tmp",
+    argv += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm",
+             "--perms", "1777", "--tmpfs", "/tmp",
              "--perms", "0755", "--dir", "/home", "--bind", mounts.home_dir, HOME,
              "--perms", "0755", "--dir", APP_MOUNT, "--ro-bind", mounts.app_dir, APP_MOUNT]
     own_path = (*([mounts.env_dir] if mounts.env_dir else []), *mounts.extra_ro)
-    argv += _parent_dirs([*own_path, *(dst for _, dst in mounts.files_ro)])
+    argv += _parent_dirs([*own_path, *(dst for _, dst in (*mounts.files_ro, *mounts.rw))])
     for path in own_path:
         argv += ["--ro-bind", path, path]
     for src, dst in mounts.files_ro:
         argv += ["--ro-bind", src, dst]
+    for src, dst in mounts.rw:
+        argv += ["--bind", src, dst]
     if status_fd is not None:
         argv += ["--json-status-fd", str(status_fd)]
     argv += ["--chdir", APP_MOUNT, "--"]

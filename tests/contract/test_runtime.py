@@ -31,6 +31,7 @@ from scheduler.runtimes import load_runtime
 from scheduler.runtimes.base import Instance, LaunchSpec, Runtime
 
 RUNTIME_NAMES = ["process"]
+VARIANTS = {"process-cold": ("process", {"SPACEHOST_PROCESS_WARM": "0"})}  # also run the process runtime cold
 SECRET = "s3cr3t-value-" + uuid.uuid4().hex[:8]
 T = TypeVar("T")
 
@@ -129,17 +130,21 @@ class Harness:
         return info
 
 
-@pytest.fixture(params=RUNTIME_NAMES)
-def rt(request: pytest.FixtureRequest, tmp_path: Path, python_env: str) -> Iterator[Harness]:
+@pytest.fixture(params=[*RUNTIME_NAMES, *VARIANTS])
+def rt(request: pytest.FixtureRequest, tmp_path: Path, python_env: str,
+       monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
+    name, env = VARIANTS.get(request.param, (request.param, {}))
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
     os.chmod(tmp_path, 0o755)
     counter = iter(range(1000))
 
     def make(app: str) -> Artifact:
         d = tmp_path / f"app{next(counter)}"
         d.mkdir()
-        return ARTIFACT_MAKERS[request.param](d, python_env, app)
+        return ARTIFACT_MAKERS[name](d, python_env, app)
 
-    h = Harness(request.param, Settings(data_dir=tmp_path / "data"), make, tmp_path / "logs" / "run.log")
+    h = Harness(name, Settings(data_dir=tmp_path / "data"), make, tmp_path / "logs" / "run.log")
     yield h
     for inst in h.started:
         run(h.runtime.stop(inst, grace_s=1))

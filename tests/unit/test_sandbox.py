@@ -263,3 +263,30 @@ def test_exit_reasons(code: int | None, ooms: int, cgroups: bool, reason: str) -
 def test_own_cgroup_paths_parse_v1_and_v2() -> None:
     assert _own_paths("4:memory:/a/b\n2:cpu,cpuacct:/\n0::/c") == {"memory": "/a/b", "cpu": "/", "cpuacct": "/",
                                                                     "": "/c"}
+
+
+def test_warm_start_forks_from_the_spaces_zygote_again_after_stop(tmp_path: Path, python_env: str) -> None:
+    b = Box(tmp_path, python_env)
+    b.runtime = ProcessRuntime(b.settings, warm=True)
+    art = b.artifact("warm", "import os, time; print('pid', os.getpid(), flush=True); time.sleep(60)\n")
+
+    def start() -> Instance:
+        inst = run(b.runtime.start(LaunchSpec(f"alice--w--{uuid.uuid4().hex[:8]}", art, {}, flavor(Hardware.CPU_BASIC),
+                                              str(b.log))))
+        assert run(b.runtime.exited(inst)) is None
+        return inst
+
+    try:
+        first = start()
+        zygotes = list(b.runtime._zygotes._zygotes.values())
+        run(b.runtime.stop(first, grace_s=1))
+        assert [z.alive() for z in zygotes] == [True]  # the Space sleeps; its zygote stays
+        t0 = time.monotonic()
+        second = start()
+        assert time.monotonic() - t0 < 1.0
+        assert list(b.runtime._zygotes._zygotes.values()) == zygotes and second.pid != first.pid
+        run(b.runtime.stop(second, grace_s=1))
+        assert run(b.runtime.exited(second)) == ExitInfo(143, "stopped (killed by signal 15 (SIGTERM))")
+    finally:
+        b.runtime._zygotes.close()
+    assert not list(b.settings.path("run").glob("zygote-*"))

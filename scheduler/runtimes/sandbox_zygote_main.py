@@ -1,0 +1,136 @@
+"""The warm interpreter, run INSIDE a Space's sandbox as uid 1000 (stdlib only; bound read-only into the
+sandbox). It imports the SDK once, then forks one child per start request.
+
+argv: <sdk> <status dir> <control fd>. Protocol on the control fd (a Unix stream socket to spacehost), one JSON object per line:
+- zygote → spacehost: `{"ready": true}` once the SDK is imported; `{"started": <pid>}` after each fork
+  (pid in the sandbox's pid namespace).
+- spacehost → zygote: `{"env": {...}, "argv": [...], "cwd": "..."}` with the log pipe's write end attached
+  (SCM_RIGHTS): the child gets exactly that env, that argv, stdout/stderr on that pipe.
+Each child's end is written to `<status dir>/<pid>.json` as `{"exit-code": N}` (128+signal when killed, as
+bubblewrap reports), so spacehost finds it even after a restart. On EOF of the control fd the zygote stops taking
+requests and exits when its last child has.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import signal
+import socket
+import sys
+import threading
+from typing import Any
+
+# What `launch()` imports lazily is imported here too (uvicorn's protocol modules, the http server).
+PRELOAD = {
+    # Not gradio.http_server: it reads GRADIO_SERVER_PORT when imported, which only the child knows.
+    "gradio": ("gradio", "uvicorn", "uvicorn.protocols.http.httptools_impl",
+               "uvicorn.protocols.websockets.websockets_impl", "uvicorn.lifespan.on", "uvicorn.loops.uvloop",
+               "multiprocessing.synchronize"),
+    "streamlit": ("streamlit.web.cli", "streamlit.web.bootstrap"),
+}
+
+
+def _preload(sdk: str) -> None:
+    """Import the SDK; an env without it still serves (the app then imports what it needs itself)."""
+    for module in PRELOAD.get(sdk, ()):
+        try:
+            __import__(module)
+        except ImportError as e:
+            print(f"zygote: not preloading {module}: {e}", file=sys.stderr)
+
+
+def _child(req: dict[str, Any], log_fd: int) -> None:
+    """Become the app. Never returns into the zygote's loop (os._exit on every path)."""
+    os.setpgid(0, 0)  # its own group: stop() kills the app and whatever it started, not the zygote
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    devnull = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.closerange(3, 1024)
+    sys.stdout = os.fdopen(1, "w", buffering=1)
+    sys.stderr = os.fdopen(2, "w", buffering=1)
+    os.environ.clear()
+    os.environ.update(req["env"])
+    cwd = str(req["cwd"])
+    os.chdir(cwd)
+    argv = [str(a) for a in req["argv"]]
+    code = 0
+    try:
+        if argv[1] == "-m":
+            sys.argv = [argv[2], *argv[3:]]
+            runpy.run_module(argv[2], run_name="__main__", alter_sys=True)
+        else:
+            sys.argv = argv[1:]
+            sys.path[0] = os.path.dirname(os.path.abspath(argv[1]))
+            runpy.run_path(argv[1], run_name="__main__")
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if not isinstance(e.code, int) and e.code is not None:
+            print(e.code, file=sys.stderr)
+    except BaseException:  # noqa: BLE001 — the app's own failure, printed as `python app.py` would
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Non-daemon threads (a server) keep the app alive as in `python app.py`: wait for them.
+    for t in threading.enumerate():
+        if t is not threading.main_thread() and not t.daemon:
+            t.join()
+    os._exit(code)
+
+
+def _reaper(status_dir: str, lock: threading.Lock, live: set[int]) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            threading.Event().wait(0.05)
+            continue
+        code = os.waitstatus_to_exitcode(status)
+        code = 128 - code if code < 0 else code
+        tmp = os.path.join(status_dir, f".{pid}.tmp")
+        with open(tmp, "w") as f:
+            f.write(json.dumps({"exit-code": code}) + "\n")
+        os.replace(tmp, os.path.join(status_dir, f"{pid}.json"))
+        with lock:
+            live.discard(pid)
+
+
+def main() -> None:
+    sdk, status_dir, ctl_fd = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    ctl = socket.socket(fileno=ctl_fd)
+    _preload(sdk)
+    ctl.sendall(b'{"ready": true}\n')
+    lock, live = threading.Lock(), set[int]()
+    threading.Thread(target=_reaper, args=(status_dir, lock, live), daemon=True).start()
+    buf = b""
+    while True:
+        msg, fds, _, _ = socket.recv_fds(ctl, 1 << 20, 4)
+        if not msg:
+            break
+        buf += msg
+        while b"\n" in buf and fds:
+            line, buf = buf.split(b"\n", 1)
+            req, log_fd = json.loads(line), fds.pop(0)
+            with lock:
+                pid = os.fork()
+                if pid == 0:
+                    ctl.close()
+                    _child(req, log_fd)
+                live.add(pid)
+            os.close(log_fd)
+            ctl.sendall(json.dumps({"started": pid}).encode() + b"\n")
+    while True:
+        with lock:
+            if not live:
+                return
+        threading.Event().wait(0.1)
+
+
+if __name__ == "__main__":
+    main()

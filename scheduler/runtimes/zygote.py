@@ -1,0 +1,268 @@
+"""Warm interpreters: one zygote per (Space, app tree, env, hardware), started inside that Space's own sandbox.
+
+The zygote (sandbox_zygote_main.py) runs as uid 1000 in exactly the sandbox a cold start gets (same mounts,
+its own cgroup with the flavor's limits), imports the SDK once, and forks a child per start. The child is the
+instance: the app's env (secrets included) reaches only it, over a socket, and its output goes to that
+start's masking log filter. The zygote outlives its children, so a wake (or a restart after a crash) forks in
+~0.1-0.4 s instead of a ~4 s cold `import gradio`; while the Space sleeps it holds only the imported SDK.
+A new app tree or env (a push) gets a new zygote; the previous one exits when its last child has, or when it
+was idle for `idle_s`. Isolation equals the cold path's because nothing is shared between Spaces: there is no
+cross-Space zygote (that would need the child to re-enter a narrower sandbox without privileges).
+
+Caveat: modules imported by the zygote saw the env of the start that created it; a later start with other
+variables gets them in `os.environ`, but SDK module-level constants keep the earlier values.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from core.errors import LaunchFailed
+from core.stages import Sdk
+from scheduler.runtimes.base import Instance, LaunchSpec
+from scheduler.runtimes.sandbox import (
+    APP_UID,
+    SandboxMounts,
+    app_command,
+    app_env,
+    interpreter_roots,
+    limits_for,
+    sandbox_argv,
+)
+from scheduler.runtimes.sandbox_cgroup import SpaceCgroup
+from sdk_templates import TEMPLATES
+
+if TYPE_CHECKING:
+    from scheduler.runtimes.process import ProcessRuntime
+
+MAIN = Path(__file__).with_name("sandbox_zygote_main.py")
+MAIN_IN_SANDBOX = "/opt/spacehost/zygote.py"
+STATUS_IN_SANDBOX = "/run/spacehost"
+READY_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class ZygoteKey:
+    space_id: str
+    app_dir: str
+    env_dir: str
+    hardware: str
+    sdk: Sdk
+
+
+@dataclass
+class Zygote:
+    key: ZygoteKey
+    zid: str
+    dir: Path
+    proc: subprocess.Popen[bytes]
+    sock: socket.socket
+    cgroup: SpaceCgroup | None
+    pid_ns: str  # "pid:[inode]" of its sandbox
+    children: set[str] = field(default_factory=set)
+    last_used: float = field(default_factory=time.monotonic)
+    retired: bool = False
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def request(self, req: dict[str, object], log_fd: int, timeout: float = 10.0) -> int:
+        socket.send_fds(self.sock, [json.dumps(req).encode() + b"\n"], [log_fd])
+        return int(str(_read_message(self.sock, timeout).get("started")))  # ValueError on a garbled answer
+
+
+def _read_message(sock: socket.socket, timeout: float) -> dict[str, object]:
+    data = b""
+    deadline = time.monotonic() + timeout
+    while not data.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([sock], [], [], left)[0]:
+            raise TimeoutError("the zygote did not answer")
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise EOFError("the zygote ended")
+        data += chunk
+    return json.loads(data)  # type: ignore[no-any-return]
+
+
+def host_pid(ns_pid: int, pid_ns: str) -> int | None:
+    """The host pid of process `ns_pid` of the pid namespace `pid_ns`."""
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if os.readlink(d / "ns" / "pid") != pid_ns:
+                continue
+            for line in (d / "status").read_text().splitlines():
+                if line.startswith("NSpid:") and int(line.split()[-1]) == ns_pid:
+                    return int(d.name)
+    return None
+
+
+class ZygotePool:
+    idle_s = 24 * 3600.0
+
+    def __init__(self, runtime: ProcessRuntime) -> None:
+        self.rt = runtime
+        self._zygotes: dict[ZygoteKey, Zygote] = {}
+        self._by_instance: dict[str, Zygote] = {}
+        self._lock = threading.Lock()
+
+    def can_serve(self, spec: LaunchSpec) -> bool:
+        return spec.artifact.sdk in (Sdk.GRADIO, Sdk.STREAMLIT) and bool(spec.artifact.env_dir)
+
+    def start(self, spec: LaunchSpec) -> Instance:
+        from scheduler.runtimes.process import InstanceState, free_port, start_ticks
+
+        art = spec.artifact
+        key = ZygoteKey(art.space_id, art.app_dir, art.env_dir or "", spec.flavor.hardware.value, art.sdk)
+        with self._lock:
+            self._evict(key)
+            z = self._zygotes.get(key)
+            if z is None or not z.alive():
+                try:
+                    z = self._spawn(key, spec)
+                except (OSError, TimeoutError, EOFError) as e:
+                    raise LaunchFailed(f"could not start {art.space_id}: {e}") from None
+                self._zygotes[key] = z
+            z.last_used = time.monotonic()
+        inst_dir = self.rt.run_dir / spec.instance_id
+        shutil.rmtree(inst_dir, ignore_errors=True)
+        inst_dir.mkdir(parents=True, mode=0o700)
+        port = free_port()
+        python = os.path.join(key.env_dir, "bin", "python")
+        argv = app_command(python, TEMPLATES[art.sdk].command(python, art.app_file, port))
+        _, w = self.rt.log_filter(spec, inst_dir)
+        try:
+            ns_pid = z.request({"env": app_env(spec.env, key.env_dir, port), "argv": argv,
+                                "cwd": "/home/user/app"}, w)
+        except (OSError, TimeoutError, EOFError, ValueError) as e:
+            self._kill(z)
+            raise LaunchFailed(f"could not start {art.space_id}: the warm interpreter failed ({e})") from None
+        finally:
+            os.close(w)
+        pid = host_pid(ns_pid, z.pid_ns) or 0
+        cg = z.cgroup
+        state = InstanceState(spec.instance_id, art.space_id, art.sha, pid, start_ticks(pid) or 0, port,
+                              spec.log_path, cg.version if cg else 0, cg.dirs if cg else (),
+                              cg.memory_limit if cg else 0, zygote=z.zid,
+                              status_path=str(z.dir / "status" / f"{ns_pid}.json"),
+                              oom_base=cg.oom_kills() if cg else 0)
+        self.rt.save_state(state)
+        with self._lock:
+            z.children.add(spec.instance_id)
+            self._by_instance[spec.instance_id] = z
+        return state.instance()
+
+    def released(self, instance_id: str) -> None:
+        """An instance ended: forget it; a retired zygote without children goes."""
+        with self._lock:
+            z = self._by_instance.pop(instance_id, None)
+            if z is None:
+                return
+            z.children.discard(instance_id)
+            z.last_used = time.monotonic()
+            if z.retired and not z.children:
+                self._kill(z)
+
+    def close(self) -> None:
+        with self._lock:
+            for z in list(self._zygotes.values()):
+                self._kill(z)
+
+    def _evict(self, key: ZygoteKey) -> None:
+        """Retire other zygotes of the same Space (superseded) and kill idle or dead ones."""
+        now = time.monotonic()
+        for k, z in list(self._zygotes.items()):
+            if k != key and k.space_id == key.space_id:
+                z.retired = True
+            idle = not z.children and now - z.last_used > self.idle_s
+            if not z.alive() or idle or (z.retired and not z.children):
+                self._kill(z)
+
+    def _spawn(self, key: ZygoteKey, spec: LaunchSpec) -> Zygote:
+        rt = self.rt
+        zid = "zygote-" + uuid.uuid4().hex[:12]
+        zdir = rt.run_dir / zid
+        for sub in ("home", "status"):
+            (zdir / sub).mkdir(parents=True, mode=0o700)
+            os.chown(zdir / sub, APP_UID, APP_UID)
+        limits = limits_for(spec.flavor, rt.machine_memory, rt.machine_cpus)
+        cg = SpaceCgroup.create(rt.support.cgroups, zid, limits) if rt.support.cgroups.version else None
+        (zdir / "cgroup.json").write_text(json.dumps({"version": cg.version, "dirs": cg.dirs} if cg else {}))
+        mounts = SandboxMounts(key.app_dir, key.env_dir, str(zdir / "home"), extra_ro=interpreter_roots(key.env_dir),
+                               files_ro=((str(MAIN), MAIN_IN_SANDBOX),),
+                               rw=((str(zdir / "status"), STATUS_IN_SANDBOX),))
+        python = os.path.join(key.env_dir, "bin", "python")
+        ours, theirs = socket.socketpair()
+        command = [python, "-I", MAIN_IN_SANDBOX, key.sdk.value, STATUS_IN_SANDBOX, str(theirs.fileno())]
+        has_mem_cg = cg is not None and "memory" in rt.support.cgroups.controllers
+        status = os.open(zdir / "bwrap.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        argv = sandbox_argv(mounts, command, status_fd=status, rlimits=None if has_mem_cg else limits)
+        if cg is not None:
+            from scheduler.runtimes.process import JOIN_CGROUPS
+
+            argv = ["/bin/sh", "-c", JOIN_CGROUPS, "sh", *cg.procs_files, "--", *argv]
+        env = {k: v for k, v in app_env(spec.env, key.env_dir, 0).items() if k not in ("PORT", "GRADIO_SERVER_PORT")}
+        with open(zdir / "zygote.log", "ab") as out:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, cwd="/",
+                                    pass_fds=(status, theirs.fileno()), start_new_session=True)
+        os.close(status)
+        theirs.close()
+        z = Zygote(key, zid, zdir, proc, ours, cg, "")
+        try:
+            _read_message(ours, READY_TIMEOUT_S)
+        except (TimeoutError, EOFError):
+            tail = (zdir / "zygote.log").read_text(errors="replace")[-2000:]
+            self._kill(z)
+            raise EOFError(f"the warm interpreter did not start: {tail.strip()}") from None
+        z.pid_ns = _pid_ns(zdir / "bwrap.json")
+        return z
+
+    def _kill(self, z: Zygote) -> None:
+        self._zygotes.pop(z.key, None)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(z.proc.pid, signal.SIGKILL)
+        if z.cgroup is not None:
+            z.cgroup.kill_all()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            z.proc.wait(timeout=5)
+        z.sock.close()
+        remove_zygote_dir(z.dir)
+
+
+def remove_zygote_dir(zdir: Path) -> None:
+    """Kill what is left in a zygote's cgroup, remove the cgroup and the zygote's directory."""
+    with contextlib.suppress(OSError, ValueError):
+        data = json.loads((zdir / "cgroup.json").read_text())
+        if data:
+            cg = SpaceCgroup(int(data["version"]), tuple(data["dirs"]))
+            cg.kill_all()
+            for _ in range(20):
+                cg.remove()
+                if not any(os.path.isdir(d) for d in cg.dirs):
+                    break
+                time.sleep(0.05)
+    shutil.rmtree(zdir, ignore_errors=True)
+
+
+def _pid_ns(bwrap_status: Path) -> str:
+    for line in bwrap_status.read_text().splitlines():
+        with contextlib.suppress(ValueError):
+            data = json.loads(line)
+            if "pid-namespace" in data:
+                return f"pid:[{data['pid-namespace']}]"
+    return ""
