@@ -1,0 +1,25 @@
+"""What the proxy needs from the rest of spacehost; the composition root implements it."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class ProxyHooks(Protocol):
+    def activity(self, space_id: str) -> None:
+        """A visitor request reached the Space (not a health probe); at most about once a second per Space,
+        and every `activity_interval` while a WebSocket to it stays open."""
+        ...
+
+    async def wake(self, space_id: str) -> None:
+        """A SLEEPING Space got a request: start it. Called once per Space until it returns."""
+        ...
+
+    def user_for_token(self, token: str) -> str | None:
+        """The user a hub token belongs to, None if invalid. Results are cached by the proxy for a few
+        seconds."""
+        ...
+
+    def can_view(self, space_id: str, user: str | None) -> bool:
+        """Whether `user` may see private Space `space_id`."""
+        ...

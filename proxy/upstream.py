@@ -1,0 +1,260 @@
+"""Upstream side of the splice: a keep-alive connection pool and the protocol that relays one response at a
+time to the client connection it is attached to.
+
+A response head is found by its CRLFCRLF, validated by llhttp, and written with the Space's extra header
+lines inserted; the body is relayed as received (no re-framing, no buffering: SSE events leave as they come),
+while llhttp follows the framing only to learn where the response ends so the connection can be pooled."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Protocol
+
+import httptools
+
+from core.routes import Upstream
+
+if TYPE_CHECKING:
+    from proxy.exchange import Exchange
+
+MAX_RESPONSE_HEAD = 64 * 1024
+MAX_IDLE_PER_UPSTREAM = 256
+
+
+class Client(Protocol):
+    """What an upstream connection needs from the client connection it serves."""
+
+    transport: asyncio.Transport
+
+    def touch(self) -> None: ...
+    def response_done(self, ex: Exchange, close: bool) -> None: ...
+    def upstream_failed(self, ex: Exchange, reused: bool, got_bytes: bool) -> None: ...
+    def upgraded(self, up: UpstreamConn) -> None: ...
+
+
+class UpstreamConn(asyncio.Protocol):
+    __slots__ = (
+        "client",
+        "complete",
+        "ex",
+        "extra",
+        "got_bytes",
+        "head_buf",
+        "head_only",
+        "idle_since",
+        "in_body",
+        "key",
+        "parser",
+        "pool",
+        "reusable",
+        "reused",
+        "spliced",
+        "status",
+        "transport",
+    )
+
+    def __init__(self, pool: Pool, key: Upstream) -> None:
+        self.pool = pool
+        self.key = key
+        self.transport: asyncio.Transport | None = None
+        self.client: Client | None = None
+        self.ex: Exchange | None = None
+        self.extra = b""
+        self.head_only = False
+        self.head_buf = b""
+        self.parser: httptools.HttpResponseParser | None = None
+        self.in_body = False
+        self.complete = False
+        self.reused = False
+        self.got_bytes = False
+        self.spliced = False
+        self.idle_since = 0.0
+        self.status = 0
+        self.reusable = True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport
+
+    def attach(self, client: Client, ex: Exchange, extra: bytes) -> None:
+        self.client, self.ex, self.extra = client, ex, extra
+        self.head_only = ex.method == "HEAD"
+        self.head_buf, self.in_body, self.complete, self.got_bytes, self.status = b"", False, False, False, 0
+
+    # llhttp callback
+    def on_message_complete(self) -> None:
+        self.complete = True
+
+    def on_message_begin(self) -> None:
+        if self.in_body:  # bytes after the end of a response: never reuse this connection
+            self.reusable = False
+
+    def data_received(self, data: bytes) -> None:
+        c = self.client
+        if c is None or self.transport is None:
+            self.reusable = False
+            if self.transport is not None:
+                self.transport.close()  # unsolicited bytes on an idle connection
+            return
+        self.got_bytes = True
+        if self.spliced:
+            c.transport.write(data)
+            c.touch()
+            return
+        c.touch()
+        if self.in_body:
+            assert self.parser is not None
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserError:
+                self.reusable = False
+                self.complete = True
+            c.transport.write(data)
+            if self.complete:
+                self._done()
+            return
+        buf = self.head_buf + data if self.head_buf else data
+        self._head(buf)
+
+    def _head(self, buf: bytes) -> None:
+        c = self.client
+        assert c is not None and self.transport is not None and self.ex is not None
+        idx = buf.find(b"\r\n\r\n")
+        if idx < 0:
+            if len(buf) > MAX_RESPONSE_HEAD:
+                self._fail()
+            else:
+                self.head_buf = buf
+            return
+        head, rest = buf[: idx + 4], buf[idx + 4 :]
+        self.head_buf = b""
+        p = self.parser = httptools.HttpResponseParser(self)
+        try:
+            p.feed_data(head)
+        except httptools.HttpParserUpgrade:
+            if p.get_status_code() == 101:
+                self.status = self.ex.status = 101
+                c.transport.write(head[:-2] + self.extra + b"\r\n" + rest)
+                self.spliced = True
+                c.upgraded(self)
+                return
+            self._fail()
+            return
+        except httptools.HttpParserError:
+            self._fail()
+            return
+        status = self.status = self.ex.status = p.get_status_code()
+        if status < 200:  # 1xx interim (100 Continue): relay as is, the final head follows
+            c.transport.write(head)
+            self.complete = False
+            if rest:
+                self._head(rest)
+            return
+        c.transport.write(head[:-2] + self.extra + b"\r\n")
+        if self.head_only or status in (204, 304):
+            self.complete = True
+        self.in_body = True
+        if rest and not self.complete:
+            try:
+                p.feed_data(rest)
+            except httptools.HttpParserError:
+                self.reusable = False
+                self.complete = True
+            c.transport.write(rest)
+        elif rest:
+            self.reusable = False
+        if self.complete:
+            self._done()
+
+    def _done(self) -> None:
+        c, ex = self.client, self.ex
+        assert c is not None and ex is not None and self.parser is not None
+        keep = self.reusable and self.parser.should_keep_alive() and ex.complete
+        self.client = self.ex = None
+        self.in_body = False
+        if keep:
+            self.pool.release(self)
+        elif self.transport is not None:
+            self.transport.close()
+        c.response_done(ex, False)
+
+    def _fail(self) -> None:
+        """A malformed response: drop the upstream; the client gets a 502 if nothing was written yet."""
+        self.reusable = False
+        if self.transport is not None:
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.pool.discard(self)
+        c, ex = self.client, self.ex
+        self.client = self.ex = None
+        self.transport = None
+        if c is None or ex is None:
+            return
+        if self.spliced or self.in_body:
+            c.response_done(ex, True)  # read-until-close bodies end here; truncated ones end the client too
+        else:
+            c.upstream_failed(ex, self.reused, self.got_bytes)
+
+    def pause_writing(self) -> None:
+        if self.client is not None:
+            self.client.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.client is not None:
+            self.client.transport.resume_reading()
+
+
+class Pool:
+    """Idle keep-alive connections per upstream, most recently used first."""
+
+    def __init__(self, connect_timeout: float) -> None:
+        self.idle: dict[Upstream, list[UpstreamConn]] = {}
+        self.connect_timeout = connect_timeout
+
+    def take(self, key: Upstream) -> UpstreamConn | None:
+        conns = self.idle.get(key)
+        while conns:
+            up = conns.pop()
+            if up.transport is not None and not up.transport.is_closing():
+                up.reused = True
+                return up
+        return None
+
+    async def connect(self, key: Upstream) -> UpstreamConn:
+        loop = asyncio.get_running_loop()
+        _, proto = await asyncio.wait_for(
+            loop.create_connection(lambda: UpstreamConn(self, key), key.host, key.port), self.connect_timeout
+        )
+        return proto
+
+    def release(self, up: UpstreamConn) -> None:
+        conns = self.idle.setdefault(up.key, [])
+        if len(conns) >= MAX_IDLE_PER_UPSTREAM or up.transport is None:
+            if up.transport is not None:
+                up.transport.close()
+            return
+        up.idle_since = asyncio.get_running_loop().time()
+        conns.append(up)
+
+    def discard(self, up: UpstreamConn) -> None:
+        conns = self.idle.get(up.key)
+        if conns and up in conns:
+            conns.remove(up)
+
+    def sweep(self, now: float, max_idle: float) -> None:
+        """Close connections idle longer than `max_idle` (shorter than the upstreams' own keep-alive, so a
+        pooled connection is rarely one the upstream is closing)."""
+        for key, conns in list(self.idle.items()):
+            for up in [u for u in conns if now - u.idle_since > max_idle]:
+                conns.remove(up)
+                if up.transport is not None:
+                    up.transport.close()
+            if not conns:
+                del self.idle[key]
+
+    def close(self) -> None:
+        for conns in self.idle.values():
+            for up in conns:
+                if up.transport is not None:
+                    up.transport.close()
+        self.idle.clear()
