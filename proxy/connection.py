@@ -121,11 +121,25 @@ class ClientConn(asyncio.Protocol):
         self.transport.close()
 
     def _bad_request(self, status: int) -> None:
+        """Refuse a malformed request. If it is the one in flight (its body went bad), the upstream exchange is
+        abandoned: the Space saw a truncated request, never a smuggled one (bodies are re-framed)."""
         self.parser = None
         self.closing = True
-        if not self.queue:  # else a response is under way; just stop reading and close after it
-            self.transport.write(pages.error(status, pages.REASONS[status]))
-            self.transport.close()
+        active = self.queue[0] if self.queue else None
+        if active is not None and active.complete:
+            return  # garbage after a whole request: let its response finish, then close
+        if active is not None:
+            if active.task is not None:
+                active.task.cancel()
+            up, self.up = self.up, None
+            if up is not None and up.transport is not None:
+                up.client = None
+                up.transport.abort()
+            if active.status:  # its response already started: nothing sane can follow
+                self.transport.abort()
+                return
+        self.transport.write(pages.error(status, pages.REASONS[status]))
+        self.transport.close()
 
     # --- llhttp callbacks ---------------------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -157,6 +171,7 @@ class ClientConn(asyncio.Protocol):
                       p.should_upgrade(), chunked, self.loop.time())
         self.cur = ex
         self.queue.append(ex)
+        self.deadline = ex.start + self.srv.limits.stream_idle_timeout
         if len(self.queue) == 1 and not self.closing:
             self._start(ex)
 

@@ -21,6 +21,7 @@ from proxy.tls import TlsConfig, TlsContexts
 from proxy.upstream import Pool
 
 log = logging.getLogger("spacehost.proxy")
+DEFAULT_RATE_LIMIT = ratelimit.RateLimit()
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class ProxyServer:
         direct_ports: bool = True,
         hub_origin: str | None = None,
         limits: Limits = Limits(),
-        rate_limit: ratelimit.RateLimit | None = ratelimit.RateLimit(),
+        rate_limit: ratelimit.RateLimit | None = DEFAULT_RATE_LIMIT,
         drop_cookies: frozenset[str] = frozenset({"spacehost_session"}),
     ) -> None:
         self.hooks = hooks
@@ -198,7 +199,7 @@ class ProxyServer:
         scheme = "https" if self.tls else "http"
         for port in sorted(want - set(have)):
             try:
-                have[port] = await loop.create_server(lambda p=port: ClientConn(self, p, scheme),  # type: ignore[misc]
+                have[port] = await loop.create_server(lambda p=port: ClientConn(self, p, scheme),
                                                       self.host, port, ssl=ssl_ctx, reuse_address=True)
             except OSError as e:
                 log.error("direct port %s unavailable: %s", port, e)
@@ -261,6 +262,8 @@ class _Redirect(asyncio.Protocol):
         self.host = ""
         self.url = b""
         self.parser = httptools.HttpRequestParser(self)
+
+    transport: asyncio.Transport
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport

@@ -137,9 +137,9 @@ def ensure_self_signed(directory: Path, domain: str, extra_names: tuple[str, ...
     out = SelfSigned(directory / "ca.pem", directory / "cert.pem", directory / "key.pem")
     names = (domain, f"*.{domain}", *extra_names)
     marker = directory / "names.txt"
-    if out.cert.exists() and out.key.exists() and out.ca_cert.exists() and marker.exists():
-        if marker.read_text() == "\n".join(names):
-            return out
+    made = all(p.exists() for p in (out.cert, out.key, out.ca_cert, marker))
+    if made and marker.read_text() == "\n".join(names):
+        return out
     now = datetime.datetime.now(datetime.UTC)
     ca_key_path = directory / "ca-key.pem"
     pem = serialization.Encoding.PEM
