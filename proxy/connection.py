@@ -54,12 +54,15 @@ class ClientConn(asyncio.Protocol):
         self.read_paused = False
         self.deadline = 0.0
         self.last_activity = 0.0
+        self.fwd = b""
+        self.ipt: tuple[str | None, float, bytes] | None = None  # (user, re-mint after, X-IP-Token line)
 
     # --- transport events -------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport
         peer = transport.get_extra_info("peername")
         self.ip = peer[0] if peer else "unknown"
+        self.fwd = f"X-Forwarded-For: {self.ip}\r\nX-Forwarded-Proto: {self.scheme}\r\n".encode("latin-1")
         self.parser = httptools.HttpRequestParser(self)
         self.deadline = self.loop.time() + self.srv.limits.header_timeout
         self.srv.conns.add(self)
@@ -166,9 +169,10 @@ class ClientConn(asyncio.Protocol):
         assert p is not None
         if self.head_size > self.srv.limits.max_head:
             raise HeadTooLarge()
-        chunked = any(n.lower() == b"transfer-encoding" for n, _ in self.headers)
+        sc = scan(self.headers)
         ex = Exchange(p.get_method().decode(), self.url.decode("latin-1"), self.headers, p.should_keep_alive(),
-                      p.should_upgrade(), chunked, self.loop.time())
+                      p.should_upgrade(), sc.chunked, self.loop.time())
+        ex.scan = sc
         self.cur = ex
         self.queue.append(ex)
         self.deadline = ex.start + self.srv.limits.stream_idle_timeout
@@ -208,8 +212,9 @@ class ClientConn(asyncio.Protocol):
     def _start(self, ex: Exchange) -> None:
         ex.started = True
         srv = self.srv
-        s = ex.scan = scan(ex.headers)
-        target = srv.table.resolve(s.host, self.local_port) if s.host else None
+        s = ex.scan
+        assert s is not None
+        target = srv.resolve(s.host, self.local_port) if s.host else None
         if srv.rate_limit is not None:
             wait = srv.admit(self.ip, ex.start)
             if wait:
@@ -262,10 +267,12 @@ class ClientConn(asyncio.Protocol):
         kept = s.kept
         if s.cookie:
             kept.append((b"Cookie", s.cookie.encode("latin-1")))
-        added = [
-            ("X-Forwarded-For", self.ip), ("X-Forwarded-Proto", self.scheme), ("X-Forwarded-Host", s.host),
-            ("X-IP-Token", self.srv.ip_token(user, self.ip)),
-        ]
+        now = ex.start
+        cached = self.ipt
+        if cached is None or cached[0] != user or cached[1] < now:  # the token is valid 600 s; re-mint often
+            line = b"X-IP-Token: %s\r\n" % self.srv.ip_token(user, self.ip).encode()
+            cached = self.ipt = (user, now + self.srv.limits.ip_token_reuse_s, line)
+        added = self.fwd + b"X-Forwarded-Host: %s\r\n%s" % (s.host.encode("latin-1"), cached[2])
         return request_head(ex.method, url, kept, added, s.upgrade if ex.upgrade else None)
 
     def _hub_head(self, ex: Exchange, s: Scan) -> bytes:
@@ -274,7 +281,7 @@ class ClientConn(asyncio.Protocol):
                             (b"Cookie", s.cookie)):
             if value is not None:
                 kept.append((name, value.encode("latin-1")))
-        added = [("X-Forwarded-For", self.ip), ("X-Forwarded-Proto", self.scheme), ("X-Forwarded-Host", s.host)]
+        added = self.fwd + b"X-Forwarded-Host: %s\r\n" % s.host.encode("latin-1")
         return request_head(ex.method, ex.url, kept, added, s.upgrade if ex.upgrade else None)
 
     def _forward(self, ex: Exchange, upstream: Upstream, head: bytes, extra: bytes) -> None:

@@ -84,6 +84,7 @@ class Scan:
     upgrade: str | None = None
     probe: bool = False
     if_none_match: str | None = None
+    chunked: bool = False  # llhttp accepts Transfer-Encoding on requests only when chunked comes last
     kept: list[tuple[bytes, bytes]] = field(default_factory=list)
 
 
@@ -110,21 +111,22 @@ def scan(headers: list[tuple[bytes, bytes]]) -> Scan:
             s.probe = True
         elif low == b"if-none-match":
             s.if_none_match = value.decode("latin-1")
+        elif low == b"transfer-encoding":
+            s.chunked = True
         if low not in strip:
             kept.append((name, value))
     return s
 
 
 def request_head(
-    method: str, url: str, kept: list[tuple[bytes, bytes]], added: list[tuple[str, str]], upgrade: str | None
+    method: str, url: str, kept: list[tuple[bytes, bytes]], added: bytes, upgrade: str | None
 ) -> bytes:
-    """The head sent upstream: HTTP/1.1, kept headers, the proxy's own, and the connection disposition
-    (keep-alive to the pool, or the upgrade the client asked for)."""
-    parts = [f"{method} {url} HTTP/1.1\r\n".encode("latin-1")]
-    parts.extend(b"%s: %s\r\n" % kv for kv in kept)
-    parts.extend(f"{k}: {v}\r\n".encode("latin-1") for k, v in added)
-    if upgrade is not None:
-        parts.append(f"Connection: upgrade\r\nUpgrade: {upgrade}\r\n\r\n".encode("latin-1"))
-    else:
-        parts.append(b"Connection: keep-alive\r\n\r\n")
-    return b"".join(parts)
+    """The head sent upstream: HTTP/1.1, kept headers, the proxy's own (`added`, encoded header lines), and
+    the connection disposition (keep-alive to the pool, or the upgrade the client asked for)."""
+    tail = (
+        f"Connection: upgrade\r\nUpgrade: {upgrade}\r\n\r\n".encode("latin-1")
+        if upgrade is not None
+        else b"Connection: keep-alive\r\n\r\n"
+    )
+    return b"".join([f"{method} {url} HTTP/1.1\r\n".encode("latin-1"), *[b"%s: %s\r\n" % kv for kv in kept],
+                     added, tail])

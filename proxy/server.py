@@ -97,6 +97,18 @@ class ProxyServer:
         origin = self.hub_origin if self.port else ""
         extras = {id(r): encode_headers(embedding_headers(r, origin)) for r in table.routes}
         self.table, self._extras = table, extras  # the connections read both; one assignment each, no await
+        self._resolved: dict[tuple[str, int], Route | str | None] = {}
+
+    def resolve(self, host: str, port: int) -> Route | str | None:
+        """`table.resolve`, memoized until the next swap."""
+        key = (host, port)
+        try:
+            return self._resolved[key]
+        except KeyError:
+            target = self._resolved[key] = self.table.resolve(host, port)
+            if len(self._resolved) > 4096:  # hostile Host headers: do not grow without bound
+                self._resolved.clear()
+            return target
 
     def extra_for(self, route: Route) -> bytes:
         extra = self._extras.get(id(route))

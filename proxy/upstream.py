@@ -127,7 +127,9 @@ class UpstreamConn(asyncio.Protocol):
             return
         head, rest = buf[: idx + 4], buf[idx + 4 :]
         self.head_buf = b""
-        p = self.parser = httptools.HttpResponseParser(self)
+        p = self.parser
+        if p is None:  # one parser per connection: llhttp starts over after each complete response
+            p = self.parser = httptools.HttpResponseParser(self)
         try:
             p.feed_data(head)
         except httptools.HttpParserUpgrade:
@@ -143,15 +145,18 @@ class UpstreamConn(asyncio.Protocol):
             self._fail()
             return
         status = self.status = self.ex.status = p.get_status_code()
+        self.reusable = self.reusable and p.should_keep_alive()  # llhttp forgets it once the message ends
         if status < 200:  # 1xx interim (100 Continue): relay as is, the final head follows
             c.transport.write(head)
             self.complete = False
             if rest:
                 self._head(rest)
             return
-        c.transport.write(head[:-2] + self.extra + b"\r\n")
+        out = head[:-2] + self.extra + b"\r\n"
         if self.head_only or status in (204, 304):
             self.complete = True
+            if self.head_only:  # llhttp still expects the body a HEAD reply announces
+                self.parser = None
         self.in_body = True
         if rest and not self.complete:
             try:
@@ -159,16 +164,17 @@ class UpstreamConn(asyncio.Protocol):
             except httptools.HttpParserError:
                 self.reusable = False
                 self.complete = True
-            c.transport.write(rest)
+            out += rest
         elif rest:
             self.reusable = False
+        c.transport.write(out)  # one write: head and the body bytes that came with it
         if self.complete:
             self._done()
 
     def _done(self) -> None:
         c, ex = self.client, self.ex
-        assert c is not None and ex is not None and self.parser is not None
-        keep = self.reusable and self.parser.should_keep_alive() and ex.complete
+        assert c is not None and ex is not None
+        keep = self.reusable and ex.complete
         self.client = self.ex = None
         self.in_body = False
         if keep:
