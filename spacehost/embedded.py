@@ -134,11 +134,17 @@ class Embedded:
         table = proxy_box.get("table") or RouteTable(s.domain, Upstream("127.0.0.1", hub_port))
         tls = None
         if s.tls or s.tls_cert:
-            from proxy.tls import tls_config_for
+            from proxy.tls import DirCertStore, TlsConfig, ensure_self_signed
 
-            tls = tls_config_for(s)
+            store_dir = s.path("certs")
+            if s.tls_cert and s.tls_key:
+                tls = TlsConfig(s.tls_cert, s.tls_key, store=DirCertStore(store_dir))
+            else:
+                made = ensure_self_signed(s.path("tls"), s.domain)
+                print(made.trust_instructions(), flush=True)
+                tls = TlsConfig(made.cert, made.key, store=DirCertStore(store_dir))
         proxy = ProxyServer(table, ProxyHooksImpl(controller, accounts, store), host=s.host, port=s.port,
-                            secret=key, tls=tls)
+                            secret=key, tls=tls, drop_cookies=frozenset({"spacehost_session"}))
         proxy_box["proxy"] = proxy
         await proxy.start()
         self.proxy = proxy

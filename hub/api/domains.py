@@ -1,6 +1,6 @@
 """Custom domains of a Space, with their certificate (served by the proxy by SNI).
 
-The certificate store is a directory, DATA_DIR/certs/<domain>/{cert.pem,key.pem}: an ACME issuer plugs in by
+The certificate store is a directory, DATA_DIR/certs/<domain>/{fullchain.pem,privkey.pem}: an ACME issuer plugs in by
 writing there (and renewing in place — the proxy reloads changed files)."""
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ async def list_domains(request: Request, owner: str, name: str) -> list[dict[str
     space, _ = await writable_space(request, owner, name)
     domains = hub_of(request).store.domains().get(space.id, ())
     root = hub_of(request).settings.data_dir
-    return [{"domain": d, "stage": "READY", "tls": (cert_dir(root, d) / "cert.pem").exists()} for d in domains]
+    return [{"domain": d, "stage": "READY", "tls": (cert_dir(root, d) / "fullchain.pem").exists()} for d in domains]
 
 
 @router.post(PREFIX)
@@ -84,8 +84,8 @@ async def add_domain(request: Request, owner: str, name: str) -> list[dict[str, 
         if cert:
             d = cert_dir(hub.settings.data_dir, domain)
             d.mkdir(parents=True, exist_ok=True)
-            (d / "cert.pem").write_text(str(cert))
-            fd = os.open(d / "key.pem", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            (d / "fullchain.pem").write_text(str(cert))
+            fd = os.open(d / "privkey.pem", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(str(key))
 
