@@ -219,7 +219,9 @@ class Controller:
                     live.artifact = art
                     self._set(space_id, stage="RUNTIME_ERROR", serving_sha=art.sha, error=failure)
                 return
-            live.instance, live.artifact, live.crashes = inst, art, ()
+            if live.artifact is None or live.artifact.sha != art.sha:
+                live.crashes = ()  # a new version starts with a clean slate; a restart keeps its history
+            live.instance, live.artifact = inst, art
             live.last_activity = time.monotonic()
             self._set(space_id, stage="RUNNING", serving_sha=art.sha, error=None)
         if old is not None:

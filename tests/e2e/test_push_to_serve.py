@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -28,11 +29,11 @@ def name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
-def test_gradio_push_serves_and_code_only_repush_installs_nothing(server: Server) -> None:
+def test_gradio_push_serves_and_code_only_repush_installs_nothing(server: Server, tmp_path: Path) -> None:
     sid = f"admin/{name('greeter')}"
     assert server.create_space(sid.split("/")[1]).status_code == 200
     push = server.push(sid, {"README.md": README.format(title="Greeter"), "app.py": GREET.format(prefix="Hello"),
-                             "requirements.txt": "six==1.16.0\n"})
+                             "requirements.txt": "six==1.16.0\n"}, workdir=tmp_path)
     assert push.returncode == 0, push.stderr
     rt = server.wait_stage(sid)
     assert rt["stage"] == "RUNNING", rt
@@ -42,7 +43,7 @@ def test_gradio_push_serves_and_code_only_repush_installs_nothing(server: Server
     first_log = server.build_log(sid)
     assert "six" in first_log
 
-    push = server.push(sid, {"app.py": GREET.format(prefix="Bonjour")}, workdir=None)
+    push = server.push(sid, {"app.py": GREET.format(prefix="Bonjour")}, workdir=tmp_path)
     assert push.returncode == 0, push.stderr
     head = server.runtime(sid)
     server.wait_stage(sid, {"RUNNING"}, after_sha=_head(server, sid))
@@ -141,5 +142,5 @@ def test_error_stages_say_what_is_wrong(server: Server, files: dict[str, str], s
     if stage == "CONFIG_ERROR" and needle == "colorFrom":
         assert "line 3" in str(rt["errorMessage"])
     page = httpx.get(server.host(sid) + "/", headers={"Accept": "text/html"}, timeout=10)
-    assert page.status_code in (502, 503) and "spacehost" in page.text.lower()
+    assert page.status_code in (502, 503) and "not running" in page.text.lower()
     json.dumps(rt)
