@@ -56,7 +56,9 @@ def space_cookie(secret: bytes, space_id: str, user: str, now: float, *, secure:
     """`Set-Cookie` value for the Space's own host. SameSite=None needs Secure (browsers drop it otherwise),
     so without TLS the cookie is Lax: top-level visits work, third-party iframes fall back to `__sign`."""
     value = _sign(secret, COOKIE_TOKEN, space_id, user, now, COOKIE_TTL_S)
-    attrs = "; SameSite=None; Secure" if secure else "; SameSite=Lax"
+    # Partitioned (CHIPS): browsers that block third-party cookies still keep this one inside the hub's iframe,
+    # keyed by the top-level site.
+    attrs = "; SameSite=None; Secure; Partitioned" if secure else "; SameSite=Lax"
     return f"{cookie_name(space_id)}={value}; Path=/; Max-Age={COOKIE_TTL_S}; HttpOnly{attrs}"
 
 

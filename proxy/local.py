@@ -34,7 +34,12 @@ def respond(conn: ClientConn, ex: Exchange, action: Action, route: Route, url: s
         return
     if action is Action.SIGN_REDIRECT:
         assert user is not None
-        cookie = auth.space_cookie(srv.secret, route.space_id, user, time.time(), secure=conn.scheme == "https")
+        # Browsers accept Secure cookies from loopback origins over plain HTTP (a secure context), which lets a
+        # private Space's cookie be SameSite=None and work inside the hub's cross-site iframe without TLS.
+        name = (scan.host or "").rsplit(":", 1)[0].lower()
+        loopback = name in ("localhost", "127.0.0.1") or name.endswith(".localhost")
+        cookie = auth.space_cookie(srv.secret, route.space_id, user, time.time(),
+                                   secure=conn.scheme == "https" or loopback)
         headers = (("Location", url), ("Set-Cookie", cookie), NO_STORE)
         return conn._local(ex, pages.response(302, b"", headers=headers, extra=extra))
     if action is Action.STATUS:
