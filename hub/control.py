@@ -35,6 +35,9 @@ class SpaceControl(Protocol):
 
     async def rollback(self, space_id: str, sha: str) -> None: ...
 
+    def zerogpu_quota(self, visitor_key: str) -> dict[str, Any] | None:
+        """Remaining ZeroGPU quota of a visitor (`user:NAME` or `ip:ADDR`); None without a GPU pool."""
+
     def routes_changed(self) -> None:
         """Something the route table depends on changed in the store (e.g. custom domains)."""
 

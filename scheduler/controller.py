@@ -100,6 +100,12 @@ class Controller:
         summary = self.zero_gpu.space_summary(space_id)
         return {"zeroGpu": summary} if summary else {}
 
+    def zerogpu_quota(self, visitor_key: str) -> dict[str, Any] | None:
+        """A visitor's remaining ZeroGPU quota today (None without a GPU pool)."""
+        if self.zero_gpu is None:
+            return None
+        return dict(self.zero_gpu.quota_for(visitor_key).as_json())
+
     def building(self, space_id: str) -> bool:
         t = self.live.get(space_id)
         return bool(t and t.build_task and not t.build_task.done())
@@ -248,6 +254,8 @@ class Controller:
             inst = await self.runtime.start(spec)
         except SpacehostError as e:
             return None, e.message
+        if zurl and inst.pid:
+            self.zero_gpu.broker.set_root_pid(sid, inst.pid)  # overrunning GPU workers are killed in this tree
         deadline = time.monotonic() + art.config.startup_timeout_s
         path = TEMPLATES[art.sdk].health_path
         url = f"http://{inst.upstream.host}:{inst.upstream.port}{path}"

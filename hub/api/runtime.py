@@ -176,3 +176,17 @@ async def logs(request: Request, owner: str, name: str, kind: str, follow: bool 
     done = (lambda: not hub.control.building(sid)) if kind == "build" else (lambda: False)
     return StreamingResponse(sse(log.path, follow=follow, tail=tail, is_done=done), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.get("/api/zerogpu/quota")
+async def zerogpu_quota(request: Request) -> dict[str, Any]:
+    """The caller's remaining ZeroGPU quota today: signed-in users by name, others by client IP."""
+    from hub.deps import caller
+
+    p = await caller(request)
+    ip = request.headers.get("x-forwarded-for", request.client.host if request.client else "").split(",")[0].strip()
+    key = f"user:{p.user}" if p else f"ip:{ip}"
+    quota = hub_of(request).control.zerogpu_quota(key)
+    if quota is None:
+        raise NotFound("this spacehost has no ZeroGPU pool (start it with --zerogpu-devices N or on a GPU host)")
+    return {"visitor": key, **quota}
