@@ -116,14 +116,21 @@ class GitHttp:
                 headers[name.strip()] = value.strip()
 
         async def body() -> AsyncIterator[bytes]:
+            # The last chunk is held back until the push is registered: `git push` returns only once the
+            # new head is known to the control plane, so a client that asks right after sees its commit.
             assert proc.stdout
+            held = b""
             while chunk := await proc.stdout.read(65536):
-                yield chunk
+                if held:
+                    yield held
+                held = chunk
             await feeder
             await proc.wait()
             if before is not None or tail == "/git-receive-pack":
                 after = self.repos.head(sid)
                 if after and after != before:
                     await self.on_push(sid, after)
+            if held:
+                yield held
 
         return StreamingResponse(body(), status_code=status, headers=headers)

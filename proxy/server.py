@@ -80,6 +80,8 @@ class ProxyServer:
         self._changed: asyncio.Future[None] | None = None
         self._listeners = _Listeners()
         self._sweeper: asyncio.Task[None] | None = None
+        self._direct_failed: set[int] = set()
+        self._direct_lock = asyncio.Lock()
         self.table = table
         self._extras: dict[int, bytes] = {}
         self._set_table(table)
@@ -202,6 +204,10 @@ class ProxyServer:
         self._sweeper = loop.create_task(self._sweep())
 
     async def _sync_direct_ports(self) -> None:
+        async with self._direct_lock:  # one reconciliation at a time: two would race to bind the same port
+            await self._sync_direct_ports_locked()
+
+    async def _sync_direct_ports_locked(self) -> None:
         want = {r.direct_port for r in self.table.routes if r.direct_port}
         have = self._listeners.direct
         for port in [p for p in have if p not in want]:
@@ -214,7 +220,14 @@ class ProxyServer:
                 have[port] = await loop.create_server(lambda p=port: ClientConn(self, p, scheme),
                                                       self.host, port, ssl=ssl_ctx, reuse_address=True)
             except OSError as e:
-                log.error("direct port %s unavailable: %s", port, e)
+                if port not in self._direct_failed:  # said once; the sweeper keeps trying quietly
+                    log.error("direct port %s unavailable (retrying every 5 s): %s", port, e)
+                self._direct_failed.add(port)
+            else:
+                self._direct_failed.discard(port)
+
+    def _missing_direct_ports(self) -> bool:
+        return any(r.direct_port and r.direct_port not in self._listeners.direct for r in self.table.routes)
 
     @property
     def direct_listening(self) -> frozenset[int]:
@@ -256,6 +269,8 @@ class ProxyServer:
                 self._prune(now)
             if self.tls and tick % 5 == 0:
                 self.tls.reload_if_changed()
+            if self.direct_ports and tick % 5 == 0 and self._missing_direct_ports():
+                await self._sync_direct_ports()  # a port that was busy when its Space appeared: try again
 
     def _prune(self, now: float) -> None:
         if self.rate_limit is not None:

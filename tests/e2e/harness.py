@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -27,13 +29,16 @@ def free_port() -> int:
 
 
 def free_port_range(n: int = 200) -> int:
-    """A base port with `n` free ports after it (best effort)."""
+    """A base port with `n` free ports after it, below the kernel's ephemeral range: a direct port taken by some
+    client socket's ephemeral port would refuse connections for that Space."""
+    low = 32768
+    with contextlib.suppress(OSError, ValueError):
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
     for _ in range(50):
-        base = free_port()
-        if base + n >= 65000:
-            continue
+        base = rng.randrange(10000, max(10001, low - n))
         ok = True
-        for p in range(base, base + n, 17):
+        for p in range(base, base + n, 7):
             with socket.socket() as s:
                 try:
                     s.bind(("127.0.0.1", p))

@@ -22,6 +22,9 @@ def test_browser_gets_waking_page_and_status_polls(env: Env) -> None:
     env.update(env.table(sleeping()))
     r = httpx.get(f"http://127.0.0.1:{env.port}/", headers={"Host": HOST, "Accept": "text/html"}, timeout=5)
     assert r.status_code == 503 and "Waking up" in r.text and "/__spacehost/status" in r.text
+    deadline = time.monotonic() + 2  # the hooks run on the proxy's loop, just after the page is written
+    while not (env.hooks.wakes and env.hooks.activities) and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert env.hooks.wakes == ["a/b"] and env.hooks.activities == ["a/b"]
     status = httpx.get(f"http://127.0.0.1:{env.port}/__spacehost/status", headers={"Host": HOST}, timeout=5)
     assert status.json()["state"] == "sleeping"

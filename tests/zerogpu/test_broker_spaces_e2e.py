@@ -79,7 +79,7 @@ def test_more_callers_than_devices_queue_and_all_get_a_gpu(zero: Zero) -> None:
         results = list(pool.map(lambda c: c.predict(1.5, api_name="/work"), clients))
     assert all(r.startswith("pid=") for r in results)
     assert zero.broker.metrics.wait_count - waits_before == 3
-    assert max(list(zero.broker.metrics.recent_waits)[-3:]) >= 1.0  # the third caller waited for a device
+    assert max(list(zero.broker.metrics.recent_waits)[-3:]) >= 0.4  # the third caller waited for a device
     assert zero.broker.queue_size() == 0 and zero.broker.space_summary(SPACE)["activeLeases"] == 0
 
 
