@@ -38,6 +38,9 @@ class SpaceControl(Protocol):
     def zerogpu_quota(self, visitor_key: str) -> dict[str, Any] | None:
         """Remaining ZeroGPU quota of a visitor (`user:NAME` or `ip:ADDR`); None without a GPU pool."""
 
+    def set_zerogpu_overrides(self, overrides: dict[str, int]) -> bool:
+        """Replace the per-visitor daily quotas (`user:NAME` → seconds); False without a GPU pool."""
+
     def routes_changed(self) -> None:
         """Something the route table depends on changed in the store (e.g. custom domains)."""
 

@@ -106,6 +106,12 @@ class Controller:
             return None
         return dict(self.zero_gpu.quota_for(visitor_key).as_json())
 
+    def set_zerogpu_overrides(self, overrides: dict[str, int]) -> bool:
+        if self.zero_gpu is None:
+            return False
+        self.zero_gpu.broker.set_quota_overrides(overrides)
+        return True
+
     def building(self, space_id: str) -> bool:
         t = self.live.get(space_id)
         return bool(t and t.build_task and not t.build_task.done())

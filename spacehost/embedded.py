@@ -19,6 +19,7 @@ from hub.accounts import Accounts
 from hub.app import create_app
 from hub.control import Hub, wildcard_dns_works
 from hub.crypto import SecretBox
+from hub.quotas import QuotaSettings
 from hub.repos import Repos
 from hub.store import Store
 from scheduler.controller import Controller, env_source_for
@@ -131,6 +132,8 @@ class Embedded:
         while not server.started:
             await asyncio.sleep(0.02)
         await controller.start()
+        quotas = QuotaSettings(s.path("zerogpu", "quotas.json"), accounts)
+        controller.set_zerogpu_overrides(await asyncio.to_thread(quotas.resolved))
         table = proxy_box.get("table") or RouteTable(s.domain, Upstream("127.0.0.1", hub_port))
         tls = None
         if s.tls or s.tls_cert:

@@ -15,7 +15,7 @@ import logging
 import secrets as pysecrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -179,6 +179,10 @@ class Broker:
         else:
             overrides[visitor_key] = daily_s
         self.limits = replace(self.limits, overrides=overrides)
+
+    def set_quota_overrides(self, overrides: Mapping[str, int]) -> None:
+        """Replace every per-visitor daily quota at once (what the hub resolved from users and orgs)."""
+        self.limits = replace(self.limits, overrides=dict(overrides))
 
     # -- the device protocol ------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ import uvicorn
 from core.settings import Settings
 from zerogpu.broker import Broker
 from zerogpu.pool import detect_pool
-from zerogpu.quota import QuotaStatus
+from zerogpu.quota import Limits, QuotaStatus, Tier
 from zerogpu.server import create_app
 
 
@@ -84,6 +84,8 @@ async def start_broker(settings: Settings, key: bytes) -> BrokerServer | None:
     pool = detect_pool(settings.zerogpu_devices)
     if len(pool) == 0:
         return None
-    server = BrokerServer(Broker(pool, key, state_dir=Path(settings.path("zerogpu"))))
+    tiers = {Tier.ANONYMOUS: settings.zerogpu_quota_anonymous_s, Tier.SIGNED_IN: settings.zerogpu_quota_signed_in_s}
+    limits = Limits(daily_s=tiers, max_duration_s={t: max(s, Limits().max_duration_s[t]) for t, s in tiers.items()})
+    server = BrokerServer(Broker(pool, key, limits=limits, state_dir=Path(settings.path("zerogpu"))))
     await server.start()
     return server

@@ -189,6 +189,9 @@ async def set_member(request: Request, org: str, user: str) -> dict[str, Any]:
     _org_admin(p, org)
     role = str((await _json(request)).get("role", "read"))
     await asyncio.to_thread(hub_of(request).accounts.set_member, org, user, role)
+    from hub.api.runtime import apply_quotas
+
+    await apply_quotas(request)  # an org's ZeroGPU quota follows its members
     return {"user": user, "role": role}
 
 

@@ -190,3 +190,51 @@ async def zerogpu_quota(request: Request) -> dict[str, Any]:
     if quota is None:
         raise NotFound("this spacehost has no ZeroGPU pool (start it with --zerogpu-devices N or on a GPU host)")
     return {"visitor": key, **quota}
+
+
+def quota_settings(request: Request) -> Any:
+    from hub.quotas import QuotaSettings
+
+    hub = hub_of(request)
+    return QuotaSettings(hub.settings.path("zerogpu", "quotas.json"), hub.accounts)
+
+
+async def _site_admin(request: Request) -> None:
+    from core.errors import Forbidden
+    from hub.deps import required_caller
+
+    p = await required_caller(request)
+    if not (p.is_admin and p.token_role == "write"):
+        raise Forbidden("Only a spacehost admin (with a write token) may read or set ZeroGPU quotas")
+
+
+@router.get("/api/zerogpu/quotas")
+async def zerogpu_quotas(request: Request) -> dict[str, Any]:
+    """Admin: the daily ZeroGPU seconds set per user or organization, and the defaults per tier."""
+    await _site_admin(request)
+    s = hub_of(request).settings
+    return {"quotas": await asyncio.to_thread(quota_settings(request).load),
+            "defaults": {"anonymous": s.zerogpu_quota_anonymous_s, "signed-in": s.zerogpu_quota_signed_in_s}}
+
+
+@router.put("/api/zerogpu/quotas/{name}")
+async def set_zerogpu_quota(request: Request, name: str) -> dict[str, Any]:
+    """Admin: `{"dailySeconds": N}` gives user or org `name` N GPU-seconds a day (an org: each member that has
+    no setting of its own gets the largest of its orgs'); `{"dailySeconds": null}` goes back to the default."""
+    await _site_admin(request)
+    hub = hub_of(request)
+    seconds = (await _json(request)).get("dailySeconds")
+    if seconds is not None and (not isinstance(seconds, int) or isinstance(seconds, bool) or seconds < 0):
+        raise BadRequest('send {"dailySeconds": <non-negative integer>} or {"dailySeconds": null}')
+    if await asyncio.to_thread(hub.accounts.get, name) is None:
+        raise NotFound(f"no user or organization {name!r}")
+    qs = quota_settings(request)
+    await asyncio.to_thread(qs.set, name, seconds)
+    await apply_quotas(request)
+    return {"name": name, "dailySeconds": seconds}
+
+
+async def apply_quotas(request: Request) -> None:
+    """Push the resolved per-user quotas to the broker (after a quota or a membership changed)."""
+    resolved = await asyncio.to_thread(quota_settings(request).resolved)
+    hub_of(request).control.set_zerogpu_overrides(resolved)

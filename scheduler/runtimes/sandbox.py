@@ -56,11 +56,11 @@ def limits_for(flavor: Flavor, machine_memory: int, machine_cpus: int) -> Limits
 
 @dataclass(frozen=True)
 class SandboxMounts:
-    app_dir: str
+    app_dir: str | None  # None: no tree at /home/user/app (a zygote's children find theirs themselves)
     env_dir: str | None
     home_dir: str  # host directory mounted writable at /home/user
     extra_ro: tuple[str, ...] = ()  # further read-only paths bound at their own place (interpreter prefix)
-    files_ro: tuple[tuple[str, str], ...] = ()  # (host file, sandbox path), e.g. the zygote's entry point
+    files_ro: tuple[tuple[str, str], ...] = ()  # (host file or dir, sandbox path), e.g. the zygote's entry point
     rw: tuple[tuple[str, str], ...] = ()  # (host dir owned by uid 1000, sandbox path), e.g. the zygote's status dir
 
 
@@ -87,8 +87,9 @@ def sandbox_argv(mounts: SandboxMounts, command: Sequence[str], *, status_fd: in
             argv += ["--symlink", target, link]
     argv += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm",
              "--perms", "1777", "--tmpfs", "/tmp",
-             "--perms", "0755", "--dir", "/home", "--bind", mounts.home_dir, HOME,
-             "--perms", "0755", "--dir", APP_MOUNT, "--ro-bind", mounts.app_dir, APP_MOUNT]
+             "--perms", "0755", "--dir", "/home", "--bind", mounts.home_dir, HOME]
+    if mounts.app_dir is not None:
+        argv += ["--perms", "0755", "--dir", APP_MOUNT, "--ro-bind", mounts.app_dir, APP_MOUNT]
     own_path = (*([mounts.env_dir] if mounts.env_dir else []), *mounts.extra_ro)
     argv += _parent_dirs([*own_path, *(dst for _, dst in (*mounts.files_ro, *mounts.rw))])
     for path in own_path:
@@ -99,7 +100,7 @@ def sandbox_argv(mounts: SandboxMounts, command: Sequence[str], *, status_fd: in
         argv += ["--bind", src, dst]
     if status_fd is not None:
         argv += ["--json-status-fd", str(status_fd)]
-    argv += ["--chdir", APP_MOUNT, "--"]
+    argv += ["--chdir", APP_MOUNT if mounts.app_dir is not None else HOME, "--"]
     if rlimits is not None:
         argv += [PRLIMIT, f"--as={rlimits.memory_bytes}", f"--nproc={NPROC_FALLBACK}", "--"]
     argv += [SETPRIV, f"--reuid={APP_UID}", f"--regid={APP_UID}", "--clear-groups", "--bounding-set=-all",

@@ -4,8 +4,9 @@ sandbox). It imports the SDK once, then forks one child per start request.
 argv: <sdk> <status dir> <control fd>. Protocol on the control fd (a Unix stream socket to spacehost), one JSON object per line:
 - zygote → spacehost: `{"ready": true}` once the SDK is imported; `{"started": <pid>}` after each fork
   (pid in the sandbox's pid namespace).
-- spacehost → zygote: `{"env": {...}, "argv": [...], "cwd": "..."}` with the log pipe's write end attached
-  (SCM_RIGHTS): the child gets exactly that env, that argv, stdout/stderr on that pipe.
+- spacehost → zygote: `{"env": {...}, "argv": [...], "cwd": "...", "app_link": "..."}` with the log pipe's
+  write end attached (SCM_RIGHTS): the child gets exactly that env, that argv, stdout/stderr on that pipe, runs
+  in `cwd` (its version's tree) and points the symlink `app_link` at it.
 Each child's end is written to `<status dir>/<pid>.json` as `{"exit-code": N}` (128+signal when killed, as
 bubblewrap reports), so spacehost finds it even after a restart. On EOF of the control fd the zygote stops taking
 requests and exits when its last child has.
@@ -13,6 +14,7 @@ requests and exits when its last child has.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import runpy
@@ -55,6 +57,7 @@ def _child(req: dict[str, Any], log_fd: int) -> None:
     os.environ.clear()
     os.environ.update(req["env"])
     cwd = str(req["cwd"])
+    _link_app(cwd, req.get("app_link"))
     os.chdir(cwd)
     argv = [str(a) for a in req["argv"]]
     code = 0
@@ -82,6 +85,21 @@ def _child(req: dict[str, Any], log_fd: int) -> None:
         if t is not threading.main_thread() and not t.daemon:
             t.join()
     os._exit(code)
+
+
+def _link_app(tree: str, link: object) -> None:
+    """Point `link` (/home/user/app) at this child's tree, atomically; best effort, since the home is the
+    app's to write (the child runs in its real tree either way, so a draining older version keeps its own)."""
+    if not isinstance(link, str):
+        return
+    tmp = f"{link}.{os.getpid()}.tmp"
+    try:
+        os.symlink(tree, tmp)
+        os.replace(tmp, link)
+    except OSError as e:
+        print(f"spacehost: {link} not linked to the app tree: {e}", file=sys.stderr)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
 
 
 def _reaper(status_dir: str, lock: threading.Lock, live: set[int]) -> None:

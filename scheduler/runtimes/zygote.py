@@ -1,22 +1,30 @@
-"""Warm interpreters: one zygote per (Space, app tree, env, hardware), started inside that Space's own sandbox.
+"""Warm interpreters: one zygote per (Space, env, hardware, SDK), started inside that Space's own sandbox.
 
-The zygote (sandbox_zygote_main.py) runs as uid 1000 in exactly the sandbox a cold start gets (same mounts,
-its own cgroup with the flavor's limits), imports the SDK once, and forks a child per start. The child is the
+The zygote (sandbox_zygote_main.py) runs as uid 1000 in the sandbox a cold start gets (same system view, its
+own cgroup with the flavor's limits), imports the SDK once, and forks a child per start. The child is the
 instance: the app's env (secrets included) reaches only it, over a socket, and its output goes to that
 start's masking log filter. The zygote outlives its children, so a wake (or a restart after a crash) forks in
 ~0.1-0.4 s instead of a ~4 s cold `import gradio`; while the Space sleeps it holds only the imported SDK.
-A new app tree or env (a push) gets a new zygote; the previous one exits when its last child has, or when it
-was idle for `idle_s`. Isolation equals the cold path's because nothing is shared between Spaces: there is no
-cross-Space zygote (that would need the child to re-enter a narrower sandbox without privileges).
 
-Caveat: modules imported by the zygote saw the env of the start that created it; a later start with other
-variables gets them in `os.environ`, but SDK module-level constants keep the earlier values.
+Code-only pushes reuse the zygote too: its app trees live in its own directory (`<zygote>/apps/<sha>`,
+hard-linked copies of the checkout), bound read-only at /opt/spacehost/apps; a child runs in its version's
+tree, reached also as /home/user/app (a symlink in the zygote's home). Only a new env or hardware starts a new
+zygote; the superseded one exits when its last child has, or when it was idle for `idle_s`.
+
+Spares make a first start warm too: after a start, one spare zygote per (env, hardware, SDK) is made in the
+background, with no Space's files or env — a fresh sandbox nobody used. The next Space to start on that
+env takes it and it becomes that Space's zygote for good. Isolation equals the cold path's: a zygote never
+serves two Spaces (that would need the child to re-enter a narrower sandbox without privileges).
+
+Caveat: modules imported by the zygote saw the env of the start that created it (for a spare: no Space env);
+a start gets its exact env in `os.environ`, but SDK module-level constants keep the earlier values.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import select
 import shutil
@@ -31,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.errors import LaunchFailed
+from core.hardware import Flavor
 from core.stages import Sdk
 from scheduler.runtimes.base import Instance, LaunchSpec
 from scheduler.runtimes.sandbox import (
@@ -48,19 +57,27 @@ from sdk_templates import TEMPLATES
 if TYPE_CHECKING:
     from scheduler.runtimes.process import ProcessRuntime
 
+log = logging.getLogger(__name__)
+
 MAIN = Path(__file__).with_name("sandbox_zygote_main.py")
 MAIN_IN_SANDBOX = "/opt/spacehost/zygote.py"
 STATUS_IN_SANDBOX = "/run/spacehost"
+APPS_IN_SANDBOX = "/opt/spacehost/apps"
+APP_LINK = "/home/user/app"  # where HF apps expect their tree: a symlink to the child's version
 READY_TIMEOUT_S = 120.0
+SPARE_DELAY_S = 3.0  # let the start that asked for a spare have the CPU first
+MAX_SPARES = 2
 
 
 @dataclass(frozen=True)
 class ZygoteKey:
-    space_id: str
-    app_dir: str
+    space_id: str  # "" for a spare
     env_dir: str
     hardware: str
     sdk: Sdk
+
+    def spare(self) -> ZygoteKey:
+        return ZygoteKey("", self.env_dir, self.hardware, self.sdk)
 
 
 @dataclass
@@ -72,7 +89,7 @@ class Zygote:
     sock: socket.socket
     cgroup: SpaceCgroup | None
     pid_ns: str  # "pid:[inode]" of its sandbox
-    children: set[str] = field(default_factory=set)
+    children: dict[str, str] = field(default_factory=dict)  # instance id → the sha of its app tree
     last_used: float = field(default_factory=time.monotonic)
     retired: bool = False
 
@@ -114,12 +131,16 @@ def host_pid(ns_pid: int, pid_ns: str) -> int | None:
 
 class ZygotePool:
     idle_s = 24 * 3600.0
+    max_spares = MAX_SPARES
 
     def __init__(self, runtime: ProcessRuntime) -> None:
         self.rt = runtime
         self._zygotes: dict[ZygoteKey, Zygote] = {}
+        self._spares: dict[ZygoteKey, Zygote] = {}
+        self._spawning: set[ZygoteKey] = set()
         self._by_instance: dict[str, Zygote] = {}
         self._lock = threading.Lock()
+        self._closed = False
 
     def can_serve(self, spec: LaunchSpec) -> bool:
         return spec.artifact.sdk in (Sdk.GRADIO, Sdk.STREAMLIT) and bool(spec.artifact.env_dir)
@@ -128,17 +149,8 @@ class ZygotePool:
         from scheduler.runtimes.process import InstanceState, free_port, start_ticks
 
         art = spec.artifact
-        key = ZygoteKey(art.space_id, art.app_dir, art.env_dir or "", spec.flavor.hardware.value, art.sdk)
-        with self._lock:
-            self._evict(key)
-            z = self._zygotes.get(key)
-            if z is None or not z.alive():
-                try:
-                    z = self._spawn(key, spec)
-                except (OSError, TimeoutError, EOFError) as e:
-                    raise LaunchFailed(f"could not start {art.space_id}: {e}") from None
-                self._zygotes[key] = z
-            z.last_used = time.monotonic()
+        key = ZygoteKey(art.space_id, art.env_dir or "", spec.flavor.hardware.value, art.sdk)
+        z = self._zygote_for(key, spec)
         inst_dir = self.rt.run_dir / spec.instance_id
         shutil.rmtree(inst_dir, ignore_errors=True)
         inst_dir.mkdir(parents=True, mode=0o700)
@@ -147,8 +159,9 @@ class ZygotePool:
         argv = app_command(python, TEMPLATES[art.sdk].command(python, art.app_file, port))
         _, w = self.rt.log_filter(spec, inst_dir)
         try:
-            ns_pid = z.request({"env": app_env(spec.env, key.env_dir, port), "argv": argv,
-                                "cwd": "/home/user/app"}, w)
+            tree = self._stage_tree(z, art.app_dir, art.sha)
+            ns_pid = z.request({"env": app_env(spec.env, key.env_dir, port), "argv": argv, "cwd": tree,
+                                "app_link": APP_LINK}, w)
         except (OSError, TimeoutError, EOFError, ValueError) as e:
             self._kill(z)
             raise LaunchFailed(f"could not start {art.space_id}: the warm interpreter failed ({e})") from None
@@ -163,8 +176,9 @@ class ZygotePool:
                               oom_base=cg.oom_kills() if cg else 0)
         self.rt.save_state(state)
         with self._lock:
-            z.children.add(spec.instance_id)
+            z.children[spec.instance_id] = art.sha
             self._by_instance[spec.instance_id] = z
+        self._replenish(key.spare(), spec)
         return state.instance()
 
     def released(self, instance_id: str) -> None:
@@ -173,15 +187,54 @@ class ZygotePool:
             z = self._by_instance.pop(instance_id, None)
             if z is None:
                 return
-            z.children.discard(instance_id)
+            z.children.pop(instance_id, None)
             z.last_used = time.monotonic()
             if z.retired and not z.children:
                 self._kill(z)
 
     def close(self) -> None:
         with self._lock:
-            for z in list(self._zygotes.values()):
+            self._closed = True
+            for z in [*self._zygotes.values(), *self._spares.values()]:
                 self._kill(z)
+
+    # -- which zygote ---------------------------------------------------------------------------------------
+
+    def _zygote_for(self, key: ZygoteKey, spec: LaunchSpec) -> Zygote:
+        """The Space's zygote for this env: its own, else a spare (which becomes its own), else a new one."""
+        with self._lock:
+            self._evict(key)
+            z = self._zygotes.get(key)
+            if z is None or not z.alive():
+                spare = self._spares.pop(key.spare(), None)
+                if spare is not None and spare.alive():
+                    z = spare
+                    z.key = key
+                else:
+                    if spare is not None:
+                        self._kill(spare)
+                    try:
+                        z = self._spawn(key, spec.flavor, app_env(spec.env, key.env_dir, 0))
+                    except (OSError, TimeoutError, EOFError) as e:
+                        raise LaunchFailed(f"could not start {spec.artifact.space_id}: {e}") from None
+                self._zygotes[key] = z
+            z.last_used = time.monotonic()
+            return z
+
+    def _stage_tree(self, z: Zygote, app_dir: str, sha: str) -> str:
+        """Put the app tree of `sha` into the zygote's apps dir (hard links); drop trees no child runs."""
+        apps = z.dir / "apps"
+        dest = apps / sha
+        if not dest.exists():
+            tmp = apps / f".{sha}.{uuid.uuid4().hex[:6]}"
+            shutil.copytree(app_dir, tmp, copy_function=_link_or_copy, symlinks=True)
+            os.replace(tmp, dest)
+        with self._lock:
+            keep = {sha, *z.children.values()}
+        for d in apps.iterdir():
+            if d.name not in keep:
+                shutil.rmtree(d, ignore_errors=True)
+        return f"{APPS_IN_SANDBOX}/{sha}"
 
     def _evict(self, key: ZygoteKey) -> None:
         """Retire other zygotes of the same Space (superseded) and kill idle or dead ones."""
@@ -192,19 +245,54 @@ class ZygotePool:
             idle = not z.children and now - z.last_used > self.idle_s
             if not z.alive() or idle or (z.retired and not z.children):
                 self._kill(z)
+        for z in list(self._spares.values()):
+            if not z.alive() or now - z.last_used > self.idle_s:
+                self._kill(z)
 
-    def _spawn(self, key: ZygoteKey, spec: LaunchSpec) -> Zygote:
+    # -- spares ---------------------------------------------------------------------------------------------
+
+    def _replenish(self, spare_key: ZygoteKey, spec: LaunchSpec) -> None:
+        """Make a spare for this env in the background, unless there is one (or enough spares)."""
+        with self._lock:
+            if (self._closed or spare_key in self._spares or spare_key in self._spawning
+                    or len(self._spares) + len(self._spawning) >= self.max_spares):
+                return
+            self._spawning.add(spare_key)
+        flavor = spec.flavor
+        threading.Thread(target=self._make_spare, args=(spare_key, flavor), daemon=True,
+                         name="zygote-spare").start()
+
+    def _make_spare(self, key: ZygoteKey, flavor: Flavor) -> None:
+        time.sleep(SPARE_DELAY_S)
+        z: Zygote | None = None
+        try:
+            z = self._spawn(key, flavor, app_env({}, key.env_dir, 0))
+        except (OSError, TimeoutError, EOFError) as e:
+            log.warning("no spare warm interpreter for %s: %s", key.env_dir, e)
+        with self._lock:
+            self._spawning.discard(key)
+            if z is None:
+                return
+            if self._closed or key in self._spares:
+                self._kill(z)
+            else:
+                self._spares[key] = z
+
+    # -- processes ------------------------------------------------------------------------------------------
+
+    def _spawn(self, key: ZygoteKey, flavor: Flavor, base_env: dict[str, str]) -> Zygote:
         rt = self.rt
         zid = "zygote-" + uuid.uuid4().hex[:12]
         zdir = rt.run_dir / zid
         for sub in ("home", "status"):
             (zdir / sub).mkdir(parents=True, mode=0o700)
             os.chown(zdir / sub, APP_UID, APP_UID)
-        limits = limits_for(spec.flavor, rt.machine_memory, rt.machine_cpus)
+        (zdir / "apps").mkdir(mode=0o755)
+        limits = limits_for(flavor, rt.machine_memory, rt.machine_cpus)
         cg = SpaceCgroup.create(rt.support.cgroups, zid, limits) if rt.support.cgroups.version else None
         (zdir / "cgroup.json").write_text(json.dumps({"version": cg.version, "dirs": cg.dirs} if cg else {}))
-        mounts = SandboxMounts(key.app_dir, key.env_dir, str(zdir / "home"), extra_ro=interpreter_roots(key.env_dir),
-                               files_ro=((str(MAIN), MAIN_IN_SANDBOX),),
+        mounts = SandboxMounts(None, key.env_dir, str(zdir / "home"), extra_ro=interpreter_roots(key.env_dir),
+                               files_ro=((str(MAIN), MAIN_IN_SANDBOX), (str(zdir / "apps"), APPS_IN_SANDBOX)),
                                rw=((str(zdir / "status"), STATUS_IN_SANDBOX),))
         python = os.path.join(key.env_dir, "bin", "python")
         ours, theirs = socket.socketpair()
@@ -216,7 +304,7 @@ class ZygotePool:
             from scheduler.runtimes.process import JOIN_CGROUPS
 
             argv = ["/bin/sh", "-c", JOIN_CGROUPS, "sh", *cg.procs_files, "--", *argv]
-        env = {k: v for k, v in app_env(spec.env, key.env_dir, 0).items() if k not in ("PORT", "GRADIO_SERVER_PORT")}
+        env = {k: v for k, v in base_env.items() if k not in ("PORT", "GRADIO_SERVER_PORT")}
         with open(zdir / "zygote.log", "ab") as out:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, cwd="/",
                                     pass_fds=(status, theirs.fileno()), start_new_session=True)
@@ -233,7 +321,10 @@ class ZygotePool:
         return z
 
     def _kill(self, z: Zygote) -> None:
-        self._zygotes.pop(z.key, None)
+        if self._zygotes.get(z.key) is z:
+            self._zygotes.pop(z.key, None)
+        if self._spares.get(z.key) is z:
+            self._spares.pop(z.key, None)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(z.proc.pid, signal.SIGKILL)
         if z.cgroup is not None:
@@ -242,6 +333,13 @@ class ZygotePool:
             z.proc.wait(timeout=5)
         z.sock.close()
         remove_zygote_dir(z.dir)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def remove_zygote_dir(zdir: Path) -> None:

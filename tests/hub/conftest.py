@@ -60,6 +60,10 @@ class FakeControl:
     def routes_changed(self) -> None:
         self.calls.append(("routes_changed", ""))
 
+    def set_zerogpu_overrides(self, overrides: dict[str, int]) -> bool:
+        self.calls.append(("zerogpu_overrides", repr(sorted(overrides.items()))))
+        return True
+
     def runtime_extra(self, space_id: str) -> dict[str, Any]:
         return {}
 

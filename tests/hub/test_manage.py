@@ -187,3 +187,24 @@ def test_users_and_tokens_api(live_hub: LiveHub) -> None:
     with pytest.raises(HfHubHTTPError) as bad:
         HfApi(endpoint=live_hub.url, token="hf_not_a_token").whoami()
     assert bad.value.response.status_code == 401
+
+
+def test_zerogpu_quotas_per_user_and_org_are_admin_only_and_reach_the_broker(live_hub: LiveHub) -> None:
+    admin = {"Authorization": f"Bearer {live_hub.admin}"}
+    org, (member, _), (solo, token) = "q-" + secrets.token_hex(3), live_hub.user(), live_hub.user()
+    live_hub.hub.accounts.create(org, kind="org")
+    live_hub.hub.accounts.set_member(org, member, "read")
+    url = f"{live_hub.url}/api/zerogpu/quotas"
+    assert httpx.put(f"{url}/{solo}", json={"dailySeconds": 900}, headers=admin).json() == {
+        "name": solo, "dailySeconds": 900}
+    assert httpx.put(f"{url}/{org}", json={"dailySeconds": 1800}, headers=admin).status_code == 200
+    pushed = [arg for what, arg in live_hub.control.calls if what == "zerogpu_overrides"][-1]
+    assert f"('user:{member}', 1800)" in pushed and f"('user:{solo}', 900)" in pushed
+    listed = httpx.get(url, headers=admin).json()
+    assert listed["quotas"][org] == 1800 and listed["defaults"] == {"anonymous": 120, "signed-in": 300}
+    assert httpx.put(f"{url}/{solo}", json={"dailySeconds": -1}, headers=admin).status_code == 400
+    assert httpx.put(f"{url}/nobody-{org}", json={"dailySeconds": 5}, headers=admin).status_code == 404
+    assert httpx.put(f"{url}/{solo}", json={"dailySeconds": 5},
+                     headers={"Authorization": f"Bearer {token}"}).status_code == 403
+    assert httpx.put(f"{url}/{solo}", json={"dailySeconds": None}, headers=admin).status_code == 200
+    assert solo not in httpx.get(url, headers=admin).json()["quotas"]

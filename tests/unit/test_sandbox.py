@@ -290,3 +290,75 @@ def test_warm_start_forks_from_the_spaces_zygote_again_after_stop(tmp_path: Path
     finally:
         b.runtime._zygotes.close()
     assert not list(b.settings.path("run").glob("zygote-*"))
+
+
+SHOW_TREE = ("import os, time\n"
+             "print('tag', open('tag.txt').read(), 'cwd', os.getcwd(), 'link', os.readlink('/home/user/app'),"
+             " flush=True)\n"
+             "time.sleep(60)\n")
+
+
+def _version(b: Box, name: str, space: str, sha: str, tag: str) -> Artifact:
+    art = b.artifact(name, SHOW_TREE)
+    (Path(art.app_dir) / "tag.txt").write_text(tag)
+    os.chmod(Path(art.app_dir) / "tag.txt", 0o644)
+    return replace(art, space_id=space, sha=sha)
+
+
+def _warm_start(b: Box, art: Artifact, log: Path) -> Instance:
+    inst = run(b.runtime.start(LaunchSpec(f"{art.space_id.replace('/', '--')}--{uuid.uuid4().hex[:8]}", art, {},
+                                          flavor(Hardware.CPU_BASIC), str(log))))
+    deadline = time.monotonic() + 20
+    while "tag" not in (log.read_text() if log.exists() else "") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return inst
+
+
+def test_code_only_version_forks_from_the_same_zygote_in_its_own_tree(tmp_path: Path, python_env: str) -> None:
+    b = Box(tmp_path, python_env)
+    b.runtime = ProcessRuntime(b.settings, warm=True)
+    b.runtime._zygotes.max_spares = 0
+    v1 = _version(b, "v1", "alice/code", "1" * 40, "one")
+    v2 = _version(b, "v2", "alice/code", "2" * 40, "two")
+    try:
+        first = _warm_start(b, v1, tmp_path / "v1.log")
+        zygotes = list(b.runtime._zygotes._zygotes.values())
+        second = _warm_start(b, v2, tmp_path / "v2.log")
+        assert list(b.runtime._zygotes._zygotes.values()) == zygotes  # same env: no new interpreter
+        assert run(b.runtime.exited(first)) is None  # the old version still runs (it drains) in its tree
+        log1, log2 = (tmp_path / "v1.log").read_text(), (tmp_path / "v2.log").read_text()
+        assert "tag one cwd /opt/spacehost/apps/" + "1" * 40 in log1
+        assert f"tag two cwd /opt/spacehost/apps/{'2' * 40} link /opt/spacehost/apps/{'2' * 40}" in log2
+        run(b.runtime.stop(first, grace_s=1))
+        run(b.runtime.stop(second, grace_s=1))
+    finally:
+        b.runtime._zygotes.close()
+    assert not list(b.settings.path("run").glob("zygote-*"))
+
+
+def test_a_spare_zygote_becomes_the_next_spaces_own(tmp_path: Path, python_env: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("scheduler.runtimes.zygote.SPARE_DELAY_S", 0.0)
+    b = Box(tmp_path, python_env)
+    b.runtime = ProcessRuntime(b.settings, warm=True)
+    pool = b.runtime._zygotes
+    a = _version(b, "a", "alice/first", "a" * 40, "A")
+    other = _version(b, "b", "bob/second", "b" * 40, "B")
+    try:
+        ia = _warm_start(b, a, tmp_path / "a.log")
+        deadline = time.monotonic() + 30
+        while not pool._spares and time.monotonic() < deadline:
+            time.sleep(0.05)
+        (spare,) = pool._spares.values()
+        assert spare.key.space_id == "" and not list((spare.dir / "apps").iterdir())  # nobody's files
+        assert "SPACE_ID" not in (Path(f"/proc/{spare.proc.pid}/environ").read_bytes().decode(errors="replace"))
+        ib = _warm_start(b, other, tmp_path / "b.log")
+        own = {k.space_id: z for k, z in pool._zygotes.items()}
+        assert own["bob/second"] is spare and own["alice/first"] is not spare
+        assert "tag B" in (tmp_path / "b.log").read_text()
+        assert [p.name for p in (spare.dir / "apps").iterdir()] == ["b" * 40]  # only its own tree
+        run(b.runtime.stop(ia, grace_s=1))
+        run(b.runtime.stop(ib, grace_s=1))
+    finally:
+        pool.close()
+    assert not list(b.settings.path("run").glob("zygote-*"))
