@@ -114,7 +114,7 @@ def main() -> None:
             rows["wake"].append(time.monotonic() - t0)
             assert r.status_code == 200, r.status_code
     finally:
-        srv.stop()
+        srv.close()
     base = statistics.median(rows["plain"])
     print(f"\nDeploy speed ({args.runtime} runtime, medians of {args.runs} runs, this machine)\n")
     print("| what | median | vs plain cold start | target |")

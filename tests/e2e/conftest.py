@@ -13,4 +13,4 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = Server(tmp_path_factory.mktemp("spacehost"), free_port(), "hf_admin_" + secrets.token_hex(8))
     srv.start()
     yield srv
-    srv.stop()
+    srv.close()

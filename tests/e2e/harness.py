@@ -50,6 +50,22 @@ def free_port_range(n: int = 200) -> int:
     raise RuntimeError("no free port range")
 
 
+def kill_processes_mentioning(path: str) -> None:
+    """SIGKILL every process whose command line names `path` (sandboxes, zygotes, apps, log filters)."""
+    for _ in range(3):
+        found = False
+        for d in Path("/proc").iterdir():
+            if not d.name.isdigit() or int(d.name) == os.getpid():
+                continue
+            with contextlib.suppress(OSError):
+                if path.encode() in (d / "cmdline").read_bytes():
+                    found = True
+                    os.kill(int(d.name), signal.SIGKILL)
+        if not found:
+            return
+        time.sleep(0.2)
+
+
 @dataclass
 class Server:
     data_dir: Path
@@ -93,6 +109,12 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+
+    def close(self) -> None:
+        """Stop spacehost and everything it left running. `stop()` alone leaves the Spaces running, as a real
+        spacehost stop does (a restart re-adopts them); a test's teardown must not leak them."""
+        self.stop()
+        kill_processes_mentioning(str(self.data_dir))
 
     def log_tail(self, n: int = 60) -> str:
         p = self.data_dir / "server.log"

@@ -60,4 +60,4 @@ def test_killed_server_restarts_and_serves_every_space(tmp_path_factory: pytest.
             spaces = {s["id"] for s in c.get("/api/spaces", params={"author": "admin"}).json()}
         assert {sid, static} <= spaces
     finally:
-        srv.stop()
+        srv.close()

@@ -54,7 +54,7 @@ def zero(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZeroSpace]:
         assert rt["stage"] == "RUNNING", f"{rt}\n{srv.build_log(sid)[-3000:]}"
         yield ZeroSpace(srv, sid, srv.host(sid), user, token)
     finally:
-        srv.stop()
+        srv.close()
 
 
 def test_concurrent_callers_share_one_device_and_are_charged_what_they_used(zero: ZeroSpace) -> None:
