@@ -121,16 +121,19 @@ class Broker:
         token = self.space_token(space_id)
         with self._lock:
             self._spaces[token] = space_id
-            if root_pid is not None and isinstance(self.killer, TreeKiller):
-                self.killer.roots[space_id] = root_pid
+        if root_pid is not None:
+            self.set_root_pid(space_id, root_pid)
         return token
 
     def device_api_path(self, space_id: str) -> str:
         return f"/s/{self.space_token(space_id)}"
 
     def set_root_pid(self, space_id: str, root_pid: int) -> None:
-        if isinstance(self.killer, TreeKiller):
-            self.killer.roots[space_id] = root_pid
+        """The Space's (new) root process: workers are killed only below it; its devices cgroup is sealed."""
+        with self._lock:
+            if isinstance(self.killer, TreeKiller):
+                self.killer.roots[space_id] = root_pid
+            self.gate.seal(space_id, root_pid)
 
     def space_for(self, token: str) -> str:
         space = self._spaces.get(token)
@@ -311,6 +314,9 @@ class Broker:
             out["activeLeases"] = sum(1 for le in self._leases.values() if le.space_id == space_id)
             out["queued"] = self.queue_size(space_id)
             out["poolDevices"] = len(self.pool)
+            enforced = getattr(self.gate, "enforced", None)
+            out["deviceAccess"] = ("devices cgroup" if enforced is not None and enforced(space_id)
+                                   else "CUDA_VISIBLE_DEVICES only")
             return out
 
     def metrics_text(self) -> str:

@@ -18,6 +18,7 @@ import uvicorn
 
 from core.settings import Settings
 from zerogpu.broker import Broker
+from zerogpu.gate import TreeKiller, gate_for_host
 from zerogpu.pool import detect_pool
 from zerogpu.quota import Limits, QuotaStatus, Tier
 from zerogpu.server import create_app
@@ -86,6 +87,8 @@ async def start_broker(settings: Settings, key: bytes) -> BrokerServer | None:
         return None
     tiers = {Tier.ANONYMOUS: settings.zerogpu_quota_anonymous_s, Tier.SIGNED_IN: settings.zerogpu_quota_signed_in_s}
     limits = Limits(daily_s=tiers, max_duration_s={t: max(s, Limits().max_duration_s[t]) for t, s in tiers.items()})
-    server = BrokerServer(Broker(pool, key, limits=limits, state_dir=Path(settings.path("zerogpu"))))
+    killer = TreeKiller()
+    server = BrokerServer(Broker(pool, key, limits=limits, state_dir=Path(settings.path("zerogpu")), killer=killer,
+                                 gate=gate_for_host(pool, killer.roots)))
     await server.start()
     return server

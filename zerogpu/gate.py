@@ -5,20 +5,23 @@ Space itself (`/allow?pid=`), so it is untrusted: `TreeKiller` kills only a proc
 own process tree (and maps a pid seen inside a pid namespace, e.g. bubblewrap's `--unshare-pid`, to the host
 pid through `NSpid`). Without a known root pid for the Space nothing is killed; the lease is still ended.
 
-`DeviceGate` is where device access would be granted and revoked. What is enforced where (honestly):
+`DeviceGate` grants and revokes device access. What is enforced where (honestly):
 
-- process runtime (`ProcessGate`, a no-op): the worker gets the device through `CUDA_VISIBLE_DEVICES=<uuid>`,
-  which the `spaces` package sets itself. That is a convention, not isolation: `/dev/nvidia*` are readable
-  by every process of the host, so a malicious app can open any GPU, ignore its lease, and read or disturb
-  another Space's GPU memory. The broker still ends overrunning workers (kill) and charges quota, so a
-  cooperating app is time-shared correctly; a hostile one is only bounded by the kill.
-- docker runtime (`DockerGate`): Docker cannot add or remove devices of a running container (`docker update`
-  has no device flags), so a ZeroGPU container must be created with every pool device (`--gpus` / a
-  DeviceRequest for the pool UUIDs, `device_requests_for()` builds it) and the same caveat holds inside it.
-  Real per-lease isolation needs the container's device cgroup rewritten on each grant — cgroup v1
-  `devices.allow/deny` (the `cgroupPath` the package sends to `/schedule` exists for this), or on cgroup v2
-  replacing the eBPF device program runc attached — or one MIG instance per container. None of that is done
-  here; `DockerGate.grant/revoke` record the intent so such an enforcer can be plugged in.
+- cgroup v1 hosts (`CgroupDeviceGate`, chosen by `spacehost up` when /sys/fs/cgroup/devices is writable):
+  when a ZeroGPU Space registers its root process, every pool device is denied in that process's devices
+  cgroup (its own: a process-runtime Space gets one, a Docker container has one); a grant allows the leased
+  device (`devices.allow`), the release denies it again (`devices.deny`). The cgroup is checked when a device
+  is opened, so a worker that still holds the device open after its lease keeps it until it exits — the broker
+  ends workers that overrun their lease, and the next worker cannot open a device it does not lease. Rules are
+  per Space, not per worker: two concurrent leases of one Space see both devices. MIG instances are reached
+  through /dev/nvidia-caps and are not narrowed (their parent GPU is).
+- cgroup v2 hosts and hosts without a devices hierarchy (`ProcessGate`, a no-op): the worker gets the device
+  through `CUDA_VISIBLE_DEVICES=<uuid>`, which the `spaces` package sets itself — a convention, not isolation
+  (`/dev/nvidia*` are open to every process of the host). v2 device control means replacing the eBPF program
+  runc attached; not done.
+- A Docker container only has the devices it was created with (Docker cannot add devices to a running
+  container), so a ZeroGPU container is created with every pool device (`device_requests_for()`), then
+  narrowed by the cgroup gate as above.
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ class Killer(Protocol):
 
 
 class DeviceGate(Protocol):
+    def seal(self, space_id: str, root_pid: int) -> None:
+        """A Space's root process is known: take every pool device away from it until a grant."""
+
     def grant(self, space_id: str, device: Device) -> None: ...
 
     def revoke(self, space_id: str, device: Device) -> None: ...
@@ -50,6 +56,9 @@ class DeviceGate(Protocol):
 class ProcessGate:
     """No enforcement: `CUDA_VISIBLE_DEVICES` only (see the module docstring)."""
 
+    def seal(self, space_id: str, root_pid: int) -> None:
+        return None
+
     def grant(self, space_id: str, device: Device) -> None:
         return None
 
@@ -57,23 +66,95 @@ class ProcessGate:
         return None
 
 
-class DockerGate:
-    """Records grants per Space for a device-cgroup enforcer; enforces nothing by itself."""
+NVIDIA_MAJOR = 195  # /dev/nvidiaN is character device 195:N
 
-    def __init__(self) -> None:
-        self.granted: dict[str, set[str]] = {}
+
+def nvidia_node(device: Device) -> tuple[int, int]:
+    """(major, minor) of a pool device's node: stat of /dev/nvidia<index>, else the driver's fixed numbering."""
+    try:
+        st = os.stat(f"/dev/nvidia{device.index}")
+        return os.major(st.st_rdev), os.minor(st.st_rdev)
+    except OSError:
+        return NVIDIA_MAJOR, device.index
+
+
+def devices_cgroup_of(pid: int, proc: Path = Path("/proc")) -> str | None:
+    """The v1 devices cgroup path of `pid` (e.g. `/docker/<id>`), None if it has none or is in the root one."""
+    try:
+        text = (proc / str(pid) / "cgroup").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        _, ctrls, path = line.split(":", 2)
+        if "devices" in ctrls.split(","):
+            return path if path not in ("", "/") else None
+    return None
+
+
+class CgroupDeviceGate:
+    """cgroup v1 device rules per Space (module docstring). `node` maps a device to its (major, minor);
+    `roots` is shared with the `TreeKiller` (Space → root pid)."""
+
+    def __init__(self, pool: Pool, roots: Mapping[str, int], *, root: Path = Path("/sys/fs/cgroup/devices"),
+                 proc: Path = Path("/proc"), node: Any = nvidia_node) -> None:
+        self.pool, self.roots, self.root, self.proc, self.node = pool, roots, root, proc, node
+        self._dirs: dict[str, Path] = {}
+        self._held: dict[tuple[str, str], int] = {}  # (space, device uuid) → leases holding it
+
+    def seal(self, space_id: str, root_pid: int) -> None:
+        path = devices_cgroup_of(root_pid, self.proc)
+        if path is None:
+            log.warning("ZeroGPU devices of %s not enforced: pid %s has no devices cgroup of its own",
+                        space_id, root_pid)
+            self._dirs.pop(space_id, None)
+            return
+        self._dirs[space_id] = self.root / path.lstrip("/")
+        for device in self.pool.devices:
+            if not self._held.get((space_id, device.uuid)):
+                self._rule(space_id, "deny", device)
 
     def grant(self, space_id: str, device: Device) -> None:
-        self.granted.setdefault(space_id, set()).add(device.uuid)
+        key = (space_id, device.uuid)
+        self._held[key] = self._held.get(key, 0) + 1
+        self._rule(space_id, "allow", device)
 
     def revoke(self, space_id: str, device: Device) -> None:
-        self.granted.get(space_id, set()).discard(device.uuid)
+        key = (space_id, device.uuid)
+        left = self._held.get(key, 0) - 1
+        if left > 0:
+            self._held[key] = left
+            return
+        self._held.pop(key, None)
+        self._rule(space_id, "deny", device)
 
-    @staticmethod
-    def device_requests_for(pool: Pool) -> list[dict[str, Any]]:
-        """The Docker Engine API `HostConfig.DeviceRequests` giving a container every pool device."""
-        uuids = sorted({d.parent_uuid or d.uuid for d in pool.devices})
-        return [{"Driver": "nvidia", "DeviceIDs": uuids, "Capabilities": [["gpu"]]}]
+    def enforced(self, space_id: str) -> bool:
+        return space_id in self._dirs
+
+    def _rule(self, space_id: str, kind: str, device: Device) -> None:
+        d = self._dirs.get(space_id)
+        if d is None:
+            return
+        major, minor = self.node(device)
+        try:
+            (d / f"devices.{kind}").write_text(f"c {major}:{minor} rwm")
+        except OSError as e:  # the Space ended (its cgroup is gone) or the host forbids it: say so, go on
+            log.warning("devices.%s c %s:%s for %s failed: %s", kind, major, minor, space_id, e)
+
+
+def device_requests_for(pool: Pool) -> list[dict[str, Any]]:
+    """The Docker Engine API `HostConfig.DeviceRequests` giving a container every pool device."""
+    uuids = sorted({d.parent_uuid or d.uuid for d in pool.devices})
+    return [{"Driver": "nvidia", "DeviceIDs": uuids, "Capabilities": [["gpu"]]}]
+
+
+def gate_for_host(pool: Pool, roots: Mapping[str, int]) -> DeviceGate:
+    """The cgroup gate where a v1 devices hierarchy is writable (root), else no enforcement."""
+    root = Path("/sys/fs/cgroup/devices")
+    if os.geteuid() == 0 and (root / "devices.allow").exists():
+        return CgroupDeviceGate(pool, roots, root=root)
+    log.warning("ZeroGPU device access is not enforced on this host (no writable cgroup v1 devices hierarchy); "
+                "workers are confined to their lease by CUDA_VISIBLE_DEVICES only")
+    return ProcessGate()
 
 
 def _proc_table(proc: Path) -> dict[int, tuple[int, list[int]]]:

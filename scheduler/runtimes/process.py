@@ -86,7 +86,7 @@ def describe_isolation(support: Support | None = None) -> str:
         return (f"WARNING: Spaces run as plain processes of the spacehost user without a sandbox ({s.why_not}); "
                 "run spacehost as root with bubblewrap installed to isolate them.")
     limits = (f"memory (no swap), process count and CPU limits per Space via {s.cgroups.describe()}"
-              if s.cgroups.version and len(s.cgroups.controllers) == 3 else
+              if s.cgroups.version and {"memory", "pids", "cpu"} <= set(s.cgroups.controllers) else
               f"limits: {s.cgroups.describe()}; memory as RLIMIT_AS and a host-wide RLIMIT_NPROC otherwise")
     return ("Each Space runs in a bubblewrap sandbox as uid 1000 without capabilities (no_new_privs), in its "
             "own mount, pid, ipc and uts namespaces; it sees /usr and /etc read-only, its app read-only at "

@@ -1,4 +1,5 @@
-"""Per-Space cgroups: memory (no swap), pids and CPU limits, OOM detection, kill-all.
+"""Per-Space cgroups: memory (no swap), pids and CPU limits, OOM detection, kill-all; on v1 also a devices
+cgroup of its own (created allowing everything, as its parent; the ZeroGPU broker narrows it).
 
 cgroup v2 (one `cgroup.controllers` hierarchy) and v1 (one hierarchy per controller, as on hosts where
 `/sys/fs/cgroup` is a tmpfs of `memory/`, `pids/`, `cpu/`) are both handled. Each Space's cgroup is nested
@@ -20,6 +21,7 @@ from scheduler.runtimes.sandbox import Limits
 
 ROOT = Path("/sys/fs/cgroup")
 CONTROLLERS = ("memory", "pids", "cpu")
+OPTIONAL_V1 = ("devices",)  # v1 only: lets the ZeroGPU broker allow a Space just the GPUs it leases
 CFS_PERIOD_US = 100_000
 
 
@@ -58,13 +60,13 @@ class CgroupHost:
             parent = _v2_parent(ROOT / own.get("", "/").lstrip("/"))
             return cls(2, (("", str(parent)),)) if parent else cls(0, ())
         parents = []
-        for c in CONTROLLERS:
+        for c in CONTROLLERS + OPTIONAL_V1:
             base = ROOT / c / own.get(c, "/").lstrip("/") / "spacehost"
             with contextlib.suppress(OSError):
                 base.mkdir(parents=True, exist_ok=True)
                 if os.access(base, os.W_OK):
                     parents.append((c, str(base)))
-        return cls(1 if parents else 0, tuple(parents))
+        return cls(1 if any(c in CONTROLLERS for c, _ in parents) else 0, tuple(parents))
 
     def describe(self) -> str:
         if self.version == 0:

@@ -43,8 +43,10 @@ def zero(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZeroSpace]:
     srv.start()
     try:
         sid = f"admin/zero-{secrets.token_hex(3)}"
-        assert srv.create_space(sid.split("/")[1], hardware="zero-a10g").status_code == 200
-        srv.push(sid, {"app.py": APP, "requirements.txt": f"spaces=={version('spaces')}\n"})
+        created = srv.create_space(sid.split("/")[1], hardware="zero-a10g")
+        assert created.status_code == 200, f"{created.text}\n{srv.log_tail()}"
+        pushed = srv.push(sid, {"app.py": APP, "requirements.txt": f"spaces=={version('spaces')}\n"})
+        assert pushed.returncode == 0, f"{pushed.stderr}\n{srv.log_tail()}"
         with srv.api() as c:
             sha = c.get(f"/api/spaces/{sid}").json()["sha"]
             user = "gpu-" + secrets.token_hex(3)
@@ -67,6 +69,7 @@ def test_concurrent_callers_share_one_device_and_are_charged_what_they_used(zero
     assert took >= 3.0, took  # one device: the second call waited for the first lease to end
     info = zero.server.runtime(zero.space_id)["zeroGpu"]
     assert isinstance(info, dict) and info["leases"] >= 2 and info["gpuSeconds"] >= 3.0 and info["poolDevices"] == 1
+    assert info["deviceAccess"] == "devices cgroup"  # the Space's own devices cgroup denies unleased GPUs
     with httpx.Client(base_url=zero.server.url, headers={"Authorization": f"Bearer {zero.token}"}) as c:
         quota = c.get("/api/zerogpu/quota").json()
     assert quota["visitor"] == f"user:{zero.user}"

@@ -110,7 +110,7 @@ def box(tmp_path: Path, python_env: str) -> Iterator[Box]:
 def test_the_host_supports_the_full_sandbox() -> None:
     s = Support.detect()  # make test runs as root with bubblewrap installed
     assert s.sandbox, s.why_not
-    assert s.cgroups.version and set(s.cgroups.controllers) == {"memory", "pids", "cpu"}
+    assert s.cgroups.version and set(s.cgroups.controllers) >= {"memory", "pids", "cpu"}
     assert "bubblewrap sandbox as uid 1000" in describe_isolation(s)
 
 
