@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -15,7 +14,7 @@ import httptools
 from core.routes import Route, Upstream
 from proxy import auth, pages
 from proxy.decide import Action, Scan, decide, request_head, scan
-from proxy.exchange import RETRY_LIMIT, Exchange
+from proxy.exchange import RETRY_LIMIT, Exchange, Plan, hub_head, plain, space_head
 from proxy.upstream import UpstreamConn
 
 if TYPE_CHECKING:
@@ -28,6 +27,9 @@ MAX_HEADERS = 100
 PENDING_LIMIT = 1 << 20  # body bytes buffered while no upstream is attached; reading pauses beyond
 
 
+_ACTIVE = frozenset((Action.FORWARD, Action.STATIC, Action.WAKE_PAGE, Action.HOLD))  # these count as visits
+
+
 class HeadTooLarge(Exception):
     pass
 
@@ -35,6 +37,7 @@ class HeadTooLarge(Exception):
 class ClientConn(asyncio.Protocol):
     def __init__(self, srv: ProxyServer, local_port: int, scheme: str) -> None:
         self.srv = srv
+        self.limits = srv.limits
         self.loop = asyncio.get_running_loop()
         self.local_port = local_port
         self.scheme = scheme
@@ -43,7 +46,8 @@ class ClientConn(asyncio.Protocol):
         self.parser: httptools.HttpRequestParser | None = None
         self.queue: deque[Exchange] = deque()
         self.cur: Exchange | None = None
-        self.up: UpstreamConn | None = None
+        self.up: UpstreamConn | None = None  # attached to the exchange in flight
+        self.pinned: UpstreamConn | None = None  # idle, kept from the previous response for the next request
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.in_head = False
@@ -55,7 +59,8 @@ class ClientConn(asyncio.Protocol):
         self.deadline = 0.0
         self.last_activity = 0.0
         self.fwd = b""
-        self.ipt: tuple[str | None, float, bytes] | None = None  # (user, re-mint after, X-IP-Token line)
+        self.added: tuple[str, str | None, bytes, float] | None = None  # (host, user, lines, re-mint after)
+        self.plan: Plan | None = None  # the last plain request's decision, for the next one
 
     # --- transport events -------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -74,6 +79,9 @@ class ClientConn(asyncio.Protocol):
         if up is not None and up.transport is not None:
             up.client = None
             up.transport.close()  # mid-response: the upstream connection cannot be reused
+        pinned, self.pinned = self.pinned, None
+        if pinned is not None:
+            self.srv.pool.release(pinned, pinned.idle_since)
         for ex in self.queue:
             if ex.task is not None:
                 ex.task.cancel()
@@ -82,7 +90,7 @@ class ClientConn(asyncio.Protocol):
         if self.spliced:
             assert self.up is not None and self.up.transport is not None
             self.up.transport.write(data)
-            self.deadline = self.loop.time() + self.srv.limits.stream_idle_timeout
+            self.deadline = self.loop.time() + self.limits.stream_idle_timeout
             return
         if self.parser is None or self.closing:
             return
@@ -102,7 +110,7 @@ class ClientConn(asyncio.Protocol):
         except httptools.HttpParserError:
             self._bad_request(400)
             return
-        if self.in_head and self.raw_head > self.srv.limits.max_head:
+        if self.in_head and self.raw_head > self.limits.max_head:
             self._bad_request(431)
 
     def pause_writing(self) -> None:
@@ -114,7 +122,7 @@ class ClientConn(asyncio.Protocol):
             self.up.transport.resume_reading()
 
     def touch(self) -> None:
-        self.deadline = self.loop.time() + self.srv.limits.stream_idle_timeout
+        self.deadline = self.loop.time() + self.limits.stream_idle_timeout
 
     def timed_out(self) -> None:
         """Called by the server's sweeper once `deadline` passed."""
@@ -151,7 +159,7 @@ class ClientConn(asyncio.Protocol):
         self.headers = []
         self.head_size = self.raw_head = 0
         if not self.queue:
-            self.deadline = self.loop.time() + self.srv.limits.header_timeout
+            self.deadline = self.loop.time() + self.limits.header_timeout
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -160,22 +168,20 @@ class ClientConn(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
         self.head_size += len(name) + len(value) + 4
-        if self.head_size > self.srv.limits.max_head or len(self.headers) > MAX_HEADERS:
+        if self.head_size > self.limits.max_head or len(self.headers) > MAX_HEADERS:
             raise HeadTooLarge()
 
     def on_headers_complete(self) -> None:
         self.in_head = False
         p = self.parser
         assert p is not None
-        if self.head_size > self.srv.limits.max_head:
+        if self.head_size > self.limits.max_head:
             raise HeadTooLarge()
-        sc = scan(self.headers)
-        ex = Exchange(p.get_method().decode(), self.url.decode("latin-1"), self.headers, p.should_keep_alive(),
-                      p.should_upgrade(), sc.chunked, self.loop.time())
-        ex.scan = sc
+        ex = Exchange(p.get_method().decode(), self.url.decode("latin-1"), p.should_keep_alive(),
+                      p.should_upgrade(), scan(self.headers), self.loop.time())
         self.cur = ex
         self.queue.append(ex)
-        self.deadline = ex.start + self.srv.limits.stream_idle_timeout
+        self.deadline = ex.start + self.limits.stream_idle_timeout
         if len(self.queue) == 1 and not self.closing:
             self._start(ex)
 
@@ -213,29 +219,40 @@ class ClientConn(asyncio.Protocol):
         ex.started = True
         srv = self.srv
         s = ex.scan
-        assert s is not None
-        target = srv.resolve(s.host, self.local_port) if s.host else None
         if srv.rate_limit is not None:
             wait = srv.admit(self.ip, ex.start)
             if wait:
                 return self._local(ex, pages.error(429, "too many requests", retry_after=wait, keep_alive=True))
-        if target == "hub":
-            return self._forward(ex, srv.table.hub, self._hub_head(ex, s), b"")
-        route = target if isinstance(target, Route) else None
+        plan = self.plan
+        if plan is not None and plan.host == s.host and plan.table is srv.table and plan.until > ex.start and (
+            plain(ex)
+        ):
+            return self._forward_planned(ex, s, plan)
+        target = srv.resolve(s.host, self.local_port) if s.host else None
+        if not isinstance(target, Route):
+            if target == "hub":
+                return self._forward(ex, srv.table.hub, hub_head(ex, self.fwd), b"")
+            return self._local(ex, pages.not_found(head_only=ex.method == "HEAD"))
+        route = target
         url, signed = auth.split_sign_param(ex.url) if "__sign" in ex.url else (ex.url, None)
-        user, sign_ok = self._identify(route, s, signed) if route is not None else (None, False)
-        allowed = route is not None and (not route.private or (user is not None and srv.can_view(route, user)))
+        credentials = s.authorization or s.hf_authorization or s.cookie is not None or signed
+        user, sign_ok = srv.identify(route, s, signed) if credentials else (None, False)
+        allowed = not route.private or (user is not None and srv.can_view(route, user))
         browser = ex.method == "GET" and s.accept_html
-        path = url.split("?", 1)[0]
+        path = url.partition("?")[0]
         action = decide(route, allowed=allowed, browser=browser, path=path, sign_redirect=sign_ok and browser)
-        if route is None or action is Action.NOT_FOUND:
+        if action is Action.NOT_FOUND:
             return self._local(ex, pages.not_found(head_only=ex.method == "HEAD"))
         ex.space = route.space_id
-        if not s.probe and action in (Action.FORWARD, Action.STATIC, Action.WAKE_PAGE, Action.HOLD):
+        if not s.probe and action in _ACTIVE:
             srv.note_activity(route.space_id, ex.start)
         if action is Action.FORWARD:
             assert route.upstream is not None
-            return self._forward(ex, route.upstream, self._space_head(ex, s, url, user), srv.extra_for(route))
+            if plain(ex):
+                self.plan = Plan(srv.table, s.host, route, route.upstream, srv.extra_for(route),
+                                 *self._added(s.host, None, ex.start))
+                return self._forward_planned(ex, s, self.plan)
+            return self._forward(ex, route.upstream, self._space_head(ex, url, user), srv.extra_for(route))
         if action is Action.HOLD:
             srv.wake(route.space_id)
             ex.task = self.loop.create_task(self._hold(ex, s.host))
@@ -244,52 +261,64 @@ class ClientConn(asyncio.Protocol):
 
         return respond(self, ex, action, route, url, user)
 
-    def _identify(self, route: Route, s: Scan, signed: str | None) -> tuple[str | None, bool]:
-        """(the visitor's user name or None, whether a valid `__sign` came with the request)."""
-        srv = self.srv
-        user = None
-        token = (s.authorization and auth.bearer(s.authorization)) or (
-            s.hf_authorization and auth.bearer(s.hf_authorization)
-        )
-        if token:
-            user = srv.user_for_token(token)
-        if s.cookie is not None:
-            s.cookie, value = auth.filter_cookies(s.cookie, srv.drop_cookies, auth.cookie_name(route.space_id))
-            if user is None and value:
-                user = auth.verify_space_token(srv.secret, value, route.space_id, time.time(), auth.COOKIE_TOKEN)
-        if signed:
-            signer = auth.verify_space_token(srv.secret, signed, route.space_id, time.time())
-            if signer is not None:
-                return (user or signer), True
-        return user, False
+    def _forward_planned(self, ex: Exchange, s: Scan, plan: Plan) -> None:
+        ex.space = plan.route.space_id
+        if not s.probe:
+            self.srv.note_activity(ex.space, ex.start)
+        self._forward(ex, plan.upstream, request_head(ex.method, ex.url, s.kept, plan.added, None), plan.extra)
 
-    def _space_head(self, ex: Exchange, s: Scan, url: str, user: str | None) -> bytes:
-        kept = s.kept
-        if s.cookie:
-            kept.append((b"Cookie", s.cookie.encode("latin-1")))
-        now = ex.start
-        cached = self.ipt
-        if cached is None or cached[0] != user or cached[1] < now:  # the token is valid 600 s; re-mint often
-            line = b"X-IP-Token: %s\r\n" % self.srv.ip_token(user, self.ip).encode()
-            cached = self.ipt = (user, now + self.srv.limits.ip_token_reuse_s, line)
-        added = self.fwd + b"X-Forwarded-Host: %s\r\n%s" % (s.host.encode("latin-1"), cached[2])
-        return request_head(ex.method, url, kept, added, s.upgrade if ex.upgrade else None)
+    def _space_head(self, ex: Exchange, url: str, user: str | None) -> bytes:
+        return space_head(ex, url, self._added(ex.scan.host, user, ex.start)[0])
 
-    def _hub_head(self, ex: Exchange, s: Scan) -> bytes:
-        kept = s.kept
-        for name, value in ((b"Authorization", s.authorization), (b"X-HF-Authorization", s.hf_authorization),
-                            (b"Cookie", s.cookie)):
-            if value is not None:
-                kept.append((name, value.encode("latin-1")))
-        added = self.fwd + b"X-Forwarded-Host: %s\r\n" % s.host.encode("latin-1")
-        return request_head(ex.method, ex.url, kept, added, s.upgrade if ex.upgrade else None)
+    def _added(self, host: str, user: str | None, now: float) -> tuple[bytes, float]:
+        """(the header lines the proxy adds for `user` on `host`: X-Forwarded-* and X-IP-Token, until when to
+        use them). Memoized on the connection; the token (valid 600 s) is re-minted every `ip_token_reuse_s`."""
+        memo = self.added
+        if memo is None or memo[0] != host or memo[1] != user or memo[3] < now:
+            token = self.srv.ip_token(user, self.ip).encode()
+            lines = self.fwd + b"X-Forwarded-Host: %s\r\nX-IP-Token: %s\r\n" % (host.encode("latin-1"), token)
+            memo = self.added = (host, user, lines, now + self.limits.ip_token_reuse_s)
+        return memo[2], memo[3]
 
     def _forward(self, ex: Exchange, upstream: Upstream, head: bytes, extra: bytes) -> None:
-        up = self.srv.pool.take(upstream)
+        up = self._take_pinned(upstream, ex.start) or self.srv.pool.take(upstream)
         if up is not None:
             self._attach(ex, up, head, extra)
         else:
             ex.task = self.loop.create_task(self._connect(ex, upstream, head, extra))
+
+    def _take_pinned(self, upstream: Upstream, now: float) -> UpstreamConn | None:
+        """The connection kept from this client's previous response if it goes to `upstream` and is fresh (so
+        a keep-alive client's requests reuse one upstream socket); otherwise it goes back to the pool."""
+        up, self.pinned = self.pinned, None
+        if up is None:
+            return None
+        if up.transport is None or up.transport.is_closing() or now - up.idle_since > self.limits.pool_idle:
+            if up.transport is not None:
+                up.transport.close()
+            return None
+        if up.key is not upstream and up.key != upstream:
+            self.srv.pool.release(up, up.idle_since)
+            return None
+        up.reused = True
+        return up
+
+    def park(self, up: UpstreamConn) -> None:
+        """`up` ended this connection's response cleanly: keep it for the next request."""
+        now = self.loop.time()
+        if self.closing or self.pinned is not None:
+            self.srv.pool.release(up, now)
+        else:
+            up.idle_since = now
+            self.pinned = up
+
+    def drop_idle_upstream(self, now: float, max_idle: float) -> None:
+        """Close the kept upstream connection once idle longer than the pool keeps its own."""
+        up = self.pinned
+        if up is not None and now - up.idle_since > max_idle:
+            self.pinned = None
+            if up.transport is not None:
+                up.transport.close()
 
     async def _connect(self, ex: Exchange, upstream: Upstream, head: bytes, extra: bytes) -> None:
         try:
@@ -298,7 +327,7 @@ class ClientConn(asyncio.Protocol):
             log.info("upstream %s:%s of %s unreachable: %s", upstream.host, upstream.port, ex.space or "hub", e)
             return self._local(ex, pages.error(502, "the Space is not answering", retry_after=2, keep_alive=True))
         if self.closing or self.transport.is_closing():
-            up.pool.release(up)
+            up.pool.release(up, self.loop.time())
             return None
         up.reused = False
         self._attach(ex, up, head, extra)
@@ -325,7 +354,7 @@ class ClientConn(asyncio.Protocol):
         503 + Retry-After after `wake_hold` seconds."""
         from core.routes import RouteState
 
-        deadline = self.loop.time() + self.srv.limits.wake_hold
+        deadline = self.loop.time() + self.limits.wake_hold
         while True:
             target = self.srv.table.resolve(host, self.local_port)
             if not (isinstance(target, Route) and target.state in (RouteState.SLEEPING, RouteState.STARTING)):
@@ -382,8 +411,7 @@ class ClientConn(asyncio.Protocol):
         ex.sink = None
         if access_log.isEnabledFor(logging.INFO):
             ms = (self.loop.time() - ex.start) * 1000
-            host = ex.scan.host if ex.scan else "-"
-            access_log.info("%s %s %s%s %d %.1fms", self.ip, ex.method, host, ex.url, ex.status, ms)
+            access_log.info("%s %s %s%s %d %.1fms", self.ip, ex.method, ex.scan.host, ex.url, ex.status, ms)
         if close or not ex.keep_alive or self.spliced or (self.parser is None and not self.closing) or (
             ex.upgrade and ex.status != 101
         ):
@@ -407,4 +435,4 @@ class ClientConn(asyncio.Protocol):
             if not q[0].started:
                 self._start(q[0])
         else:
-            self.deadline = self.loop.time() + self.srv.limits.keepalive_timeout
+            self.deadline = self.loop.time() + self.limits.keepalive_timeout

@@ -85,7 +85,7 @@ class Scan:
     probe: bool = False
     if_none_match: str | None = None
     chunked: bool = False  # llhttp accepts Transfer-Encoding on requests only when chunked comes last
-    kept: list[tuple[bytes, bytes]] = field(default_factory=list)
+    kept: list[bytes] = field(default_factory=list)  # header lines that may be forwarded, CRLF-terminated
 
 
 def scan(headers: list[tuple[bytes, bytes]]) -> Scan:
@@ -114,19 +114,17 @@ def scan(headers: list[tuple[bytes, bytes]]) -> Scan:
         elif low == b"transfer-encoding":
             s.chunked = True
         if low not in strip:
-            kept.append((name, value))
+            kept.append(b"%s: %s\r\n" % (name, value))
     return s
 
 
-def request_head(
-    method: str, url: str, kept: list[tuple[bytes, bytes]], added: bytes, upgrade: str | None
-) -> bytes:
-    """The head sent upstream: HTTP/1.1, kept headers, the proxy's own (`added`, encoded header lines), and
-    the connection disposition (keep-alive to the pool, or the upgrade the client asked for)."""
-    tail = (
-        f"Connection: upgrade\r\nUpgrade: {upgrade}\r\n\r\n".encode("latin-1")
-        if upgrade is not None
-        else b"Connection: keep-alive\r\n\r\n"
-    )
-    return b"".join([f"{method} {url} HTTP/1.1\r\n".encode("latin-1"), *[b"%s: %s\r\n" % kv for kv in kept],
-                     added, tail])
+KEEP_ALIVE = b"Connection: keep-alive\r\n\r\n"
+
+
+def request_head(method: str, url: str, lines: list[bytes], added: bytes, upgrade: str | None) -> bytes:
+    """The head sent upstream: HTTP/1.1, kept header `lines`, the proxy's own (`added`, encoded header lines),
+    and the connection disposition (keep-alive to the pool, or the upgrade the client asked for)."""
+    tail = KEEP_ALIVE if upgrade is None else b"Connection: upgrade\r\nUpgrade: %s\r\n\r\n" % (
+        upgrade.encode("latin-1"))
+    line = b"%s %s HTTP/1.1\r\n" % (method.encode(), url.encode("latin-1"))
+    return b"".join((line, *lines, added, tail))

@@ -1,10 +1,14 @@
-"""One request/response exchange on a client connection (mutable, owned by that connection)."""
+"""One request/response exchange on a client connection (mutable, owned by that connection), and the request
+heads built for it: a Space's (credentials stripped, the proxy's own lines added) and the hub's."""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
-from proxy.decide import Scan
+from core.routes import Route, RouteTable, Upstream
+from proxy.decide import Scan, request_head
+from proxy.pages import STATUS_PATH
 
 RETRY_LIMIT = 64 * 1024  # requests up to this size are kept to resend once on a stale pooled connection
 
@@ -14,7 +18,6 @@ class Exchange:
         "chunked",
         "complete",
         "discard",
-        "headers",
         "keep_alive",
         "method",
         "pending",
@@ -34,14 +37,13 @@ class Exchange:
         "url",
     )
 
-    def __init__(self, method: str, url: str, headers: list[tuple[bytes, bytes]], keep_alive: bool,
-                 upgrade: bool, chunked: bool, start: float) -> None:
+    def __init__(self, method: str, url: str, keep_alive: bool, upgrade: bool, scan: Scan, start: float) -> None:
         self.method = method
         self.url = url
-        self.headers = headers
         self.keep_alive = keep_alive
         self.upgrade = upgrade
-        self.chunked = chunked
+        self.scan = scan
+        self.chunked = scan.chunked
         self.start = start
         self.complete = False  # the whole request (body included) has been parsed
         self.started = False  # dispatched
@@ -51,9 +53,53 @@ class Exchange:
         self.pending_size = 0
         self.discard = False  # answered locally: the body is read and dropped
         self.sent: list[bytes] | None = []  # what went upstream, for one retry (None: too big to keep)
-        self.scan: Scan | None = None
         self.status = 0
         self.space = ""
         self.tail = b""  # bytes after an upgrade request's head: the first bytes of the new protocol
         self.task: asyncio.Task[None] | None = None
         self.retried = False
+
+
+def space_head(ex: Exchange, url: str, added: bytes) -> bytes:
+    """The head a Space gets: the kept headers, the Cookie header without hub or proxy cookies (filtered by
+    `ProxyServer.identify`), and `added`."""
+    s = ex.scan
+    lines = s.kept
+    if s.cookie:
+        lines.append(b"Cookie: %s\r\n" % s.cookie.encode("latin-1"))
+    return request_head(ex.method, url, lines, added, s.upgrade if ex.upgrade else None)
+
+
+def hub_head(ex: Exchange, fwd: bytes) -> bytes:
+    """The head the hub gets: its credentials go back to it as sent."""
+    s = ex.scan
+    lines = s.kept
+    for name, value in ((b"Authorization", s.authorization), (b"X-HF-Authorization", s.hf_authorization),
+                        (b"Cookie", s.cookie)):
+        if value is not None:
+            lines.append(b"%s: %s\r\n" % (name, value.encode("latin-1")))
+    added = fwd + b"X-Forwarded-Host: %s\r\n" % s.host.encode("latin-1")
+    return request_head(ex.method, ex.url, lines, added, s.upgrade if ex.upgrade else None)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a client connection decided for a plain request (`plain`) it forwarded to a Space: the decision
+    holds for its next plain request while the table and Host stay the same and `until` (the IP token's re-mint
+    time) has not passed, so that request skips resolving, deciding and head building."""
+
+    table: RouteTable
+    host: str
+    route: Route
+    upstream: Upstream
+    extra: bytes  # the Space's response header lines
+    added: bytes  # the proxy's request header lines (X-Forwarded-*, X-IP-Token)
+    until: float
+
+
+def plain(ex: Exchange) -> bool:
+    """No credentials, no `__sign`, no upgrade, not the status path: `decide` then depends on the route only,
+    and the request head on nothing but the connection, the Host and the request's own kept headers."""
+    s = ex.scan
+    return not (s.authorization or s.hf_authorization or s.cookie is not None or ex.upgrade
+                or "__sign" in ex.url or ex.url.startswith(STATUS_PATH))

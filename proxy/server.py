@@ -13,9 +13,9 @@ import httptools
 
 from core import iptoken
 from core.routes import Route, RouteTable
-from proxy import pages, ratelimit
+from proxy import auth, pages, ratelimit
 from proxy.connection import ClientConn
-from proxy.decide import embedding_headers, encode_headers
+from proxy.decide import Scan, embedding_headers, encode_headers
 from proxy.hooks import ProxyHooks
 from proxy.tls import TlsConfig, TlsContexts
 from proxy.upstream import Pool
@@ -150,6 +150,25 @@ class ProxyServer:
         self._tokens[token] = (now + self.limits.token_cache_s, user)
         return user
 
+    def identify(self, route: Route, s: Scan, signed: str | None) -> tuple[str | None, bool]:
+        """(the visitor's user name or None, whether a valid `__sign` came with the request). Filters the
+        hub's and the proxy's own cookies out of `s.cookie` on the way."""
+        user = None
+        token = (s.authorization and auth.bearer(s.authorization)) or (
+            s.hf_authorization and auth.bearer(s.hf_authorization)
+        )
+        if token:
+            user = self.user_for_token(token)
+        if s.cookie is not None:
+            s.cookie, value = auth.filter_cookies(s.cookie, self.drop_cookies, auth.cookie_name(route.space_id))
+            if user is None and value:
+                user = auth.verify_space_token(self.secret, value, route.space_id, time.time(), auth.COOKIE_TOKEN)
+        if signed:
+            signer = auth.verify_space_token(self.secret, signed, route.space_id, time.time())
+            if signer is not None:
+                return (user or signer), True
+        return user, False
+
     def can_view(self, route: Route, user: str) -> bool:
         return self.hooks.can_view(route.space_id, user)
 
@@ -256,6 +275,7 @@ class ProxyServer:
             tick += 1
             now = loop.time()
             for c in list(self.conns):
+                c.drop_idle_upstream(now, self.limits.pool_idle)
                 if c.deadline < now:
                     c.timed_out()
                 elif c.spliced and c.cur is not None and c.cur.space and now - c.last_activity > (

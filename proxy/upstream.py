@@ -3,7 +3,10 @@ time to the client connection it is attached to.
 
 A response head is found by its CRLFCRLF, validated by llhttp, and written with the Space's extra header
 lines inserted; the body is relayed as received (no re-framing, no buffering: SSE events leave as they come),
-while llhttp follows the framing only to learn where the response ends so the connection can be pooled."""
+while llhttp follows the framing only to learn where the response ends so the connection can be reused.
+Usually head and body go through llhttp in one call; HEAD replies, 1xx, 204 and 304 are parsed head first.
+A connection whose response ended cleanly goes back to its client connection (`park`), which reuses it for
+its next request to the same upstream, or to the pool."""
 
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ class Client(Protocol):
     transport: asyncio.Transport
 
     def touch(self) -> None: ...
+    def park(self, up: UpstreamConn) -> None: ...
     def response_done(self, ex: Exchange, close: bool) -> None: ...
     def upstream_failed(self, ex: Exchange, reused: bool, got_bytes: bool) -> None: ...
     def upgraded(self, up: UpstreamConn) -> None: ...
@@ -80,13 +84,19 @@ class UpstreamConn(asyncio.Protocol):
         self.head_only = ex.method == "HEAD"
         self.head_buf, self.in_body, self.complete, self.got_bytes, self.status = b"", False, False, False, 0
 
-    # llhttp callback
+    # llhttp callbacks
+    def on_message_begin(self) -> None:
+        if self.in_body or self.complete:  # bytes after the end of a response: never reuse this connection
+            self.reusable = False
+
+    def on_headers_complete(self) -> None:
+        p = self.parser
+        assert p is not None
+        self.status = p.get_status_code()
+        self.reusable = self.reusable and p.should_keep_alive()  # llhttp forgets it once the message ends
+
     def on_message_complete(self) -> None:
         self.complete = True
-
-    def on_message_begin(self) -> None:
-        if self.in_body:  # bytes after the end of a response: never reuse this connection
-            self.reusable = False
 
     def data_received(self, data: bytes) -> None:
         c = self.client
@@ -100,7 +110,6 @@ class UpstreamConn(asyncio.Protocol):
             c.transport.write(data)
             c.touch()
             return
-        c.touch()
         if self.in_body:
             assert self.parser is not None
             try:
@@ -110,31 +119,62 @@ class UpstreamConn(asyncio.Protocol):
                 self.complete = True
             c.transport.write(data)
             if self.complete:
-                self._done()
+                self._done()  # the client connection sets its own deadline for what comes next
+            else:
+                c.touch()
             return
         buf = self.head_buf + data if self.head_buf else data
-        self._head(buf)
-
-    def _head(self, buf: bytes) -> None:
-        c = self.client
-        assert c is not None and self.transport is not None and self.ex is not None
         idx = buf.find(b"\r\n\r\n")
         if idx < 0:
+            c.touch()
             if len(buf) > MAX_RESPONSE_HEAD:
                 self._fail()
             else:
                 self.head_buf = buf
             return
-        head, rest = buf[: idx + 4], buf[idx + 4 :]
         self.head_buf = b""
-        p = self.parser
-        if p is None:  # one parser per connection: llhttp starts over after each complete response
-            p = self.parser = httptools.HttpResponseParser(self)
+        if self.parser is None:  # one parser per connection: llhttp starts over after each complete response
+            self.parser = httptools.HttpResponseParser(self)
+        if self.head_only or buf[9:10] == b"1" or buf[9:12] in (b"204", b"304"):  # "HTTP/1.1 " is 9 bytes
+            self._head_apart(buf, idx + 4)
+        else:
+            self._head_with_body(buf, idx + 2)
+
+    def _head_with_body(self, buf: bytes, end: int) -> None:
+        """The usual response: head and the body bytes that came with it parsed in one go, relayed in one
+        write with the extra header lines inserted before the head's final CRLF (at `end`)."""
+        c, p, ex = self.client, self.parser, self.ex
+        assert c is not None and p is not None and ex is not None
+        self.status = 0
+        try:
+            p.feed_data(buf)
+        except httptools.HttpParserUpgrade:  # only a 101 may switch protocols, and 1xx go through _head_apart
+            return self._fail()
+        except httptools.HttpParserError:
+            if not self.status:  # the head itself is malformed
+                return self._fail()
+            self.reusable = False  # the body is: relay what came, end the response here
+            self.complete = True
+        ex.status = self.status
+        self.in_body = True
+        c.transport.write(b"".join((buf[:end], self.extra, buf[end:])) if self.extra else buf)
+        if self.complete:
+            self._done()
+        else:
+            c.touch()
+
+    def _head_apart(self, buf: bytes, end: int) -> None:
+        """A head parsed on its own: a HEAD reply (llhttp would wait for the body it announces), 1xx interim
+        responses and 101, and 204/304 (nothing may follow them)."""
+        c, p, ex = self.client, self.parser, self.ex
+        assert c is not None and p is not None and self.transport is not None and ex is not None
+        c.touch()
+        head, rest = buf[:end], buf[end:]
         try:
             p.feed_data(head)
         except httptools.HttpParserUpgrade:
             if p.get_status_code() == 101:
-                self.status = self.ex.status = 101
+                self.status = ex.status = 101
                 c.transport.write(head[:-2] + self.extra + b"\r\n" + rest)
                 self.spliced = True
                 c.upgraded(self)
@@ -144,32 +184,22 @@ class UpstreamConn(asyncio.Protocol):
         except httptools.HttpParserError:
             self._fail()
             return
-        status = self.status = self.ex.status = p.get_status_code()
-        self.reusable = self.reusable and p.should_keep_alive()  # llhttp forgets it once the message ends
+        status = ex.status = self.status
         if status < 200:  # 1xx interim (100 Continue): relay as is, the final head follows
             c.transport.write(head)
             self.complete = False
             if rest:
-                self._head(rest)
+                self.data_received(rest)
             return
         out = head[:-2] + self.extra + b"\r\n"
-        if self.head_only or status in (204, 304):
-            self.complete = True
-            if self.head_only:  # llhttp still expects the body a HEAD reply announces
-                self.parser = None
+        self.complete = True
+        if self.head_only:  # llhttp still expects the body a HEAD reply announces
+            self.parser = None
         self.in_body = True
-        if rest and not self.complete:
-            try:
-                p.feed_data(rest)
-            except httptools.HttpParserError:
-                self.reusable = False
-                self.complete = True
-            out += rest
-        elif rest:
+        if rest:
             self.reusable = False
-        c.transport.write(out)  # one write: head and the body bytes that came with it
-        if self.complete:
-            self._done()
+        c.transport.write(out)
+        self._done()
 
     def _done(self) -> None:
         c, ex = self.client, self.ex
@@ -178,7 +208,7 @@ class UpstreamConn(asyncio.Protocol):
         self.client = self.ex = None
         self.in_body = False
         if keep:
-            self.pool.release(self)
+            c.park(self)
         elif self.transport is not None:
             self.transport.close()
         c.response_done(ex, False)
@@ -233,13 +263,14 @@ class Pool:
         )
         return proto
 
-    def release(self, up: UpstreamConn) -> None:
+    def release(self, up: UpstreamConn, now: float) -> None:
+        """Keep `up` (idle since `now`, loop time) for the next request to its upstream."""
         conns = self.idle.setdefault(up.key, [])
         if len(conns) >= MAX_IDLE_PER_UPSTREAM or up.transport is None:
             if up.transport is not None:
                 up.transport.close()
             return
-        up.idle_since = asyncio.get_running_loop().time()
+        up.idle_since = now
         conns.append(up)
 
     def discard(self, up: UpstreamConn) -> None:

@@ -53,6 +53,7 @@ async def app(scope: Scope, receive: Any, send: Any) -> None:
         "method": scope["method"], "path": path, "query": scope["query_string"].decode(),
         "headers": [[k.decode(), v.decode()] for k, v in scope["headers"]],
         "body_len": len(body), "body_sha": hashlib.sha256(body).hexdigest(),
+        "peer_port": (scope.get("client") or ("", 0))[1],  # tells which proxy→app connection carried it
     }
     out = json.dumps(payload).encode()
     await send({"type": "http.response.start", "status": 200,

@@ -90,7 +90,8 @@ class Env:
 
 async def _start_backend() -> tuple[uvicorn.Server, int]:
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="off", ws="websockets-sansio")
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="off", ws="websockets-sansio",
+                            proxy_headers=False)  # the app sees the proxy's own socket as its client
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     asyncio.get_running_loop().create_task(server.serve())
