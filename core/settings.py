@@ -25,6 +25,7 @@ class Settings:
     direct_port_base: int = 0  # 0: port + 1000
     build_ca: Path | None = None  # CA bundle trusted by builds (TLS-intercepting proxies)
     docker_base_image: str = "spacehost/base:bookworm"
+    docker_network: str = "spacehost"  # the bridge network of the Spaces (runtime docker), made by spacehost
 
     @property
     def scheme(self) -> str:

@@ -3,7 +3,8 @@
 set -euo pipefail
 need=()
 for pair in bwrap:bubblewrap redis-server:redis-server nginx:nginx wrk:wrk chromium:chromium \
-            chromedriver:chromium-driver dockerd:docker.io git-lfs:git-lfs debootstrap:debootstrap; do
+            chromedriver:chromium-driver dockerd:docker.io git-lfs:git-lfs debootstrap:debootstrap \
+            iptables-restore:iptables ss:iproute2; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
 done

@@ -275,7 +275,7 @@ class Controller:
                 if r.status_code < 500:
                     rlog.write(f"==> Ready: {sid} answers on {inst.upstream.host}:{inst.upstream.port}")
                     return inst, ""
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.05)  # a warm start answers in ~0.3-0.5 s: poll finely
         await self.runtime.stop(inst)
         return None, f"the app did not answer within {art.config.startup_timeout_s:.0f}s\n{rlog.tail(20)}"
 

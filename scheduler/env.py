@@ -34,3 +34,22 @@ def runtime_env(sid: SpaceId, artifact: Artifact, flavor: Flavor, *, space_host:
     env.update(variables)
     env.update(secrets)  # secrets win over variables of the same name, as on Hugging Face
     return env
+
+
+HOST_URL_KEYS = ("HF_ENDPOINT", "SPACES_ZERO_DEVICE_API_URL")  # the env URLs that point at spacehost itself
+
+
+def rebase_host_urls(env: Mapping[str, str], bases: Mapping[str, str]) -> dict[str, str]:
+    """`env` for an app that reaches spacehost at other addresses (a container: the bridge gateway, not
+    127.0.0.1): each HOST_URL_KEYS value that starts with a key of `bases` (a base URL on the host) starts with
+    that key's value instead. Other values, variables and secrets included, are left as they are."""
+    out = dict(env)
+    for key in HOST_URL_KEYS:
+        value = env.get(key)
+        if value is None:
+            continue
+        for host_base, app_base in bases.items():
+            if value == host_base or value.startswith(host_base.rstrip("/") + "/"):
+                out[key] = app_base.rstrip("/") + value[len(host_base.rstrip("/")):]
+                break
+    return out

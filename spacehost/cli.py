@@ -27,11 +27,15 @@ def up_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--tls", choices=["self-signed"], default=_env("tls"))
     p.add_argument("--zerogpu-devices", type=int, default=int(_env("zerogpu-devices", "0") or 0),
                    help="declare N GPUs for hosts where NVML sees none (default: the devices NVML finds)")
-    p.add_argument("--zerogpu-quota-anonymous", type=int, default=int(_env("zerogpu-quota-anonymous", "120")),
+    p.add_argument("--zerogpu-quota-anonymous", type=int, default=int(_env("zerogpu-quota-anonymous", "120") or 120),
                    help="daily ZeroGPU seconds of an anonymous visitor (default 120)")
-    p.add_argument("--zerogpu-quota-signed-in", type=int, default=int(_env("zerogpu-quota-signed-in", "300")),
+    p.add_argument("--zerogpu-quota-signed-in", type=int, default=int(_env("zerogpu-quota-signed-in", "300") or 300),
                    help="daily ZeroGPU seconds of a signed-in user (default 300; per user/org: the quotas API)")
     p.add_argument("--build-ca", default=_env("build-ca"), help="CA bundle trusted by builds (default: SSL_CERT_FILE)")
+    p.add_argument("--docker-base-image", default=_env("docker-base-image", "spacehost/base:bookworm"),
+                   help="image that Space images build FROM (deploy/make-base-image.sh makes it)")
+    p.add_argument("--docker-network", default=_env("docker-network", "spacehost"),
+                   help="bridge network of the Spaces with --runtime docker (made and firewalled by spacehost)")
     p.add_argument("--direct-port-base", type=int, default=int(_env("direct-port-base", "0") or 0),
                    help="first per-Space port (default: --port + 1000)")
 
@@ -45,7 +49,8 @@ def settings_from(args: argparse.Namespace) -> Settings:
         tls_cert=Path(args.tls_cert) if args.tls_cert else None, tls_key=Path(args.tls_key) if args.tls_key else None,
         tls=args.tls, zerogpu_devices=args.zerogpu_devices, zerogpu_quota_anonymous_s=args.zerogpu_quota_anonymous,
         zerogpu_quota_signed_in_s=args.zerogpu_quota_signed_in, build_ca=Path(build_ca) if build_ca else None,
-        direct_port_base=args.direct_port_base,
+        direct_port_base=args.direct_port_base, docker_base_image=args.docker_base_image,
+        docker_network=args.docker_network,
     )
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import socket
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
@@ -25,13 +27,41 @@ from hub.store import Store
 from scheduler.controller import Controller, env_source_for
 from scheduler.runtimes import load_runtime
 
+if TYPE_CHECKING:
+    from scheduler.runtimes.base import Runtime
+    from scheduler.runtimes.docker import DockerRuntime
+
 log = logging.getLogger("spacehost")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def listen(hosts: tuple[str, ...], port: int = 0, attempts: int = 20) -> list[socket.socket]:
+    """Listening TCP sockets on each of `hosts` at one port: `port` if free on all, else any that is."""
+    for attempt in range(attempts):
+        socks: list[socket.socket] = []
+        try:
+            for host in hosts:
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                socks.append(sock)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind((host, port))
+                port = sock.getsockname()[1]  # the other hosts take the first one's port
+                sock.listen(2048)
+            return socks
+        except OSError:
+            for sock in socks:
+                sock.close()
+            if attempt == attempts - 1:
+                raise
+            port = 0
+    raise AssertionError("unreachable")
+
+
+def load_ports(path: Path) -> dict[str, int]:
+    """Ports of the internal services chosen by the last run. Reused, they keep the URLs that running
+    Spaces hold (hub and broker, for containers on the bridge gateway) valid across a restart."""
+    with contextlib.suppress(OSError, ValueError):
+        return {k: int(v) for k, v in json.loads(path.read_text()).items()}
+    return {}
 
 
 def open_store(settings: Settings) -> Store:
@@ -100,9 +130,15 @@ class Embedded:
         repos = Repos(s.path("repos"))
         key = s.secret_key()
         box = SecretBox(key)
-        hub_port = free_port()
         runtime = load_runtime(s.runtime, s)
         backend = load_backend(s.runtime, s)
+        # Containers reach the hub and the broker on the Docker bridge gateway: listen there too, never 0.0.0.0.
+        containers = _docker(runtime)
+        gateway = await asyncio.to_thread(containers.gateway) if containers else None
+        hosts = ("127.0.0.1", gateway) if gateway else ("127.0.0.1",)
+        ports = load_ports(s.path("ports.json"))
+        hub_socks = listen(hosts, ports.get("hub", 0))
+        hub_port = hub_socks[0].getsockname()[1]
         hub_holder: dict[str, Hub] = {}
 
         from proxy.server import ProxyServer
@@ -114,7 +150,14 @@ class Embedded:
                 proxy_box["proxy"].update(table)
             proxy_box["table"] = table
 
-        self.broker = await self._start_broker(key)
+        self.broker = await self._start_broker(key, listen(hosts, ports.get("zerogpu", 0)))
+        chosen = {"hub": hub_port, **({"zerogpu": self.broker.port} if self.broker else {})}
+        if moved := [k for k, v in chosen.items() if ports.get(k, v) != v]:
+            log.warning("ports of %s were taken: Spaces started before keep the old URLs until restarted", moved)
+        s.path("ports.json").write_text(json.dumps(chosen))
+        if containers:
+            services = {s.hub_url: hub_port, **({self.broker.url: self.broker.port} if self.broker else {})}
+            await asyncio.to_thread(containers.expose_host_services, services)
         controller = Controller(
             s, store, repos.root, runtime, backend, env_source_for(store, box), on_routes,
             app_url=lambda space: hub_holder["hub"].app_url(space), zero_gpu=self.broker,
@@ -128,7 +171,7 @@ class Embedded:
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=hub_port, log_level="warning",
                                                proxy_headers=True, forwarded_allow_ips="127.0.0.1",
                                                timeout_keep_alive=30))
-        hub_task = asyncio.create_task(server.serve())
+        hub_task = asyncio.create_task(server.serve(sockets=hub_socks))
         while not server.started:
             await asyncio.sleep(0.02)
         await controller.start()
@@ -162,12 +205,14 @@ class Embedded:
             if self.broker is not None and hasattr(self.broker, "close"):
                 await self.broker.close()
 
-    async def _start_broker(self, key: bytes) -> Any:
+    async def _start_broker(self, key: bytes, sockets: list[socket.socket]) -> Any:
         try:
             from zerogpu.embedded import start_broker
         except ImportError:
+            for sock in sockets:
+                sock.close()
             return None
-        return await start_broker(self.settings, key)
+        return await start_broker(self.settings, key, sockets)
 
     def _announce(self, hub: Hub) -> None:
         s = self.settings
@@ -177,6 +222,15 @@ class Embedded:
                   f" Space its own port on {s.host}", flush=True)
         if self.admin_token:
             print("  admin token (shown once, keep it):", self.admin_token, flush=True)
+
+
+def _docker(runtime: Runtime) -> DockerRuntime | None:
+    """`runtime` if it is the docker one (imported only then: the process runtime needs no docker SDK)."""
+    if getattr(runtime, "name", None) != "docker":
+        return None
+    from scheduler.runtimes.docker import DockerRuntime
+
+    return runtime if isinstance(runtime, DockerRuntime) else None
 
 
 def run_embedded(settings: Settings) -> None:

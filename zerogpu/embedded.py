@@ -3,7 +3,8 @@
 `await start_broker(settings, key)` is what `spacehost up` calls: a pool from NVML, or
 `settings.zerogpu_devices` declared devices; None when there is no device at all (ZeroGPU Spaces then run
 their `@spaces.GPU` functions on CPU as the package's no-op). The returned `BrokerServer` gives each Space its
-full `SPACES_ZERO_DEVICE_API_URL` from `register_space`.
+full `SPACES_ZERO_DEVICE_API_URL` from `register_space`. Given `sockets` (listening on 127.0.0.1 and on a Docker
+bridge gateway at one port), it serves them all, so a URL rebased onto the gateway reaches it too.
 """
 
 from __future__ import annotations
@@ -28,8 +29,13 @@ class BrokerServer:
     """The broker behind its HTTP face. Use on one event loop: `await start()`, …, `await close()`."""
 
     def __init__(self, broker: Broker, host: str = "127.0.0.1", port: int = 0, *, ping_s: float = 1.0,
-                 tick_s: float = 0.25) -> None:
+                 tick_s: float = 0.25, sockets: list[socket.socket] | None = None) -> None:
+        """`sockets`: listening sockets to serve, the first one's address being the URL's; default: one made
+        on host:port."""
+        if sockets:
+            host, port = sockets[0].getsockname()[:2]
         self.broker, self.host, self.port, self.tick_s = broker, host, port, tick_s
+        self._sockets = sockets or []
         self.app = create_app(broker, ping_s=ping_s)
         self._server: uvicorn.Server | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -39,15 +45,18 @@ class BrokerServer:
         return f"http://{self.host}:{self.port}"
 
     async def start(self) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted sockets inherit it: no Nagle stall
-        sock.bind((self.host, self.port))
-        self.port = sock.getsockname()[1]
+        if not self._sockets:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self.port))
+            self.port = sock.getsockname()[1]
+            self._sockets = [sock]
+        for sock in self._sockets:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # accepted sockets inherit it: no Nagle
         config = uvicorn.Config(self.app, log_level="warning", access_log=False, http="httptools",
                                 lifespan="off", timeout_keep_alive=60)
         self._server = uvicorn.Server(config)
-        self._tasks = [asyncio.create_task(self._server.serve(sockets=[sock])),
+        self._tasks = [asyncio.create_task(self._server.serve(sockets=self._sockets)),
                        asyncio.create_task(self.broker.run(self.tick_s))]
         while not self._server.started:
             if self._tasks[0].done():
@@ -81,14 +90,18 @@ class BrokerServer:
                 await asyncio.wait_for(t, 5)
 
 
-async def start_broker(settings: Settings, key: bytes) -> BrokerServer | None:
+async def start_broker(settings: Settings, key: bytes,
+                       sockets: list[socket.socket] | None = None) -> BrokerServer | None:
+    """The broker, serving `sockets` if given (closed when there is no device: no broker)."""
     pool = detect_pool(settings.zerogpu_devices)
     if len(pool) == 0:
+        for sock in sockets or ():
+            sock.close()
         return None
     tiers = {Tier.ANONYMOUS: settings.zerogpu_quota_anonymous_s, Tier.SIGNED_IN: settings.zerogpu_quota_signed_in_s}
     limits = Limits(daily_s=tiers, max_duration_s={t: max(s, Limits().max_duration_s[t]) for t, s in tiers.items()})
     killer = TreeKiller()
     server = BrokerServer(Broker(pool, key, limits=limits, state_dir=Path(settings.path("zerogpu")), killer=killer,
-                                 gate=gate_for_host(pool, killer.roots)))
+                                 gate=gate_for_host(pool, killer.roots)), sockets=sockets)
     await server.start()
     return server

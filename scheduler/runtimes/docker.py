@@ -7,6 +7,13 @@ Hugging Face, `$HOME` — an anonymous volume that Docker fills from the image, 
 `$HOME/app` stay where the image put them and stay writable (also the working directory, when it lies outside
 `$HOME`). The volumes go with the container.
 
+Network: every Space joins one user-defined bridge made by spacehost (`settings.docker_network`, labelled
+`spacehost.network`, no inter-container traffic). `host.docker.internal` names the host's address on it (the
+bridge gateway), where spacehost serves what Spaces call — the hub and the ZeroGPU broker, announced with
+`expose_host_services`, whose URLs in the app's env are rebased onto that name. Egress (the pure `firewall`,
+applied atomically with iptables-restore): to the host itself only those ports; to private ranges (10/8,
+172.16/12, 192.168/16, 169.254/16) nothing but DNS to the host's resolvers; public addresses as usual.
+
 Containers carry the labels `spacehost.space`, `spacehost.sha`, `spacehost.instance`, so `adopt()` finds them
 after a spacehost restart. The app's output is followed into `spec.log_path` with secret values masked.
 A container that ended is removed once `exited()` has read why.
@@ -15,11 +22,15 @@ A container that ended is removed once `exited()` has read why.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import logging
 import math
 import os
 import re
+import subprocess
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,13 +43,21 @@ from builder.docker_backend import masker
 from core.errors import LaunchFailed
 from core.routes import Upstream
 from core.settings import Settings
+from scheduler.env import rebase_host_urls
 from scheduler.runtimes.base import ExitInfo, Instance, LaunchSpec
+
+log = logging.getLogger("spacehost.docker")
 
 LABEL_SPACE, LABEL_SHA, LABEL_INSTANCE = "spacehost.space", "spacehost.sha", "spacehost.instance"
 LABEL_LIMIT, LABEL_LOG = "spacehost.memory-limit", "spacehost.log"
 LABEL_SECRETS = "spacehost.secret-names"  # names only: after adopt(), values are read back from the env
 PIDS_LIMIT = 4096
 LOG_CONFIG = {"max-size": "10m", "max-file": "2"}  # the engine's own copy; the Space log is spec.log_path
+LABEL_NETWORK = "spacehost.network"
+HOST_ALIAS = "host.docker.internal"
+PRIVATE_NETS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16")
+REJECT = ("-j", "REJECT", "--reject-with", "icmp-admin-prohibited")  # a blocked connect fails at once
+ESTABLISHED = ("-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED")
 
 
 @dataclass(frozen=True)
@@ -49,6 +68,69 @@ class Machine:
     @classmethod
     def this(cls) -> Machine:
         return cls(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class Bridge:
+    """The Spaces' user-defined bridge network, as the engine made it."""
+
+    name: str
+    interface: str  # the host side: br-<network id[:12]>
+    gateway: str  # the host's address on it, what HOST_ALIAS names inside a container
+
+
+@dataclass(frozen=True)
+class Firewall:
+    """iptables filter rules of one bridge: its own chains (rebuilt whole) and the jumps into them."""
+
+    chains: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...]  # (chain, rules)
+    jumps: tuple[tuple[str, tuple[str, ...]], ...]  # (INPUT or DOCKER-USER, rule)
+
+
+def firewall(bridge: Bridge, host_ports: tuple[int, ...], resolvers: tuple[str, ...],
+             forward_chain: str = "DOCKER-USER") -> Firewall:
+    """Egress of the Spaces on `bridge`. To the host itself (INPUT, any of its addresses): replies, and new
+    connections to `host_ports` on the gateway only. Forwarded (`forward_chain`): nothing to private ranges but
+    DNS to the host's private `resolvers` (the engine's embedded DNS forwards from inside the container)."""
+    suffix = bridge.interface.removeprefix("br-")[:12]
+    inp, fwd = f"SPACEHOST-IN-{suffix}", f"SPACEHOST-FWD-{suffix}"
+    in_rules: list[tuple[str, ...]] = [(*ESTABLISHED, "-j", "ACCEPT")]
+    in_rules += [("-d", f"{bridge.gateway}/32", "-p", "tcp", "--dport", str(p), "-j", "ACCEPT")
+                 for p in sorted(set(host_ports))]
+    fwd_rules: list[tuple[str, ...]] = [(*ESTABLISHED, "-j", "RETURN")]
+    fwd_rules += [("-d", f"{r}/32", "-p", proto, "--dport", "53", "-j", "RETURN")
+                  for r in resolvers if _private(r) for proto in ("udp", "tcp")]
+    fwd_rules += [("-d", net, *REJECT) for net in PRIVATE_NETS]
+    return Firewall(chains=((inp, (*in_rules, REJECT)), (fwd, (*fwd_rules, ("-j", "RETURN")))),
+                    jumps=(("INPUT", ("-i", bridge.interface, "-j", inp)),
+                           (forward_chain, ("-i", bridge.interface, "-j", fwd))))
+
+
+def restore_script(fw: Firewall, missing_jumps: tuple[tuple[str, tuple[str, ...]], ...]) -> str:
+    """Input of `iptables-restore --noflush`: declaring a chain flushes it, so the whole set swaps in one go."""
+    lines = ["*filter", *(f":{name} - [0:0]" for name, _ in fw.chains)]
+    lines += [f"-A {name} {' '.join(rule)}" for name, rules in fw.chains for rule in rules]
+    lines += [f"-I {chain} 1 {' '.join(rule)}" for chain, rule in missing_jumps]
+    return "\n".join([*lines, "COMMIT", ""])
+
+
+def nameservers(resolv_conf: str) -> tuple[str, ...]:
+    """The IPv4 nameservers of a resolv.conf."""
+    found = []
+    for line in resolv_conf.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "nameserver":
+            try:
+                if ipaddress.ip_address(parts[1]).version == 4:
+                    found.append(parts[1])
+            except ValueError:
+                continue
+    return tuple(found)
+
+
+def _private(addr: str) -> bool:
+    ip = ipaddress.ip_address(addr)
+    return any(ip in ipaddress.ip_network(n) for n in PRIVATE_NETS)
 
 
 @dataclass(frozen=True)
@@ -66,9 +148,13 @@ class ContainerPlan:
     tmpfs: tuple[tuple[str, str], ...]
     volumes: tuple[str, ...]  # anonymous volumes, filled from the image
     gpus: int
+    network: str | None = None
+    extra_hosts: tuple[tuple[str, str], ...] = ()
 
 
-def container_plan(spec: LaunchSpec, home: str, workdir: str, machine: Machine) -> ContainerPlan:
+def container_plan(spec: LaunchSpec, home: str, workdir: str, machine: Machine, bridge: Bridge | None = None,
+                   host_urls: Mapping[str, str] = {}) -> ContainerPlan:
+    """`host_urls` maps base URLs of spacehost on the host to the same services as the container reaches them."""
     art, fl = spec.artifact, spec.flavor
     if not art.image:
         raise LaunchFailed(f"{art.space_id} at {art.sha[:12]} has no image: build it with the docker backend")
@@ -80,7 +166,7 @@ def container_plan(spec: LaunchSpec, home: str, workdir: str, machine: Machine) 
     return ContainerPlan(
         name="spacehost-" + re.sub(r"[^A-Za-z0-9_.-]", "-", spec.instance_id),
         image=art.image,
-        env=tuple(sorted(spec.env.items())),
+        env=tuple(sorted(rebase_host_urls(spec.env, host_urls).items())),
         labels=((LABEL_SPACE, art.space_id), (LABEL_SHA, art.sha), (LABEL_INSTANCE, spec.instance_id),
                 (LABEL_LIMIT, str(memory)), (LABEL_LOG, spec.log_path),
                 (LABEL_SECRETS, ",".join(sorted(k for k, v in spec.env.items() if v in secret_values)))),
@@ -91,6 +177,8 @@ def container_plan(spec: LaunchSpec, home: str, workdir: str, machine: Machine) 
         tmpfs=(("/tmp", f"rw,nosuid,nodev,size={memory // 2}"),),
         volumes=tuple(volumes),
         gpus=fl.gpus,
+        network=bridge.name if bridge else None,
+        extra_hosts=((HOST_ALIAS, bridge.gateway),) if bridge else (),
     )
 
 
@@ -125,6 +213,10 @@ class DockerRuntime:
         self._followers: dict[str, threading.Thread] = {}  # container id → log follower
         self._ended: dict[str, ExitInfo] = {}  # container id → why it ended (container already removed)
         self._lock = threading.Lock()
+        self._net_lock = threading.Lock()
+        self._bridge: Bridge | None = None
+        self.host_urls: dict[str, str] = {}  # base URL on the host → as a container reaches it
+        self.host_ports: tuple[int, ...] = ()  # ports of the gateway that Spaces may connect to
 
     @property
     def client(self) -> Any:
@@ -146,6 +238,77 @@ class DockerRuntime:
     async def adopt(self) -> list[Instance]:
         return await asyncio.to_thread(self._adopt)
 
+    # -- network ----------------------------------------------------------------------------------------------
+
+    def gateway(self) -> str:
+        """The host's address on the Spaces' network (made, firewalled, if missing): bind there what Spaces
+        call, then `expose_host_services`. Blocking."""
+        return self._network().gateway
+
+    def expose_host_services(self, services: Mapping[str, int]) -> None:
+        """Let Spaces reach spacehost's services: base URL on the host → the port on the gateway that serves
+        the same. Their URLs in an app's env are rebased onto HOST_ALIAS; the firewall opens those ports only."""
+        bridge = self._network()
+        with self._net_lock:
+            self.host_urls = {base: f"http://{HOST_ALIAS}:{port}" for base, port in services.items()}
+            self.host_ports = tuple(sorted(set(services.values())))
+            self._apply_firewall(bridge)
+
+    def remove_network(self) -> None:
+        """Remove the network and its firewall rules (for tests and uninstall: no Space may still use it)."""
+        with self._net_lock:
+            net = self._find_network()
+            if net is None:
+                return
+            bridge = _bridge_of(net)
+            fw = firewall(bridge, (), (), _forward_chain())
+            for chain, rule in fw.jumps:
+                while _iptables("-D", chain, *rule).returncode == 0:
+                    pass
+            for name, _ in fw.chains:
+                _iptables("-F", name)
+                _iptables("-X", name)
+            net.remove()
+            self._bridge = None
+
+    def _network(self) -> Bridge:
+        with self._net_lock:
+            if self._bridge is None:
+                net = self._find_network()
+                if net is None:
+                    net = self.client.networks.create(
+                        self.settings.docker_network, driver="bridge", check_duplicate=True,
+                        labels={LABEL_NETWORK: "spaces"}, options={"com.docker.network.bridge.enable_icc": "false"})
+                    net.reload()
+                elif LABEL_NETWORK not in (net.attrs.get("Labels") or {}):
+                    raise LaunchFailed(f"docker network {net.name!r} exists and was not made by spacehost: "
+                                       "remove it or choose another --docker-network")
+                bridge = _bridge_of(net)
+                self._apply_firewall(bridge)
+                self._bridge = bridge
+            return self._bridge
+
+    def _find_network(self) -> Any:
+        name = self.settings.docker_network
+        return next((n for n in self.client.networks.list(names=[name]) if n.name == name), None)
+
+    def _apply_firewall(self, bridge: Bridge) -> None:
+        """Fail closed: a Space never starts on a network whose egress rules could not be set."""
+        try:
+            resolvers = nameservers(Path("/etc/resolv.conf").read_text())
+        except OSError:
+            resolvers = ()
+        fw = firewall(bridge, self.host_ports, resolvers, _forward_chain())
+        missing = tuple(j for j in fw.jumps if _iptables("-C", j[0], *j[1]).returncode != 0)
+        try:
+            done = subprocess.run(["iptables-restore", "-w", "--noflush"], input=restore_script(fw, missing),
+                                  capture_output=True, text=True, check=False, timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise LaunchFailed(f"cannot set the egress rules of the Spaces' network: {e}") from None
+        if done.returncode != 0:
+            raise LaunchFailed(f"cannot set the egress rules of the Spaces' network: {done.stderr.strip()}")
+        log.info("egress rules of %s (%s): host ports %s", bridge.name, bridge.interface, list(self.host_ports))
+
     # -- blocking parts ---------------------------------------------------------------------------------------
 
     def _start(self, spec: LaunchSpec) -> Instance:
@@ -156,7 +319,8 @@ class DockerRuntime:
             raise LaunchFailed(f"image {image!r} is gone: rebuild the Space") from None
         env = dict(e.split("=", 1) for e in cfg.get("Env") or () if "=" in e)
         home = env.get("HOME", "/home/user")
-        plan = container_plan(spec, home, cfg.get("WorkingDir") or "", self.machine)
+        plan = container_plan(spec, home, cfg.get("WorkingDir") or "", self.machine, self._network(),
+                              self.host_urls)
         self._remove_stale(plan.name)
         try:
             c = self.client.containers.run(**_run_kwargs(plan))
@@ -267,9 +431,31 @@ def _run_kwargs(plan: ContainerPlan) -> dict[str, Any]:
         "mounts": [docker.types.Mount(target=v, source=None, type="volume") for v in plan.volumes],
         "log_config": docker.types.LogConfig(type="json-file", config=LOG_CONFIG),
     }
+    if plan.network:
+        kwargs["network"] = plan.network
+        kwargs["extra_hosts"] = dict(plan.extra_hosts)
     if plan.gpus:
         kwargs["device_requests"] = [docker.types.DeviceRequest(count=plan.gpus, capabilities=[["gpu"]])]
     return kwargs
+
+
+def _bridge_of(net: Any) -> Bridge:
+    ipam = (net.attrs.get("IPAM") or {}).get("Config") or [{}]
+    gateway = ipam[0].get("Gateway") or str(next(ipaddress.ip_network(ipam[0]["Subnet"]).hosts()))
+    iface = (net.attrs.get("Options") or {}).get("com.docker.network.bridge.name") or f"br-{net.id[:12]}"
+    return Bridge(net.name, iface, gateway)
+
+
+def _iptables(*args: str) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(["iptables", "-w", *args], capture_output=True, text=True, check=False, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return subprocess.CompletedProcess(["iptables", *args], 127, "", str(e))
+
+
+def _forward_chain() -> str:
+    """DOCKER-USER, where the engine manages iptables (it never touches it); FORWARD itself otherwise."""
+    return "DOCKER-USER" if _iptables("-S", "DOCKER-USER").returncode == 0 else "FORWARD"
 
 
 def _published_port(attrs: dict[str, Any]) -> int:

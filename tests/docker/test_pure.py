@@ -17,8 +17,18 @@ from core.errors import BuildFailed, LaunchFailed
 from core.hardware import Hardware, flavor
 from core.settings import Settings
 from core.stages import Sdk
+from scheduler.env import rebase_host_urls
 from scheduler.runtimes.base import LaunchSpec
-from scheduler.runtimes.docker import Machine, container_plan, exit_info
+from scheduler.runtimes.docker import (
+    HOST_ALIAS,
+    Bridge,
+    Machine,
+    container_plan,
+    exit_info,
+    firewall,
+    nameservers,
+    restore_script,
+)
 
 GRADIO = BuildPlan("alice/demo", "0123456789abcdef" * 2, "/src", SpaceConfig(), Sdk.GRADIO, "app.py", 7860,
                    "3.11", "6.31.0", requirements=("numpy>=2",))
@@ -175,3 +185,68 @@ def test_build_ca_choice(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, build_
             backend._build_ca()
     else:
         assert backend._build_ca() == (str(tmp_path / expected) if isinstance(expected, str) else None)
+
+
+BASES = {"http://localhost:8080": f"http://{HOST_ALIAS}:4100", "http://127.0.0.1:4200": f"http://{HOST_ALIAS}:4200"}
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"HF_ENDPOINT": "http://localhost:8080"}, {"HF_ENDPOINT": f"http://{HOST_ALIAS}:4100"}),
+        ({"SPACES_ZERO_DEVICE_API_URL": "http://127.0.0.1:4200/s/tok"},
+         {"SPACES_ZERO_DEVICE_API_URL": f"http://{HOST_ALIAS}:4200/s/tok"}),
+        ({"HF_ENDPOINT": "http://localhost:80800"}, {"HF_ENDPOINT": "http://localhost:80800"}),
+        ({"MY_URL": "http://127.0.0.1:4200/x"}, {"MY_URL": "http://127.0.0.1:4200/x"}),
+        ({"HF_ENDPOINT": "https://hf.example"}, {"HF_ENDPOINT": "https://hf.example"}),
+    ],
+    ids=["hub", "broker-path-kept", "longer-port-is-another-url", "other-keys-untouched", "elsewhere-untouched"],
+)
+def test_host_urls_are_rebased_for_containers(env: dict[str, str], expected: dict[str, str]) -> None:
+    assert rebase_host_urls(env, BASES) == expected
+
+
+def test_container_plan_joins_the_network_with_the_host_alias_and_rebased_urls() -> None:
+    s = replace(spec(), env={"HF_ENDPOINT": "http://localhost:8080", "A": "1"})
+    p = container_plan(s, "/home/user", "", Machine(8 * 1024**3, 2), Bridge("sh", "br-0123456789ab", "172.30.0.1"),
+                       BASES)
+    assert (p.network, p.extra_hosts) == ("sh", ((HOST_ALIAS, "172.30.0.1"),))
+    assert dict(p.env)["HF_ENDPOINT"] == f"http://{HOST_ALIAS}:4100"
+
+
+BRIDGE = Bridge("spacehost", "br-0123456789ab", "172.30.0.1")
+
+
+def test_firewall_opens_only_the_served_ports_of_the_gateway() -> None:
+    fw = firewall(BRIDGE, (4200, 4100, 4100), ("10.255.255.53", "9.9.9.9"))
+    chains = dict(fw.chains)
+    assert chains["SPACEHOST-IN-0123456789ab"] == (
+        ("-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"),
+        ("-d", "172.30.0.1/32", "-p", "tcp", "--dport", "4100", "-j", "ACCEPT"),
+        ("-d", "172.30.0.1/32", "-p", "tcp", "--dport", "4200", "-j", "ACCEPT"),
+        ("-j", "REJECT", "--reject-with", "icmp-admin-prohibited"),
+    )
+    assert fw.jumps == (("INPUT", ("-i", "br-0123456789ab", "-j", "SPACEHOST-IN-0123456789ab")),
+                        ("DOCKER-USER", ("-i", "br-0123456789ab", "-j", "SPACEHOST-FWD-0123456789ab")))
+
+
+def test_firewall_rejects_private_ranges_but_dns_to_the_hosts_resolvers() -> None:
+    fwd = dict(firewall(BRIDGE, (), ("10.255.255.53", "9.9.9.9")).chains)["SPACEHOST-FWD-0123456789ab"]
+    allowed = [r for r in fwd if r[-1] == "RETURN" and "-d" in r]
+    assert [(r[1], r[3]) for r in allowed] == [("10.255.255.53/32", "udp"), ("10.255.255.53/32", "tcp")]
+    rejected = [r[1] for r in fwd if "REJECT" in r]
+    assert rejected == ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"]
+    assert fwd[-1] == ("-j", "RETURN")  # public addresses: on to Docker's own rules
+
+
+def test_restore_script_swaps_the_chains_and_adds_only_missing_jumps() -> None:
+    fw = firewall(BRIDGE, (4100,), ())
+    text = restore_script(fw, fw.jumps[:1])
+    assert text.startswith("*filter\n:SPACEHOST-IN-0123456789ab - [0:0]\n:SPACEHOST-FWD-0123456789ab - [0:0]\n")
+    assert "-I INPUT 1 -i br-0123456789ab -j SPACEHOST-IN-0123456789ab" in text
+    assert "-I DOCKER-USER" not in text and text.endswith("COMMIT\n")
+
+
+def test_nameservers() -> None:
+    conf = "# x\nnameserver 10.255.255.53\nnameserver ::1\nsearch example\nnameserver bogus\nnameserver 9.9.9.9\n"
+    assert nameservers(conf) == ("10.255.255.53", "9.9.9.9")

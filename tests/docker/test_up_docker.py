@@ -1,0 +1,294 @@
+"""Issue 5 through a real `spacehost up --runtime docker`, driven from outside: git push a Gradio Space, call it
+with gradio_client, redeploy it under a client loop, push a broken commit, restart spacehost. The Space runs on
+`zero-a10g` (one declared device) so that its env carries a broker URL; from inside its container it reaches the
+hub and the broker on the bridge gateway, and nothing else private.
+
+One Space, one server, reused step after step (module scope): the steps build on each other, in file order."""
+
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import json
+import secrets
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import docker
+import httpx
+import pytest
+from gradio_client import Client
+
+from core.settings import Settings
+from scheduler.runtimes.docker import HOST_ALIAS, LABEL_SPACE, DockerRuntime
+from tests.docker.conftest import BASE_IMAGE
+from tests.e2e.harness import Server, free_port
+
+pytestmark = pytest.mark.docker
+
+CA = "/etc/ssl/certs/ca-certificates.crt"
+APP = '''import os
+import urllib.request
+
+import gradio as gr
+
+VERSION = "{version}"
+
+
+def greet(name: str) -> str:
+    return VERSION + " " + name
+
+
+def probe(which: str) -> str:
+    """GET a spacehost service at the URL this app was given; the status, or why not."""
+    url = {{"hub": os.environ["HF_ENDPOINT"] + "/api/spaces/" + os.environ["SPACE_ID"],
+           "broker": os.environ["SPACES_ZERO_DEVICE_API_URL"] + "/queue-size"}}[which]
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return f"{{r.status}} {{url}}"
+    except Exception as e:
+        return f"failed {{url}}: {{e!r}}"
+
+
+with gr.Blocks(title=VERSION) as demo:
+    box, out = gr.Textbox(), gr.Textbox()
+    gr.Button("greet").click(greet, box, out, api_name="greet")
+    gr.Button("probe").click(probe, box, out, api_name="probe")
+
+demo.launch()
+'''
+BROKEN = 'raise RuntimeError("broken on purpose")\n'
+# Connects from inside the container: one line "<errno or 0> <seconds>" per target.
+CONNECT = """import socket, sys, time
+for target in sys.argv[1:]:
+    host, port = target.rsplit(":", 1)
+    t0 = time.monotonic()
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+        code = 0
+    except OSError as e:
+        code = e.errno or -1
+    print(code, round(time.monotonic() - t0, 3))
+"""
+
+
+@dataclass
+class Up:
+    server: Server
+    space_id: str
+    host: str
+    network: str
+    work: Path
+    docker: Any
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def containers(self, *, all: bool = False) -> list[Any]:
+        return list(self.docker.containers.list(all=all, filters={"label": f"{LABEL_SPACE}={self.space_id}"}))
+
+    def sha(self) -> str:
+        with self.server.api() as c:
+            return str(c.get(f"/api/spaces/{self.space_id}").json()["sha"])
+
+    def predict(self, *args: str, api_name: str = "/greet") -> str:
+        return str(Client(self.host, verbose=False).predict(*args, api_name=api_name))
+
+    def ports(self) -> dict[str, int]:
+        return {k: int(v) for k, v in json.loads((self.server.data_dir / "ports.json").read_text()).items()}
+
+    def gateway(self) -> str:
+        return str(self.docker.networks.get(self.network).attrs["IPAM"]["Config"][0]["Gateway"])
+
+
+def started_to_ready(run_log: Path) -> list[float]:
+    """Seconds from each `==> Starting` to the next `==> Ready` of the run log (container start → answering)."""
+    out, start = [], None
+    for line in run_log.read_text().splitlines():
+        stamp, _, text = line.partition("\t")
+        if not text.startswith("==> "):
+            continue  # the app's own output
+        when = dt.datetime.fromisoformat(stamp).timestamp()
+        if text.startswith("==> Starting"):
+            start = when
+        elif text.startswith("==> Ready") and start is not None:
+            out.append(when - start)
+            start = None
+    return out
+
+
+def wait(what: str, check: Any, timeout: float = 60, every: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        time.sleep(every)
+    raise AssertionError(f"{what}: not within {timeout}s")
+
+
+@pytest.fixture(scope="module")
+def up(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
+    network = f"spacehost-e2e-{secrets.token_hex(3)}"
+    srv = Server(tmp_path_factory.mktemp("up-docker"), free_port(), "hf_admin_" + secrets.token_hex(8),
+                 extra_args=("--runtime", "docker", "--docker-base-image", BASE_IMAGE, "--docker-network", network,
+                             "--build-ca", CA, "--zerogpu-devices", "1"))
+    sid = f"admin/dock-{secrets.token_hex(3)}"
+    client = docker.from_env()
+    try:
+        srv.start(timeout=120)
+        assert srv.create_space(sid.split("/")[1], hardware="zero-a10g").status_code == 200, srv.log_tail()
+        work = tmp_path_factory.mktemp("work")
+        t0 = time.monotonic()
+        assert srv.push(sid, {"app.py": APP.format(version="v1")}, workdir=work).returncode == 0, srv.log_tail()
+        space = Up(srv, sid, srv.host(sid), network, work, client)
+        rt = srv.wait_stage(sid, after_sha=space.sha(), timeout=540)
+        assert rt["stage"] == "RUNNING", f"{rt}\n{srv.build_log(sid)[-3000:]}"
+        space.timings["first push → RUNNING"] = time.monotonic() - t0
+        yield space
+    finally:
+        srv.close()
+        for c in client.containers.list(all=True, filters={"label": f"{LABEL_SPACE}={sid}"}):
+            c.remove(v=True, force=True)
+        DockerRuntime(Settings(docker_network=network)).remove_network()
+        for image in client.images.list(filters={"label": f"{LABEL_SPACE}={sid}"}):
+            client.images.remove(image.id, force=True)
+        client.close()
+
+
+def test_pushed_space_runs_in_a_container_and_answers_gradio_client(up: Up) -> None:
+    assert up.predict("x") == "v1 x"
+    (c,) = up.containers()
+    assert c.attrs["HostConfig"]["NetworkMode"] == up.network
+    assert c.attrs["HostConfig"]["ExtraHosts"] == [f"{HOST_ALIAS}:{up.gateway()}"]
+    (ready,) = started_to_ready(up.server.data_dir / "spaces" / up.space_id / "run.log")
+    print(f"\nfirst push → RUNNING: {up.timings['first push → RUNNING']:.1f}s; container start → answering:"
+          f" {ready:.1f}s")
+
+
+@pytest.mark.parametrize("service", ["hub", "broker"])
+def test_the_space_reaches_hub_and_broker_at_the_urls_it_is_given(up: Up, service: str) -> None:
+    port = up.ports()["hub" if service == "hub" else "zerogpu"]
+    assert up.predict(service, api_name="/probe").startswith(f"200 http://{HOST_ALIAS}:{port}/")
+
+
+def test_hub_and_broker_listen_on_loopback_and_the_bridge_gateway_only(up: Up) -> None:
+    listening = subprocess.run(["ss", "-Htln"], capture_output=True, text=True, check=True).stdout.split("\n")
+    for port in up.ports().values():
+        addrs = {ln.split()[3].rsplit(":", 1)[0] for ln in listening if ln and ln.split()[3].endswith(f":{port}")}
+        assert addrs == {"127.0.0.1", up.gateway()}, (port, addrs)
+
+
+@pytest.fixture(scope="module")
+def decoys(up: Up) -> Iterator[dict[str, str]]:
+    """Listeners of our own on the host where a Space must not connect: another port of the gateway, the
+    default docker bridge. Reachable from the host itself (checked), so a refusal inside is the firewall."""
+    bridge0 = up.docker.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+    socks = []
+    for host in (up.gateway(), bridge0):
+        s = socket.socket()
+        s.bind((host, 0))
+        s.listen(8)
+        socks.append(s)
+        socket.create_connection(s.getsockname()[:2], timeout=2).close()
+    yield {name: "{}:{}".format(*s.getsockname()[:2]) for name, s in zip(("gateway", "docker0"), socks, strict=True)}
+    for s in socks:
+        s.close()
+
+
+EGRESS = [
+    ("hub", 0),
+    ("broker", 0),
+    ("gateway", errno.EHOSTUNREACH),
+    ("docker0", errno.EHOSTUNREACH),
+    ("169.254.169.254:80", errno.EHOSTUNREACH),  # rejected by our rule before it leaves the machine
+]
+
+
+@pytest.mark.parametrize(("target", "expected"), EGRESS, ids=[
+    "hub-on-gateway-open", "broker-on-gateway-open", "other-gateway-port-rejected", "default-bridge-rejected",
+    "metadata-address-rejected"])
+def test_egress_seen_from_inside_the_container(up: Up, decoys: dict[str, str], target: str, expected: int) -> None:
+    ports = up.ports()
+    addr = {"hub": f"{HOST_ALIAS}:{ports['hub']}", "broker": f"{HOST_ALIAS}:{ports['zerogpu']}", **decoys}.get(
+        target, target)
+    (c,) = up.containers()
+    code, out = c.exec_run(["python", "-c", CONNECT, addr])
+    assert code == 0, out
+    got, seconds = out.decode().split()
+    assert int(got) == expected, (addr, out)
+    assert float(seconds) < 1.0  # refused at once, not left to time out
+
+
+def test_code_push_swaps_atomically_with_no_failed_request(up: Up) -> None:
+    (old,) = up.containers()
+    seen: list[tuple[float, str]] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def visit() -> None:
+        with httpx.Client(base_url=up.host, timeout=10) as c:
+            while not stop.is_set():
+                try:
+                    r = c.get("/config")
+                    if r.status_code == 200:
+                        seen.append((time.monotonic(), r.json()["title"]))
+                    else:
+                        failures.append(f"{r.status_code} {r.text[:200]}")
+                except httpx.HTTPError as e:
+                    failures.append(repr(e))
+                time.sleep(0.02)
+
+    loop = threading.Thread(target=visit)
+    loop.start()
+    try:
+        t0 = time.monotonic()
+        assert up.server.push(up.space_id, {"app.py": APP.format(version="v2")}, workdir=up.work).returncode == 0
+        up.server.wait_stage(up.space_id, {"RUNNING"}, after_sha=up.sha(), timeout=300)
+        redeploy = time.monotonic() - t0
+        wait("the old container drained and stopped", lambda: old.id not in {c.id for c in up.containers(all=True)})
+        drained = time.monotonic() - t0
+    finally:
+        stop.set()
+        loop.join()
+    titles = [t for _, t in seen]
+    assert failures == []
+    assert "v2" in titles and "v1" not in titles[titles.index("v2"):], "the route switched back and forth"
+    assert up.predict("x") == "v2 x"
+    assert len(up.containers()) == 1
+    starts = started_to_ready(up.server.data_dir / "spaces" / up.space_id / "run.log")
+    print(f"\ncode push → new version RUNNING: {redeploy:.1f}s (container start → answering {starts[-1]:.1f}s);"
+          f" old container gone after {drained:.1f}s; {len(seen)} requests, none failed")
+
+
+def test_broken_commit_leaves_the_old_version_serving(up: Up) -> None:
+    (serving,) = up.containers()
+    assert up.server.push(up.space_id, {"app.py": BROKEN}, workdir=up.work).returncode == 0
+    bad = up.sha()
+    rt = wait("the failure of the new version", lambda: (r := up.server.runtime(up.space_id)).get("errorMessage")
+              and r, timeout=300)
+    assert rt["stage"] == "RUNNING", rt
+    assert bad[:12] in str(rt["errorMessage"]) and "broken on purpose" in str(rt["errorMessage"]), rt
+    assert up.predict("x") == "v2 x"
+    assert [c.id for c in up.containers(all=True)] == [serving.id]  # the crashed one is removed
+
+
+def test_restarted_spacehost_readopts_the_running_container(up: Up) -> None:
+    (before,) = up.containers()
+    up.server.stop(signal.SIGKILL)
+    up.server.start(timeout=120)
+    assert up.server.wait_stage(up.space_id, {"RUNNING"}, timeout=60)["stage"] == "RUNNING"
+    assert [c.id for c in up.containers(all=True)] == [before.id]  # adopted, not started again
+    assert wait("the Space answers again", lambda: _answers(up)) == "v2 x"
+    assert up.predict("hub", api_name="/probe").startswith("200 ")  # the hub kept its port on the gateway
+
+
+def _answers(up: Up) -> str | None:
+    try:
+        return up.predict("x")
+    except (httpx.HTTPError, ValueError, ConnectionError):  # gradio_client wraps some in ValueError
+        return None
