@@ -97,9 +97,13 @@ class GitHttp:
         async def feed() -> None:
             assert proc.stdin
             try:
-                async for chunk in request.stream():
-                    proc.stdin.write(chunk)
-                    await proc.stdin.drain()
+                if request.method != "GET":
+                    async for chunk in request.stream():
+                        if chunk:
+                            proc.stdin.write(chunk)
+                            await proc.stdin.drain()
+            except (BrokenPipeError, ConnectionResetError, RuntimeError):
+                pass  # the backend exited before reading everything; its answer (on stdout) says why
             finally:
                 proc.stdin.close()
 

@@ -126,6 +126,8 @@ class Controller:
             art = load_artifact(self._dir(sid), space.serving_sha) if space.serving_sha else None
             live.artifact = art
             inst = adopted.pop((sid, space.serving_sha or ""), None)
+            if inst is not None:
+                self._readmit_zero_gpu(space, inst)
             if space.stage in ("BUILDING", "RUNNING_BUILDING") and space.head_sha:
                 if inst:
                     live.instance = inst
@@ -138,6 +140,12 @@ class Controller:
             await self.runtime.stop(inst)
         self.publish()
         self._tick = asyncio.create_task(self._loop())
+
+    def _readmit_zero_gpu(self, space: SpaceRecord, inst: Instance) -> None:
+        """An adopted zero-* Space keeps its device-API URL (the token is stable per installation); the broker
+        must admit it again and know its root process, or its next `@spaces.GPU` call gets 404."""
+        if self.zero_gpu is not None and flavor(space.hardware).is_zero:
+            self.zero_gpu.register_space(space.space_id, inst.pid or None)
 
     async def close(self, *, stop_apps: bool = False) -> None:
         if self._tick:

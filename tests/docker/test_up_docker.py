@@ -27,7 +27,7 @@ import pytest
 from gradio_client import Client
 
 from core.settings import Settings
-from scheduler.runtimes.docker import HOST_ALIAS, LABEL_SPACE, DockerRuntime
+from scheduler.runtimes.docker import HOST_ALIAS, LABEL_SHA, LABEL_SPACE, DockerRuntime
 from tests.docker.conftest import BASE_IMAGE
 from tests.e2e.harness import Server, free_port
 
@@ -65,6 +65,14 @@ with gr.Blocks(title=VERSION) as demo:
 demo.launch()
 '''
 BROKEN = 'raise RuntimeError("broken on purpose")\n'
+# Becomes ready, then dies: a crash after a good start, again and again.
+CRASHY = """import os, time
+import gradio as gr
+gr.Interface(fn=lambda s: s, inputs="text", outputs="text").launch(prevent_thread_lock=True)
+time.sleep(3)
+print("crashing on purpose", flush=True)
+os._exit(3)
+"""
 # Connects from inside the container: one line "<errno or 0> <seconds>" per target.
 CONNECT = """import socket, sys, time
 for target in sys.argv[1:]:
@@ -87,14 +95,14 @@ class Up:
     network: str
     work: Path
     docker: Any
+    first_sha: str
     timings: dict[str, float] = field(default_factory=dict)
 
     def containers(self, *, all: bool = False) -> list[Any]:
         return list(self.docker.containers.list(all=all, filters={"label": f"{LABEL_SPACE}={self.space_id}"}))
 
     def sha(self) -> str:
-        with self.server.api() as c:
-            return str(c.get(f"/api/spaces/{self.space_id}").json()["sha"])
+        return srv_sha(self.server, self.space_id)
 
     def predict(self, *args: str, api_name: str = "/greet") -> str:
         return str(Client(self.host, verbose=False).predict(*args, api_name=api_name))
@@ -104,6 +112,11 @@ class Up:
 
     def gateway(self) -> str:
         return str(self.docker.networks.get(self.network).attrs["IPAM"]["Config"][0]["Gateway"])
+
+
+def srv_sha(srv: Server, space_id: str) -> str:
+    with srv.api() as c:
+        return str(c.get(f"/api/spaces/{space_id}").json()["sha"])
 
 
 def started_to_ready(run_log: Path) -> list[float]:
@@ -145,8 +158,8 @@ def up(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
         work = tmp_path_factory.mktemp("work")
         t0 = time.monotonic()
         assert srv.push(sid, {"app.py": APP.format(version="v1")}, workdir=work).returncode == 0, srv.log_tail()
-        space = Up(srv, sid, srv.host(sid), network, work, client)
-        rt = srv.wait_stage(sid, after_sha=space.sha(), timeout=540)
+        space = Up(srv, sid, srv.host(sid), network, work, client, srv_sha(srv, sid))
+        rt = srv.wait_stage(sid, after_sha=space.first_sha, timeout=540)
         assert rt["stage"] == "RUNNING", f"{rt}\n{srv.build_log(sid)[-3000:]}"
         space.timings["first push → RUNNING"] = time.monotonic() - t0
         yield space
@@ -285,6 +298,32 @@ def test_restarted_spacehost_readopts_the_running_container(up: Up) -> None:
     assert [c.id for c in up.containers(all=True)] == [before.id]  # adopted, not started again
     assert wait("the Space answers again", lambda: _answers(up)) == "v2 x"
     assert up.predict("hub", api_name="/probe").startswith("200 ")  # the hub kept its port on the gateway
+    assert up.predict("broker", api_name="/probe").startswith("200 ")  # and the broker admitted it again
+
+
+def test_rollback_runs_the_kept_image_of_a_previous_commit_without_building(up: Up) -> None:
+    build_log = up.server.build_log(up.space_id)
+    with up.server.api() as c:
+        assert up.first_sha in c.get(f"/api/spaces/{up.space_id}/builds").json()["builds"]
+        r = c.post(f"/api/spaces/{up.space_id}/rollback", json={"sha": up.first_sha[:12]})
+        assert r.status_code == 200, r.text
+    up.server.wait_stage(up.space_id, {"RUNNING"}, after_sha=up.first_sha, timeout=120)
+    assert wait("the rolled-back version answers", lambda: _answers(up) == "v1 x" or None, timeout=60)
+    assert up.server.build_log(up.space_id) == build_log  # nothing was rebuilt
+    (serving,) = wait("the newer version drained and stopped", lambda: len(c := up.containers()) == 1 and c)
+    assert serving.labels[LABEL_SHA] == up.first_sha  # the container runs the rolled-back commit
+
+
+def test_crash_loop_backs_off_then_shows_runtime_error(up: Up) -> None:
+    sid = f"admin/crashy-{secrets.token_hex(3)}"
+    assert up.server.create_space(sid.split("/")[1]).status_code == 200
+    assert up.server.push(sid, {"app.py": CRASHY}).returncode == 0
+    rt = up.server.wait_stage(sid, {"RUNTIME_ERROR"}, timeout=300)
+    assert "crash loop" in str(rt["errorMessage"]) and "exited with code 3" in str(rt["errorMessage"]), rt
+    with up.server.api() as c:
+        log = c.get(f"/api/spaces/{sid}/logs/run", params={"follow": "false"}).text
+    assert log.count("==> Starting") >= 3, log[-3000:]  # restarted with backoff before giving up
+    assert not up.docker.containers.list(all=True, filters={"label": f"{LABEL_SPACE}={sid}"})  # none left behind
 
 
 def _answers(up: Up) -> str | None:

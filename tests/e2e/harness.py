@@ -115,6 +115,30 @@ class Server:
         spacehost stop does (a restart re-adopts them); a test's teardown must not leak them."""
         self.stop()
         kill_processes_mentioning(str(self.data_dir))
+        if "docker" in self.extra_args:
+            self._remove_containers_and_images()
+
+    def _remove_containers_and_images(self) -> None:
+        """Containers whose run log lies in this data dir, and the images of this server's Spaces."""
+        import docker
+
+        from scheduler.runtimes.docker import LABEL_LOG, LABEL_SPACE
+
+        spaces_dir = self.data_dir / "spaces"
+        space_ids = {f"{o.name}/{n.name}" for o in spaces_dir.iterdir() if o.is_dir() for n in o.iterdir()
+                     if n.is_dir()} if spaces_dir.is_dir() else set()
+        client = docker.from_env()
+        try:
+            for c in client.containers.list(all=True, filters={"label": LABEL_LOG}):
+                if c.labels.get(LABEL_LOG, "").startswith(str(self.data_dir) + "/"):
+                    with contextlib.suppress(docker.errors.APIError):
+                        c.remove(v=True, force=True)
+            for sid in space_ids:
+                for image in client.images.list(filters={"label": f"{LABEL_SPACE}={sid}"}):
+                    with contextlib.suppress(docker.errors.APIError):
+                        client.images.remove(image.id, force=True)
+        finally:
+            client.close()
 
     def log_tail(self, n: int = 60) -> str:
         p = self.data_dir / "server.log"

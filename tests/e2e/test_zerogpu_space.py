@@ -5,6 +5,7 @@ and called by `gradio_client`; the pool is one declared device, so concurrent ca
 from __future__ import annotations
 
 import secrets
+import signal
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -88,3 +89,23 @@ def test_overrunning_lease_is_ended(zero: ZeroSpace) -> None:
         zero.client(zero.token).predict(20, api_name="/overrun")
     assert time.monotonic() - t0 < 15
     assert zero.server.runtime(zero.space_id)["zeroGpu"]["activeLeases"] == 0
+
+
+def test_space_keeps_its_gpu_after_spacehost_is_killed_and_restarted(zero: ZeroSpace) -> None:
+    """Runs last (it restarts the module's server): the re-adopted Space keeps its device-API URL, so the broker
+    must admit it again; its next `@spaces.GPU` call is granted, not refused as an unknown Space."""
+    pid_before = zero.client(zero.token).predict(0.1, api_name="/work")
+    zero.server.stop(signal.SIGKILL)
+    zero.server.start()
+    assert zero.server.wait_stage(zero.space_id, {"RUNNING"}, timeout=120)["stage"] == "RUNNING"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            result = zero.client(zero.token).predict(0.1, api_name="/work")
+            break
+        except (httpx.HTTPError, ValueError, ConnectionError):
+            assert time.monotonic() < deadline, zero.server.log_tail()
+            time.sleep(0.5)
+    assert result.startswith("pid="), result
+    assert pid_before.startswith("pid=")
+    assert zero.server.runtime(zero.space_id)["zeroGpu"]["leases"] >= 1
