@@ -31,6 +31,7 @@ bench: venv
 	$(PY) bench/deploy.py
 	$(PY) bench/proxy.py
 	$(PY) bench/zerogpu.py
+	$(PY) bench/placement.py
 
 clean:
 	rm -rf $(VENV) .spacehost
