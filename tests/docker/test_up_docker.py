@@ -30,6 +30,7 @@ from core.settings import Settings
 from scheduler.runtimes.docker import HOST_ALIAS, LABEL_SHA, LABEL_SPACE, DockerRuntime
 from tests.docker.conftest import BASE_IMAGE
 from tests.e2e.harness import Server, free_port
+from tests.e2e.streamlit_ws import run_script
 
 pytestmark = pytest.mark.docker
 
@@ -331,3 +332,50 @@ def _answers(up: Up) -> str | None:
         return up.predict("x")
     except (httpx.HTTPError, ValueError, ConnectionError):  # gradio_client wraps some in ValueError
         return None
+
+
+STREAMLIT = "import streamlit as st\nst.title('Hello from a container')\nst.write(41 + 1)\n"
+AUTHOR_DOCKERFILE = """FROM {base}
+RUN useradd -m -u 1000 user
+USER user
+WORKDIR /home/user/app
+COPY --chown=user . /home/user/app
+CMD ["python3", "-m", "http.server", "8000"]
+"""
+
+
+def test_streamlit_space_page_and_websocket_through_the_proxy(up: Up) -> None:
+    sid = f"admin/stream-{secrets.token_hex(3)}"
+    assert up.server.create_space(sid.split("/")[1], sdk="streamlit").status_code == 200
+    assert up.server.push(sid, {"app.py": STREAMLIT, "README.md": "---\nsdk: streamlit\n---\n"}).returncode == 0
+    rt = up.server.wait_stage(sid, timeout=540)
+    assert rt["stage"] == "RUNNING", f"{rt}\n{up.server.build_log(sid)[-3000:]}"
+    assert up.docker.containers.list(filters={"label": f"{LABEL_SPACE}={sid}"}), "not in a container"
+    host = up.server.host(sid)
+    page = httpx.get(host + "/", timeout=10)
+    assert page.status_code == 200 and '<div id="root">' in page.text.replace("'", '"')
+    texts = run_script(host)
+    assert any("Hello from a container" in t for t in texts) and any("42" in t for t in texts)
+
+
+def test_docker_sdk_space_serves_its_app_port_through_the_proxy(up: Up) -> None:
+    sid = f"admin/own-{secrets.token_hex(3)}"
+    assert up.server.create_space(sid.split("/")[1], sdk="docker").status_code == 200
+    files = {"Dockerfile": AUTHOR_DOCKERFILE.format(base=BASE_IMAGE), "hello.txt": "from my own Dockerfile\n",
+             "README.md": "---\nsdk: docker\napp_port: 8000\n---\n"}
+    assert up.server.push(sid, files).returncode == 0
+    rt = up.server.wait_stage(sid, timeout=300)
+    assert rt["stage"] == "RUNNING", f"{rt}\n{up.server.build_log(sid)[-3000:]}"
+    (container,) = up.docker.containers.list(filters={"label": f"{LABEL_SPACE}={sid}"})
+    assert "8000/tcp" in container.attrs["NetworkSettings"]["Ports"]
+    r = httpx.get(up.server.host(sid) + "/hello.txt", timeout=10)
+    assert r.status_code == 200 and r.text == "from my own Dockerfile\n"
+
+
+def test_static_space_is_served_without_a_container(up: Up) -> None:
+    sid = f"admin/static-{secrets.token_hex(3)}"
+    assert up.server.create_space(sid.split("/")[1], sdk="static").status_code == 200
+    assert up.server.push(sid, {"index.html": "<h1>Static in docker mode</h1>"}).returncode == 0
+    assert up.server.wait_stage(sid, timeout=120)["stage"] == "RUNNING"
+    assert "Static in docker mode" in httpx.get(up.server.host(sid) + "/", timeout=10).text
+    assert not up.docker.containers.list(all=True, filters={"label": f"{LABEL_SPACE}={sid}"})

@@ -12,6 +12,7 @@ import pytest
 from gradio_client import Client
 
 from tests.e2e.harness import Server
+from tests.e2e.streamlit_ws import run_script
 
 pytestmark = pytest.mark.e2e
 
@@ -68,29 +69,7 @@ def test_streamlit_page_and_websocket_through_the_proxy(server: Server) -> None:
     page = httpx.get(host + "/", timeout=10)
     assert page.status_code == 200 and "<div id=\"root\">" in page.text.replace("'", '"')
 
-    import asyncio
-
-    import websockets
-    from streamlit.proto.BackMsg_pb2 import BackMsg
-    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
-
-    async def session() -> list[str]:
-        ws_url = host.replace("http://", "ws://") + "/_stcore/stream"
-        async with websockets.connect(ws_url, subprotocols=["streamlit"], open_timeout=10) as ws:  # type: ignore[list-item]
-            msg = BackMsg()
-            msg.rerun_script.query_string = ""
-            msg.rerun_script.page_script_hash = ""
-            await ws.send(msg.SerializeToString())
-            kinds: list[str] = []
-            texts: list[str] = []
-            while "script_finished" not in kinds:
-                fwd = ForwardMsg()
-                fwd.ParseFromString(await asyncio.wait_for(ws.recv(), 20))
-                kinds.append(fwd.WhichOneof("type") or "")
-                texts.append(str(fwd))
-            return texts
-
-    texts = asyncio.run(session())
+    texts = run_script(host)
     assert any("Hello from Streamlit" in t for t in texts)
     assert any("42" in t for t in texts)
 
