@@ -1,5 +1,5 @@
 """BuildPlan → what `docker build` needs: the Dockerfile text, the generated context files and the build
-args. Pure: no I/O beyond reading the SDK's template file, no clock.
+args. Pure: no I/O beyond reading the SDK's template file and sdk_templates/warm_main.py, no clock.
 
 Context layout of a templated (Gradio, Streamlit) build, made by builder/docker_backend.py:
 
@@ -7,6 +7,7 @@ Context layout of a templated (Gradio, Streamlit) build, made by builder/docker_
     spacehost/packages.txt           apt packages (packages.txt), only when there are any
     spacehost/pre-requirements.txt   installed first (pre-requirements.txt)
     spacehost/requirements.txt       the SDK at `sdk_version` and its companions + requirements.txt
+    spacehost/warm_main.py           the warm launcher of spare containers (/opt/spacehost/warm_main.py)
     app/                             the commit's tree
 
 The deps layers are keyed by their inputs only (the requirement files are copied before the app), so a
@@ -21,7 +22,9 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
+import sdk_templates
 from builder.plan import BuildPlan
 from builder.planner import install_requirements
 from core.errors import BuildFailed
@@ -35,6 +38,9 @@ UV_CACHE_MOUNT = "--mount=type=cache,target=/root/.cache/uv,id=spacehost-uv,shar
 VENV = "/opt/venv"
 CONTEXT_DIR = "spacehost"  # generated files, beside app/
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
+WARM_MAIN = Path(sdk_templates.__file__).with_name("warm_main.py")  # baked in: spare containers run it
+WARM_IN_IMAGE = "/opt/spacehost/warm_main.py"
+LABEL_WARM = "spacehost.warm"
 
 
 @dataclass(frozen=True)
@@ -60,7 +66,13 @@ def recipe(plan: BuildPlan, base_image: str, variables: Mapping[str, str] = {}) 
     ]
     if plan.packages:
         files.append((f"{CONTEXT_DIR}/packages.txt", _lines(plan.packages)))
+    files.append((f"{CONTEXT_DIR}/{WARM_MAIN.name}", WARM_MAIN.read_text()))
     return DockerRecipe(render(plan, base_image), tuple(files), args, templated=True)
+
+
+def warm_version() -> str:
+    """Label value of images whose /opt/spacehost/warm_main.py is this spacehost's (spare containers use it)."""
+    return hashlib.sha256(WARM_MAIN.read_bytes()).hexdigest()[:12]
 
 
 def render(plan: BuildPlan, base_image: str) -> str:
@@ -102,6 +114,8 @@ def _python_base(base_image: str, packages: tuple[str, ...], python_version: str
         _system_packages(packages),
         _python_env(python_version),
         f"ENV HOME=/home/user VIRTUAL_ENV={VENV} PATH={VENV}/bin:/home/user/.local/bin:/usr/local/bin:/usr/bin:/bin",
+        f"COPY {CONTEXT_DIR}/{WARM_MAIN.name} {WARM_IN_IMAGE}",
+        f"LABEL {LABEL_WARM}={warm_version()}",
     ))
 
 

@@ -202,6 +202,8 @@ class Embedded:
         finally:
             await proxy.stop()
             await controller.close()
+            if containers is not None:
+                await asyncio.to_thread(containers.close)
             if self.broker is not None and hasattr(self.broker, "close"):
                 await self.broker.close()
 

@@ -14,9 +14,10 @@ bridge gateway), where spacehost serves what Spaces call — the hub and the Zer
 applied atomically with iptables-restore): to the host itself only those ports; to private ranges (10/8,
 172.16/12, 192.168/16, 169.254/16) nothing but DNS to the host's resolvers; public addresses as usual.
 
-Containers carry the labels `spacehost.space`, `spacehost.sha`, `spacehost.instance`, so `adopt()` finds them
-after a spacehost restart. The app's output is followed into `spec.log_path` with secret values masked.
-A container that ended is removed once `exited()` has read why.
+Containers carry the labels `spacehost.space`, `spacehost.sha`, `spacehost.instance` and `spacehost.data-dir`,
+so `adopt()` finds its own after a spacehost restart (spare containers, which start Gradio and Streamlit Spaces
+warm, record theirs on disk: docker_warm.py). The app's output is followed into `spec.log_path` with secret
+values masked. A container that ended is removed once `exited()` has read why.
 """
 
 from __future__ import annotations
@@ -39,16 +40,26 @@ import docker
 import docker.errors
 import docker.types
 
-from builder.docker_backend import masker
+from builder.docker_backend import LABEL_SHA, LABEL_SPACE, masker
 from core.errors import LaunchFailed
 from core.routes import Upstream
 from core.settings import Settings
+from core.stages import Sdk
 from scheduler.env import rebase_host_urls
 from scheduler.runtimes.base import ExitInfo, Instance, LaunchSpec
+from scheduler.runtimes.docker_warm import (
+    LABEL_DATA_DIR,
+    LABEL_SPARE,
+    Registry,
+    SparePool,
+    handover_tar,
+    spare_kwargs,
+    warm_key,
+)
 
 log = logging.getLogger("spacehost.docker")
 
-LABEL_SPACE, LABEL_SHA, LABEL_INSTANCE = "spacehost.space", "spacehost.sha", "spacehost.instance"
+LABEL_INSTANCE = "spacehost.instance"  # LABEL_SPACE, LABEL_SHA: the images' own (builder)
 LABEL_LIMIT, LABEL_LOG = "spacehost.memory-limit", "spacehost.log"
 LABEL_SECRETS = "spacehost.secret-names"  # names only: after adopt(), values are read back from the env
 PIDS_LIMIT = 4096
@@ -151,10 +162,17 @@ class ContainerPlan:
     network: str | None = None
     extra_hosts: tuple[tuple[str, str], ...] = ()
 
+    def limits(self) -> dict[str, Any]:
+        """What a spare container must share with this plan to serve it (docker_warm.warm_key)."""
+        return {"memory": self.memory_bytes, "cpus": self.nano_cpus, "pids": self.pids_limit, "port": self.port,
+                "tmpfs": self.tmpfs, "volumes": self.volumes, "gpus": self.gpus, "network": self.network,
+                "hosts": self.extra_hosts}
+
 
 def container_plan(spec: LaunchSpec, home: str, workdir: str, machine: Machine, bridge: Bridge | None = None,
-                   host_urls: Mapping[str, str] = {}) -> ContainerPlan:
-    """`host_urls` maps base URLs of spacehost on the host to the same services as the container reaches them."""
+                   host_urls: Mapping[str, str] = {}, owner: str = "") -> ContainerPlan:
+    """`host_urls` maps base URLs of spacehost on the host to the same services as the container reaches them;
+    `owner` (the data dir) is labelled on the container."""
     art, fl = spec.artifact, spec.flavor
     if not art.image:
         raise LaunchFailed(f"{art.space_id} at {art.sha[:12]} has no image: build it with the docker backend")
@@ -169,7 +187,8 @@ def container_plan(spec: LaunchSpec, home: str, workdir: str, machine: Machine, 
         env=tuple(sorted(rebase_host_urls(spec.env, host_urls).items())),
         labels=((LABEL_SPACE, art.space_id), (LABEL_SHA, art.sha), (LABEL_INSTANCE, spec.instance_id),
                 (LABEL_LIMIT, str(memory)), (LABEL_LOG, spec.log_path),
-                (LABEL_SECRETS, ",".join(sorted(k for k, v in spec.env.items() if v in secret_values)))),
+                (LABEL_SECRETS, ",".join(sorted(k for k, v in spec.env.items() if v in secret_values))),
+                *(((LABEL_DATA_DIR, owner),) if owner else ())),
         port=art.port,
         memory_bytes=memory,
         nano_cpus=int(min(fl.cpu, machine.cpus) * 1e9),
@@ -217,6 +236,9 @@ class DockerRuntime:
         self._bridge: Bridge | None = None
         self.host_urls: dict[str, str] = {}  # base URL on the host → as a container reaches it
         self.host_ports: tuple[int, ...] = ()  # ports of the gateway that Spaces may connect to
+        self.owner = str(settings.data_dir)
+        self.registry = Registry(settings.path("docker-instances"))
+        self.spares = SparePool(lambda: self.client, self.owner, lambda kw: self.client.containers.run(**kw))
 
     @property
     def client(self) -> Any:
@@ -237,6 +259,10 @@ class DockerRuntime:
 
     async def adopt(self) -> list[Instance]:
         return await asyncio.to_thread(self._adopt)
+
+    def close(self) -> None:
+        """Remove the spare containers (the Spaces' own keep running, to be adopted). Blocking."""
+        self.spares.close()
 
     # -- network ----------------------------------------------------------------------------------------------
 
@@ -314,24 +340,59 @@ class DockerRuntime:
     def _start(self, spec: LaunchSpec) -> Instance:
         image = spec.artifact.image or ""
         try:
-            cfg = self.client.images.get(image).attrs.get("Config") or {}
+            attrs = self.client.images.get(image).attrs
         except docker.errors.ImageNotFound:
             raise LaunchFailed(f"image {image!r} is gone: rebuild the Space") from None
+        cfg = attrs.get("Config") or {}
         env = dict(e.split("=", 1) for e in cfg.get("Env") or () if "=" in e)
         home = env.get("HOME", "/home/user")
         plan = container_plan(spec, home, cfg.get("WorkingDir") or "", self.machine, self._network(),
-                              self.host_urls)
+                              self.host_urls, self.owner)
+        kwargs = _run_kwargs(plan)
+        sdk = spec.artifact.sdk
+        key = warm_key(attrs, sdk.value, plan.limits()) if sdk in (Sdk.GRADIO, Sdk.STREAMLIT) else None
         self._remove_stale(plan.name)
-        try:
-            c = self.client.containers.run(**_run_kwargs(plan))
-        except docker.errors.APIError as e:
-            raise LaunchFailed(f"docker could not start {image}: {e.explanation or e}") from None
+        c = self._take_spare(key, spec, plan, list(cfg.get("Cmd") or ()), home) if key else None
+        if c is None:
+            try:
+                c = self.client.containers.run(**kwargs)
+            except docker.errors.APIError as e:
+                raise LaunchFailed(f"docker could not start {image}: {e.explanation or e}") from None
         inst = self._instance(c)
         self._follow(c.id, spec.log_path, masker(spec.secret_values), since=None)
+        if key:
+            self.spares.replenish_later(key, spare_kwargs(kwargs, key, self.owner, sdk.value, home,
+                                                          (LABEL_LIMIT, str(plan.memory_bytes))))
         return inst
 
+    def _take_spare(self, key: str, spec: LaunchSpec, plan: ContainerPlan, argv: list[str], home: str) -> Any:
+        """A spare container turned into this instance (the SDK already imported), or None."""
+        c = self.spares.take(key)
+        if c is None:
+            return None
+        try:
+            self.registry.put(c.id, dict(plan.labels), spec.secret_values)
+            c.put_archive(home, handover_tar(spec.artifact.app_dir, dict(plan.env), argv))
+            c.update(cpu_shares=1024)  # a spare's weight was the lowest
+            c.rename(plan.name)
+        except (docker.errors.APIError, OSError) as e:
+            log.warning("spare %s could not take %s, starting cold: %s", c.short_id, spec.instance_id, e)
+            self.registry.drop(c.id)
+            _remove(c)
+            return None
+        log.info("%s starts warm in spare container %s", spec.instance_id, c.short_id)
+        return c
+
+    def _labels(self, c: Any) -> dict[str, str]:
+        """The container's labels; for a taken spare, those its instance would have had (the registry)."""
+        labels = dict(c.labels)
+        rec = self.registry.get(c.id) if LABEL_SPARE in labels else None
+        if rec is not None:
+            labels.update(rec["labels"])
+        return labels
+
     def _instance(self, c: Any) -> Instance:
-        labels = c.labels
+        labels = self._labels(c)
         host_port = _published_port(c.attrs)
         if not host_port:  # the engine fills the bindings in a moment after the start
             c.reload()
@@ -353,6 +414,7 @@ class DockerRuntime:
             self._ended[cid] = info
             self._join(cid)
             _remove(c)
+            self.registry.drop(cid)
         return info
 
     def _stop(self, inst: Instance, grace_s: float) -> None:
@@ -365,19 +427,30 @@ class DockerRuntime:
             _remove(c)
         except docker.errors.NotFound:
             pass
+        self.registry.drop(cid)
         self._followers.pop(cid, None)
 
     def _adopt(self) -> list[Instance]:
         found = []
-        for c in self.client.containers.list(all=True, filters={"label": LABEL_INSTANCE}):
-            if c.status != "running":
-                _remove(c)  # ended while nobody watched: nothing to adopt
+        listed = [*self.client.containers.list(all=True, filters={"label": LABEL_INSTANCE}),
+                  *self.client.containers.list(all=True, filters={"label": LABEL_SPARE})]
+        for c in listed:
+            if c.labels.get(LABEL_DATA_DIR, self.owner) != self.owner:
+                continue  # another installation's
+            rec = self.registry.get(c.id) if LABEL_SPARE in c.labels else None
+            if c.status != "running" or (LABEL_SPARE in c.labels and rec is None):
+                _remove(c)  # ended while nobody watched, or a spare nobody took: nothing to adopt
+                self.registry.drop(c.id)
                 continue
+            labels = self._labels(c)
             found.append(self._instance(c))
-            env = dict(e.split("=", 1) for e in c.attrs["Config"].get("Env") or () if "=" in e)
-            secrets = [env.get(k, "") for k in c.labels.get(LABEL_SECRETS, "").split(",") if k]
-            if c.labels.get(LABEL_LOG):
-                self._follow(c.id, c.labels[LABEL_LOG], masker(secrets), since=int(time.time()))
+            if rec is not None:
+                secrets = list(rec["secrets"])
+            else:
+                env = dict(e.split("=", 1) for e in c.attrs["Config"].get("Env") or () if "=" in e)
+                secrets = [env.get(k, "") for k in labels.get(LABEL_SECRETS, "").split(",") if k]
+            if labels.get(LABEL_LOG):
+                self._follow(c.id, labels[LABEL_LOG], masker(secrets), since=int(time.time()))
         return found
 
     # -- logs -------------------------------------------------------------------------------------------------

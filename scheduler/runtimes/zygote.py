@@ -1,6 +1,6 @@
 """Warm interpreters: one zygote per (Space, env, hardware, SDK), started inside that Space's own sandbox.
 
-The zygote (sandbox_zygote_main.py) runs as uid 1000 in the sandbox a cold start gets (same system view, its
+The zygote (sdk_templates/warm_main.py) runs as uid 1000 in the sandbox a cold start gets (same system view, its
 own cgroup with the flavor's limits), imports the SDK once, and forks a child per start. The child is the
 instance: the app's env (secrets included) reaches only it, over a socket, and its output goes to that
 start's masking log filter. The zygote outlives its children, so a wake (or a restart after a crash) forks in
@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import sdk_templates
 from core.errors import LaunchFailed
 from core.hardware import Flavor
 from core.stages import Sdk
@@ -59,7 +60,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAIN = Path(__file__).with_name("sandbox_zygote_main.py")
+MAIN = Path(sdk_templates.__file__).with_name("warm_main.py")
 MAIN_IN_SANDBOX = "/opt/spacehost/zygote.py"
 STATUS_IN_SANDBOX = "/run/spacehost"
 APPS_IN_SANDBOX = "/opt/spacehost/apps"

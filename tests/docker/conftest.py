@@ -54,8 +54,10 @@ def backend(settings: Settings) -> DockerBackend:
 
 
 @pytest.fixture
-def runtime(settings: Settings) -> DockerRuntime:
-    return DockerRuntime(settings)
+def runtime(settings: Settings) -> Iterator[DockerRuntime]:
+    rt = DockerRuntime(settings)
+    yield rt
+    rt.close()  # its spare containers
 
 
 @dataclass

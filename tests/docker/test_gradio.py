@@ -34,6 +34,7 @@ def gradio_app(gradio_built: Built, settings: Any, tmp_path_factory: pytest.Temp
     wait_serving(rt, inst)
     yield inst
     sync(rt.stop(inst, grace_s=1))
+    rt.close()
 
 
 def test_first_build_makes_one_image_per_commit(gradio_built: Built) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import json
+import tarfile
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from builder.docker_backend import DockerBackend, masker
-from builder.dockerfile import CA_MOUNT, image_tag, recipe
+from builder.dockerfile import CA_MOUNT, LABEL_WARM, WARM_IN_IMAGE, WARM_MAIN, image_tag, recipe, warm_version
 from builder.plan import BuildPlan
 from builder.planner import install_requirements
 from core.artifact import Artifact
@@ -29,6 +32,7 @@ from scheduler.runtimes.docker import (
     nameservers,
     restore_script,
 )
+from scheduler.runtimes.docker_warm import STAGING, handover_tar, warm_key
 
 GRADIO = BuildPlan("alice/demo", "0123456789abcdef" * 2, "/src", SpaceConfig(), Sdk.GRADIO, "app.py", 7860,
                    "3.11", "6.31.0", requirements=("numpy>=2",))
@@ -250,3 +254,60 @@ def test_restore_script_swaps_the_chains_and_adds_only_missing_jumps() -> None:
 def test_nameservers() -> None:
     conf = "# x\nnameserver 10.255.255.53\nnameserver ::1\nsearch example\nnameserver bogus\nnameserver 9.9.9.9\n"
     assert nameservers(conf) == ("10.255.255.53", "9.9.9.9")
+
+
+WARM_IMAGE = {"Config": {"Labels": {LABEL_WARM: warm_version()}, "Env": ["HOME=/home/user"]},
+              "RootFS": {"Layers": ["sha256:base", "sha256:deps", "sha256:app-v1"]}}
+LIMITS = {"memory": 2 << 30, "cpus": 2_000_000_000, "port": 7860}
+
+
+@pytest.mark.parametrize(
+    ("image", "sdk", "limits", "same_as_v1"),
+    [
+        ({**WARM_IMAGE, "RootFS": {"Layers": ["sha256:base", "sha256:deps", "sha256:app-v2"]}}, "gradio", LIMITS,
+         True),
+        ({**WARM_IMAGE, "RootFS": {"Layers": ["sha256:base", "sha256:deps2", "sha256:app-v1"]}}, "gradio",
+         LIMITS, False),
+        (WARM_IMAGE, "streamlit", LIMITS, False),
+        (WARM_IMAGE, "gradio", {**LIMITS, "memory": 16 << 30}, False),
+        ({**WARM_IMAGE, "Config": {**WARM_IMAGE["Config"], "Env": ["HOME=/root"]}}, "gradio", LIMITS, False),
+    ],
+    ids=["code-only-change", "other-deps", "other-sdk", "other-limits", "other-env"],
+)
+def test_warm_key_matches_only_what_a_spare_can_serve(image: dict[str, object], sdk: str,
+                                                      limits: dict[str, object], same_as_v1: bool) -> None:
+    v1 = warm_key(WARM_IMAGE, "gradio", LIMITS)
+    assert v1 is not None
+    assert (warm_key(image, sdk, limits) == v1) is same_as_v1
+
+
+def test_images_without_this_warm_launcher_start_cold() -> None:
+    stale = {**WARM_IMAGE, "Config": {"Labels": {LABEL_WARM: "0ld"}, "Env": []}}
+    assert warm_key(stale, "gradio", LIMITS) is None
+    assert warm_key({"Config": {}, "RootFS": {"Layers": ["a", "b"]}}, "gradio", LIMITS) is None
+
+
+def test_handover_tar_carries_the_tree_as_uid_1000_and_the_request(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "HEAD").write_text("ref")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "mod.py").write_text("X = 1\n")
+    (tmp_path / "app.py").write_text("print('hi')\n")
+    data = handover_tar(str(tmp_path), {"SPACE_ID": "a/b"}, ["python", "app.py"])
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = {m.name: m for m in tar.getmembers()}
+        request = json.loads(tar.extractfile(f"{STAGING}/request.json").read())  # type: ignore[union-attr]
+    assert set(members) == {STAGING, f"{STAGING}/app", f"{STAGING}/app/app.py", f"{STAGING}/app/pkg",
+                            f"{STAGING}/app/pkg/mod.py", f"{STAGING}/request.json", f"{STAGING}/go"}
+    assert list(members)[-1] == f"{STAGING}/go"  # last: once it exists, the rest is extracted
+    assert {(m.uid, m.gid) for m in members.values()} == {(1000, 1000)}
+    assert request == {"env": {"SPACE_ID": "a/b"}, "argv": ["python", "app.py"]}
+
+
+def test_recipe_bakes_the_warm_launcher_in_after_the_dependencies() -> None:
+    rec = recipe(GRADIO, "base:x")
+    assert rec.dockerfile is not None
+    assert dict(rec.files)["spacehost/warm_main.py"] == WARM_MAIN.read_text()
+    assert rec.dockerfile.index("uv pip install") < rec.dockerfile.index(WARM_IN_IMAGE) < rec.dockerfile.index(
+        "COPY --chown=1000:1000 app/")
+    assert f"LABEL {LABEL_WARM}={warm_version()}" in rec.dockerfile

@@ -27,7 +27,7 @@ import pytest
 from gradio_client import Client
 
 from core.settings import Settings
-from scheduler.runtimes.docker import HOST_ALIAS, LABEL_SHA, LABEL_SPACE, DockerRuntime
+from scheduler.runtimes.docker import HOST_ALIAS, LABEL_SPACE, DockerRuntime
 from tests.docker.conftest import BASE_IMAGE
 from tests.e2e.harness import Server, free_port
 from tests.e2e.streamlit_ws import run_script
@@ -99,8 +99,12 @@ class Up:
     first_sha: str
     timings: dict[str, float] = field(default_factory=dict)
 
-    def containers(self, *, all: bool = False) -> list[Any]:
-        return list(self.docker.containers.list(all=all, filters={"label": f"{LABEL_SPACE}={self.space_id}"}))
+    def containers(self, *, all: bool = False, space_id: str | None = None) -> list[Any]:
+        """The containers of a Space (this one by default), found by name: a warm start runs in a spare
+        container, whose labels name no Space, renamed after the instance (`spacehost-owner--name--sha7--n`)."""
+        prefix = "spacehost-" + (space_id or self.space_id).replace("/", "--") + "--"
+        return [c for c in self.docker.containers.list(all=all, filters={"name": prefix})
+                if c.name.startswith(prefix)]
 
     def sha(self) -> str:
         return srv_sha(self.server, self.space_id)
@@ -312,7 +316,7 @@ def test_rollback_runs_the_kept_image_of_a_previous_commit_without_building(up: 
     assert wait("the rolled-back version answers", lambda: _answers(up) == "v1 x" or None, timeout=60)
     assert up.server.build_log(up.space_id) == build_log  # nothing was rebuilt
     (serving,) = wait("the newer version drained and stopped", lambda: len(c := up.containers()) == 1 and c)
-    assert serving.labels[LABEL_SHA] == up.first_sha  # the container runs the rolled-back commit
+    assert serving.name.split("--")[2] == up.first_sha[:7]  # the container runs the rolled-back commit
 
 
 def test_crash_loop_backs_off_then_shows_runtime_error(up: Up) -> None:
@@ -324,7 +328,7 @@ def test_crash_loop_backs_off_then_shows_runtime_error(up: Up) -> None:
     with up.server.api() as c:
         log = c.get(f"/api/spaces/{sid}/logs/run", params={"follow": "false"}).text
     assert log.count("==> Starting") >= 3, log[-3000:]  # restarted with backoff before giving up
-    assert not up.docker.containers.list(all=True, filters={"label": f"{LABEL_SPACE}={sid}"})  # none left behind
+    assert not up.containers(all=True, space_id=sid)  # none left behind
 
 
 def _answers(up: Up) -> str | None:
@@ -350,7 +354,7 @@ def test_streamlit_space_page_and_websocket_through_the_proxy(up: Up) -> None:
     assert up.server.push(sid, {"app.py": STREAMLIT, "README.md": "---\nsdk: streamlit\n---\n"}).returncode == 0
     rt = up.server.wait_stage(sid, timeout=540)
     assert rt["stage"] == "RUNNING", f"{rt}\n{up.server.build_log(sid)[-3000:]}"
-    assert up.docker.containers.list(filters={"label": f"{LABEL_SPACE}={sid}"}), "not in a container"
+    assert up.containers(space_id=sid), "not in a container"
     host = up.server.host(sid)
     page = httpx.get(host + "/", timeout=10)
     assert page.status_code == 200 and '<div id="root">' in page.text.replace("'", '"')
@@ -366,7 +370,7 @@ def test_docker_sdk_space_serves_its_app_port_through_the_proxy(up: Up) -> None:
     assert up.server.push(sid, files).returncode == 0
     rt = up.server.wait_stage(sid, timeout=300)
     assert rt["stage"] == "RUNNING", f"{rt}\n{up.server.build_log(sid)[-3000:]}"
-    (container,) = up.docker.containers.list(filters={"label": f"{LABEL_SPACE}={sid}"})
+    (container,) = up.containers(space_id=sid)
     assert "8000/tcp" in container.attrs["NetworkSettings"]["Ports"]
     r = httpx.get(up.server.host(sid) + "/hello.txt", timeout=10)
     assert r.status_code == 200 and r.text == "from my own Dockerfile\n"
@@ -378,4 +382,4 @@ def test_static_space_is_served_without_a_container(up: Up) -> None:
     assert up.server.push(sid, {"index.html": "<h1>Static in docker mode</h1>"}).returncode == 0
     assert up.server.wait_stage(sid, timeout=120)["stage"] == "RUNNING"
     assert "Static in docker mode" in httpx.get(up.server.host(sid) + "/", timeout=10).text
-    assert not up.docker.containers.list(all=True, filters={"label": f"{LABEL_SPACE}={sid}"})
+    assert not up.containers(all=True, space_id=sid)

@@ -119,20 +119,19 @@ class Server:
             self._remove_containers_and_images()
 
     def _remove_containers_and_images(self) -> None:
-        """Containers whose run log lies in this data dir, and the images of this server's Spaces."""
+        """Containers of this data dir (Spaces' and spares), and the images of this server's Spaces."""
         import docker
 
-        from scheduler.runtimes.docker import LABEL_LOG, LABEL_SPACE
+        from scheduler.runtimes.docker import LABEL_DATA_DIR, LABEL_SPACE
 
         spaces_dir = self.data_dir / "spaces"
         space_ids = {f"{o.name}/{n.name}" for o in spaces_dir.iterdir() if o.is_dir() for n in o.iterdir()
                      if n.is_dir()} if spaces_dir.is_dir() else set()
         client = docker.from_env()
         try:
-            for c in client.containers.list(all=True, filters={"label": LABEL_LOG}):
-                if c.labels.get(LABEL_LOG, "").startswith(str(self.data_dir) + "/"):
-                    with contextlib.suppress(docker.errors.APIError):
-                        c.remove(v=True, force=True)
+            for c in client.containers.list(all=True, filters={"label": f"{LABEL_DATA_DIR}={self.data_dir}"}):
+                with contextlib.suppress(docker.errors.APIError):
+                    c.remove(v=True, force=True)
             for sid in space_ids:
                 for image in client.images.list(filters={"label": f"{LABEL_SPACE}={sid}"}):
                     with contextlib.suppress(docker.errors.APIError):

@@ -10,6 +10,13 @@ argv: <sdk> <status dir> <control fd>. Protocol on the control fd (a Unix stream
 Each child's end is written to `<status dir>/<pid>.json` as `{"exit-code": N}` (128+signal when killed, as
 bubblewrap reports), so spacehost finds it even after a restart. On EOF of the control fd the zygote stops taking
 requests and exits when its last child has.
+
+The docker runtime bakes this file into Gradio and Streamlit images (`/opt/spacehost/warm_main.py`) and starts
+spare containers with `warm_main.py container <sdk> <home>`: no fork there, the container is the app. It
+empties `<home>/app` (the image's tree, possibly another Space's), imports the SDK and waits for spacehost to
+put the Space's tree at `<home>/.spacehost-next/app`, its request at `.spacehost-next/request.json`
+(`{"env": {...}, "argv": [...]}`) and then the empty file `.spacehost-next/go` (one archive, in that order). It moves the tree to
+`<home>/app`, takes that env and becomes the app.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import contextlib
 import json
 import os
 import runpy
+import shutil
 import signal
 import socket
 import sys
@@ -59,7 +67,12 @@ def _child(req: dict[str, Any], log_fd: int) -> None:
     cwd = str(req["cwd"])
     _link_app(cwd, req.get("app_link"))
     os.chdir(cwd)
-    argv = [str(a) for a in req["argv"]]
+    _become_app([str(a) for a in req["argv"]])
+
+
+def _become_app(argv: list[str]) -> None:
+    """Run `argv` (`python FILE ...` or `python -m MODULE ...`) in this interpreter, as that command would;
+    never returns (os._exit with the app's exit code)."""
     code = 0
     try:
         if argv[1] == "-m":
@@ -150,5 +163,36 @@ def main() -> None:
         threading.Event().wait(0.1)
 
 
+def container_main(sdk: str, home: str) -> None:
+    app, staging = os.path.join(home, "app"), os.path.join(home, ".spacehost-next")
+    _empty(app)
+    _preload(sdk)
+    go = os.path.join(staging, "go")
+    while not os.path.exists(go):
+        threading.Event().wait(0.01)
+    with open(os.path.join(staging, "request.json")) as f:
+        req = json.load(f)
+    _empty(app)
+    for name in os.listdir(os.path.join(staging, "app")):
+        os.rename(os.path.join(staging, "app", name), os.path.join(app, name))
+    shutil.rmtree(staging, ignore_errors=True)
+    os.environ.update(req["env"])
+    os.chdir(app)
+    _become_app([str(a) for a in req["argv"]])
+
+
+def _empty(folder: str) -> None:
+    os.makedirs(folder, exist_ok=True)
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1] == "container":
+        container_main(sys.argv[2], sys.argv[3])
+    else:
+        main()
