@@ -26,6 +26,7 @@ import httpx
 import pytest
 from gradio_client import Client
 
+from builder.dockerfile import WARM_IN_IMAGE
 from core.settings import Settings
 from scheduler.runtimes.docker import HOST_ALIAS, LABEL_SPACE, DockerRuntime
 from tests.docker.conftest import BASE_IMAGE
@@ -277,7 +278,8 @@ def test_code_push_swaps_atomically_with_no_failed_request(up: Up) -> None:
     assert failures == []
     assert "v2" in titles and "v1" not in titles[titles.index("v2"):], "the route switched back and forth"
     assert up.predict("x") == "v2 x"
-    assert len(up.containers()) == 1
+    (new,) = up.containers()
+    assert _started_warm(new), new.attrs["Config"]["Cmd"]  # a spare took it: the SDK was imported already
     starts = started_to_ready(up.server.data_dir / "spaces" / up.space_id / "run.log")
     print(f"\ncode push → new version RUNNING: {redeploy:.1f}s (container start → answering {starts[-1]:.1f}s);"
           f" old container gone after {drained:.1f}s; {len(seen)} requests, none failed")
@@ -331,6 +333,11 @@ def test_crash_loop_backs_off_then_shows_runtime_error(up: Up) -> None:
     assert not up.containers(all=True, space_id=sid)  # none left behind
 
 
+def _started_warm(container: Any) -> bool:
+    """Whether the container began as a spare (its command is the warm launcher, not the image's CMD)."""
+    return WARM_IN_IMAGE in (container.attrs["Config"]["Cmd"] or ())
+
+
 def _answers(up: Up) -> str | None:
     try:
         return up.predict("x")
@@ -360,6 +367,14 @@ def test_streamlit_space_page_and_websocket_through_the_proxy(up: Up) -> None:
     assert page.status_code == 200 and '<div id="root">' in page.text.replace("'", '"')
     texts = run_script(host)
     assert any("Hello from a container" in t for t in texts) and any("42" in t for t in texts)
+
+    # A code-only push: the new version starts warm, in the spare its first start left behind.
+    assert up.server.push(sid, {"app.py": STREAMLIT.replace("a container", "a warm container")}).returncode == 0
+    sha = srv_sha(up.server, sid)
+    assert up.server.wait_stage(sid, after_sha=sha, timeout=300)["stage"] == "RUNNING"
+    (container,) = wait("one container left", lambda: len(c := up.containers(space_id=sid)) == 1 and c)
+    assert _started_warm(container), container.attrs["Config"]["Cmd"]
+    assert any("Hello from a warm container" in t for t in run_script(host))
 
 
 def test_docker_sdk_space_serves_its_app_port_through_the_proxy(up: Up) -> None:
