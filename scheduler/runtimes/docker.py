@@ -394,11 +394,14 @@ class DockerRuntime:
     def _instance(self, c: Any) -> Instance:
         labels = self._labels(c)
         host_port = _published_port(c.attrs)
-        if not host_port:  # the engine fills the bindings in a moment after the start
+        if not host_port or not c.attrs["State"].get("Pid"):  # filled in a moment after the start
             c.reload()
             host_port = _published_port(c.attrs)
+        # The container's init as the host sees it: the ZeroGPU broker kills overrunning workers only below
+        # it (mapping the pids the `spaces` package reports from inside the container) and seals its devices.
+        pid = int(c.attrs["State"].get("Pid") or 0) or None
         return Instance(labels[LABEL_INSTANCE], labels[LABEL_SPACE], labels[LABEL_SHA],
-                        Upstream("127.0.0.1", host_port), container_id=c.id)
+                        Upstream("127.0.0.1", host_port), pid=pid, container_id=c.id)
 
     def _exited(self, inst: Instance) -> ExitInfo | None:
         cid = inst.container_id or ""

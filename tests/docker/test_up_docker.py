@@ -184,6 +184,9 @@ def test_pushed_space_runs_in_a_container_and_answers_gradio_client(up: Up) -> N
     (c,) = up.containers()
     assert c.attrs["HostConfig"]["NetworkMode"] == up.network
     assert c.attrs["HostConfig"]["ExtraHosts"] == [f"{HOST_ALIAS}:{up.gateway()}"]
+    # The broker knows the container's init (host pid): it seals the pool's GPUs in the container's devices
+    # cgroup and kills overrunning workers only in that tree.
+    assert up.server.runtime(up.space_id)["zeroGpu"]["deviceAccess"] == "devices cgroup"  # type: ignore[index]
     (ready,) = started_to_ready(up.server.data_dir / "spaces" / up.space_id / "run.log")
     print(f"\nfirst push → RUNNING: {up.timings['first push → RUNNING']:.1f}s; container start → answering:"
           f" {ready:.1f}s")
