@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ import docker
 import httpx
 import pytest
 from gradio_client import Client
+from gradio_client.exceptions import AppError
 
 from builder.dockerfile import WARM_IN_IMAGE
 from core.settings import Settings
@@ -36,6 +38,7 @@ from tests.e2e.streamlit_ws import run_script
 pytestmark = pytest.mark.docker
 
 CA = "/etc/ssl/certs/ca-certificates.crt"
+ZERO_APP = (Path(__file__).resolve().parents[1] / "zerogpu" / "apps" / "zero_app.py").read_text()
 APP = '''import os
 import urllib.request
 
@@ -401,3 +404,22 @@ def test_static_space_is_served_without_a_container(up: Up) -> None:
     assert up.server.wait_stage(sid, timeout=120)["stage"] == "RUNNING"
     assert "Static in docker mode" in httpx.get(up.server.host(sid) + "/", timeout=10).text
     assert not up.containers(all=True, space_id=sid)
+
+
+def test_zerogpu_space_in_a_container_gets_a_lease_and_an_overrun_is_killed(up: Up) -> None:
+    """The unmodified `spaces` package inside a container: its worker's pid (as the container sees it) is
+    mapped into the container's process tree on the host, and the overrunning worker is killed there."""
+    sid = f"admin/zero-{secrets.token_hex(3)}"
+    assert up.server.create_space(sid.split("/")[1], hardware="zero-a10g").status_code == 200
+    files = {"app.py": ZERO_APP, "requirements.txt": f"spaces=={version('spaces')}\n"}
+    assert up.server.push(sid, files).returncode == 0
+    rt = up.server.wait_stage(sid, timeout=540)
+    assert rt["stage"] == "RUNNING", f"{rt}\n{up.server.build_log(sid)[-3000:]}"
+    client = Client(up.server.host(sid), verbose=False)
+    assert str(client.predict(0.1, api_name="/work")).startswith("pid=")
+    t0 = time.monotonic()
+    with pytest.raises(AppError, match="GPU task aborted"):  # asks 1 s, would take 20 s: 1 s + 5 s grace
+        client.predict(20, api_name="/overrun")
+    assert time.monotonic() - t0 < 15
+    info = up.server.runtime(sid)["zeroGpu"]
+    assert isinstance(info, dict) and info["activeLeases"] == 0 and info["leases"] >= 2, info
