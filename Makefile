@@ -32,6 +32,7 @@ bench: venv
 	$(PY) bench/proxy.py
 	$(PY) bench/zerogpu.py
 	$(PY) bench/placement.py
+	$(PY) bench/density.py
 
 clean:
 	rm -rf $(VENV) .spacehost
