@@ -4,8 +4,10 @@ Run: `.venv/bin/python bench/proxy.py [--runs 3] [--seconds 5] [--websockets 100
 Processes: a raw uvloop backend (fixed 13-byte keep-alive responses, answers WebSocket upgrades with 101 and
 holds them), nginx (Debian /usr/sbin/nginx, 1 worker, upstream keepalive, access log off, the same two
 custom headers added) and spacehost's proxy (same headers via the Route, rate limit on with a huge budget,
-access log off), each routed by Host. wrk runs on CPU 1 with the backend; the proxy under test (or the backend
-when measured directly) runs alone on CPU 0 — 2 cores, so wrk and the backend share one."""
+access log off), each routed by Host. Also a bare uvloop splice (bytes relayed between a client and its own
+upstream connection, no parsing, no headers): the ceiling of any Python proxy on this event loop. wrk runs on
+CPU 1 with the backend; the proxy under test (or the backend when measured directly) runs alone on CPU 0 —
+2 cores, so wrk and the backend share one."""
 
 from __future__ import annotations
 
@@ -66,6 +68,52 @@ def serve_backend(port: int) -> None:
 
     async def main() -> None:
         server = await asyncio.get_running_loop().create_server(Backend, "127.0.0.1", port, backlog=4096)
+        await server.serve_forever()
+
+    raise_nofile()
+    uvloop.run(main())
+
+
+def serve_splice(port: int, backend_port: int) -> None:
+    """Relay bytes between each client connection and an upstream connection of its own."""
+    import uvloop
+
+    class Side(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.peer: Side | None = None
+            self.transport: asyncio.Transport | None = None
+            self.early: list[bytes] = []
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport  # type: ignore[assignment]
+
+        def data_received(self, data: bytes) -> None:
+            peer = self.peer
+            if peer is not None and peer.transport is not None:
+                if not peer.transport.is_closing():
+                    peer.transport.write(data)
+            else:
+                self.early.append(data)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self.peer is not None and self.peer.transport is not None:
+                self.peer.transport.close()
+
+    class Client(Side):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)
+            asyncio.get_running_loop().create_task(self.connect())
+
+        async def connect(self) -> None:
+            up = Side()
+            await asyncio.get_running_loop().create_connection(lambda: up, "127.0.0.1", backend_port)
+            up.peer, self.peer = self, up
+            assert up.transport is not None
+            for data in self.early:
+                up.transport.write(data)
+
+    async def main() -> None:
+        server = await asyncio.get_running_loop().create_server(Client, "127.0.0.1", port, backlog=4096)
         await server.serve_forever()
 
     raise_nofile()
@@ -217,7 +265,7 @@ def main() -> None:
     raise_nofile()
     # the proxy holds two descriptors per WebSocket (client and upstream side)
     n_ws = min(args.websockets, (resource.getrlimit(resource.RLIMIT_NOFILE)[1] - 1000) // 2)
-    bport, pport, nport = free_port(), free_port(), free_port()
+    bport, pport, nport, sport = free_port(), free_port(), free_port(), free_port()
     prefix = Path(tempfile.mkdtemp(prefix="spacehost-nginx-"))
     headers = " ".join(f"add_header {k} {v} always;" for k, v in HEADERS)
     (prefix / "nginx.conf").write_text(NGINX_CONF.format(prefix=prefix, backend=bport, port=nport, host=HOST,
@@ -226,14 +274,17 @@ def main() -> None:
     try:
         procs["backend"] = start([PY, ME, "--serve-backend", str(bport)], "1")
         wait_port(bport)
-        results: dict[str, list[tuple[float, float, float]]] = {"direct": [], "nginx": [], "spacehost": []}
+        results: dict[str, list[tuple[float, float, float]]] = {"direct": [], "nginx": [], "spacehost": [],
+                                                                 "bare splice": []}
         moderate: dict[str, list[tuple[float, float, float]]] = {k: [] for k in results}
         procs["nginx"] = start(["/usr/sbin/nginx", "-p", str(prefix), "-c", str(prefix / "nginx.conf"),
                                 "-g", "daemon off;"], "0")
         procs["spacehost"] = start([PY, ME, "--serve-proxy", str(pport), str(bport)], "0")
+        procs["bare splice"] = start([PY, ME, "--serve-splice", str(sport), str(bport)], "0")
         wait_port(nport)
         wait_port(pport)
-        ports = {"direct": bport, "nginx": nport, "spacehost": pport}
+        wait_port(sport)
+        ports = {"direct": bport, "nginx": nport, "spacehost": pport, "bare splice": sport}
         for name, port in ports.items():  # warm-up
             wrk(port, args.conns, 1)
         for _ in range(args.runs):
@@ -266,12 +317,14 @@ def main() -> None:
     print(f"| target | req/s | p50 ms | p99 ms | moderate load (-c{args.moderate_conns}) p50 ms | p99 ms | added p99 vs direct |"
           )
     print("|---|---|---|---|---|---|---|")
-    for name in ("direct", "nginx", "spacehost"):
+    for name in ("direct", "nginx", "spacehost", "bare splice"):
         rps, p50, p99 = med[name]
         _, m50, m99 = mod[name]
         added = "—" if name == "direct" else f"+{m99 - mod['direct'][2]:.3f} ms"
         print(f"| {name} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {m50:.3f} | {m99:.3f} | {added} |")
     print(f"\n| spacehost / nginx throughput | {ratio:.2f}× | target ≥ 1.0× |")
+    print(f"| bare splice / nginx throughput (no parsing: the ceiling here) | "
+          f"{med['bare splice'][0] / med['nginx'][0]:.2f}× | |")
     print(f"| spacehost added p99 at -c{args.moderate_conns} | +{mod['spacehost'][2] - mod['direct'][2]:.3f} ms "
           f"| target ≤ +1 ms |")
     for name, (base, per) in ws.items():
@@ -283,5 +336,7 @@ if __name__ == "__main__":
         serve_backend(int(sys.argv[2]))
     elif len(sys.argv) > 3 and sys.argv[1] == "--serve-proxy":
         serve_proxy(int(sys.argv[2]), int(sys.argv[3]))
+    elif len(sys.argv) > 3 and sys.argv[1] == "--serve-splice":
+        serve_splice(int(sys.argv[2]), int(sys.argv[3]))
     else:
         main()
