@@ -37,6 +37,7 @@ from sdk_templates import TEMPLATES
 
 log = logging.getLogger("spacehost.scheduler")
 DRAIN_GRACE_S = 10.0
+KEEP_IMAGES = 3  # per Space, for instant rollback (docker backend); older ones are removed after a redeploy
 EnvSource = Callable[[SpaceRecord], tuple[dict[str, str], dict[str, str]]]  # (variables, secrets)
 
 
@@ -250,6 +251,23 @@ class Controller:
     async def _drain_stop(self, inst: Instance) -> None:
         await asyncio.sleep(DRAIN_GRACE_S)
         await self.runtime.stop(inst)
+        await self._collect_images(inst.space_id)
+
+    async def _collect_images(self, space_id: str) -> None:
+        """Keep the newest KEEP_IMAGES images of the Space (and the one serving); the engine keeps any image a
+        container still uses. Only build backends with images (docker) have `gc_images`."""
+        gc = getattr(self.backend, "gc_images", None)
+        if gc is None:
+            return
+        live = self.live.get(space_id)
+        protect = {live.artifact.image} if live and live.artifact and live.artifact.image else set()
+        try:
+            removed = await asyncio.to_thread(gc, space_id, KEEP_IMAGES, protect)
+        except Exception:  # the engine may be busy or gone; the next redeploy collects again
+            log.warning("image collection of %s failed", space_id, exc_info=True)
+            return
+        if removed:
+            log.info("removed old images of %s: %s", space_id, ", ".join(removed))
 
     async def _start_ready(self, space: SpaceRecord, art: Artifact) -> tuple[Instance | None, str]:
         sid = space.space_id
@@ -341,6 +359,14 @@ class Controller:
         if self.zero_gpu:
             self.zero_gpu.unregister_space(space_id)
         self.publish()
+        # Spares started from its images first: an image a container uses cannot be removed.
+        if (forget := getattr(self.runtime, "forget_space", None)) is not None:
+            await asyncio.to_thread(forget, space_id)
+        if (remove := getattr(self.backend, "remove_images", None)) is not None:
+            try:
+                await asyncio.to_thread(remove, space_id)
+            except Exception:
+                log.warning("removing the images of deleted %s failed", space_id, exc_info=True)
 
     # ---- visitors: activity and wake ----------------------------------------------------------------
     def activity(self, space_id: str) -> None:

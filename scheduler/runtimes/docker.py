@@ -264,6 +264,10 @@ class DockerRuntime:
         """Remove the spare containers (the Spaces' own keep running, to be adopted). Blocking."""
         self.spares.close()
 
+    def forget_space(self, space_id: str) -> None:
+        """The Space is deleted: remove the spares started from its images, so the images can go. Blocking."""
+        self.spares.forget(space_id)
+
     # -- network ----------------------------------------------------------------------------------------------
 
     def gateway(self) -> str:
@@ -362,7 +366,7 @@ class DockerRuntime:
         self._follow(c.id, spec.log_path, masker(spec.secret_values), since=None)
         if key:
             self.spares.replenish_later(key, spare_kwargs(kwargs, key, self.owner, sdk.value, home,
-                                                          (LABEL_LIMIT, str(plan.memory_bytes))))
+                                                          (LABEL_LIMIT, str(plan.memory_bytes))), spec.artifact.space_id)
         return inst
 
     def _take_spare(self, key: str, spec: LaunchSpec, plan: ContainerPlan, argv: list[str], home: str) -> Any:

@@ -124,7 +124,7 @@ class SparePool:
         self.owner = owner  # the data dir (LABEL_DATA_DIR)
         self._run = run
         self._lock = threading.Lock()
-        self._spares: list[tuple[str, str]] = []  # (key, container id), oldest first
+        self._spares: list[tuple[str, str, str]] = []  # (key, container id, Space of its image), oldest first
         self._pending: set[str] = set()
         self._timers: list[threading.Timer] = []
         self._closed = False
@@ -133,10 +133,11 @@ class SparePool:
         """A running spare for `key`, no longer in the pool; None if there is none."""
         while True:
             with self._lock:
-                cid = next((c for k, c in self._spares if k == key), None)
-                if cid is None:
+                entry = next((e for e in self._spares if e[0] == key), None)
+                if entry is None:
                     return None
-                self._spares.remove((key, cid))
+                self._spares.remove(entry)
+                cid = entry[1]
             try:
                 c = self._client().containers.get(cid)
                 if c.status == "running":
@@ -145,18 +146,19 @@ class SparePool:
             except docker.errors.APIError:
                 continue
 
-    def replenish_later(self, key: str, kwargs: dict[str, Any]) -> None:
-        """Start a spare for `key` after SPARE_DELAY_S, unless one exists or is on its way."""
+    def replenish_later(self, key: str, kwargs: dict[str, Any], source: str) -> None:
+        """Start a spare for `key` after SPARE_DELAY_S, unless one exists or is on its way. `source`: the Space
+        whose image it runs (its spares go when that Space is deleted)."""
         with self._lock:
-            if self._closed or key in self._pending or any(k == key for k, _ in self._spares):
+            if self._closed or key in self._pending or any(e[0] == key for e in self._spares):
                 return
             self._pending.add(key)
-            timer = threading.Timer(SPARE_DELAY_S, self._start_spare, args=(key, kwargs))
+            timer = threading.Timer(SPARE_DELAY_S, self._start_spare, args=(key, kwargs, source))
             timer.daemon = True
             self._timers = [t for t in self._timers if t.is_alive()] + [timer]
         timer.start()
 
-    def _start_spare(self, key: str, kwargs: dict[str, Any]) -> None:
+    def _start_spare(self, key: str, kwargs: dict[str, Any], source: str) -> None:
         if self._closed:
             return
         try:
@@ -168,14 +170,14 @@ class SparePool:
             with self._lock:
                 self._pending.discard(key)
         with self._lock:
-            self._spares.append((key, c.id))
+            self._spares.append((key, c.id, source))
             if self._closed:  # closed while it started
                 evict = list(self._spares)
                 self._spares.clear()
             else:
                 evict = self._spares[:-MAX_SPARES] if len(self._spares) > MAX_SPARES else []
                 del self._spares[: len(evict)]
-        for _, cid in evict:
+        for _, cid, _ in evict:
             self.remove(cid)
 
     def remove(self, cid: str) -> None:
@@ -183,6 +185,14 @@ class SparePool:
             self._client().containers.get(cid).remove(v=True, force=True)
         except docker.errors.APIError:
             pass
+
+    def forget(self, source: str) -> None:
+        """Remove the spares that run an image of Space `source`."""
+        with self._lock:
+            gone = [e for e in self._spares if e[2] == source]
+            self._spares = [e for e in self._spares if e[2] != source]
+        for _, cid, _ in gone:
+            self.remove(cid)
 
     def close(self) -> None:
         """Remove every spare; none is started afterwards."""
@@ -192,7 +202,7 @@ class SparePool:
             timers = list(self._timers)
         for t in timers:
             t.cancel()
-        for _, cid in spares:
+        for _, cid, _ in spares:
             self.remove(cid)
 
 

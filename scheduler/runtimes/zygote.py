@@ -142,6 +142,7 @@ class ZygotePool:
         self._by_instance: dict[str, Zygote] = {}
         self._lock = threading.Lock()
         self._closed = False
+        self._spare_threads: list[threading.Thread] = []
 
     def can_serve(self, spec: LaunchSpec) -> bool:
         return spec.artifact.sdk in (Sdk.GRADIO, Sdk.STREAMLIT) and bool(spec.artifact.env_dir)
@@ -194,10 +195,14 @@ class ZygotePool:
                 self._kill(z)
 
     def close(self) -> None:
+        """Kill every zygote; a spare still starting is killed once it is up (waited for, up to a minute)."""
         with self._lock:
             self._closed = True
             for z in [*self._zygotes.values(), *self._spares.values()]:
                 self._kill(z)
+            starting = list(self._spare_threads)
+        for t in starting:
+            t.join(timeout=60)
 
     # -- which zygote ---------------------------------------------------------------------------------------
 
@@ -259,9 +264,10 @@ class ZygotePool:
                     or len(self._spares) + len(self._spawning) >= self.max_spares):
                 return
             self._spawning.add(spare_key)
-        flavor = spec.flavor
-        threading.Thread(target=self._make_spare, args=(spare_key, flavor), daemon=True,
-                         name="zygote-spare").start()
+        t = threading.Thread(target=self._make_spare, args=(spare_key, spec.flavor), daemon=True, name="zygote-spare")
+        with self._lock:  # started under the lock: close() joins only started threads
+            self._spare_threads = [x for x in self._spare_threads if x.is_alive()] + [t]
+            t.start()
 
     def _make_spare(self, key: ZygoteKey, flavor: Flavor) -> None:
         time.sleep(SPARE_DELAY_S)

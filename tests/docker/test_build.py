@@ -104,6 +104,7 @@ def test_streamlit_space_with_apt_packages(backend: DockerBackend, runtime: Dock
         finally:
             sync(runtime.stop(inst, grace_s=1))
     finally:
+        runtime.close()  # its spare runs this image: removed first, as a deleted Space's are
         backend.remove_images("test/streamlit")
 
 

@@ -28,9 +28,11 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
-from builder.dockerfile import WARM_IN_IMAGE
+from builder.dockerfile import WARM_IN_IMAGE, image_tag
 from core.settings import Settings
+from scheduler.controller import KEEP_IMAGES
 from scheduler.runtimes.docker import HOST_ALIAS, LABEL_SPACE, DockerRuntime
+from scheduler.runtimes.docker_warm import LABEL_SPARE
 from tests.docker.conftest import BASE_IMAGE
 from tests.e2e.harness import Server, free_port
 from tests.e2e.streamlit_ws import run_script
@@ -112,6 +114,9 @@ class Up:
 
     def sha(self) -> str:
         return srv_sha(self.server, self.space_id)
+
+    def images(self) -> list[Any]:
+        return list(self.docker.images.list(filters={"label": f"{LABEL_SPACE}={self.space_id}"}))
 
     def predict(self, *args: str, api_name: str = "/greet") -> str:
         return str(Client(self.host, verbose=False).predict(*args, api_name=api_name))
@@ -327,6 +332,19 @@ def test_rollback_runs_the_kept_image_of_a_previous_commit_without_building(up: 
     assert serving.name.split("--")[2] == up.first_sha[:7]  # the container runs the rolled-back commit
 
 
+def test_old_images_are_collected_after_redeploys(up: Up) -> None:
+    for v in ("v3", "v4"):
+        assert up.server.push(up.space_id, {"app.py": APP.format(version=v)}, workdir=up.work).returncode == 0
+        up.server.wait_stage(up.space_id, {"RUNNING"}, after_sha=up.sha(), timeout=300)
+    # five builds so far (v1, v2, the broken one, v3, v4): once the replaced version has drained, the newest
+    # KEEP_IMAGES stay for rollback and the older ones go
+    wait("old images removed", lambda: len(up.images()) <= KEEP_IMAGES, timeout=90)
+    tags = {t for image in up.images() for t in image.tags}
+    assert image_tag(up.space_id, up.sha()) in tags  # the serving version's
+    assert image_tag(up.space_id, up.first_sha) not in tags  # the oldest
+    assert up.predict("x") == "v4 x"
+
+
 def test_crash_loop_backs_off_then_shows_runtime_error(up: Up) -> None:
     sid = f"admin/crashy-{secrets.token_hex(3)}"
     assert up.server.create_space(sid.split("/")[1]).status_code == 200
@@ -423,3 +441,15 @@ def test_zerogpu_space_in_a_container_gets_a_lease_and_an_overrun_is_killed(up: 
     assert time.monotonic() - t0 < 15
     info = up.server.runtime(sid)["zeroGpu"]
     assert isinstance(info, dict) and info["activeLeases"] == 0 and info["leases"] >= 2, info
+
+
+def test_deleting_the_space_removes_its_containers_images_and_spares(up: Up) -> None:
+    """Last: it deletes the module's Space."""
+    owner, name = up.space_id.split("/")
+    with up.server.api() as c:
+        r = c.request("DELETE", "/api/repos/delete", json={"type": "space", "name": name, "organization": owner})
+    assert r.status_code == 200, r.text
+    wait("its containers removed", lambda: not up.containers(all=True), timeout=60)
+    wait("its images removed", lambda: not up.images(), timeout=60)
+    spares = up.docker.containers.list(all=True, filters={"label": LABEL_SPARE})
+    assert not [c for c in spares if c.image.labels.get(LABEL_SPACE) == up.space_id]
