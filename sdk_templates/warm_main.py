@@ -175,7 +175,6 @@ def container_main(sdk: str, home: str) -> None:
         threading.Event().wait(0.01)
     with open(os.path.join(staging, "request.json")) as f:
         req = json.load(f)
-    _empty(app)
     for name in os.listdir(os.path.join(staging, "app")):
         os.rename(os.path.join(staging, "app", name), os.path.join(app, name))
     shutil.rmtree(staging, ignore_errors=True)

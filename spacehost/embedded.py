@@ -36,24 +36,28 @@ log = logging.getLogger("spacehost")
 
 def listen(hosts: tuple[str, ...], port: int = 0, attempts: int = 20) -> list[socket.socket]:
     """Listening TCP sockets on each of `hosts` at one port: `port` if free on all, else any that is."""
-    for attempt in range(attempts):
-        socks: list[socket.socket] = []
-        try:
-            for host in hosts:
-                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                socks.append(sock)
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.bind((host, port))
-                port = sock.getsockname()[1]  # the other hosts take the first one's port
-                sock.listen(2048)
-            return socks
-        except OSError:
-            for sock in socks:
-                sock.close()
-            if attempt == attempts - 1:
-                raise
-            port = 0
-    raise AssertionError("unreachable")
+    for _ in range(attempts - 1):
+        with contextlib.suppress(OSError):
+            return _listen_all(hosts, port)
+        port = 0
+    return _listen_all(hosts, port)
+
+
+def _listen_all(hosts: tuple[str, ...], port: int) -> list[socket.socket]:
+    socks: list[socket.socket] = []
+    try:
+        for host in hosts:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            port = sock.getsockname()[1]  # the other hosts take the first one's port
+            sock.listen(2048)
+    except OSError:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
 
 
 def load_ports(path: Path) -> dict[str, int]:

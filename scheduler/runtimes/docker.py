@@ -238,7 +238,7 @@ class DockerRuntime:
         self.host_ports: tuple[int, ...] = ()  # ports of the gateway that Spaces may connect to
         self.owner = str(settings.data_dir)
         self.registry = Registry(settings.path("docker-instances"))
-        self.spares = SparePool(lambda: self.client, self.owner, lambda kw: self.client.containers.run(**kw))
+        self.spares = SparePool(lambda: self.client, lambda kw: self.client.containers.run(**kw))
 
     @property
     def client(self) -> Any:
@@ -365,8 +365,8 @@ class DockerRuntime:
         inst = self._instance(c)
         self._follow(c.id, spec.log_path, masker(spec.secret_values), since=None)
         if key:
-            self.spares.replenish_later(key, spare_kwargs(kwargs, key, self.owner, sdk.value, home,
-                                                          (LABEL_LIMIT, str(plan.memory_bytes))), spec.artifact.space_id)
+            spare = spare_kwargs(kwargs, key, sdk.value, home, keep=(LABEL_DATA_DIR, LABEL_LIMIT))
+            self.spares.replenish_later(key, spare, spec.artifact.space_id)
         return inst
 
     def _take_spare(self, key: str, spec: LaunchSpec, plan: ContainerPlan, argv: list[str], home: str) -> Any:

@@ -119,9 +119,8 @@ class Registry:
 class SparePool:
     """Spare containers of this spacehost, by warm key. `run` starts a container from run kwargs."""
 
-    def __init__(self, client: Callable[[], Any], owner: str, run: Callable[[dict[str, Any]], Any]) -> None:
+    def __init__(self, client: Callable[[], Any], run: Callable[[dict[str, Any]], Any]) -> None:
         self._client = client
-        self.owner = owner  # the data dir (LABEL_DATA_DIR)
         self._run = run
         self._lock = threading.Lock()
         self._spares: list[tuple[str, str, str]] = []  # (key, container id, Space of its image), oldest first
@@ -206,11 +205,10 @@ class SparePool:
             self.remove(cid)
 
 
-def spare_kwargs(run_kwargs: Mapping[str, Any], key: str, owner: str, sdk: str, home: str,
-                 limit_label: tuple[str, str]) -> dict[str, Any]:
+def spare_kwargs(run_kwargs: Mapping[str, Any], key: str, sdk: str, home: str, keep: tuple[str, ...]) -> dict[str, Any]:
     """The run kwargs of a spare for `key`, from those of the Space's own container: same image, limits,
-    hardening and network; the image's env only; labels naming no Space."""
+    hardening and network; the image's env only; of its labels only those named in `keep` (none naming the
+    Space; the image's own, which do, are blanked)."""
+    labels = {k: v for k, v in run_kwargs["labels"].items() if k in keep}
     return {**run_kwargs, "environment": {}, "command": list(spare_command(sdk, home)), "cpu_shares": SPARE_CPU_SHARES,
-            "labels": {LABEL_SPARE: key, LABEL_DATA_DIR: owner, limit_label[0]: limit_label[1],
-                       # over the image's own labels, which name the Space and commit it was built for
-                       LABEL_SPACE: "", LABEL_SHA: ""}}
+            "labels": {**labels, LABEL_SPARE: key, LABEL_SPACE: "", LABEL_SHA: ""}}

@@ -111,9 +111,9 @@ def test_static_needs_no_environment(backend: BuildBackend, tmp_path: Path) -> N
 # ---- process backend specifics ---------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def uv_backend(backend: BuildBackend) -> UvBackend:
-    if not isinstance(backend, UvBackend):
-        pytest.skip("process backend only")
+def uv_backend(tmp_path_factory: pytest.TempPathFactory) -> UvBackend:
+    backend = UvBackend(Settings(data_dir=tmp_path_factory.mktemp("data-uv")))
+    backend.compile_bytecode = False  # as in `backend`
     return backend
 
 

@@ -178,12 +178,8 @@ def up(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
         space.timings["first push → RUNNING"] = time.monotonic() - t0
         yield space
     finally:
-        srv.close()
-        for c in client.containers.list(all=True, filters={"label": f"{LABEL_SPACE}={sid}"}):
-            c.remove(v=True, force=True)
+        srv.close()  # also removes its containers and its Spaces' images
         DockerRuntime(Settings(docker_network=network)).remove_network()
-        for image in client.images.list(filters={"label": f"{LABEL_SPACE}={sid}"}):
-            client.images.remove(image.id, force=True)
         client.close()
 
 
