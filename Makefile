@@ -6,7 +6,7 @@ UV     := $(shell command -v uv 2>/dev/null)
 
 .PHONY: up test venv system-deps lint bench clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml setup.py proxy/_lane.c
 	@test -n "$(UV)" || $(PYTHON) -m pip install -q uv
 	uv venv -q --allow-existing -p $(PYTHON) $(VENV)
 	VIRTUAL_ENV=$(VENV) uv pip install -q -e '.[test]'

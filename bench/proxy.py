@@ -4,15 +4,18 @@ Run: `.venv/bin/python bench/proxy.py [--runs 3] [--seconds 5] [--websockets 100
 Processes: a raw uvloop backend (fixed 13-byte keep-alive responses, answers WebSocket upgrades with 101 and
 holds them), nginx (Debian /usr/sbin/nginx, 1 worker, upstream keepalive, access log off, the same two
 custom headers added) and spacehost's proxy (same headers via the Route, rate limit on with a huge budget,
-access log off), each routed by Host. Also a bare uvloop splice (bytes relayed between a client and its own
-upstream connection, no parsing, no headers): the ceiling of any Python proxy on this event loop. wrk runs on
-CPU 1 with the backend; the proxy under test (or the backend when measured directly) runs alone on CPU 0 —
-2 cores, so wrk and the backend share one."""
+access log off), each routed by Host: once as shipped (its compiled fast lane carries these requests, see
+proxy/_lane.c) and once with the lane off (every request on the Python path). Also a bare uvloop splice
+(bytes relayed between a client and its own upstream connection by Python callbacks, no parsing, no headers).
+wrk runs on CPU 1 with the backend; the proxy under test (or the backend when measured directly) runs alone
+on CPU 0 -- 2 cores, so wrk and the backend share one, and near 40k req/s they, not the proxy, set the pace:
+hence the CPU time per request of the process under test, beside the throughput."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import resource
 import shutil
@@ -30,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 HOST = "bench-app.bench.test"
 HEADERS = (("cross-origin-opener-policy", "same-origin"), ("cross-origin-embedder-policy", "require-corp"))
 PY = sys.executable
+ROWS = ("direct", "nginx", "spacehost", "spacehost, Python path only", "bare splice")
 ME = str(Path(__file__).resolve())
 
 
@@ -120,7 +124,7 @@ def serve_splice(port: int, backend_port: int) -> None:
     uvloop.run(main())
 
 
-def serve_proxy(port: int, backend_port: int) -> None:
+def serve_proxy(port: int, backend_port: int, fast_lane: bool) -> None:
     import uvloop
 
     from core.routes import Route, RouteState, RouteTable, Upstream
@@ -141,7 +145,7 @@ def serve_proxy(port: int, backend_port: int) -> None:
     async def main() -> None:
         p = ProxyServer(RouteTable("bench.test", up, (route,)), Hooks(), host="127.0.0.1", port=port,
                         secret=b"bench-secret-bench-secret-bench-secret", limits=Limits(),
-                        rate_limit=RateLimit(rate=1e9, burst=1e9))
+                        rate_limit=RateLimit(rate=1e9, burst=1e9), fast_lane=fast_lane)
         await p.start()
         await asyncio.Event().wait()
 
@@ -201,21 +205,30 @@ def rss_kb(pid: int) -> int:
 
 
 # --- measurements ------------------------------------------------------------------------------------
-def wrk(port: int, conns: int, seconds: int) -> tuple[float, float, float]:
-    """(requests/s, p50 ms, p99 ms)."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of `pid` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(port: int, conns: int, seconds: int, pid: int) -> tuple[float, float, float, float]:
+    """(requests/s, p50 ms, p99 ms, CPU µs per request of `pid`, the process under test)."""
+    cpu = cpu_seconds(pid)
     out = subprocess.run(
         ["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "-H", f"Host: {HOST}",
          f"http://127.0.0.1:{port}/"], capture_output=True, text=True, check=True,
     ).stdout
     if "Non-2xx" in out or "Socket errors" in out:
         raise RuntimeError(out)
+    cpu = cpu_seconds(pid) - cpu
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
 
     def pct(p: str) -> float:
         v, unit = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
         return float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
-    return rps, pct("50"), pct("99")
+    return rps, pct("50"), pct("99"), cpu / requests * 1e6
 
 
 async def hold_websockets(port: int, n: int) -> list[asyncio.StreamWriter]:
@@ -265,7 +278,7 @@ def main() -> None:
     raise_nofile()
     # the proxy holds two descriptors per WebSocket (client and upstream side)
     n_ws = min(args.websockets, (resource.getrlimit(resource.RLIMIT_NOFILE)[1] - 1000) // 2)
-    bport, pport, nport, sport = free_port(), free_port(), free_port(), free_port()
+    bport, pport, lport, nport, sport = (free_port() for _ in range(5))
     prefix = Path(tempfile.mkdtemp(prefix="spacehost-nginx-"))
     headers = " ".join(f"add_header {k} {v} always;" for k, v in HEADERS)
     (prefix / "nginx.conf").write_text(NGINX_CONF.format(prefix=prefix, backend=bport, port=nport, host=HOST,
@@ -274,36 +287,39 @@ def main() -> None:
     try:
         procs["backend"] = start([PY, ME, "--serve-backend", str(bport)], "1")
         wait_port(bport)
-        results: dict[str, list[tuple[float, float, float]]] = {"direct": [], "nginx": [], "spacehost": [],
-                                                                 "bare splice": []}
-        moderate: dict[str, list[tuple[float, float, float]]] = {k: [] for k in results}
+        results: dict[str, list[tuple[float, ...]]] = {k: [] for k in ROWS}
+        moderate: dict[str, list[tuple[float, ...]]] = {k: [] for k in ROWS}
         procs["nginx"] = start(["/usr/sbin/nginx", "-p", str(prefix), "-c", str(prefix / "nginx.conf"),
                                 "-g", "daemon off;"], "0")
-        procs["spacehost"] = start([PY, ME, "--serve-proxy", str(pport), str(bport)], "0")
+        procs["spacehost"] = start([PY, ME, "--serve-proxy", str(pport), str(bport), "lane"], "0")
+        procs["spacehost, Python path only"] = start([PY, ME, "--serve-proxy", str(lport), str(bport), "python"],
+                                                     "0")
         procs["bare splice"] = start([PY, ME, "--serve-splice", str(sport), str(bport)], "0")
-        wait_port(nport)
-        wait_port(pport)
-        wait_port(sport)
-        ports = {"direct": bport, "nginx": nport, "spacehost": pport, "bare splice": sport}
+        ports = {"direct": bport, "nginx": nport, "spacehost": pport, "spacehost, Python path only": lport,
+                 "bare splice": sport}
+        for port in ports.values():
+            wait_port(port)
+        ngx_worker = int(subprocess.run(["pgrep", "-P", str(procs["nginx"].pid)], capture_output=True,
+                                        text=True, check=False).stdout.split()[0] or procs["nginx"].pid)
+        pids = {name: ngx_worker if name == "nginx" else procs["backend" if name == "direct" else name].pid
+                for name in ports}
         for name, port in ports.items():  # warm-up
-            wrk(port, args.conns, 1)
+            wrk(port, args.conns, 1, pids[name])
         for _ in range(args.runs):
             for name, port in ports.items():
                 if name == "direct":  # give the backend CPU 0 alone, like the proxies get
                     subprocess.run(["taskset", "-pc", "0", str(procs["backend"].pid)], capture_output=True,
                                    check=True)
-                results[name].append(wrk(port, args.conns, args.seconds))
-                moderate[name].append(wrk(port, args.moderate_conns, args.seconds))
+                results[name].append(wrk(port, args.conns, args.seconds, pids[name]))
+                moderate[name].append(wrk(port, args.moderate_conns, args.seconds, pids[name]))
                 if name == "direct":
                     subprocess.run(["taskset", "-pc", "1", str(procs["backend"].pid)], capture_output=True,
                                    check=True)
-        med = {k: [statistics.median(x[i] for x in v) for i in range(3)] for k, v in results.items()}
-        mod = {k: [statistics.median(x[i] for x in v) for i in range(3)] for k, v in moderate.items()}
+        med = {k: [statistics.median(x[i] for x in v) for i in range(4)] for k, v in results.items()}
+        mod = {k: [statistics.median(x[i] for x in v) for i in range(4)] for k, v in moderate.items()}
         ws = {}
         if n_ws > 0:
             ws["spacehost"] = ws_rss(procs["spacehost"].pid, pport, n_ws)
-            ngx_worker = int(subprocess.run(["pgrep", "-P", str(procs["nginx"].pid)], capture_output=True,
-                                            text=True, check=False).stdout.split()[0] or procs["nginx"].pid)
             ws["nginx"] = ws_rss(ngx_worker, nport, n_ws)
     finally:
         for p in procs.values():
@@ -314,16 +330,22 @@ def main() -> None:
     ratio = med["spacehost"][0] / med["nginx"][0]
     print(f"\nwrk -t1 -c{args.conns} -d{args.seconds}s keep-alive, 13-byte responses, 2 headers injected; "
           f"medians of {args.runs} runs; proxy alone on CPU 0, wrk + backend on CPU 1\n")
-    print(f"| target | req/s | p50 ms | p99 ms | moderate load (-c{args.moderate_conns}) p50 ms | p99 ms | added p99 vs direct |"
-          )
-    print("|---|---|---|---|---|---|---|")
-    for name in ("direct", "nginx", "spacehost", "bare splice"):
-        rps, p50, p99 = med[name]
-        _, m50, m99 = mod[name]
+    print(f"| target | req/s | CPU µs/req | p50 ms | p99 ms | moderate load (-c{args.moderate_conns}) p50 ms | p99 ms "
+          "| added p99 vs direct |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name in ROWS:
+        rps, p50, p99, cpu = med[name]
+        _, m50, m99, _ = mod[name]
         added = "—" if name == "direct" else f"+{m99 - mod['direct'][2]:.3f} ms"
-        print(f"| {name} | {rps:,.0f} | {p50:.2f} | {p99:.2f} | {m50:.3f} | {m99:.3f} | {added} |")
-    print(f"\n| spacehost / nginx throughput | {ratio:.2f}× | target ≥ 1.0× |")
-    print(f"| bare splice / nginx throughput (no parsing: the ceiling here) | "
+        print(f"| {name} | {rps:,.0f} | {cpu:.1f} | {p50:.2f} | {p99:.2f} | {m50:.3f} | {m99:.3f} | {added} |")
+    print("\n(CPU µs/req: user + system time of the process under test, per request: the proxy's own cost, even "
+          "where wrk and the backend on CPU 1 cap the throughput.)\n")
+    print("| ratio | measured | target |\n|---|---|---|")
+    print(f"| spacehost / nginx throughput | {ratio:.2f}× | ≥ 1.0× |")
+    print(f"| spacehost / nginx CPU per request | {med['spacehost'][3] / med['nginx'][3]:.2f}× | |")
+    print(f"| spacehost Python path only / nginx throughput | "
+          f"{med['spacehost, Python path only'][0] / med['nginx'][0]:.2f}× | |")
+    print(f"| bare splice / nginx throughput (Python callbacks, no parsing) | "
           f"{med['bare splice'][0] / med['nginx'][0]:.2f}× | |")
     print(f"| spacehost added p99 at -c{args.moderate_conns} | +{mod['spacehost'][2] - mod['direct'][2]:.3f} ms "
           f"| target ≤ +1 ms |")
@@ -334,8 +356,8 @@ def main() -> None:
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--serve-backend":
         serve_backend(int(sys.argv[2]))
-    elif len(sys.argv) > 3 and sys.argv[1] == "--serve-proxy":
-        serve_proxy(int(sys.argv[2]), int(sys.argv[3]))
+    elif len(sys.argv) > 4 and sys.argv[1] == "--serve-proxy":
+        serve_proxy(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "lane")
     elif len(sys.argv) > 3 and sys.argv[1] == "--serve-splice":
         serve_splice(int(sys.argv[2]), int(sys.argv[3]))
     else:

@@ -1,6 +1,8 @@
 """Client side of the splice: parse each request head with llhttp, decide, and either answer locally or
 relay to an upstream. Requests are handled in order (pipelined ones wait their turn); bodies stream through
-as they arrive, chunked bodies re-framed from llhttp's decoded chunks so nothing ambiguous reaches a Space."""
+as they arrive, chunked bodies re-framed from llhttp's decoded chunks so nothing ambiguous reaches a Space.
+The commonest exchange (a plain GET on a connection whose previous one was forwarded) is carried by the fast
+lane of the base class (`proxy.lane`); everything else, and whatever the lane hands over, is handled here."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from core.routes import Route, Upstream
 from proxy import auth, pages
 from proxy.decide import Action, Scan, decide, request_head, scan
 from proxy.exchange import RETRY_LIMIT, Exchange, Plan, hub_head, plain, space_head
+from proxy.lane import ClientBase
 from proxy.upstream import UpstreamConn
 
 if TYPE_CHECKING:
@@ -34,10 +37,10 @@ class HeadTooLarge(Exception):
     pass
 
 
-class ClientConn(asyncio.Protocol):
+class ClientConn(ClientBase, asyncio.Protocol):  # type: ignore[misc]
     def __init__(self, srv: ProxyServer, local_port: int, scheme: str) -> None:
         self.srv = srv
-        self.limits = srv.limits
+        self.limits = limits = srv.limits
         self.loop = asyncio.get_running_loop()
         self.local_port = local_port
         self.scheme = scheme
@@ -61,6 +64,17 @@ class ClientConn(asyncio.Protocol):
         self.fwd = b""
         self.added: tuple[str, str | None, bytes, float] | None = None  # (host, user, lines, re-mint after)
         self.plan: Plan | None = None  # the last plain request's decision, for the next one
+        # read by the fast lane (see proxy.lane)
+        self.lane_on = srv.fast_lane
+        self.keepalive_timeout = limits.keepalive_timeout
+        self.stream_idle_timeout = limits.stream_idle_timeout
+        self.pool_idle = limits.pool_idle
+        self.rl_rate = srv.rate_limit.rate if srv.rate_limit is not None else -1.0
+        self.rl_burst = srv.rate_limit.burst if srv.rate_limit is not None else 0.0
+        self.fx_up: UpstreamConn | None = None  # the lane's exchange in flight: its upstream, url, head, start
+        self.fx_url = b""
+        self.fx_head = b""
+        self.fx_start = 0.0
 
     # --- transport events -------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -70,9 +84,12 @@ class ClientConn(asyncio.Protocol):
         self.fwd = f"X-Forwarded-For: {self.ip}\r\nX-Forwarded-Proto: {self.scheme}\r\n".encode("latin-1")
         self.parser = httptools.HttpRequestParser(self)
         self.deadline = self.loop.time() + self.srv.limits.header_timeout
+        self.log_access = access_log.isEnabledFor(logging.INFO)
         self.srv.conns.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.fx_up is not None:
+            self._adopt()
         self.closing = True
         self.srv.conns.discard(self)
         up, self.up = self.up, None
@@ -86,7 +103,8 @@ class ClientConn(asyncio.Protocol):
             if ex.task is not None:
                 ex.task.cancel()
 
-    def data_received(self, data: bytes) -> None:
+    def _data_received(self, data: bytes) -> None:
+        """Every byte the fast lane does not carry (called by the base class's `data_received`)."""
         if self.spliced:
             assert self.up is not None and self.up.transport is not None
             self.up.transport.write(data)
@@ -126,6 +144,8 @@ class ClientConn(asyncio.Protocol):
 
     def timed_out(self) -> None:
         """Called by the server's sweeper once `deadline` passed."""
+        if self.fx_up is not None:
+            self._adopt()
         if self.in_head and not self.queue:
             self.transport.write(pages.error(408, "request head timeout"))
         self.closing = True
@@ -366,6 +386,31 @@ class ClientConn(asyncio.Protocol):
             if left <= 0:
                 return self._local(ex, pages.error(503, "the Space is waking up", retry_after=5, keep_alive=True))
             await self.srv.table_changed(left)
+
+    # --- the fast lane's exchanges -------------------------------------------------------------------
+    def _adopt(self) -> None:
+        """Take over the exchange the fast lane started (its request went upstream, nothing of its response
+        was consumed): from here on it is an ordinary exchange of this connection."""
+        up, plan = self.fx_up, self.plan
+        assert up is not None and plan is not None
+        self.fx_up = None
+        up.fast = False
+        ex = Exchange("GET", self.fx_url.decode("latin-1"), True, False, Scan(host=plan.host), self.fx_start)
+        ex.started = ex.complete = True
+        ex.space = plan.route.space_id
+        ex.sent = [self.fx_head]
+        self.cur = ex
+        self.queue.append(ex)
+        up.reused = True  # a kept connection: one resend if it turns out closed
+        up.attach(self, ex, plan.extra)
+        self.up = up
+        ex.sink = up.transport
+
+    def _log_fast(self, status: int) -> None:
+        """Access log line of an exchange the fast lane completed (only called while the log is enabled)."""
+        ms = (self.loop.time() - self.fx_start) * 1000
+        host = self.plan.host if self.plan is not None else ""
+        access_log.info("%s GET %s%s %d %.1fms", self.ip, host, self.fx_url.decode("latin-1"), status, ms)
 
     # --- completion ------------------------------------------------------------------------------------
     def _local(self, ex: Exchange, data: bytes, status: int | None = None) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
 
 
 @dataclass(frozen=True)
@@ -12,26 +11,26 @@ class RateLimit:
     burst: float = 400.0  # bucket size
 
 
-class Bucket(NamedTuple):  # a tuple: built once per request, a frozen dataclass costs twice as much
-    tokens: float
-    at: float
+Bucket = tuple[float, float]  # (tokens, at): a plain tuple, built once per request (also by proxy/_lane.c)
 
 
 def take(limit: RateLimit, bucket: Bucket | None, now: float) -> tuple[Bucket, bool]:
     """Spend one token; (new bucket, whether the request is allowed)."""
     if bucket is None:
-        return Bucket(limit.burst - 1, now), True
-    tokens = min(limit.burst, bucket.tokens + (now - bucket.at) * limit.rate)
+        return (limit.burst - 1, now), True
+    have, at = bucket
+    tokens = min(limit.burst, have + (now - at) * limit.rate)
     if tokens < 1:
-        return Bucket(tokens, now), False
-    return Bucket(tokens - 1, now), True
+        return (tokens, now), False
+    return (tokens - 1, now), True
 
 
 def retry_after(limit: RateLimit, bucket: Bucket) -> int:
     """Whole seconds until one token is back."""
-    return max(1, int((1 - bucket.tokens) / limit.rate + 0.999))
+    return max(1, int((1 - bucket[0]) / limit.rate + 0.999))
 
 
 def is_full(limit: RateLimit, bucket: Bucket, now: float) -> bool:
     """A full bucket carries no information and may be forgotten."""
-    return bucket.tokens + (now - bucket.at) * limit.rate >= limit.burst
+    tokens, at = bucket
+    return tokens + (now - at) * limit.rate >= limit.burst

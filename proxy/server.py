@@ -13,7 +13,7 @@ import httptools
 
 from core import iptoken
 from core.routes import Route, RouteTable
-from proxy import auth, pages, ratelimit
+from proxy import auth, lane, pages, ratelimit
 from proxy.connection import ClientConn
 from proxy.decide import Scan, embedding_headers, encode_headers
 from proxy.hooks import ProxyHooks
@@ -62,6 +62,7 @@ class ProxyServer:
         limits: Limits = Limits(),
         rate_limit: ratelimit.RateLimit | None = DEFAULT_RATE_LIMIT,
         drop_cookies: frozenset[str] = frozenset({"spacehost_session"}),
+        fast_lane: bool = True,
     ) -> None:
         self.hooks = hooks
         self.host, self.port, self.secret = host, port, secret
@@ -69,6 +70,7 @@ class ProxyServer:
         self.tls_config = tls
         self.direct_ports = direct_ports
         self.limits, self.rate_limit, self.drop_cookies = limits, rate_limit, drop_cookies
+        self.fast_lane = fast_lane and lane.COMPILED  # off: every request takes the Python path (tests compare)
         self._hub_origin = hub_origin
         self.pool = Pool(limits.connect_timeout)
         self.conns: set[ClientConn] = set()

@@ -6,7 +6,9 @@ lines inserted; the body is relayed as received (no re-framing, no buffering: SS
 while llhttp follows the framing only to learn where the response ends so the connection can be reused.
 Usually head and body go through llhttp in one call; HEAD replies, 1xx, 204 and 304 are parsed head first.
 A connection whose response ended cleanly goes back to its client connection (`park`), which reuses it for
-its next request to the same upstream, or to the pool."""
+its next request to the same upstream, or to the pool. A response to a request the fast lane sent
+(`fast`) is relayed by the base class (`proxy.lane`) when it comes whole, and handed to the client connection
+(`_adopt`) otherwise, before `_data_received` sees it."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 import httptools
 
 from core.routes import Upstream
+from proxy.lane import UpstreamBase
 
 if TYPE_CHECKING:
     from proxy.exchange import Exchange
@@ -34,28 +37,13 @@ class Client(Protocol):
     def response_done(self, ex: Exchange, close: bool) -> None: ...
     def upstream_failed(self, ex: Exchange, reused: bool, got_bytes: bool) -> None: ...
     def upgraded(self, up: UpstreamConn) -> None: ...
+    def _adopt(self) -> None: ...
 
 
-class UpstreamConn(asyncio.Protocol):
-    __slots__ = (
-        "client",
-        "complete",
-        "ex",
-        "extra",
-        "got_bytes",
-        "head_buf",
-        "head_only",
-        "idle_since",
-        "in_body",
-        "key",
-        "parser",
-        "pool",
-        "reusable",
-        "reused",
-        "spliced",
-        "status",
-        "transport",
-    )
+class UpstreamConn(UpstreamBase, asyncio.Protocol):  # type: ignore[misc]
+    # the base holds client, transport, key, idle_since, reusable and fast
+    __slots__ = ("complete", "ex", "extra", "got_bytes", "head_buf", "head_only", "in_body", "parser", "pool",
+                 "reused", "spliced", "status")
 
     def __init__(self, pool: Pool, key: Upstream) -> None:
         self.pool = pool
@@ -75,6 +63,7 @@ class UpstreamConn(asyncio.Protocol):
         self.idle_since = 0.0
         self.status = 0
         self.reusable = True
+        self.fast = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport
@@ -98,7 +87,8 @@ class UpstreamConn(asyncio.Protocol):
     def on_message_complete(self) -> None:
         self.complete = True
 
-    def data_received(self, data: bytes) -> None:
+    def _data_received(self, data: bytes) -> None:
+        """Every byte the fast lane does not relay (called by the base class's `data_received`)."""
         c = self.client
         if c is None or self.transport is None:
             self.reusable = False
@@ -221,6 +211,8 @@ class UpstreamConn(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.pool.discard(self)
+        if self.fast and self.client is not None:
+            self.client._adopt()
         c, ex = self.client, self.ex
         self.client = self.ex = None
         self.transport = None

@@ -1,0 +1,641 @@
+/* The proxy's fast lane: the common case of the data path, compiled.
+ *
+ * `ClientBase` and `UpstreamBase` are the base classes of `proxy.connection.ClientConn` and
+ * `proxy.upstream.UpstreamConn`. Their `data_received` handles exactly one shape of traffic itself:
+ *
+ *   an idle keep-alive client connection whose last plain request was forwarded (`plan`) and whose upstream
+ *   connection is kept (`pinned`) sends one whole `GET` head, HTTP/1.1, no body, no credentials, no
+ *   connection options, same Host; the Space answers with one whole response that has a Content-Length.
+ *
+ * That request is written upstream as the Python path would write it (same bytes: the kept header lines, then
+ * the plan's own lines), and that response is written to the client with the Space's header lines inserted.
+ * Anything else -- a byte this strict subset does not allow, a head split over two reads, a chunked or
+ * partial response, a 1xx/204/304, a rate-limited client -- goes to the Python path (`_data_received`)
+ * before anything is consumed; an exchange already started here is first handed over (`_adopt`), so the
+ * Python state machine owns every case but this one. Nothing here decides policy: it replays the decision
+ * the Python path made for the previous request (see `proxy.exchange.Plan` and `plain`).
+ *
+ * Grammar accepted (a subset of RFC 9112 that llhttp parses identically): tokens for methods and field names,
+ * field values of VCHAR/SP/HTAB (leading whitespace dropped, as llhttp does), CRLF line ends, origin-form targets
+ * of VCHAR without '#'.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <string.h>
+
+#define MAX_FAST_HEAD 16384
+#define MAX_FAST_HEADERS 100
+
+static PyObject *s_write, *s_time, *s_is_closing, *s_table, *s_buckets, *s_active, *s_note_activity,
+    *s_data_received_slow, *s_adopt, *s_log_fast, *s_host, *s_upstream, *s_added, *s_extra, *s_until, *s_route,
+    *s_space_id;
+static const char KEEP_ALIVE[] = "Connection: keep-alive\r\n\r\n";
+static char status_path[64];
+static Py_ssize_t status_path_len;
+
+/* RFC 9110 tchar */
+static unsigned char is_tchar[256];
+
+static void init_tables(void) {
+    const char *extra = "!#$%&'*+-.^_`|~";
+    for (int c = '0'; c <= '9'; c++) is_tchar[c] = 1;
+    for (int c = 'a'; c <= 'z'; c++) is_tchar[c] = 1;
+    for (int c = 'A'; c <= 'Z'; c++) is_tchar[c] = 1;
+    for (const char *p = extra; *p; p++) is_tchar[(unsigned char)*p] = 1;
+}
+
+static int name_is(const char *p, Py_ssize_t n, const char *lower) {
+    Py_ssize_t m = (Py_ssize_t)strlen(lower);
+    if (n != m) return 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (c >= 'A' && c <= 'Z') c = (char)(c + 32);
+        if (c != lower[i]) return 0;
+    }
+    return 1;
+}
+
+/* One header line at i (up to end): name, value (leading whitespace skipped), and the index after its CRLF; 0 if the line is
+ * outside the accepted grammar. */
+typedef struct {
+    const char *name;
+    Py_ssize_t name_len;
+    const char *value;
+    Py_ssize_t value_len;
+} Field;
+
+static Py_ssize_t parse_field(const char *buf, Py_ssize_t i, Py_ssize_t end, Field *f) {
+    Py_ssize_t start = i;
+    while (i < end && is_tchar[(unsigned char)buf[i]]) i++;
+    if (i == start || i >= end || buf[i] != ':') return 0;
+    f->name = buf + start;
+    f->name_len = i - start;
+    i++;
+    while (i < end && (buf[i] == ' ' || buf[i] == '\t')) i++;
+    Py_ssize_t vstart = i;
+    while (i < end) {
+        unsigned char c = (unsigned char)buf[i];
+        if (c == '\r') break;
+        if (!(c == '\t' || (c >= 0x20 && c < 0x7f))) return 0;
+        i++;
+    }
+    if (i + 1 >= end || buf[i] != '\r' || buf[i + 1] != '\n') return 0;
+    f->value = buf + vstart;
+    f->value_len = i - vstart;  /* llhttp keeps trailing whitespace: so does the Python path */
+    return i + 2;
+}
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Request side                                                                                            */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *transport, *srv, *loop, *parser, *queue, *pinned, *up, *plan, *ip;
+    PyObject *fx_up, *fx_url, *fx_head;
+    double fx_start, deadline, keepalive_timeout, stream_idle_timeout, pool_idle, rl_rate, rl_burst;
+    char closing, spliced, in_head, lane_on, log_access;
+    /* the plan's fields, borrowed from `cplan` (a frozen dataclass: they live as long as it does) */
+    PyObject *cplan, *c_table, *c_host, *c_upstream, *c_added, *c_extra, *c_space;
+    double c_until;
+} ClientBase;
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *client, *transport, *key;
+    double idle_since;
+    char reusable, fast;
+} UpstreamBase;
+
+static PyTypeObject UpstreamBaseType;
+
+static int load_plan(ClientBase *self, PyObject *plan) {
+    if (self->cplan == plan) return 0;
+    Py_CLEAR(self->cplan);
+    PyObject *table = PyObject_GetAttr(plan, s_table);
+    PyObject *host = PyObject_GetAttr(plan, s_host);
+    PyObject *upstream = PyObject_GetAttr(plan, s_upstream);
+    PyObject *added = PyObject_GetAttr(plan, s_added);
+    PyObject *extra = PyObject_GetAttr(plan, s_extra);
+    PyObject *until = PyObject_GetAttr(plan, s_until);
+    PyObject *route = PyObject_GetAttr(plan, s_route);
+    PyObject *space = route ? PyObject_GetAttr(route, s_space_id) : NULL;
+    int ok = table && host && upstream && added && extra && until && space && PyUnicode_Check(host) &&
+             PyBytes_Check(added) && PyBytes_Check(extra) && PyFloat_Check(until) && PyUnicode_Check(space);
+    if (ok) {
+        self->cplan = Py_NewRef(plan);
+        self->c_table = table, self->c_host = host, self->c_upstream = upstream, self->c_added = added;
+        self->c_extra = extra, self->c_space = space, self->c_until = PyFloat_AS_DOUBLE(until);
+    }
+    /* the plan holds every one of them: keep borrowed pointers only */
+    Py_XDECREF(table); Py_XDECREF(host); Py_XDECREF(upstream); Py_XDECREF(added); Py_XDECREF(extra);
+    Py_XDECREF(until); Py_XDECREF(route); Py_XDECREF(space);
+    if (!ok) {
+        PyErr_Clear();
+        return -1;
+    }
+    return 0;
+}
+
+static double loop_time(PyObject *loop) {
+    PyObject *t = PyObject_CallMethodNoArgs(loop, s_time);
+    if (t == NULL) return -1.0;
+    double now = PyFloat_AsDouble(t);
+    Py_DECREF(t);
+    return now;
+}
+
+/* Whether a latin-1 str equals the bytes [p, p+n). */
+static int str_equals(PyObject *s, const char *p, Py_ssize_t n) {
+    if (PyUnicode_KIND(s) != PyUnicode_1BYTE_KIND || PyUnicode_GET_LENGTH(s) != n) return 0;
+    return memcmp(PyUnicode_1BYTE_DATA(s), p, (size_t)n) == 0;
+}
+
+/* The token bucket of `proxy.ratelimit.take` for this client's IP: 1 if a token was spent, 0 if the bucket
+ * is empty (nothing changed: the Python path answers the 429), -1 on error. */
+static int take_token(ClientBase *self, double now) {
+    PyObject *buckets = PyObject_GetAttr(self->srv, s_buckets);
+    if (buckets == NULL) return -1;
+    if (!PyDict_Check(buckets)) {
+        Py_DECREF(buckets);
+        return 0;
+    }
+    double tokens;
+    PyObject *b = PyDict_GetItemWithError(buckets, self->ip);
+    if (b != NULL && PyTuple_Check(b) && PyTuple_GET_SIZE(b) == 2) {
+        double have = PyFloat_AsDouble(PyTuple_GET_ITEM(b, 0)), at = PyFloat_AsDouble(PyTuple_GET_ITEM(b, 1));
+        tokens = have + (now - at) * self->rl_rate;
+        if (tokens > self->rl_burst) tokens = self->rl_burst;
+    } else if (b == NULL && !PyErr_Occurred()) {
+        tokens = self->rl_burst;
+    } else {
+        Py_DECREF(buckets);
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    if (PyErr_Occurred() || tokens < 1) {
+        Py_DECREF(buckets);
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    PyObject *nb = Py_BuildValue("(dd)", tokens - 1, now);
+    int rc = nb ? PyDict_SetItem(buckets, self->ip, nb) : -1;
+    Py_XDECREF(nb);
+    Py_DECREF(buckets);
+    return rc < 0 ? -1 : 1;
+}
+
+static int note_activity(ClientBase *self, double now) {
+    PyObject *active = PyObject_GetAttr(self->srv, s_active);
+    if (active == NULL) return -1;
+    PyObject *last = PyDict_Check(active) ? PyDict_GetItemWithError(active, self->c_space) : NULL;
+    int due = last == NULL || !PyFloat_Check(last) || now - PyFloat_AS_DOUBLE(last) >= 1.0;
+    Py_DECREF(active);
+    if (PyErr_Occurred()) return -1;
+    if (!due) return 0;
+    PyObject *nowf = PyFloat_FromDouble(now);
+    if (nowf == NULL) return -1;
+    PyObject *r = PyObject_CallMethodObjArgs(self->srv, s_note_activity, self->c_space, nowf, NULL);
+    Py_DECREF(nowf);
+    if (r == NULL) return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* What a request header means to the lane: the Python path's `proxy.decide._STRIP` and `scan`. A header in
+ * neither list is forwarded as sent. */
+typedef enum { HOST, DROP, OTHER_PATH } Rule;
+typedef struct {
+    const char *name;
+    Rule rule;
+    Py_ssize_t len;  /* set by init_rules */
+} NameRule;
+static NameRule REQUEST_RULES[] = {
+    {"host", HOST},
+    /* hop-by-hop, or set by the proxy itself: never forwarded */
+    {"keep-alive", DROP}, {"proxy-connection", DROP}, {"te", DROP}, {"proxy-authorization", DROP},
+    {"x-forwarded-for", DROP}, {"x-forwarded-proto", DROP}, {"x-forwarded-host", DROP},
+    {"x-forwarded-port", DROP}, {"forwarded", DROP}, {"x-real-ip", DROP}, {"x-ip-token", DROP},
+    /* credentials, a body, connection options, probes: decided by the Python path */
+    {"authorization", OTHER_PATH}, {"x-hf-authorization", OTHER_PATH}, {"cookie", OTHER_PATH},
+    {"upgrade", OTHER_PATH}, {"connection", OTHER_PATH}, {"content-length", OTHER_PATH},
+    {"transfer-encoding", OTHER_PATH}, {"expect", OTHER_PATH}, {"x-spacehost-probe", OTHER_PATH},
+    {NULL, HOST},
+};
+
+static void init_rules(void) {
+    for (NameRule *r = REQUEST_RULES; r->name; r++) r->len = (Py_ssize_t)strlen(r->name);
+}
+
+/* Parse `data` as one whole fast-lane request and build the head for the Space. Returns a new bytes object,
+ * Py_None (borrowed: not this lane's) or NULL with an exception set. `url` gets a new reference on success. */
+static PyObject *build_request(ClientBase *self, const char *buf, Py_ssize_t n, PyObject **url) {
+    if (n > MAX_FAST_HEAD || n < 18 || memcmp(buf, "GET /", 5) != 0) return Py_None;
+    if (memcmp(buf + n - 4, "\r\n\r\n", 4) != 0) return Py_None;
+    Py_ssize_t i = 4;
+    while (i < n) {
+        unsigned char c = (unsigned char)buf[i];
+        if (c == ' ') break;
+        if (c <= 0x20 || c >= 0x7f || c == '#') return Py_None;
+        i++;
+    }
+    Py_ssize_t url_end = i;
+    if (status_path_len && url_end - 4 >= status_path_len && memcmp(buf + 4, status_path, status_path_len) == 0)
+        return Py_None;
+    for (Py_ssize_t k = 4; k + 6 <= url_end; k++)
+        if (buf[k] == '_' && memcmp(buf + k, "__sign", 6) == 0) return Py_None;
+    if (n - i < 11 || memcmp(buf + i, " HTTP/1.1\r\n", 11) != 0) return Py_None;
+    i += 11;
+    Field fields[MAX_FAST_HEADERS];
+    char keep[MAX_FAST_HEADERS];
+    int count = 0, host_seen = 0;
+    Py_ssize_t out_len = url_end + 11;  /* "GET " + url + " HTTP/1.1\r\n" */
+    Py_ssize_t end = n - 2;  /* the final CRLF */
+    while (i < end) {
+        if (count == MAX_FAST_HEADERS) return Py_None;
+        Field *f = &fields[count];
+        Py_ssize_t next = parse_field(buf, i, end, f);
+        if (next == 0) return Py_None;
+        i = next;
+        int k = 1;
+        for (const NameRule *r = REQUEST_RULES; r->name; r++) {
+            if (r->len != f->name_len || !name_is(f->name, f->name_len, r->name)) continue;
+            if (r->rule == OTHER_PATH) return Py_None;
+            if (r->rule == DROP) k = 0;
+            else if (host_seen++ || !str_equals(self->c_host, f->value, f->value_len)) return Py_None;  /* HOST */
+            break;
+        }
+        keep[count++] = (char)k;
+        if (k) out_len += f->name_len + 2 + f->value_len + 2;
+    }
+    if (i != end || !host_seen) return Py_None;
+    Py_ssize_t added_len = PyBytes_GET_SIZE(self->c_added);
+    out_len += added_len + (Py_ssize_t)(sizeof(KEEP_ALIVE) - 1);
+    PyObject *head = PyBytes_FromStringAndSize(NULL, out_len);
+    if (head == NULL) return NULL;
+    char *o = PyBytes_AS_STRING(head);
+    memcpy(o, buf, (size_t)url_end), o += url_end;
+    memcpy(o, " HTTP/1.1\r\n", 11), o += 11;
+    for (int k = 0; k < count; k++) {
+        if (!keep[k]) continue;
+        Field *f = &fields[k];
+        memcpy(o, f->name, (size_t)f->name_len), o += f->name_len;
+        *o++ = ':', *o++ = ' ';
+        memcpy(o, f->value, (size_t)f->value_len), o += f->value_len;
+        *o++ = '\r', *o++ = '\n';
+    }
+    memcpy(o, PyBytes_AS_STRING(self->c_added), (size_t)added_len), o += added_len;
+    memcpy(o, KEEP_ALIVE, sizeof(KEEP_ALIVE) - 1);
+    *url = PyBytes_FromStringAndSize(buf + 4, url_end - 4);
+    if (*url == NULL) {
+        Py_DECREF(head);
+        return NULL;
+    }
+    return head;
+}
+
+static PyObject *slow(PyObject *self, PyObject *data) {
+    return PyObject_CallMethodOneArg(self, s_data_received_slow, data);
+}
+
+/* 1 if the kept upstream connection may carry the next request, 0 if not, -1 on error */
+static int pinned_usable(ClientBase *self, double now) {
+    PyObject *pinned = self->pinned;
+    if (pinned == NULL || pinned == Py_None || !PyObject_TypeCheck(pinned, &UpstreamBaseType)) return 0;
+    UpstreamBase *up = (UpstreamBase *)pinned;
+    if (up->transport == NULL || up->transport == Py_None || !up->reusable || up->fast) return 0;
+    if (now - up->idle_since > self->pool_idle) return 0;
+    int same = PyObject_RichCompareBool(up->key, self->c_upstream, Py_EQ);  /* equal after a table swap */
+    if (same <= 0) return same;
+    PyObject *closing = PyObject_CallMethodNoArgs(up->transport, s_is_closing);
+    if (closing == NULL) return -1;
+    int r = closing == Py_False;
+    Py_DECREF(closing);
+    return r;
+}
+
+static PyObject *client_data_received(ClientBase *self, PyObject *data) {
+    if (!self->lane_on || self->closing || self->spliced || self->in_head || !PyBytes_CheckExact(data) ||
+        self->parser == NULL || self->parser == Py_None || self->plan == NULL || self->plan == Py_None ||
+        self->pinned == NULL || self->pinned == Py_None || self->transport == NULL)
+        goto take_slow;
+    if (self->fx_up != NULL && self->fx_up != Py_None) {  /* more bytes while an exchange is in flight */
+        PyObject *r = PyObject_CallMethodNoArgs((PyObject *)self, s_adopt);
+        if (r == NULL) return NULL;
+        Py_DECREF(r);
+        goto take_slow;
+    }
+    if (self->queue == NULL || PyObject_Length(self->queue) != 0) {
+        PyErr_Clear();
+        goto take_slow;
+    }
+    if (load_plan(self, self->plan) < 0) goto take_slow;
+    double now = loop_time(self->loop);
+    if (now < 0 && PyErr_Occurred()) return NULL;
+    if (now >= self->c_until) goto take_slow;
+    PyObject *table = PyObject_GetAttr(self->srv, s_table);
+    if (table == NULL) return NULL;
+    Py_DECREF(table);
+    if (table != self->c_table) goto take_slow;
+    int usable = pinned_usable(self, now);
+    if (usable < 0) return NULL;
+    if (!usable) goto take_slow;
+    PyObject *url = NULL;
+    PyObject *head = build_request(self, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), &url);
+    if (head == NULL) return NULL;
+    if (head == Py_None) goto take_slow;
+    if (self->rl_rate >= 0) {
+        int ok = take_token(self, now);
+        if (ok <= 0) {
+            Py_DECREF(head); Py_DECREF(url);
+            if (ok < 0) return NULL;
+            goto take_slow;  /* the Python path answers 429 */
+        }
+    }
+    if (note_activity(self, now) < 0) {
+        Py_DECREF(head); Py_DECREF(url);
+        return NULL;
+    }
+    UpstreamBase *up = (UpstreamBase *)self->pinned;  /* steal the reference: it moves to fx_up */
+    self->pinned = Py_NewRef(Py_None);
+    Py_XSETREF(self->fx_up, (PyObject *)up);
+    Py_XSETREF(self->up, Py_NewRef((PyObject *)up));
+    Py_XSETREF(up->client, Py_NewRef((PyObject *)self));
+    up->fast = 1;
+    Py_XSETREF(self->fx_url, url);
+    Py_XSETREF(self->fx_head, Py_NewRef(head));
+    self->fx_start = now;
+    self->deadline = now + self->stream_idle_timeout;
+    PyObject *r = PyObject_CallMethodOneArg(up->transport, s_write, head);
+    Py_DECREF(head);
+    if (r == NULL) return NULL;
+    Py_DECREF(r);
+    Py_RETURN_NONE;
+take_slow:
+    return slow((PyObject *)self, data);
+}
+
+static int client_traverse(ClientBase *self, visitproc visit, void *arg) {
+    Py_VISIT(self->transport); Py_VISIT(self->srv); Py_VISIT(self->loop); Py_VISIT(self->parser);
+    Py_VISIT(self->queue); Py_VISIT(self->pinned); Py_VISIT(self->up); Py_VISIT(self->plan); Py_VISIT(self->ip);
+    Py_VISIT(self->fx_up); Py_VISIT(self->fx_url); Py_VISIT(self->fx_head); Py_VISIT(self->cplan);
+    return 0;
+}
+
+static int client_clear(ClientBase *self) {
+    Py_CLEAR(self->transport); Py_CLEAR(self->srv); Py_CLEAR(self->loop); Py_CLEAR(self->parser);
+    Py_CLEAR(self->queue); Py_CLEAR(self->pinned); Py_CLEAR(self->up); Py_CLEAR(self->plan); Py_CLEAR(self->ip);
+    Py_CLEAR(self->fx_up); Py_CLEAR(self->fx_url); Py_CLEAR(self->fx_head); Py_CLEAR(self->cplan);
+    return 0;
+}
+
+static void client_dealloc(ClientBase *self) {
+    PyObject_GC_UnTrack(self);
+    client_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+#define OBJ(name) {#name, T_OBJECT, offsetof(ClientBase, name), 0, NULL}
+#define DBL(name) {#name, T_DOUBLE, offsetof(ClientBase, name), 0, NULL}
+#define BOOL(name) {#name, T_BOOL, offsetof(ClientBase, name), 0, NULL}
+static PyMemberDef client_members[] = {
+    OBJ(transport), OBJ(srv), OBJ(loop), OBJ(parser), OBJ(queue), OBJ(pinned), OBJ(up), OBJ(plan), OBJ(ip),
+    OBJ(fx_up), OBJ(fx_url), OBJ(fx_head),
+    DBL(fx_start), DBL(deadline), DBL(keepalive_timeout), DBL(stream_idle_timeout), DBL(pool_idle), DBL(rl_rate),
+    DBL(rl_burst),
+    BOOL(closing), BOOL(spliced), BOOL(in_head), BOOL(lane_on), BOOL(log_access),
+    {NULL, 0, 0, 0, NULL},
+};
+#undef OBJ
+#undef DBL
+#undef BOOL
+
+static PyMethodDef client_methods[] = {
+    {"data_received", (PyCFunction)client_data_received, METH_O,
+     "Forward a fast-lane request, or hand the bytes to `_data_received`."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject ClientBaseType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "proxy._lane.ClientBase",
+    .tp_basicsize = sizeof(ClientBase),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Client connection state the fast lane reads, and its data_received.",
+    .tp_traverse = (traverseproc)client_traverse,
+    .tp_clear = (inquiry)client_clear,
+    .tp_dealloc = (destructor)client_dealloc,
+    .tp_members = client_members,
+    .tp_methods = client_methods,
+    .tp_new = PyType_GenericNew,
+};
+
+/* ------------------------------------------------------------------------------------------------------ */
+/* Response side                                                                                           */
+
+/* Whether `data` is one whole response of the accepted shape: sets the offset of the head's final CRLF. */
+static int whole_response(const char *buf, Py_ssize_t n, Py_ssize_t *final_crlf, int *status) {
+    if (n < 19 || memcmp(buf, "HTTP/1.1 ", 9) != 0) return 0;
+    for (int k = 9; k < 12; k++)
+        if (buf[k] < '0' || buf[k] > '9') return 0;
+    int code = (buf[9] - '0') * 100 + (buf[10] - '0') * 10 + (buf[11] - '0');
+    if (code < 200 || code > 599 || code == 204 || code == 304 || buf[12] != ' ') return 0;
+    Py_ssize_t i = 13;
+    while (i < n && buf[i] != '\r') {
+        unsigned char c = (unsigned char)buf[i];
+        if (!(c == '\t' || (c >= 0x20 && c < 0x7f))) return 0;
+        i++;
+    }
+    if (i + 1 >= n || buf[i + 1] != '\n') return 0;
+    i += 2;
+    long long length = -1;
+    Py_ssize_t limit = n < MAX_FAST_HEAD ? n : MAX_FAST_HEAD;
+    int count = 0;
+    while (1) {
+        if (i + 1 >= limit) return 0;
+        if (buf[i] == '\r') {
+            if (buf[i + 1] != '\n') return 0;
+            break;
+        }
+        if (++count > MAX_FAST_HEADERS) return 0;
+        Field f;
+        Py_ssize_t next = parse_field(buf, i, limit, &f);
+        if (next == 0) return 0;
+        if (f.name_len == 14 && name_is(f.name, f.name_len, "content-length")) {
+            if (length >= 0 || f.value_len == 0 || f.value_len > 15) return 0;
+            length = 0;
+            for (Py_ssize_t k = 0; k < f.value_len; k++) {
+                if (f.value[k] < '0' || f.value[k] > '9') return 0;
+                length = length * 10 + (f.value[k] - '0');
+            }
+        } else if ((f.name_len == 17 && name_is(f.name, f.name_len, "transfer-encoding")) ||
+                   (f.name_len == 10 && name_is(f.name, f.name_len, "connection"))) {
+            return 0;
+        }
+        i = next;
+    }
+    if (length < 0 || n - (i + 2) != length) return 0;
+    *final_crlf = i;
+    *status = code;
+    return 1;
+}
+
+static PyObject *upstream_slow(PyObject *self, PyObject *client, PyObject *data) {
+    PyObject *r = PyObject_CallMethodNoArgs(client, s_adopt);
+    if (r == NULL) return NULL;
+    Py_DECREF(r);
+    return slow(self, data);
+}
+
+static PyObject *upstream_data_received(UpstreamBase *self, PyObject *data) {
+    if (!self->fast) return slow((PyObject *)self, data);
+    PyObject *cobj = self->client;
+    if (cobj == NULL || !PyObject_TypeCheck(cobj, &ClientBaseType) || !PyBytes_CheckExact(data)) {
+        self->fast = 0;  /* cannot happen: a fast exchange always has its client */
+        return slow((PyObject *)self, data);
+    }
+    ClientBase *c = (ClientBase *)cobj;
+    Py_INCREF(cobj);  /* the handover below may drop self->client */
+    PyObject *result = NULL;
+    Py_ssize_t crlf;
+    int status;
+    const char *buf = PyBytes_AS_STRING(data);
+    Py_ssize_t n = PyBytes_GET_SIZE(data);
+    if (c->closing || c->cplan == NULL || c->transport == NULL || (PyObject *)self != c->fx_up ||
+        !whole_response(buf, n, &crlf, &status)) {
+        result = upstream_slow((PyObject *)self, cobj, data);
+        goto done;
+    }
+    PyObject *out;
+    Py_ssize_t extra_len = PyBytes_GET_SIZE(c->c_extra);
+    if (extra_len) {
+        out = PyBytes_FromStringAndSize(NULL, n + extra_len);
+        if (out == NULL) goto done;
+        char *o = PyBytes_AS_STRING(out);
+        memcpy(o, buf, (size_t)crlf);
+        memcpy(o + crlf, PyBytes_AS_STRING(c->c_extra), (size_t)extra_len);
+        memcpy(o + crlf + extra_len, buf + crlf, (size_t)(n - crlf));
+    } else {
+        out = Py_NewRef(data);
+    }
+    double now = loop_time(c->loop);
+    if (now < 0 && PyErr_Occurred()) {
+        Py_DECREF(out);
+        goto done;
+    }
+    /* the exchange is over before the write: a write that fails closes the client, which finds it idle */
+    self->fast = 0;
+    self->idle_since = now;
+    Py_CLEAR(self->client);
+    Py_XSETREF(c->up, Py_NewRef(Py_None));
+    Py_XSETREF(c->pinned, c->fx_up);  /* the reference fx_up held */
+    c->fx_up = Py_NewRef(Py_None);
+    c->deadline = now + c->keepalive_timeout;
+    PyObject *r = PyObject_CallMethodOneArg(c->transport, s_write, out);
+    Py_DECREF(out);
+    if (r == NULL) goto done;
+    Py_DECREF(r);
+    if (c->log_access) {
+        PyObject *st = PyLong_FromLong(status);
+        if (st == NULL) goto done;
+        r = PyObject_CallMethodOneArg(cobj, s_log_fast, st);
+        Py_DECREF(st);
+        if (r == NULL) goto done;
+        Py_DECREF(r);
+    }
+    result = Py_NewRef(Py_None);
+done:
+    Py_DECREF(cobj);
+    return result;
+}
+
+static int upstream_traverse(UpstreamBase *self, visitproc visit, void *arg) {
+    Py_VISIT(self->client); Py_VISIT(self->transport); Py_VISIT(self->key);
+    return 0;
+}
+
+static int upstream_clear(UpstreamBase *self) {
+    Py_CLEAR(self->client); Py_CLEAR(self->transport); Py_CLEAR(self->key);
+    return 0;
+}
+
+static void upstream_dealloc(UpstreamBase *self) {
+    PyObject_GC_UnTrack(self);
+    upstream_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMemberDef upstream_members[] = {
+    {"client", T_OBJECT, offsetof(UpstreamBase, client), 0, NULL},
+    {"transport", T_OBJECT, offsetof(UpstreamBase, transport), 0, NULL},
+    {"key", T_OBJECT, offsetof(UpstreamBase, key), 0, NULL},
+    {"idle_since", T_DOUBLE, offsetof(UpstreamBase, idle_since), 0, NULL},
+    {"reusable", T_BOOL, offsetof(UpstreamBase, reusable), 0, NULL},
+    {"fast", T_BOOL, offsetof(UpstreamBase, fast), 0, NULL},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyMethodDef upstream_methods[] = {
+    {"data_received", (PyCFunction)upstream_data_received, METH_O,
+     "Relay a fast-lane response, or hand the bytes to `_data_received`."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject UpstreamBaseType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "proxy._lane.UpstreamBase",
+    .tp_basicsize = sizeof(UpstreamBase),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Upstream connection state the fast lane reads, and its data_received.",
+    .tp_traverse = (traverseproc)upstream_traverse,
+    .tp_clear = (inquiry)upstream_clear,
+    .tp_dealloc = (destructor)upstream_dealloc,
+    .tp_members = upstream_members,
+    .tp_methods = upstream_methods,
+    .tp_new = PyType_GenericNew,
+};
+
+/* ------------------------------------------------------------------------------------------------------ */
+
+static PyObject *set_status_path(PyObject *mod, PyObject *arg) {
+    (void)mod;
+    Py_ssize_t n;
+    const char *p = PyUnicode_AsUTF8AndSize(arg, &n);
+    if (p == NULL) return NULL;
+    if (n >= (Py_ssize_t)sizeof(status_path)) {
+        PyErr_SetString(PyExc_ValueError, "status path too long");
+        return NULL;
+    }
+    memcpy(status_path, p, (size_t)n);
+    status_path_len = n;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"set_status_path", set_status_path, METH_O, "The proxy's own path: its requests never take the lane."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef lane_module = {
+    PyModuleDef_HEAD_INIT, "proxy._lane", "The proxy's fast lane (see proxy/_lane.c).", -1, module_methods,
+};
+
+PyMODINIT_FUNC PyInit__lane(void) {
+    init_tables();
+    init_rules();
+#define INTERN(var, text) if ((var = PyUnicode_InternFromString(text)) == NULL) return NULL
+    INTERN(s_write, "write"); INTERN(s_time, "time"); INTERN(s_is_closing, "is_closing");
+    INTERN(s_table, "table"); INTERN(s_buckets, "buckets"); INTERN(s_active, "_active");
+    INTERN(s_note_activity, "note_activity"); INTERN(s_data_received_slow, "_data_received");
+    INTERN(s_adopt, "_adopt"); INTERN(s_log_fast, "_log_fast"); INTERN(s_host, "host");
+    INTERN(s_upstream, "upstream"); INTERN(s_added, "added"); INTERN(s_extra, "extra");
+    INTERN(s_until, "until"); INTERN(s_route, "route"); INTERN(s_space_id, "space_id");
+#undef INTERN
+    if (PyType_Ready(&ClientBaseType) < 0 || PyType_Ready(&UpstreamBaseType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&lane_module);
+    if (m == NULL) return NULL;
+    if (PyModule_AddObjectRef(m, "ClientBase", (PyObject *)&ClientBaseType) < 0 ||
+        PyModule_AddObjectRef(m, "UpstreamBase", (PyObject *)&UpstreamBaseType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

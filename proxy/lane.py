@@ -1,0 +1,46 @@
+"""The fast lane's base classes: compiled (`proxy/_lane.c`, built by `pip install`) or, where no C compiler
+was at hand, plain Python ones that send every byte down the Python path. Either way `ClientConn` and
+`UpstreamConn` define `_data_received` (the full state machine) and the base's `data_received` decides.
+
+The compiled lane carries one shape of traffic by itself (a whole plain GET to the upstream connection the
+client already holds, answered by a whole Content-Length response) and replays the decision the Python path
+made for that connection's previous request; `COMPILED` says which one is in use."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from proxy.pages import STATUS_PATH
+
+try:
+    from proxy import _lane  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover - exercised only where the extension could not be built
+    _lane = None
+
+COMPILED = _lane is not None
+
+
+class _PyClientBase:
+    """Fields the compiled lane keeps in C, as plain attributes; every byte takes the Python path."""
+
+    fx_up: Any = None  # the upstream connection of the lane's exchange in flight (never set here)
+    lane_on = False
+
+    def data_received(self, data: bytes) -> None:
+        self._data_received(data)  # type: ignore[attr-defined]
+
+
+class _PyUpstreamBase:
+    __slots__ = ("client", "fast", "idle_since", "key", "reusable", "transport")
+
+    def data_received(self, data: bytes) -> None:
+        self._data_received(data)  # type: ignore[attr-defined]
+
+
+if _lane is not None:
+    _lane.set_status_path(STATUS_PATH)
+    ClientBase: type = _lane.ClientBase
+    UpstreamBase: type = _lane.UpstreamBase
+else:  # pragma: no cover
+    ClientBase = _PyClientBase
+    UpstreamBase = _PyUpstreamBase
