@@ -211,6 +211,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def cpu_group(share: float) -> Path | None:
+    """A cgroup v1 CPU group allowed `share` of one core, or None where none can be made."""
+    root = Path("/sys/fs/cgroup/cpu")
+    try:
+        group = root / f"spacehost-bench-{os.getpid()}"
+        group.mkdir()
+        (group / "cpu.cfs_period_us").write_text("10000")
+        (group / "cpu.cfs_quota_us").write_text(str(int(10000 * share)))
+        return group
+    except OSError:
+        return None
+
+
 def wrk(port: int, conns: int, seconds: int, pid: int) -> tuple[float, float, float, float]:
     """(requests/s, p50 ms, p99 ms, CPU µs per request of `pid`, the process under test)."""
     cpu = cpu_seconds(pid)
@@ -274,6 +287,8 @@ def main() -> None:
     ap.add_argument("--conns", type=int, default=64)
     ap.add_argument("--moderate-conns", type=int, default=4)
     ap.add_argument("--websockets", type=int, default=10_000)
+    ap.add_argument("--cpu-share", type=float, default=0.5,
+                    help="also measure each proxy held to this share of one core (cgroup v1 CPU quota); 0: skip")
     args = ap.parse_args()
     raise_nofile()
     # the proxy holds two descriptors per WebSocket (client and upstream side)
@@ -284,6 +299,7 @@ def main() -> None:
     (prefix / "nginx.conf").write_text(NGINX_CONF.format(prefix=prefix, backend=bport, port=nport, host=HOST,
                                                          headers=headers))
     procs: dict[str, subprocess.Popen[bytes]] = {}
+    group: Path | None = None
     try:
         procs["backend"] = start([PY, ME, "--serve-backend", str(bport)], "1")
         wait_port(bport)
@@ -317,6 +333,17 @@ def main() -> None:
                                    check=True)
         med = {k: [statistics.median(x[i] for x in v) for i in range(4)] for k, v in results.items()}
         mod = {k: [statistics.median(x[i] for x in v) for i in range(4)] for k, v in moderate.items()}
+        capped: dict[str, list[float]] = {}
+        group = cpu_group(args.cpu_share) if args.cpu_share > 0 else None
+        if group is not None:
+            proxies = [name for name in ports if name != "direct"]
+            for name in proxies:
+                (group / "cgroup.procs").write_text(str(pids[name]))
+            runs: dict[str, list[tuple[float, ...]]] = {name: [] for name in proxies}
+            for _ in range(args.runs):
+                for name in proxies:
+                    runs[name].append(wrk(ports[name], args.conns, args.seconds, pids[name]))
+            capped = {k: [statistics.median(x[i] for x in v) for i in range(4)] for k, v in runs.items()}
         ws = {}
         if n_ws > 0:
             ws["spacehost"] = ws_rss(procs["spacehost"].pid, pport, n_ws)
@@ -327,6 +354,9 @@ def main() -> None:
         for p in procs.values():
             p.wait(10)
         shutil.rmtree(prefix, ignore_errors=True)
+        if group is not None:
+            time.sleep(0.2)
+            group.rmdir()
     ratio = med["spacehost"][0] / med["nginx"][0]
     print(f"\nwrk -t1 -c{args.conns} -d{args.seconds}s keep-alive, 13-byte responses, 2 headers injected; "
           f"medians of {args.runs} runs; proxy alone on CPU 0, wrk + backend on CPU 1\n")
@@ -349,6 +379,16 @@ def main() -> None:
           f"{med['bare splice'][0] / med['nginx'][0]:.2f}× | |")
     print(f"| spacehost added p99 at -c{args.moderate_conns} | +{mod['spacehost'][2] - mod['direct'][2]:.3f} ms "
           f"| target ≤ +1 ms |")
+    if capped:
+        print(f"\nEach proxy held to {args.cpu_share:.0%} of CPU 0 (a cgroup CPU quota, 10 ms period): the proxy, "
+              f"not the client, is the bottleneck. wrk -c{args.conns}, medians of {args.runs} runs.\n")
+        print("| proxy | req/s | CPU µs/req |\n|---|---|---|")
+        for name, (rps, _, _, cpu) in capped.items():
+            print(f"| {name} | {rps:,.0f} | {cpu:.1f} |")
+        print(f"\n| spacehost / nginx throughput, CPU-bound | {capped['spacehost'][0] / capped['nginx'][0]:.2f}× "
+              "| ≥ 1.0× |")
+    elif args.cpu_share > 0:
+        print("\n(no CPU-bound table: cgroup v1 cpu controller not writable here)")
     for name, (base, per) in ws.items():
         print(f"| {name}: RSS per idle WebSocket ({n_ws:,} held; base {base:.0f} MiB) | {per:.1f} KiB | |")
 

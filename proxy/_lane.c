@@ -202,7 +202,7 @@ static int note_activity(ClientBase *self, double now) {
 
 /* What a request header means to the lane: the Python path's `proxy.decide._STRIP` and `scan`. A header in
  * neither list is forwarded as sent. */
-typedef enum { HOST, DROP, OTHER_PATH } Rule;
+typedef enum { HOST, DROP, KEEP_ALIVE_ONLY, OTHER_PATH } Rule;
 typedef struct {
     const char *name;
     Rule rule;
@@ -216,7 +216,8 @@ static NameRule REQUEST_RULES[] = {
     {"x-forwarded-port", DROP}, {"forwarded", DROP}, {"x-real-ip", DROP}, {"x-ip-token", DROP},
     /* credentials, a body, connection options, probes: decided by the Python path */
     {"authorization", OTHER_PATH}, {"x-hf-authorization", OTHER_PATH}, {"cookie", OTHER_PATH},
-    {"upgrade", OTHER_PATH}, {"connection", OTHER_PATH}, {"content-length", OTHER_PATH},
+    {"connection", KEEP_ALIVE_ONLY},  /* what browsers and most clients send: the lane's own default */
+    {"upgrade", OTHER_PATH}, {"content-length", OTHER_PATH},
     {"transfer-encoding", OTHER_PATH}, {"expect", OTHER_PATH}, {"x-spacehost-probe", OTHER_PATH},
     {NULL, HOST},
 };
@@ -260,7 +261,10 @@ static PyObject *build_request(ClientBase *self, const char *buf, Py_ssize_t n, 
             if (r->len != f->name_len || !name_is(f->name, f->name_len, r->name)) continue;
             if (r->rule == OTHER_PATH) return Py_None;
             if (r->rule == DROP) k = 0;
-            else if (host_seen++ || !str_equals(self->c_host, f->value, f->value_len)) return Py_None;  /* HOST */
+            else if (r->rule == KEEP_ALIVE_ONLY) {
+                if (!name_is(f->value, f->value_len, "keep-alive")) return Py_None;
+                k = 0;
+            } else if (host_seen++ || !str_equals(self->c_host, f->value, f->value_len)) return Py_None;  /* HOST */
             break;
         }
         keep[count++] = (char)k;
@@ -313,16 +317,18 @@ static int pinned_usable(ClientBase *self, double now) {
 }
 
 static PyObject *client_data_received(ClientBase *self, PyObject *data) {
-    if (!self->lane_on || self->closing || self->spliced || self->in_head || !PyBytes_CheckExact(data) ||
-        self->parser == NULL || self->parser == Py_None || self->plan == NULL || self->plan == Py_None ||
-        self->pinned == NULL || self->pinned == Py_None || self->transport == NULL)
-        goto take_slow;
-    if (self->fx_up != NULL && self->fx_up != Py_None) {  /* more bytes while an exchange is in flight */
+    if (self->fx_up != NULL && self->fx_up != Py_None) {
+        /* more bytes while the lane's exchange is in flight (a pipelined request): the Python path queues
+         * them behind it, so it must own that exchange first */
         PyObject *r = PyObject_CallMethodNoArgs((PyObject *)self, s_adopt);
         if (r == NULL) return NULL;
         Py_DECREF(r);
         goto take_slow;
     }
+    if (!self->lane_on || self->closing || self->spliced || self->in_head || !PyBytes_CheckExact(data) ||
+        self->parser == NULL || self->parser == Py_None || self->plan == NULL || self->plan == Py_None ||
+        self->pinned == NULL || self->pinned == Py_None || self->transport == NULL)
+        goto take_slow;
     if (self->queue == NULL || PyObject_Length(self->queue) != 0) {
         PyErr_Clear();
         goto take_slow;

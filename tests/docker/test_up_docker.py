@@ -115,8 +115,10 @@ class Up:
     def sha(self) -> str:
         return srv_sha(self.server, self.space_id)
 
-    def images(self) -> list[Any]:
-        return list(self.docker.images.list(filters={"label": f"{LABEL_SPACE}={self.space_id}"}))
+    def images(self) -> list[dict[str, Any]]:
+        """The Space's images as listed (the SDK's images.list() inspects each one after listing, which fails
+        for an image removed in between: the collector runs while this polls)."""
+        return list(self.docker.api.images(filters={"label": f"{LABEL_SPACE}={self.space_id}"}))
 
     def predict(self, *args: str, api_name: str = "/greet") -> str:
         return str(Client(self.host, verbose=False).predict(*args, api_name=api_name))
@@ -209,11 +211,23 @@ def test_hub_and_broker_listen_on_loopback_and_the_bridge_gateway_only(up: Up) -
         assert addrs == {"127.0.0.1", up.gateway()}, (port, addrs)
 
 
+def bridge_address(network: dict[str, Any]) -> str:
+    """The host's address on a docker bridge network. IPAM names the gateway unless the daemon chose it
+    itself, as 20.10 does for the default bridge: then it is the address of the bridge interface."""
+    config = network["IPAM"]["Config"][0]
+    if config.get("Gateway"):
+        return str(config["Gateway"])
+    name = network["Options"].get("com.docker.network.bridge.name", "docker0")
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", name], capture_output=True, text=True,
+                         check=True).stdout
+    return out.split()[3].split("/")[0]
+
+
 @pytest.fixture(scope="module")
 def decoys(up: Up) -> Iterator[dict[str, str]]:
     """Listeners of our own on the host where a Space must not connect: another port of the gateway, the
     default docker bridge. Reachable from the host itself (checked), so a refusal inside is the firewall."""
-    bridge0 = up.docker.networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+    bridge0 = bridge_address(up.docker.networks.get("bridge").attrs)
     socks = []
     for host in (up.gateway(), bridge0):
         s = socket.socket()
@@ -335,7 +349,7 @@ def test_old_images_are_collected_after_redeploys(up: Up) -> None:
     # five builds so far (v1, v2, the broken one, v3, v4): once the replaced version has drained, the newest
     # KEEP_IMAGES stay for rollback and the older ones go
     wait("old images removed", lambda: len(up.images()) <= KEEP_IMAGES, timeout=90)
-    tags = {t for image in up.images() for t in image.tags}
+    tags = {t for image in up.images() for t in image["RepoTags"] or ()}
     assert image_tag(up.space_id, up.sha()) in tags  # the serving version's
     assert image_tag(up.space_id, up.first_sha) not in tags  # the oldest
     assert up.predict("x") == "v4 x"

@@ -36,6 +36,7 @@ RESPONSES = {
     b"/close": [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"],
     b"/extra": [OK + b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"],
     b"/error": [b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops"],
+    b"/late": [b"", OK],  # answered 30 ms later
     b"/obs": [b"HTTP/1.1 200 OK\r\nX-Name: caf\xe9\r\nContent-Length: 2\r\n\r\nok"],
 }
 
@@ -184,6 +185,9 @@ CASES = {
     "cookie": (req(headers=b"Cookie: spacehost_session=hub; theme=dark\r\n"), 1),
     "authorization": (req(headers=b"Authorization: Bearer tok-alice\r\n"), 1),
     "connection-close": (req(headers=b"Connection: close\r\n"), 1),
+    "connection-keep-alive": (req(headers=b"Connection: Keep-Alive\r\n"), 1),
+    "connection-upgrade": (req(headers=b"Connection: keep-alive, Upgrade\r\n"), 1),
+    "huge-header": (req(headers=b"X-Big: " + b"a" * 40_000 + b"\r\n"), 1),
     "head": (req(method=b"HEAD"), 1),
     "post": (req(method=b"POST", headers=b"Content-Length: 3\r\n") + b"abc", 1),
     "obs-text-header": (req(headers=b"X-Name: caf\xe9\r\n"), 1),
@@ -212,6 +216,21 @@ def test_same_bytes_as_the_python_path(lanes: Lanes, data: bytes, parts: int) ->
     assert fast_down  # every case gets an answer of some kind
 
 
+def test_a_request_sent_while_the_lanes_exchange_is_in_flight_is_answered_after_it(lanes: Lanes) -> None:
+    outs = []
+    for proxy in (lanes.fast, lanes.slow):
+        with socket.create_connection(("127.0.0.1", proxy.port)) as s:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # else Nagle holds the second request back
+            s.sendall(WARM)
+            read_idle(s, 0.1)
+            s.sendall(req(b"/late"))
+            time.sleep(0.01)  # the lane sent it upstream; its answer is still 20 ms away
+            s.sendall(req(b"/error"))
+            outs.append(normalized(read_idle(s)))
+    assert outs[0] == outs[1]
+    assert outs[0].index(b"\r\n\r\nok") < outs[0].index(b"500 Internal")
+
+
 def count_python_path(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     calls = {"client": 0, "upstream": 0}
     for cls, key in ((ClientConn, "client"), (UpstreamConn, "upstream")):
@@ -225,11 +244,15 @@ def count_python_path(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     return calls
 
 
-def test_plain_requests_after_the_first_skip_the_python_path(lanes: Lanes, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("headers", [b"", b"Connection: keep-alive\r\nAccept: */*\r\nUser-Agent: x\r\n"],
+                         ids=["bare", "like-a-browser"])
+def test_plain_requests_after_the_first_skip_the_python_path(
+    lanes: Lanes, monkeypatch: pytest.MonkeyPatch, headers: bytes
+) -> None:
     calls = count_python_path(monkeypatch)
     with socket.create_connection(("127.0.0.1", lanes.fast.port)) as s:
         for _ in range(20):
-            s.sendall(req())
+            s.sendall(req(headers=headers))
             got = b""
             while not got.endswith(b"ok"):
                 got += s.recv(65536)
