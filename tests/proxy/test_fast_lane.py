@@ -8,14 +8,16 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
 from core.routes import Route, RouteState, RouteTable, Upstream
-from proxy import Limits, ProxyServer, RateLimit, lane
+from proxy import Limits, ProxyServer, RateLimit, TlsConfig, ensure_self_signed, lane
 from proxy.connection import ClientConn
 from proxy.pages import STATUS_PATH
 from proxy.upstream import UpstreamConn
@@ -304,3 +306,30 @@ def test_table_swap_and_token_expiry_send_the_next_request_down_the_python_path(
         s.sendall(req())
         assert b"X-New: 1\r\n" in read_idle(s, 0.1)
     assert calls["client"] == 2
+
+
+def test_the_lane_carries_requests_over_tls_too(lanes: Lanes, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    tls = ensure_self_signed(tmp_path / "tls", DOMAIN)
+
+    async def make() -> ProxyServer:
+        p = ProxyServer(lanes.fast.table, lanes.hooks, host="127.0.0.1", port=0, secret=SECRET,
+                        tls=TlsConfig(tls.cert, tls.key))
+        await p.start()
+        return p
+
+    proxy = lanes.lt.run(make())
+    calls = count_python_path(monkeypatch)
+    ctx = ssl.create_default_context(cafile=str(tls.ca_cert))
+    try:
+        with socket.create_connection(("127.0.0.1", proxy.port)) as raw_sock, ctx.wrap_socket(
+            raw_sock, server_hostname=HOST.decode()
+        ) as s:
+            for _ in range(10):
+                s.sendall(req())
+                got = b""
+                while not got.endswith(b"ok"):
+                    got += s.recv(65536)
+                assert got.startswith(b"HTTP/1.1 200") and b"Cross-Origin-Opener-Policy: same-origin" in got
+    finally:
+        lanes.lt.run(proxy.stop())
+    assert calls == {"client": 1, "upstream": 1}
