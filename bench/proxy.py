@@ -5,7 +5,8 @@ Processes: a raw uvloop backend (fixed 13-byte keep-alive responses, answers Web
 holds them), nginx (Debian /usr/sbin/nginx, 1 worker, upstream keepalive, access log off, the same two
 custom headers added) and spacehost's proxy (same headers via the Route, rate limit on with a huge budget,
 access log off), each routed by Host: once as shipped (its compiled fast lane carries these requests, see
-proxy/_lane.c) and once with the lane off (every request on the Python path). Also a bare uvloop splice
+proxy/_lane.c), once with the lane off (every request on the Python path), and once with its access log on
+(buffered, to a file) beside nginx with its access log on (`buffer=64k flush=1s`). Also a bare uvloop splice
 (bytes relayed between a client and its own upstream connection by Python callbacks, no parsing, no headers).
 wrk runs on CPU 1 with the backend; the proxy under test (or the backend when measured directly) runs alone
 on CPU 0 -- 2 cores, so wrk and the backend share one, and near 40k req/s they, not the proxy, set the pace:
@@ -33,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 HOST = "bench-app.bench.test"
 HEADERS = (("cross-origin-opener-policy", "same-origin"), ("cross-origin-embedder-policy", "require-corp"))
 PY = sys.executable
-ROWS = ("direct", "nginx", "spacehost", "spacehost, Python path only", "bare splice")
+ROWS = ("direct", "nginx", "spacehost", "spacehost, Python path only", "bare splice", "nginx, access log on",
+        "spacehost, access log on")
 ME = str(Path(__file__).resolve())
 
 
@@ -124,11 +126,11 @@ def serve_splice(port: int, backend_port: int) -> None:
     uvloop.run(main())
 
 
-def serve_proxy(port: int, backend_port: int, fast_lane: bool) -> None:
+def serve_proxy(port: int, backend_port: int, mode: str, log_path: str) -> None:
     import uvloop
 
     from core.routes import Route, RouteState, RouteTable, Upstream
-    from proxy import Limits, ProxyServer, RateLimit
+    from proxy import AccessLog, Limits, ProxyServer, RateLimit
 
     class Hooks:
         def activity(self, space_id: str) -> None: ...
@@ -145,7 +147,8 @@ def serve_proxy(port: int, backend_port: int, fast_lane: bool) -> None:
     async def main() -> None:
         p = ProxyServer(RouteTable("bench.test", up, (route,)), Hooks(), host="127.0.0.1", port=port,
                         secret=b"bench-secret-bench-secret-bench-secret", limits=Limits(),
-                        rate_limit=RateLimit(rate=1e9, burst=1e9), fast_lane=fast_lane)
+                        rate_limit=RateLimit(rate=1e9, burst=1e9), fast_lane=mode != "python",
+                        access_log=AccessLog.open(log_path) if mode == "logged" else None)
         await p.start()
         await asyncio.Event().wait()
 
@@ -161,8 +164,12 @@ http {{
   fastcgi_temp_path {prefix}/fcgi; uwsgi_temp_path {prefix}/uwsgi; scgi_temp_path {prefix}/scgi;
   upstream app {{ server 127.0.0.1:{backend}; keepalive 256; }}
   map $http_upgrade $connection_upgrade {{ default upgrade; '' ''; }}
-  server {{
-    listen 127.0.0.1:{port} backlog=4096; server_name {host}; keepalive_requests 1000000;
+  {server}
+  {server_logged}
+}}
+"""
+NGINX_SERVER = """server {{
+    listen 127.0.0.1:{port} backlog=4096; server_name {host}; keepalive_requests 1000000; {access_log}
     location / {{
       proxy_pass http://app; proxy_http_version 1.1;
       proxy_set_header Host $host; proxy_set_header Connection $connection_upgrade;
@@ -171,9 +178,7 @@ http {{
       proxy_set_header X-Forwarded-Host $host; proxy_buffering off; proxy_read_timeout 3600s;
       {headers}
     }}
-  }}
-}}
-"""
+  }}"""
 
 
 def start(cmd: list[str], cpu: str) -> subprocess.Popen[bytes]:
@@ -293,11 +298,13 @@ def main() -> None:
     raise_nofile()
     # the proxy holds two descriptors per WebSocket (client and upstream side)
     n_ws = min(args.websockets, (resource.getrlimit(resource.RLIMIT_NOFILE)[1] - 1000) // 2)
-    bport, pport, lport, nport, sport = (free_port() for _ in range(5))
+    bport, pport, lport, nport, sport, nlport, plport = (free_port() for _ in range(7))
     prefix = Path(tempfile.mkdtemp(prefix="spacehost-nginx-"))
     headers = " ".join(f"add_header {k} {v} always;" for k, v in HEADERS)
-    (prefix / "nginx.conf").write_text(NGINX_CONF.format(prefix=prefix, backend=bport, port=nport, host=HOST,
-                                                         headers=headers))
+    servers = {name: NGINX_SERVER.format(port=port, host=HOST, headers=headers, access_log=log)
+               for name, port, log in (("server", nport, ""), ("server_logged", nlport,
+                                       f"access_log {prefix}/access.log combined buffer=64k flush=1s;"))}
+    (prefix / "nginx.conf").write_text(NGINX_CONF.format(prefix=prefix, backend=bport, **servers))
     procs: dict[str, subprocess.Popen[bytes]] = {}
     group: Path | None = None
     try:
@@ -307,17 +314,18 @@ def main() -> None:
         moderate: dict[str, list[tuple[float, ...]]] = {k: [] for k in ROWS}
         procs["nginx"] = start(["/usr/sbin/nginx", "-p", str(prefix), "-c", str(prefix / "nginx.conf"),
                                 "-g", "daemon off;"], "0")
-        procs["spacehost"] = start([PY, ME, "--serve-proxy", str(pport), str(bport), "lane"], "0")
-        procs["spacehost, Python path only"] = start([PY, ME, "--serve-proxy", str(lport), str(bport), "python"],
-                                                     "0")
+        log = str(prefix / "spacehost-access.log")
+        for name, port, mode in (("spacehost", pport, "lane"), ("spacehost, Python path only", lport, "python"),
+                                 ("spacehost, access log on", plport, "logged")):
+            procs[name] = start([PY, ME, "--serve-proxy", str(port), str(bport), mode, log], "0")
         procs["bare splice"] = start([PY, ME, "--serve-splice", str(sport), str(bport)], "0")
         ports = {"direct": bport, "nginx": nport, "spacehost": pport, "spacehost, Python path only": lport,
-                 "bare splice": sport}
+                 "bare splice": sport, "nginx, access log on": nlport, "spacehost, access log on": plport}
         for port in ports.values():
             wait_port(port)
         ngx_worker = int(subprocess.run(["pgrep", "-P", str(procs["nginx"].pid)], capture_output=True,
                                         text=True, check=False).stdout.split()[0] or procs["nginx"].pid)
-        pids = {name: ngx_worker if name == "nginx" else procs["backend" if name == "direct" else name].pid
+        pids = {name: ngx_worker if name.startswith("nginx") else procs["backend" if name == "direct" else name].pid
                 for name in ports}
         for name, port in ports.items():  # warm-up
             wrk(port, args.conns, 1, pids[name])
@@ -375,6 +383,8 @@ def main() -> None:
     print(f"| spacehost / nginx CPU per request | {med['spacehost'][3] / med['nginx'][3]:.2f}× | |")
     print(f"| spacehost Python path only / nginx throughput | "
           f"{med['spacehost, Python path only'][0] / med['nginx'][0]:.2f}× | |")
+    print(f"| spacehost / nginx throughput, both with an access log (buffered, to a file) | "
+          f"{med['spacehost, access log on'][0] / med['nginx, access log on'][0]:.2f}× | |")
     print(f"| bare splice / nginx throughput (Python callbacks, no parsing) | "
           f"{med['bare splice'][0] / med['nginx'][0]:.2f}× | |")
     print(f"| spacehost added p99 at -c{args.moderate_conns} | +{mod['spacehost'][2] - mod['direct'][2]:.3f} ms "
@@ -396,8 +406,8 @@ def main() -> None:
 if __name__ == "__main__":
     if len(sys.argv) > 2 and sys.argv[1] == "--serve-backend":
         serve_backend(int(sys.argv[2]))
-    elif len(sys.argv) > 4 and sys.argv[1] == "--serve-proxy":
-        serve_proxy(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "lane")
+    elif len(sys.argv) > 5 and sys.argv[1] == "--serve-proxy":
+        serve_proxy(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5])
     elif len(sys.argv) > 3 and sys.argv[1] == "--serve-splice":
         serve_splice(int(sys.argv[2]), int(sys.argv[3]))
     else:

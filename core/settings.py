@@ -26,6 +26,7 @@ class Settings:
     build_ca: Path | None = None  # CA bundle trusted by builds (TLS-intercepting proxies)
     docker_base_image: str = "spacehost/base:bookworm"
     docker_network: str = "spacehost"  # the bridge network of the Spaces (runtime docker), made by spacehost
+    access_log: str = "-"  # the proxy's access log: "-" standard error, "off", or a file path
 
     @property
     def scheme(self) -> str:

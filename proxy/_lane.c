@@ -28,7 +28,7 @@
 #define MAX_FAST_HEADERS 100
 
 static PyObject *s_write, *s_time, *s_is_closing, *s_table, *s_buckets, *s_active, *s_note_activity,
-    *s_data_received_slow, *s_adopt, *s_log_fast, *s_host, *s_upstream, *s_added, *s_extra, *s_until, *s_route,
+    *s_data_received_slow, *s_adopt, *s_access_log, *s_buf, *s_stamp, *s_flush_bytes, *s_flush, *s_host, *s_upstream, *s_added, *s_extra, *s_until, *s_route,
     *s_space_id;
 static const char KEEP_ALIVE[] = "Connection: keep-alive\r\n\r\n";
 static char status_path[64];
@@ -484,6 +484,59 @@ static int whole_response(const char *buf, Py_ssize_t n, Py_ssize_t *final_crlf,
     return 1;
 }
 
+/* The access log line of an exchange the lane completed, appended to `srv.access_log.buf` in the format of
+ * `proxy.accesslog.AccessLog.add` (the lane's IP, Host and target are ASCII: UTF-8 as they are). */
+static int log_exchange(ClientBase *c, int status, double ms) {
+    PyObject *log = PyObject_GetAttr(c->srv, s_access_log);
+    if (log == NULL) return -1;
+    PyObject *buf = log != Py_None ? PyObject_GetAttr(log, s_buf) : NULL;
+    PyObject *stamp = buf ? PyObject_GetAttr(log, s_stamp) : NULL;
+    PyObject *limit = stamp ? PyObject_GetAttr(log, s_flush_bytes) : NULL;
+    int rc = -1;
+    if (log == Py_None) {
+        rc = 0;
+        goto out;
+    }
+    if (limit == NULL) goto out;
+    Py_ssize_t ip_len, host_len;
+    const char *ip = PyUnicode_Check(c->ip) ? PyUnicode_AsUTF8AndSize(c->ip, &ip_len) : NULL;
+    const char *host = ip ? PyUnicode_AsUTF8AndSize(c->c_host, &host_len) : NULL;
+    if (host == NULL || !PyByteArray_Check(buf) || !PyBytes_Check(stamp) || !PyBytes_Check(c->fx_url)) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "access log fields of unexpected types");
+        goto out;
+    }
+    char tail[64];
+    int tail_len = snprintf(tail, sizeof(tail), " %d %.1fms\n", status, ms);
+    if (tail_len < 0 || tail_len >= (int)sizeof(tail)) tail_len = snprintf(tail, sizeof(tail), " %d ?ms\n", status);
+    Py_ssize_t stamp_len = PyBytes_GET_SIZE(stamp), url_len = PyBytes_GET_SIZE(c->fx_url);
+    Py_ssize_t old = PyByteArray_GET_SIZE(buf);
+    Py_ssize_t line = stamp_len + 1 + ip_len + 5 + host_len + url_len + tail_len;
+    if (PyByteArray_Resize(buf, old + line) < 0) goto out;
+    char *o = PyByteArray_AS_STRING(buf) + old;
+    memcpy(o, PyBytes_AS_STRING(stamp), (size_t)stamp_len), o += stamp_len;
+    *o++ = ' ';
+    memcpy(o, ip, (size_t)ip_len), o += ip_len;
+    memcpy(o, " GET ", 5), o += 5;
+    memcpy(o, host, (size_t)host_len), o += host_len;
+    memcpy(o, PyBytes_AS_STRING(c->fx_url), (size_t)url_len), o += url_len;
+    memcpy(o, tail, (size_t)tail_len);
+    rc = 0;
+    long long most = PyLong_AsLongLong(limit);
+    if (most == -1 && PyErr_Occurred()) {
+        rc = -1;
+    } else if (old + line >= most) {
+        PyObject *r = PyObject_CallMethodNoArgs(log, s_flush);
+        if (r == NULL) rc = -1;
+        Py_XDECREF(r);
+    }
+out:
+    Py_DECREF(log);
+    Py_XDECREF(buf);
+    Py_XDECREF(stamp);
+    Py_XDECREF(limit);
+    return rc;
+}
+
 static PyObject *upstream_slow(PyObject *self, PyObject *client, PyObject *data) {
     PyObject *r = PyObject_CallMethodNoArgs(client, s_adopt);
     if (r == NULL) return NULL;
@@ -539,14 +592,7 @@ static PyObject *upstream_data_received(UpstreamBase *self, PyObject *data) {
     Py_DECREF(out);
     if (r == NULL) goto done;
     Py_DECREF(r);
-    if (c->log_access) {
-        PyObject *st = PyLong_FromLong(status);
-        if (st == NULL) goto done;
-        r = PyObject_CallMethodOneArg(cobj, s_log_fast, st);
-        Py_DECREF(st);
-        if (r == NULL) goto done;
-        Py_DECREF(r);
-    }
+    if (c->log_access && log_exchange(c, status, (now - c->fx_start) * 1000) < 0) goto done;
     result = Py_NewRef(Py_None);
 done:
     Py_DECREF(cobj);
@@ -631,7 +677,8 @@ PyMODINIT_FUNC PyInit__lane(void) {
     INTERN(s_write, "write"); INTERN(s_time, "time"); INTERN(s_is_closing, "is_closing");
     INTERN(s_table, "table"); INTERN(s_buckets, "buckets"); INTERN(s_active, "_active");
     INTERN(s_note_activity, "note_activity"); INTERN(s_data_received_slow, "_data_received");
-    INTERN(s_adopt, "_adopt"); INTERN(s_log_fast, "_log_fast"); INTERN(s_host, "host");
+    INTERN(s_adopt, "_adopt"); INTERN(s_access_log, "access_log"); INTERN(s_buf, "buf");
+    INTERN(s_stamp, "stamp"); INTERN(s_flush_bytes, "flush_bytes"); INTERN(s_flush, "flush"); INTERN(s_host, "host");
     INTERN(s_upstream, "upstream"); INTERN(s_added, "added"); INTERN(s_extra, "extra");
     INTERN(s_until, "until"); INTERN(s_route, "route"); INTERN(s_space_id, "space_id");
 #undef INTERN

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from proxy.server import ProxyServer
 
 log = logging.getLogger("spacehost.proxy")
-access_log = logging.getLogger("spacehost.proxy.access")
 
 MAX_HEADERS = 100
 PENDING_LIMIT = 1 << 20  # body bytes buffered while no upstream is attached; reading pauses beyond
@@ -66,6 +65,7 @@ class ClientConn(ClientBase, asyncio.Protocol):  # type: ignore[misc]
         self.plan: Plan | None = None  # the last plain request's decision, for the next one
         # read by the fast lane (see proxy.lane)
         self.lane_on = srv.fast_lane
+        self.log_access = srv.access_log is not None
         self.keepalive_timeout = limits.keepalive_timeout
         self.stream_idle_timeout = limits.stream_idle_timeout
         self.pool_idle = limits.pool_idle
@@ -84,7 +84,6 @@ class ClientConn(ClientBase, asyncio.Protocol):  # type: ignore[misc]
         self.fwd = f"X-Forwarded-For: {self.ip}\r\nX-Forwarded-Proto: {self.scheme}\r\n".encode("latin-1")
         self.parser = httptools.HttpRequestParser(self)
         self.deadline = self.loop.time() + self.srv.limits.header_timeout
-        self.log_access = access_log.isEnabledFor(logging.INFO)
         self.srv.conns.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -406,12 +405,6 @@ class ClientConn(ClientBase, asyncio.Protocol):  # type: ignore[misc]
         self.up = up
         ex.sink = up.transport
 
-    def _log_fast(self, status: int) -> None:
-        """Access log line of an exchange the fast lane completed (only called while the log is enabled)."""
-        ms = (self.loop.time() - self.fx_start) * 1000
-        host = self.plan.host if self.plan is not None else ""
-        access_log.info("%s GET %s%s %d %.1fms", self.ip, host, self.fx_url.decode("latin-1"), status, ms)
-
     # --- completion ------------------------------------------------------------------------------------
     def _local(self, ex: Exchange, data: bytes, status: int | None = None) -> None:
         """Answer `ex` without an upstream; its body (if any) is read and dropped."""
@@ -454,9 +447,9 @@ class ClientConn(ClientBase, asyncio.Protocol):  # type: ignore[misc]
             self.up = None
         ex.responded = True
         ex.sink = None
-        if access_log.isEnabledFor(logging.INFO):
+        if self.log_access:
             ms = (self.loop.time() - ex.start) * 1000
-            access_log.info("%s %s %s%s %d %.1fms", self.ip, ex.method, ex.scan.host, ex.url, ex.status, ms)
+            self.srv.access_log.add(self.ip, ex.method, ex.scan.host + ex.url, ex.status, ms)  # type: ignore[union-attr]
         if close or not ex.keep_alive or self.spliced or (self.parser is None and not self.closing) or (
             ex.upgrade and ex.status != 101
         ):

@@ -14,6 +14,7 @@ import httptools
 from core import iptoken
 from core.routes import Route, RouteTable
 from proxy import auth, lane, pages, ratelimit
+from proxy.accesslog import AccessLog
 from proxy.connection import ClientConn
 from proxy.decide import Scan, embedding_headers, encode_headers
 from proxy.hooks import ProxyHooks
@@ -63,6 +64,7 @@ class ProxyServer:
         rate_limit: ratelimit.RateLimit | None = DEFAULT_RATE_LIMIT,
         drop_cookies: frozenset[str] = frozenset({"spacehost_session"}),
         fast_lane: bool = True,
+        access_log: AccessLog | None = None,
     ) -> None:
         self.hooks = hooks
         self.host, self.port, self.secret = host, port, secret
@@ -71,6 +73,7 @@ class ProxyServer:
         self.direct_ports = direct_ports
         self.limits, self.rate_limit, self.drop_cookies = limits, rate_limit, drop_cookies
         self.fast_lane = fast_lane and lane.COMPILED  # off: every request takes the Python path (tests compare)
+        self.access_log = access_log
         self._hub_origin = hub_origin
         self.pool = Pool(limits.connect_timeout)
         self.conns: set[ClientConn] = set()
@@ -268,6 +271,8 @@ class ProxyServer:
         self.pool.close()
         for s in servers:
             await s.wait_closed()
+        if self.access_log is not None:
+            self.access_log.flush()
 
     async def _sweep(self) -> None:
         loop = asyncio.get_running_loop()
@@ -287,6 +292,8 @@ class ProxyServer:
                     self._active.pop(c.cur.space, None)
                     self.note_activity(c.cur.space, now)
             self.pool.sweep(now, self.limits.pool_idle)
+            if self.access_log is not None:
+                self.access_log.tick()
             if tick % 10 == 0:
                 self._prune(now)
             if self.tls and tick % 5 == 0:

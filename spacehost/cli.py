@@ -38,6 +38,8 @@ def up_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="bridge network of the Spaces with --runtime docker (made and firewalled by spacehost)")
     p.add_argument("--direct-port-base", type=int, default=int(_env("direct-port-base", "0") or 0),
                    help="first per-Space port (default: --port + 1000)")
+    p.add_argument("--access-log", default=_env("access-log", "-"),
+                   help="the proxy's access log: - (standard error, the default), off, or a file path")
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -50,7 +52,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         tls=args.tls, zerogpu_devices=args.zerogpu_devices, zerogpu_quota_anonymous_s=args.zerogpu_quota_anonymous,
         zerogpu_quota_signed_in_s=args.zerogpu_quota_signed_in, build_ca=Path(build_ca) if build_ca else None,
         direct_port_base=args.direct_port_base, docker_base_image=args.docker_base_image,
-        docker_network=args.docker_network,
+        docker_network=args.docker_network, access_log=args.access_log,
     )
 
 

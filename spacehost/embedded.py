@@ -145,6 +145,7 @@ class Embedded:
         hub_port = hub_socks[0].getsockname()[1]
         hub_holder: dict[str, Hub] = {}
 
+        from proxy.accesslog import AccessLog
         from proxy.server import ProxyServer
 
         proxy_box: dict[str, Any] = {}
@@ -193,8 +194,10 @@ class Embedded:
                 made = ensure_self_signed(s.path("tls"), s.domain)
                 print(made.trust_instructions(), flush=True)
                 tls = TlsConfig(made.cert, made.key, store=DirCertStore(store_dir))
+        access_log = AccessLog.open(s.access_log)
         proxy = ProxyServer(table, ProxyHooksImpl(controller, accounts, store), host=s.host, port=s.port,
-                            secret=key, tls=tls, drop_cookies=frozenset({"spacehost_session"}))
+                            secret=key, tls=tls, drop_cookies=frozenset({"spacehost_session"}),
+                            access_log=access_log)
         proxy_box["proxy"] = proxy
         await proxy.start()
         self.proxy = proxy
@@ -205,6 +208,8 @@ class Embedded:
             await hub_task
         finally:
             await proxy.stop()
+            if access_log is not None:
+                access_log.close()
             await controller.close()
             if containers is not None:
                 await asyncio.to_thread(containers.close)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from pathlib import Path
 
@@ -41,6 +42,7 @@ def test_gradio_push_serves_and_code_only_repush_installs_nothing(server: Server
     host = server.host(sid)
     client = Client(host, verbose=False)
     assert client.predict("Ada", api_name="/greet") == "Hello Ada!"
+    assert access_logged(server, host, "/config")  # what gradio_client asked, in the proxy's access log
     first_log = server.build_log(sid)
     assert "six" in first_log
 
@@ -52,6 +54,19 @@ def test_gradio_push_serves_and_code_only_repush_installs_nothing(server: Server
     log = server.build_log(sid)
     assert "reused" in log and "Installed" not in log, log
     assert head  # the runtime answered during the rebuild
+
+
+def access_logged(server: Server, host: str, path: str) -> bool:
+    """Whether the proxy's access log (buffered: written within about a second) has a 200 for `path` on
+    `host`, in the format of proxy.accesslog."""
+    authority = re.escape(host.split("://", 1)[1].rstrip("/"))
+    line = re.compile(rf"^\S+Z 127\.0\.0\.1 GET {authority}{re.escape(path)}\S* 200 \d+\.\dms$", re.M)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if line.search((server.data_dir / "server.log").read_text(errors="replace")):
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def _head(server: Server, sid: str) -> str:

@@ -6,6 +6,7 @@ bytes are compared."""
 from __future__ import annotations
 
 import asyncio
+import io
 import re
 import socket
 import ssl
@@ -17,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from core.routes import Route, RouteState, RouteTable, Upstream
-from proxy import Limits, ProxyServer, RateLimit, TlsConfig, ensure_self_signed, lane
+from proxy import AccessLog, Limits, ProxyServer, RateLimit, TlsConfig, ensure_self_signed, lane
 from proxy.connection import ClientConn
 from proxy.pages import STATUS_PATH
 from proxy.upstream import UpstreamConn
@@ -284,11 +285,34 @@ def test_lane_requests_count_as_visits(lanes: Lanes) -> None:
     assert 3 <= lanes.hooks.activities.count("alice/app") <= 4  # at most one per second, as on the Python path
 
 
-def test_access_log_has_lane_requests(lanes: Lanes, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level("INFO", logger="spacehost.proxy.access")
-    warm_exchange(lanes, lanes.fast, req(b"/error?x=1"))
-    lines = [r.getMessage() for r in caplog.records if r.name == "spacehost.proxy.access"]
-    assert len(lines) == 2 and lines[1].startswith("127.0.0.1 GET alice-app.spaces.test/error?x=1 500 ")
+def test_access_log_has_a_line_per_exchange_on_both_paths(lanes: Lanes) -> None:
+    for proxy in (lanes.fast, lanes.slow):
+        proxy.access_log = AccessLog(io.BytesIO())  # type: ignore[arg-type]  # read by new connections
+    for proxy in (lanes.fast, lanes.slow):
+        warm_exchange(lanes, proxy, req(b"/error?x=1"))
+    time.sleep(1.2)  # the sweeper flushes every second
+    logs = [p.access_log.sink.getvalue().decode() for p in (lanes.fast, lanes.slow)]  # type: ignore[union-attr]
+    fast, slow = ([line.split(" ", 1)[1].rsplit(" ", 1)[0] for line in log.splitlines()] for log in logs)
+    assert fast == slow  # the same lines but for the time stamp and the duration
+    for log in logs:
+        lines = log.splitlines()
+        assert len(lines) == 2, log
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ 127\.0\.0\.1 GET "
+                            r"alice-app\.spaces\.test/error\?x=1 500 \d+\.\dms", lines[1]), lines[1]
+
+
+def test_access_log_lines_wait_for_a_flush_or_a_full_buffer() -> None:
+    log = AccessLog(io.BytesIO(), flush_bytes=200)  # type: ignore[arg-type]
+    log.add("1.2.3.4", "GET", "a-b.example.org/x", 200, 1.25)
+    assert log.sink.getvalue() == b""  # type: ignore[attr-defined]
+    log.flush()
+    first = log.sink.getvalue()  # type: ignore[attr-defined]
+    assert first.endswith(b" 1.2.3.4 GET a-b.example.org/x 200 1.2ms\n") and first.count(b"\n") == 1
+    long = "a-b.example.org/" + "y" * 60  # a line of ~120 bytes
+    log.add("1.2.3.4", "GET", long, 200, 1.0)
+    assert log.sink.getvalue() == first  # type: ignore[attr-defined]
+    log.add("1.2.3.4", "GET", long, 200, 1.0)
+    assert log.sink.getvalue().count(b"\n") == 3  # type: ignore[attr-defined]  # 200 bytes reached: written
 
 
 def test_table_swap_and_token_expiry_send_the_next_request_down_the_python_path(
