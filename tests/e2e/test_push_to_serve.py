@@ -60,7 +60,7 @@ def access_logged(server: Server, host: str, path: str) -> bool:
     """Whether the proxy's access log (buffered: written within about a second) has a 200 for `path` on
     `host`, in the format of proxy.accesslog."""
     authority = re.escape(host.split("://", 1)[1].rstrip("/"))
-    line = re.compile(rf"^\S+Z 127\.0\.0\.1 GET {authority}{re.escape(path)}\S* 200 \d+\.\dms$", re.M)
+    line = re.compile(rf"^\S+Z 127\.0\.0\.1 GET {authority}{re.escape(path)}\S* 200 \d+\.\dms$", re.MULTILINE)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         if line.search((server.data_dir / "server.log").read_text(errors="replace")):

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import re
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -165,6 +168,18 @@ def req(path: bytes = b"/ok", headers: bytes = b"", method: bytes = b"GET", host
 def test_the_extension_is_built() -> None:
     # make test installs with a C compiler: the lane must be there, or the benchmark measures something else
     assert lane.COMPILED
+
+
+def test_the_proxy_suite_passes_without_the_extension() -> None:
+    """Where no C compiler was at hand the proxy runs on plain Python base classes: the suites that drive
+    keep-alive, streaming and hostile HTTP pass on them too."""
+    env = {**os.environ, "SPACEHOST_NO_FAST_LANE": "1"}
+    check = "from proxy import lane; assert not lane.COMPILED and lane.ClientBase is lane._PyClientBase"
+    subprocess.run([sys.executable, "-c", check], env=env, check=True)
+    suites = [str(Path(__file__).with_name(n)) for n in ("test_keepalive.py", "test_streaming.py", "test_hostile.py")]
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *suites], env=env, check=False,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:]
 
 
 CASES = {
