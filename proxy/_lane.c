@@ -661,7 +661,25 @@ static PyObject *set_status_path(PyObject *mod, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
+static PyObject *request_rules(PyObject *mod, PyObject *unused) {
+    (void)mod, (void)unused;
+    static const char *names[] = {"host", "drop", "keep-alive only", "other path"};
+    PyObject *d = PyDict_New();
+    if (d == NULL) return NULL;
+    for (const NameRule *r = REQUEST_RULES; r->name; r++) {
+        PyObject *v = PyUnicode_FromString(names[r->rule]);
+        if (v == NULL || PyDict_SetItemString(d, r->name, v) < 0) {
+            Py_XDECREF(v);
+            Py_DECREF(d);
+            return NULL;
+        }
+        Py_DECREF(v);
+    }
+    return d;
+}
+
 static PyMethodDef module_methods[] = {
+    {"request_rules", request_rules, METH_NOARGS, "{header name: what the lane does with it} (for the tests)."},
     {"set_status_path", set_status_path, METH_O, "The proxy's own path: its requests never take the lane."},
     {NULL, NULL, 0, NULL},
 };

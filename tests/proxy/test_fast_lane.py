@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from core.routes import Route, RouteState, RouteTable, Upstream
-from proxy import AccessLog, Limits, ProxyServer, RateLimit, TlsConfig, ensure_self_signed, lane
+from proxy import AccessLog, Limits, ProxyServer, RateLimit, TlsConfig, decide, ensure_self_signed, lane
 from proxy.connection import ClientConn
 from proxy.pages import STATUS_PATH
 from proxy.upstream import UpstreamConn
@@ -168,6 +168,18 @@ def req(path: bytes = b"/ok", headers: bytes = b"", method: bytes = b"GET", host
 def test_the_extension_is_built() -> None:
     # make test installs with a C compiler: the lane must be there, or the benchmark measures something else
     assert lane.COMPILED
+
+
+def test_the_lane_never_forwards_a_header_the_python_path_strips_or_reads() -> None:
+    rules = lane._lane.request_rules()  # type: ignore[union-attr]
+    forwarded = {name for name, rule in rules.items() if rule == "host"}
+    assert forwarded == {"host"}  # compared with the plan's Host, then kept like any other header
+    handled = set(rules)
+    # every header the Python path strips, and every one `scan` reads for a decision other than FORWARD's
+    # (accept, if-none-match: browsers and static files only), has a rule
+    assert {n.decode() for n in decide._STRIP} <= handled
+    assert {"authorization", "x-hf-authorization", "cookie", "upgrade", "x-spacehost-probe",
+            "transfer-encoding", "content-length"} <= {n for n, r in rules.items() if r == "other path"}
 
 
 def test_the_proxy_suite_passes_without_the_extension() -> None:
