@@ -30,9 +30,9 @@
 static PyObject *s_write, *s_time, *s_is_closing, *s_table, *s_buckets, *s_active, *s_note_activity,
     *s_data_received_slow, *s_adopt, *s_access_log, *s_buf, *s_stamp, *s_flush_bytes, *s_flush, *s_host, *s_upstream, *s_added, *s_extra, *s_until, *s_route,
     *s_space_id;
-static const char KEEP_ALIVE[] = "Connection: keep-alive\r\n\r\n";
-static char status_path[64];
-static Py_ssize_t status_path_len;
+/* set by `configure` from proxy.pages.STATUS_PATH and proxy.decide.KEEP_ALIVE */
+static char status_path[64], keep_alive[64];
+static Py_ssize_t status_path_len, keep_alive_len;
 
 /* RFC 9110 tchar */
 static unsigned char is_tchar[256];
@@ -272,7 +272,7 @@ static PyObject *build_request(ClientBase *self, const char *buf, Py_ssize_t n, 
     }
     if (i != end || !host_seen) return Py_None;
     Py_ssize_t added_len = PyBytes_GET_SIZE(self->c_added);
-    out_len += added_len + (Py_ssize_t)(sizeof(KEEP_ALIVE) - 1);
+    out_len += added_len + keep_alive_len;
     PyObject *head = PyBytes_FromStringAndSize(NULL, out_len);
     if (head == NULL) return NULL;
     char *o = PyBytes_AS_STRING(head);
@@ -287,7 +287,7 @@ static PyObject *build_request(ClientBase *self, const char *buf, Py_ssize_t n, 
         *o++ = '\r', *o++ = '\n';
     }
     memcpy(o, PyBytes_AS_STRING(self->c_added), (size_t)added_len), o += added_len;
-    memcpy(o, KEEP_ALIVE, sizeof(KEEP_ALIVE) - 1);
+    memcpy(o, keep_alive, (size_t)keep_alive_len);
     *url = PyBytes_FromStringAndSize(buf + 4, url_end - 4);
     if (*url == NULL) {
         Py_DECREF(head);
@@ -647,17 +647,31 @@ static PyTypeObject UpstreamBaseType = {
 
 /* ------------------------------------------------------------------------------------------------------ */
 
-static PyObject *set_status_path(PyObject *mod, PyObject *arg) {
-    (void)mod;
+static int copy_constant(PyObject *value, char *into, size_t size, Py_ssize_t *len) {
+    char *p;
     Py_ssize_t n;
-    const char *p = PyUnicode_AsUTF8AndSize(arg, &n);
-    if (p == NULL) return NULL;
-    if (n >= (Py_ssize_t)sizeof(status_path)) {
-        PyErr_SetString(PyExc_ValueError, "status path too long");
-        return NULL;
+    if (PyUnicode_Check(value)) {
+        p = (char *)PyUnicode_AsUTF8AndSize(value, &n);
+        if (p == NULL) return -1;
+    } else if (PyBytes_AsStringAndSize(value, &p, &n) < 0) {
+        return -1;
     }
-    memcpy(status_path, p, (size_t)n);
-    status_path_len = n;
+    if ((size_t)n >= size) {
+        PyErr_SetString(PyExc_ValueError, "constant too long for the fast lane");
+        return -1;
+    }
+    memcpy(into, p, (size_t)n);
+    *len = n;
+    return 0;
+}
+
+static PyObject *configure(PyObject *mod, PyObject *args) {
+    (void)mod;
+    PyObject *path, *tail;
+    if (!PyArg_ParseTuple(args, "UO!", &path, &PyBytes_Type, &tail)) return NULL;
+    if (copy_constant(path, status_path, sizeof(status_path), &status_path_len) < 0 ||
+        copy_constant(tail, keep_alive, sizeof(keep_alive), &keep_alive_len) < 0)
+        return NULL;
     Py_RETURN_NONE;
 }
 
@@ -680,7 +694,9 @@ static PyObject *request_rules(PyObject *mod, PyObject *unused) {
 
 static PyMethodDef module_methods[] = {
     {"request_rules", request_rules, METH_NOARGS, "{header name: what the lane does with it} (for the tests)."},
-    {"set_status_path", set_status_path, METH_O, "The proxy's own path: its requests never take the lane."},
+    {"configure", configure, METH_VARARGS,
+     "configure(status_path, keep_alive): the proxy's own path (its requests never take the lane) and the "
+     "end of every request head sent upstream."},
     {NULL, NULL, 0, NULL},
 };
 

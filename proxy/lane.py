@@ -10,8 +10,8 @@ picks the plain Python bases even where the extension is built (the tests run th
 from __future__ import annotations
 
 import os
-from typing import Any
 
+from proxy.decide import KEEP_ALIVE
 from proxy.pages import STATUS_PATH
 
 try:
@@ -25,10 +25,7 @@ COMPILED = _lane is not None
 
 
 class _PyClientBase:
-    """Fields the compiled lane keeps in C, as plain attributes; every byte takes the Python path."""
-
-    fx_up: Any = None  # the upstream connection of the lane's exchange in flight (never set here)
-    lane_on = False
+    """Every byte takes the Python path (the fields the compiled lane keeps in C are plain attributes)."""
 
     def data_received(self, data: bytes) -> None:
         self._data_received(data)  # type: ignore[attr-defined]
@@ -42,7 +39,7 @@ class _PyUpstreamBase:
 
 
 if _lane is not None:
-    _lane.set_status_path(STATUS_PATH)
+    _lane.configure(STATUS_PATH, KEEP_ALIVE)  # one source for what both paths must agree on
     ClientBase: type = _lane.ClientBase
     UpstreamBase: type = _lane.UpstreamBase
 else:
