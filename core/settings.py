@@ -8,6 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+def absolute(path: Path) -> Path:
+    """`path` with `~` expanded, made absolute without resolving symlinks (an operator's link stays a link)."""
+    return Path(os.path.abspath(path.expanduser()))
+
+
 @dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path(".spacehost")
@@ -27,6 +32,16 @@ class Settings:
     docker_base_image: str = "spacehost/base:bookworm"
     docker_network: str = "spacehost"  # the bridge network of the Spaces (runtime docker), made by spacehost
     access_log: str = "-"  # the proxy's access log: "-" standard error, "off", or a file path
+
+    def __post_init__(self) -> None:
+        """Paths are made absolute once, here, against the working directory at start: nothing downstream
+        (builds run in other directories, sandboxes bind host paths) may depend on the working directory."""
+        for name in ("data_dir", "tls_cert", "tls_key", "build_ca"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, absolute(Path(value)))
+        if self.access_log not in ("-", "off"):
+            object.__setattr__(self, "access_log", str(absolute(Path(self.access_log))))
 
     @property
     def scheme(self) -> str:

@@ -74,18 +74,28 @@ def open_store(settings: Settings) -> Store:
     return Store(url)
 
 
-def bootstrap_admin(accounts: Accounts) -> str | None:
-    """Make sure the admin user exists; returns a newly generated token to print once, if any."""
+@dataclass(frozen=True)
+class AdminBootstrap:
+    """Where the admin's token comes from, for the start banner; `token` only when newly generated."""
+
+    origin: str
+    token: str | None = None
+
+
+def bootstrap_admin(accounts: Accounts) -> AdminBootstrap:
+    """Make sure the admin user exists with a token; a generated token is returned to be printed once."""
     wanted = os.environ.get("SPACEHOST_ADMIN_TOKEN")
     fresh = accounts.get("admin") is None
     if fresh:
         accounts.create("admin", admin=True)
     if wanted:
         accounts.create_token("admin", value=wanted, display_name="admin-bootstrap")
-        return None
+        return AdminBootstrap("from SPACEHOST_ADMIN_TOKEN")
     if fresh:
-        return accounts.create_token("admin", display_name="admin-bootstrap")
-    return None
+        return AdminBootstrap("generated now (shown once below, keep it)",
+                              accounts.create_token("admin", display_name="admin-bootstrap"))
+    return AdminBootstrap("made by an earlier start (kept in the data dir); `spacehost token create admin` "
+                          "makes another")
 
 
 class ProxyHooksImpl:
@@ -124,13 +134,13 @@ class Embedded:
     proxy: Any = None
     broker: Any = None
     _servers: list[Any] = field(default_factory=list)
-    admin_token: str | None = None
+    admin: AdminBootstrap | None = None
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         s = self.settings
         store = open_store(s)
         accounts = Accounts(store)
-        self.admin_token = bootstrap_admin(accounts)
+        self.admin = bootstrap_admin(accounts)
         repos = Repos(s.path("repos"))
         key = s.secret_key()
         box = SecretBox(key)
@@ -201,7 +211,7 @@ class Embedded:
         proxy_box["proxy"] = proxy
         await proxy.start()
         self.proxy = proxy
-        self._announce(hub)
+        self._announce(hub, runtime)
         if ready:
             ready.set()
         try:
@@ -225,14 +235,19 @@ class Embedded:
             return None
         return await start_broker(self.settings, key, sockets)
 
-    def _announce(self, hub: Hub) -> None:
+    def _announce(self, hub: Hub, runtime: Runtime) -> None:
+        """What a user needs at start: the URL, where the data lives, how Spaces are isolated, the admin token."""
         s = self.settings
-        print(f"spacehost is up: {s.hub_url}  (runtime: {s.runtime}, data: {s.data_dir})", flush=True)
+        print(f"spacehost is up: {s.hub_url}  (runtime: {s.runtime})", flush=True)
+        print(f"  data:      {s.data_dir}  (repos, state, environments, logs)", flush=True)
+        print(f"  isolation: {runtime.describe_isolation()}", flush=True)
         if not hub.wildcard_dns:
             print(f"  note: *.{s.domain} does not resolve for plain clients here; the API's `host` gives each"
                   f" Space its own port on {s.host}", flush=True)
-        if self.admin_token:
-            print("  admin token (shown once, keep it):", self.admin_token, flush=True)
+        if self.admin is not None:
+            print(f"  admin token: {self.admin.origin}", flush=True)
+            if self.admin.token:
+                print(f"  admin token (shown once, keep it): {self.admin.token}", flush=True)
 
 
 def _docker(runtime: Runtime) -> DockerRuntime | None:

@@ -55,3 +55,7 @@ class Runtime(Protocol):
     async def adopt(self) -> list[Instance]:
         """Instances this runtime left running before a restart (for recovery)."""
         ...
+
+    def describe_isolation(self) -> str:
+        """How Spaces are isolated on this host, in a sentence or two (start banner, runtime info)."""
+        ...

@@ -260,6 +260,12 @@ class DockerRuntime:
     async def adopt(self) -> list[Instance]:
         return await asyncio.to_thread(self._adopt)
 
+    def describe_isolation(self) -> str:
+        return ("Each Space runs in a Docker container as uid 1000 with every capability dropped, no-new-privileges, "
+                "a read-only root and the flavor's memory, CPU and pids limits, on the bridge network "
+                f"{self.settings.docker_network!r} (no traffic between Spaces; only the hub and broker ports of "
+                "the host; private ranges rejected).")
+
     def close(self) -> None:
         """Remove the spare containers (the Spaces' own keep running, to be adopted). Blocking."""
         self.spares.close()

@@ -194,6 +194,9 @@ class ProcessRuntime:
     async def adopt(self) -> list[Instance]:
         return await asyncio.to_thread(self._adopt)
 
+    def describe_isolation(self) -> str:
+        return describe_isolation(self.support)
+
     # -- start --------------------------------------------------------------------------------------------------
 
     def prepare(self, spec: LaunchSpec) -> tuple[Path, Limits, SpaceCgroup | None]:
