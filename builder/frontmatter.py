@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -61,7 +61,59 @@ def front_matter(text: str) -> str | None:
     raise ConfigError("the front matter opened with '---' is never closed by a '---' line", line=1)
 
 
+MAX_YAML_BYTES = 128 * 1024  # the front matter of a README; Hugging Face's largest Space cards are ~20 KiB
+MAX_YAML_NODES = 20_000  # values after aliases are expanded: a 336-byte alias bomb expands to 10^9
+MAX_YAML_DEPTH = 64  # nesting; PyYAML's composer recurses per level
+_FAST_PARSER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml where built in: the check costs ~1 µs a node
+
+
+def check_shape(block: str) -> None:
+    """ConfigError if the YAML `block` is over the size, depth or expanded-node limits, or has an alias to a
+    collection that contains it (a cycle). One linear pass over the parser's events, before anything is built:
+    each anchor's expanded size is counted once, so an alias bomb costs what its text costs. Syntax errors are
+    left to the composer, which reports them with their line (the walk itself recurses nowhere)."""
+    if len(block.encode()) > MAX_YAML_BYTES:
+        raise ConfigError(f"the front matter is over {MAX_YAML_BYTES // 1024} KiB")
+    for parser in dict.fromkeys((_FAST_PARSER, yaml.SafeLoader)):
+        try:
+            _walk(yaml.parse(block, Loader=parser))
+            return
+        except yaml.YAMLError:
+            continue  # libyaml refuses some YAML (e.g. nesting over 1000) that PyYAML reports better
+
+
+def _walk(events: Iterable[yaml.Event]) -> None:
+    sizes: dict[str, int] = {}
+    stack: list[tuple[str | None, int]] = []  # (anchor, nodes so far) of each open collection
+    for ev in events:
+        if isinstance(ev, yaml.CollectionStartEvent):
+            stack.append((ev.anchor, 1))
+            if len(stack) > MAX_YAML_DEPTH:
+                raise ConfigError(f"the front matter nests deeper than {MAX_YAML_DEPTH} levels",
+                                  line=ev.start_mark.line + _FIRST_LINE)
+            continue
+        if isinstance(ev, yaml.CollectionEndEvent):
+            anchor, size = stack.pop()
+        elif isinstance(ev, yaml.AliasEvent):
+            if any(a == ev.anchor for a, _ in stack):
+                raise ConfigError(f"alias *{ev.anchor} refers to a value that contains it",
+                                  line=ev.start_mark.line + _FIRST_LINE)
+            anchor, size = None, sizes.get(str(ev.anchor), 1)
+        elif isinstance(ev, yaml.ScalarEvent):
+            anchor, size = ev.anchor, 1
+        else:
+            continue
+        if anchor is not None:
+            sizes[anchor] = size
+        if stack:
+            stack[-1] = (stack[-1][0], stack[-1][1] + size)
+        if size > MAX_YAML_NODES or (stack and stack[-1][1] > MAX_YAML_NODES):
+            raise ConfigError(f"the front matter expands to more than {MAX_YAML_NODES} values (through "
+                              "aliases, e.g. a 'billion laughs' bomb)", line=ev.start_mark.line + _FIRST_LINE)
+
+
 def _compose(block: str) -> yaml.Node | None:
+    check_shape(block)
     try:
         return yaml.compose(block, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as e:

@@ -45,6 +45,12 @@ class Conflict(SpacehostError):
     http_status = 409
 
 
+class PayloadTooLarge(BadRequest):
+    """A request body (or a part of it: one NDJSON line, one file) over its configured limit."""
+
+    http_status = 413
+
+
 class ConfigError(SpacehostError, ValueError):
     """A Space's README front matter is invalid. `key` and `line` point at the culprit."""
 

@@ -37,3 +37,9 @@ class SpaceId:
     def subdomain(self) -> str:
         """The DNS label of the app, as on Hugging Face: lower case, `/`, `_` and `.` become `-`."""
         return re.sub(r"[/_.]", "-", f"{self.owner}/{self.name}".lower())
+
+
+def account_key(name: str) -> str:
+    """What makes account names (users and orgs) collide: `Alice` and `alice` are one name, as their Spaces'
+    subdomains would be."""
+    return name.lower()

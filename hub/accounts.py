@@ -6,11 +6,12 @@ import hashlib
 import secrets
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy.exc import IntegrityError
 
 from core.errors import BadRequest, Conflict, NotFound
 from core.ids import SpaceId
-from hub.store import Account, AccountRecord, Membership, Store, Token
+from hub.store import Account, AccountRecord, BrowserSession, Membership, Store, Token, TokenRecord
 
 ROLES = ("read", "write", "admin")
 
@@ -28,6 +29,7 @@ class Principal:
     token_name: str = "token"
     is_admin: bool = False
     orgs: dict[str, str] = field(default_factory=dict)
+    token_id: int = 0  # the store id of the token (a browser session acts with its token's)
 
     def can_write(self, owner: str) -> bool:
         if self.token_role != "write":
@@ -47,6 +49,13 @@ def can_see(principal: Principal | None, owner: str, private: bool) -> bool:
     return not private or (principal is not None and principal.can_read(owner))
 
 
+def name_taken(name: str, holder: str, kind: str) -> str:
+    """The 409 message: account names are one namespace (users and orgs), compared without case."""
+    what = "organization" if kind == "org" else "user"
+    same = "" if holder == name else " (names that differ only in case are one name)"
+    return f"the name {name!r} is taken by the {what} {holder!r}{same}"
+
+
 class Accounts:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -54,11 +63,15 @@ class Accounts:
     def create(self, name: str, *, kind: str = "user", admin: bool = False, fullname: str = "") -> AccountRecord:
         SpaceId.of(name, "x")  # same naming rules as a repo owner
         with self.store.session() as s:
-            if s.scalar(select(Account).where(Account.name == name)):
-                raise Conflict(f"the name {name!r} is taken")
+            holder = self.store.account_like(s, name) or s.scalar(select(Account).where(Account.name == name))
+            if holder is not None:
+                raise Conflict(name_taken(name, holder.name, holder.kind))
             row = Account(name=name, kind=kind, is_admin=admin, fullname=fullname or name)
             s.add(row)
-            s.flush()
+            try:
+                s.flush()
+            except IntegrityError:
+                raise Conflict(f"the name {name!r} was just taken by another request") from None
             return AccountRecord.of(row)
 
     def get(self, name: str) -> AccountRecord | None:
@@ -80,12 +93,12 @@ class Accounts:
         return token
 
     def authenticate(self, token: str | None) -> Principal | None:
-        if not token:
-            return None
+        return self.principal_where(Token.digest == digest(token)) if token else None
+
+    def principal_where(self, which: ColumnElement[bool]) -> Principal | None:
+        """The caller holding the one token that `which` selects, None if there is none."""
         with self.store.session() as s:
-            row = s.execute(
-                select(Token, Account).join(Account, Token.user_id == Account.id).where(Token.digest == digest(token))
-            ).first()
+            row = s.execute(select(Token, Account).join(Account, Token.user_id == Account.id).where(which)).first()
             if row is None:
                 return None
             tok, acct = row
@@ -97,7 +110,7 @@ class Accounts:
                     .where(Membership.user_id == acct.id)
                 )
             }
-            return Principal(acct.name, tok.role, tok.display_name, acct.is_admin, orgs)
+            return Principal(acct.name, tok.role, tok.display_name, acct.is_admin, orgs, tok.id)
 
     def set_member(self, org: str, user: str, role: str) -> None:
         if role not in ROLES:
@@ -146,3 +159,32 @@ class Accounts:
                 return False
             s.delete(m)
             return True
+
+    def tokens(self, user: str) -> list[TokenRecord]:
+        """`user`'s tokens, oldest first; NotFound if there is no such user."""
+        with self.store.session() as s:
+            acct = s.scalar(select(Account).where(Account.name == user, Account.kind == "user"))
+            if acct is None:
+                raise NotFound(f"no user {user!r}")
+            rows = s.scalars(select(Token).where(Token.user_id == acct.id).order_by(Token.id))
+            return [TokenRecord.of(r, acct.name) for r in rows]
+
+    def revoke_token(self, user: str, name_or_id: str) -> TokenRecord:
+        """Delete one of `user`'s tokens, picked by id or by name, and every browser session opened with it.
+        NotFound if none matches; Conflict if a name matches several (pick one by id)."""
+        with self.store.session() as s:
+            acct = s.scalar(select(Account).where(Account.name == user, Account.kind == "user"))
+            if acct is None:
+                raise NotFound(f"no user {user!r}")
+            mine = select(Token).where(Token.user_id == acct.id)
+            by_id = s.scalar(mine.where(Token.id == int(name_or_id))) if name_or_id.isdigit() else None
+            rows = [by_id] if by_id else list(s.scalars(mine.where(Token.display_name == name_or_id)))
+            if not rows:
+                raise NotFound(f"{user} has no token with id or name {name_or_id!r}")
+            if len(rows) > 1:
+                ids = ", ".join(str(r.id) for r in rows)
+                raise Conflict(f"{user} has {len(rows)} tokens named {name_or_id!r} (ids {ids}): revoke one by id")
+            record = TokenRecord.of(rows[0], acct.name)
+            s.execute(delete(BrowserSession).where(BrowserSession.token_id == record.id))
+            s.delete(rows[0])
+            return record

@@ -10,29 +10,35 @@ from core.errors import Forbidden, RepoNotFound, Unauthorized
 from core.ids import SpaceId
 from hub.accounts import Principal, can_see
 from hub.control import Hub
-from hub.store import SpaceRecord
-
-SESSION_COOKIE = "spacehost_session"
+from hub.csrf import SESSION_COOKIE, Credential, credential
+from hub.sessions import Sessions
+from hub.store import SpaceRecord, utcnow
 
 
 def hub_of(request: Request) -> Hub:
     return request.app.state.hub  # type: ignore[no-any-return]
 
 
-def request_token(request: Request) -> str | None:
+def request_credential(request: Request) -> tuple[Credential, str | None]:
+    """The credential the request authenticates with (`hub.csrf.credential` decides which) and its value."""
     auth = request.headers.get("authorization", "")
-    scheme, _, value = auth.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    return request.cookies.get(SESSION_COOKIE)
+    session = request.cookies.get(SESSION_COOKIE)
+    kind = credential(auth, session is not None)
+    if kind is Credential.BEARER:
+        return kind, auth.partition(" ")[2].strip()
+    return (kind, session) if kind is Credential.SESSION else (Credential.NONE, None)
 
 
 async def caller(request: Request) -> Principal | None:
-    """The authenticated caller, None if anonymous; a token that matches nobody is a 401."""
-    token = request_token(request)
-    if token is None:
+    """The authenticated caller, None if anonymous. A bearer token that matches nobody is a 401; a session
+    cookie that is no longer live (signed out, expired, its token revoked) counts as anonymous."""
+    kind, value = request_credential(request)
+    if kind is Credential.SESSION:
+        sessions = Sessions(hub_of(request).accounts)
+        return await asyncio.to_thread(sessions.principal, value, utcnow())
+    if value is None:
         return None
-    principal = await asyncio.to_thread(hub_of(request).accounts.authenticate, token)
+    principal = await asyncio.to_thread(hub_of(request).accounts.authenticate, value)
     if principal is None:
         raise Unauthorized("Invalid credentials in Authorization header")
     return principal

@@ -1,5 +1,6 @@
-"""Web pages of the hub: the Space list, sign-in with a token, each Space's page (the app in an iframe, its
-status, an embed snippet) and its logs page."""
+"""Web pages of the hub: the Space list, sign-in with a token (opening a browser session), each Space's page
+(the app in an iframe, its status, an embed snippet), its logs page, and the signed-in user's tokens. Every
+form posts same-origin (`hub.csrf` refuses the rest)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ import time
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from core.errors import RepoNotFound
+from core.errors import Forbidden, RepoNotFound
 from core.ids import SpaceId
 from hub.accounts import Principal, can_see
 from hub.api.views import card_data
 from hub.deps import SESSION_COOKIE, hub_of
-from hub.store import SpaceRecord
+from hub.sessions import Sessions, cookie_attributes
+from hub.store import SpaceRecord, utcnow
 
 router = APIRouter()
 SIGNED_URL_TTL_S = 3600
@@ -34,7 +36,8 @@ textarea{width:100%;font-family:monospace}.bar{display:flex;gap:1rem;align-items
 
 
 def page(title: str, body: str, viewer: Principal | None = None) -> HTMLResponse:
-    who = (f"{html.escape(viewer.user)} · <a href='/logout'>sign out</a>" if viewer
+    who = (f"{html.escape(viewer.user)} · <a href='/settings/tokens'>tokens</a> · <form method=post "
+           "action=/logout style='display:inline'><button>sign out</button></form>" if viewer
            else "<a href='/login'>sign in</a>")
     return HTMLResponse(
         f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title>"
@@ -44,8 +47,10 @@ def page(title: str, body: str, viewer: Principal | None = None) -> HTMLResponse
 
 
 async def _viewer(request: Request) -> Principal | None:
-    token = request.cookies.get(SESSION_COOKIE)
-    return await asyncio.to_thread(hub_of(request).accounts.authenticate, token) if token else None
+    session_id = request.cookies.get(SESSION_COOKIE)
+    if not session_id:
+        return None
+    return await asyncio.to_thread(Sessions(hub_of(request).accounts).principal, session_id, utcnow())
 
 
 async def _visible(request: Request, owner: str, name: str) -> tuple[SpaceRecord, Principal | None]:
@@ -78,20 +83,55 @@ async def login_form(error: int = 0) -> HTMLResponse:
 
 @router.post("/login")
 async def login(request: Request, token: str = Form(...), next: str = Form("/")) -> RedirectResponse:
-    p = await asyncio.to_thread(hub_of(request).accounts.authenticate, token)
-    if p is None:
+    opened = await asyncio.to_thread(Sessions(hub_of(request).accounts).open, token, utcnow())
+    if opened is None:
         return RedirectResponse("/login?error=1", status_code=303)
     resp = RedirectResponse(next if next.startswith("/") and not next.startswith("//") else "/", status_code=303)
-    resp.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="lax",
-                    secure=hub_of(request).settings.scheme == "https", max_age=30 * 86400)
+    resp.set_cookie(SESSION_COOKIE, opened[0], **cookie_attributes(secure=hub_of(request).settings.scheme == "https"))
     return resp
 
 
-@router.get("/logout")
-async def logout() -> RedirectResponse:
+@router.get("/logout", response_class=HTMLResponse)
+async def logout_form(request: Request) -> HTMLResponse:
+    return page("Sign out", "<form method=post action=/logout><button>Sign out</button></form>",
+                await _viewer(request))
+
+
+@router.post("/logout")
+async def logout(request: Request) -> RedirectResponse:
+    """Ends the session in the store (a copied cookie is worthless after this), then drops the cookie."""
+    if session_id := request.cookies.get(SESSION_COOKIE):
+        await asyncio.to_thread(Sessions(hub_of(request).accounts).close, session_id)
     resp = RedirectResponse("/", status_code=303)
-    resp.delete_cookie(SESSION_COOKIE)
+    resp.delete_cookie(SESSION_COOKIE, path="/")
     return resp
+
+
+@router.get("/settings/tokens", response_class=HTMLResponse)
+async def tokens_page(request: Request) -> HTMLResponse | RedirectResponse:
+    viewer = await _viewer(request)
+    if viewer is None:
+        return RedirectResponse("/login", status_code=303)
+    tokens = await asyncio.to_thread(hub_of(request).accounts.tokens, viewer.user)
+    rows = "".join(
+        f"<tr><td>{t.id}</td><td>{html.escape(t.display_name)}</td><td>{t.role}</td>"
+        f"<td>{t.created_at:%Y-%m-%d %H:%M} UTC</td><td>{'this session' if t.id == viewer.token_id else ''}</td>"
+        f"<td><form method=post action='/settings/tokens/{t.id}/revoke'><button>Revoke</button></form></td></tr>"
+        for t in tokens
+    )
+    body = ("<h1>Access tokens</h1><p>Revoking a token ends every session signed in with it.</p>"
+            "<table><tr><th>id</th><th>name</th><th>role</th><th>created</th><th></th><th></th></tr>"
+            f"{rows}</table><p>Make one with <code>spacehost token create {html.escape(viewer.user)}</code>.</p>")
+    return page("Access tokens", body, viewer)
+
+
+@router.post("/settings/tokens/{token_id}/revoke")
+async def revoke_token(request: Request, token_id: int) -> RedirectResponse:
+    viewer = await _viewer(request)
+    if viewer is None:
+        raise Forbidden("sign in to revoke a token")
+    await asyncio.to_thread(hub_of(request).accounts.revoke_token, viewer.user, str(token_id))
+    return RedirectResponse("/login" if token_id == viewer.token_id else "/settings/tokens", status_code=303)
 
 
 def app_src(request: Request, space: SpaceRecord, viewer: Principal | None) -> str:

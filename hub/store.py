@@ -4,13 +4,19 @@ PostgreSQL (cluster). Rows never leave this module: callers get frozen records (
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ForeignKey, String, UniqueConstraint, create_engine, event, select
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, create_engine, event, inspect, select, text, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from core.ids import SpaceId, account_key
+
+log = logging.getLogger(__name__)
 
 
 def utcnow() -> dt.datetime:
@@ -25,8 +31,12 @@ class Account(Base):
     """A user or an organization (HF puts both in one namespace)."""
 
     __tablename__ = "accounts"
+    __table_args__ = (Index("uq_accounts_name_key", "name_key", unique=True),)
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(96), unique=True)
+    # account_key(name), kept by the ORM (see _keep_keys): unique, so `Alice` cannot join `alice`. Nullable only
+    # for rows of databases made before it, backfilled at open.
+    name_key: Mapped[str | None] = mapped_column(String(96), default=None)
     kind: Mapped[str] = mapped_column(String(8), default="user")  # "user" | "org"
     fullname: Mapped[str] = mapped_column(String(200), default="")
     is_admin: Mapped[bool] = mapped_column(default=False)
@@ -52,12 +62,27 @@ class Token(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class BrowserSession(Base):
+    """A signed-in browser: the cookie holds a random id, the store its SHA-256 only. It acts with the rights of
+    the token it was opened with, and goes with it (revoking the token ends its sessions)."""
+
+    __tablename__ = "browser_sessions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("tokens.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column()
+
+
 class Space(Base):
     __tablename__ = "spaces"
-    __table_args__ = (UniqueConstraint("owner", "name"),)
+    __table_args__ = (UniqueConstraint("owner", "name"), Index("uq_spaces_subdomain", "subdomain", unique=True))
     id: Mapped[int] = mapped_column(primary_key=True)
     owner: Mapped[str] = mapped_column(String(96))
     name: Mapped[str] = mapped_column(String(96))
+    # SpaceId.subdomain, kept by the ORM (see _keep_keys): unique, so no two Spaces share an address (`a-b/c`,
+    # `a/b-c`, `A/b-c`). Nullable only for rows of databases made before it, backfilled at open.
+    subdomain: Mapped[str | None] = mapped_column(String(200), default=None)
     private: Mapped[bool] = mapped_column(default=False)
     sdk: Mapped[str | None] = mapped_column(String(16), default=None)
     hardware: Mapped[str] = mapped_column(String(32), default="cpu-basic")
@@ -140,6 +165,71 @@ class AccountRecord:
         return cls(row.id, row.name, row.kind, row.fullname, row.is_admin)
 
 
+@dataclass(frozen=True)
+class TokenRecord:
+    """A token as its owner may see it: never its value (only the digest is stored)."""
+
+    id: int
+    user: str
+    display_name: str
+    role: str
+    created_at: dt.datetime
+
+    @classmethod
+    def of(cls, row: Token, user: str) -> TokenRecord:
+        return cls(row.id, user, row.display_name, row.role, row.created_at)
+
+
+def _renamed(row: Base, *names: str) -> bool:
+    state = inspect(row)
+    return state.pending or any(state.attrs[n].history.has_changes() for n in names)
+
+
+@event.listens_for(Space, "before_insert")
+@event.listens_for(Space, "before_update")
+def _space_subdomain(_mapper, _conn, row: Space) -> None:  # type: ignore[no-untyped-def]
+    if _renamed(row, "owner", "name"):
+        row.subdomain = SpaceId(row.owner, row.name).subdomain
+
+
+@event.listens_for(Account, "before_insert")
+@event.listens_for(Account, "before_update")
+def _account_key(_mapper, _conn, row: Account) -> None:  # type: ignore[no-untyped-def]
+    if _renamed(row, "name"):
+        row.name_key = account_key(row.name)
+
+
+_KEYS: tuple[tuple[type[Base], str, str, Callable[[Any], str]], ...] = (
+    (Space, "subdomain", "VARCHAR(200)", lambda r: SpaceId(r.owner, r.name).subdomain),
+    (Account, "name_key", "VARCHAR(96)", lambda r: account_key(r.name)),
+)
+
+
+def _add_name_keys(engine: Engine) -> None:
+    """Databases made before the name keys existed: add the columns and their unique indexes, and fill them.
+    A row whose key an older row already holds (a collision from before) keeps NULL and is logged: it stays
+    reachable by its exact name, and no new Space or account can take that address."""
+    for model, column, sql_type, _ in _KEYS:
+        table = model.__table__
+        if column not in {c["name"] for c in inspect(engine).get_columns(table.name)}:
+            with engine.begin() as conn:
+                conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column} {sql_type}"))
+        for index in table.indexes:  # type: ignore[attr-defined]
+            index.create(engine, checkfirst=True)
+    with Session(engine) as s, s.begin():
+        for model, column, _, key_of in _KEYS:
+            col = getattr(model, column)
+            held = set(s.scalars(select(col).where(col.is_not(None))))
+            for row in s.scalars(select(model).where(col.is_(None)).order_by(model.id)).all():  # type: ignore[attr-defined]
+                key = key_of(row)
+                if key in held:
+                    log.warning("%s row %s: %s %r is held by an older row; left empty", model.__tablename__,
+                                row.id, column, key)
+                    continue
+                held.add(key)
+                s.execute(update(model).where(model.id == row.id).values({column: key}))  # type: ignore[attr-defined]
+
+
 def open_engine(url: str) -> Engine:
     engine = create_engine(url, pool_pre_ping=True)
     if url.startswith("sqlite"):
@@ -153,6 +243,7 @@ def open_engine(url: str) -> Engine:
             cur.close()
 
     Base.metadata.create_all(engine)
+    _add_name_keys(engine)
     return engine
 
 
@@ -171,6 +262,15 @@ class Store:
 
     def space(self, s: Session, owner: str, name: str) -> Space | None:
         return s.scalar(select(Space).where(Space.owner == owner, Space.name == name))
+
+    def space_at(self, s: Session, subdomain: str) -> Space | None:
+        """The Space that holds the address `subdomain` (names that differ only in case, `_`, `.`, or where
+        the `/` falls, share one)."""
+        return s.scalar(select(Space).where(Space.subdomain == subdomain))
+
+    def account_like(self, s: Session, name: str) -> Account | None:
+        """The account whose name equals `name` but for case."""
+        return s.scalar(select(Account).where(Account.name_key == account_key(name)))
 
     def get_space(self, space_id: str) -> SpaceRecord | None:
         owner, _, name = space_id.partition("/")

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from core.errors import BadRequest, Conflict, Forbidden, NotFound, RepoNotFound, Unauthorized
 from core.ids import SpaceId
 from hub.accounts import Principal, can_see
-from hub.api.repos import _json, _visibility, create_space_row, space_url
+from hub.api.repos import _json, _visibility, check_address, create_space_row, flush_or_conflict, space_url
 from hub.control import Hub
 from hub.deps import hub_of, required_caller, visible_space, writable_space
 from hub.store import SpaceRecord, utcnow
@@ -93,7 +93,9 @@ async def move(request: Request) -> JSONResponse:
             row = hub.store.space(s, src.owner, src.name)
             if row is None:
                 raise RepoNotFound(f"Repository not found: spaces/{src}")
+            check_address(hub.store, s, p, dst, moving=row.id)
             row.owner, row.name, row.last_modified = dst.owner, dst.name, utcnow()
+            flush_or_conflict(s, dst)
             row.serving_sha = row.artifact_dir = None
             hub.repos.move(src, dst)
         return hub.repos.head(dst)

@@ -8,6 +8,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from core.errors import BadRequest, Conflict, Forbidden, RepoNotFound
 from core.hardware import Hardware
@@ -16,7 +18,7 @@ from core.stages import Sdk
 from hub.accounts import Principal, can_see
 from hub.api.views import hardware_list, runtime_view, space_view
 from hub.deps import base_url, caller, hub_of, required_caller, visible_space
-from hub.store import Space, SpaceKV, SpaceRecord, utcnow
+from hub.store import Space, SpaceKV, SpaceRecord, Store, utcnow
 
 router = APIRouter()
 
@@ -63,6 +65,30 @@ def allocate_direct_port(s: Any, base: int) -> int:
     return port
 
 
+def address_taken(sid: SpaceId, holder: SpaceRecord, visible: bool) -> str:
+    """The 409 message when `holder` has the address `sid` would get; a Space the caller may not see is not
+    named (its name would leak)."""
+    who = f"the Space {holder.space_id}" if visible else "another (private) Space"
+    return (f"{sid} would be served at {sid.subdomain}, which {who} already holds: names that differ only in "
+            "case, '_', '.', '-' or where the '/' falls share one address")
+
+
+def check_address(store: Store, s: Session, p: Principal | None, sid: SpaceId, *, moving: int | None = None) -> None:
+    """Conflict if a Space other than the one being `moving` (its primary key) holds `sid`'s address."""
+    holder = store.space_at(s, sid.subdomain)
+    if holder is not None and holder.id != moving:
+        rec = SpaceRecord.of(holder)
+        raise Conflict(address_taken(sid, rec, can_see(p, rec.owner, rec.private)))
+
+
+def flush_or_conflict(s: Session, sid: SpaceId) -> None:
+    """Flush; a unique key taken meanwhile by a concurrent request (the store's last word) is a Conflict."""
+    try:
+        s.flush()
+    except IntegrityError:
+        raise Conflict(f"{sid} or its address {sid.subdomain} was just taken by another request") from None
+
+
 def create_space_row(request: Request, p: Principal, sid: SpaceId, body: dict[str, Any]) -> SpaceRecord:
     """Insert a Space (and its bare repo); 409 if it exists. Shared by create and duplicate."""
     hub = hub_of(request)
@@ -74,11 +100,12 @@ def create_space_row(request: Request, p: Principal, sid: SpaceId, body: dict[st
     with hub.store.session() as s:
         if hub.store.space(s, sid.owner, sid.name) is not None:
             raise Conflict("You already created this space repo")
+        check_address(hub.store, s, p, sid)
         row = Space(owner=sid.owner, name=sid.name, private=bool(_visibility(body)), sdk=sdk, hardware=hardware,
                     sleep_time=body.get("sleepTimeSeconds"), stage="NO_APP_FILE",
                     direct_port=allocate_direct_port(s, hub.settings.direct_port_base or hub.settings.port + 1000))
         s.add(row)
-        s.flush()
+        flush_or_conflict(s, sid)
         for k, v, d in secrets:
             s.add(SpaceKV(space_id=row.id, kind="secret", key=k, value=hub.box.seal(v), description=d))
         for k, v, d in variables:

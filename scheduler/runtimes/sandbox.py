@@ -20,24 +20,29 @@ is not used: instances outlive a spacehost restart and are re-adopted (DESIGN: a
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from core.hardware import Flavor
+# Shared with the build sandbox (builder/build_sandbox.py); re-exported for this package's users.
+from sandbox.bwrap import (
+    APP_UID as APP_UID,
+    BWRAP as BWRAP,
+    SETPRIV as SETPRIV,
+    SYSTEM_DIRS as SYSTEM_DIRS,
+    SYSTEM_LINKS as SYSTEM_LINKS,
+    base_argv as base_argv,
+    interpreter_roots as interpreter_roots,
+    parent_dirs as parent_dirs,
+    unprivileged_tail as unprivileged_tail,
+)
 
-BWRAP = "/usr/bin/bwrap"
-SETPRIV = "/usr/bin/setpriv"
 PRLIMIT = "/usr/bin/prlimit"
-APP_UID = 1000
 HOME = "/home/user"
 APP_MOUNT = HOME + "/app"
 PIDS_MAX = 4096  # per Space (cgroup pids.max)
 NPROC_FALLBACK = 65536  # RLIMIT_NPROC counts every uid-1000 process of every Space: only a fork-bomb brake
-SYSTEM_DIRS = ("/usr", "/etc")
-SYSTEM_LINKS = (("usr/bin", "/bin"), ("usr/sbin", "/sbin"), ("usr/lib", "/lib"), ("usr/lib64", "/lib64"))
 BASE_ENV_KEYS = ("HOME", "PATH", "PYTHONUNBUFFERED")
 
 
@@ -64,30 +69,11 @@ class SandboxMounts:
     rw: tuple[tuple[str, str], ...] = ()  # (host dir owned by uid 1000, sandbox path), e.g. the zygote's status dir
 
 
-def interpreter_roots(env_dir: str | None) -> tuple[str, ...]:
-    """Host paths outside /usr that the env's `bin/python` needs (a symlink into e.g. /root/.pyenv)."""
-    if not env_dir:
-        return ()
-    real = os.path.realpath(os.path.join(env_dir, "bin", "python"))
-    if real.startswith(("/usr/", str(Path(env_dir).resolve()) + "/")):
-        return ()
-    prefix = Path(real).parent.parent  # <prefix>/bin/python3.x → <prefix>
-    return (str(prefix),)
-
-
 def sandbox_argv(mounts: SandboxMounts, command: Sequence[str], *, status_fd: int | None = None,
                  rlimits: Limits | None = None) -> list[str]:
     """bubblewrap argv running `command` as uid 1000 in the sandbox described in the module docstring.
     With `rlimits` (no cgroups here), address space and process count are capped by prlimit instead."""
-    argv = [BWRAP, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
-    for d in SYSTEM_DIRS:
-        argv += ["--ro-bind", d, d]
-    for target, link in SYSTEM_LINKS:
-        if os.path.lexists(link):
-            argv += ["--symlink", target, link]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--tmpfs", "/dev/shm",
-             "--perms", "1777", "--tmpfs", "/tmp",
-             "--perms", "0755", "--dir", "/home", "--bind", mounts.home_dir, HOME]
+    argv = [*base_argv(), "--perms", "0755", "--dir", "/home", "--bind", mounts.home_dir, HOME]
     if mounts.app_dir is not None:
         argv += ["--perms", "0755", "--dir", APP_MOUNT, "--ro-bind", mounts.app_dir, APP_MOUNT]
     own_path = (*([mounts.env_dir] if mounts.env_dir else []), *mounts.extra_ro)
@@ -103,24 +89,11 @@ def sandbox_argv(mounts: SandboxMounts, command: Sequence[str], *, status_fd: in
     argv += ["--chdir", APP_MOUNT if mounts.app_dir is not None else HOME, "--"]
     if rlimits is not None:
         argv += [PRLIMIT, f"--as={rlimits.memory_bytes}", f"--nproc={NPROC_FALLBACK}", "--"]
-    argv += [SETPRIV, f"--reuid={APP_UID}", f"--regid={APP_UID}", "--clear-groups", "--bounding-set=-all",
-             "--inh-caps=-all", "--no-new-privs", "--", *command]
-    return argv
+    return argv + unprivileged_tail(command)
 
 
 def _parent_dirs(targets: Iterable[str]) -> list[str]:
-    """`--dir` for each missing ancestor of a bind target, traversable by uid 1000 (bubblewrap would copy
-    the host directory's mode, often 0700)."""
-    made = {"/", "/tmp", "/home", HOME, APP_MOUNT}
-    argv: list[str] = []
-    for target in targets:
-        parents = [str(p) for p in reversed(Path(target).parents)]
-        for p in parents:
-            if p in made or any(p == d or p.startswith(d + "/") for d in SYSTEM_DIRS):
-                continue
-            made.add(p)
-            argv += ["--perms", "0755", "--dir", p]
-    return argv
+    return parent_dirs(targets, made=("/", "/tmp", "/home", HOME, APP_MOUNT))
 
 
 def app_env(spec_env: Mapping[str, str], env_dir: str | None, port: int) -> dict[str, str]:
