@@ -7,8 +7,9 @@ from starlette.responses import Response
 
 from core.errors import SpacehostError
 from core.ids import SpaceId
-from hub.api import commits, domains, manage, repos, runtime
+from hub.api import commits, domains, manage, repos, runtime, tokens
 from hub.control import Hub
+from hub.csrf import CsrfGuard
 from hub.errors import handle_spacehost_error
 from hub.git_http import GIT_PATH, GitHttp
 
@@ -38,9 +39,12 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(domains.router)
     app.include_router(commits.router)
     app.include_router(manage.router)
+    app.include_router(tokens.router)
     from hub import pages
 
     app.include_router(pages.router)
+
+    app.add_middleware(CsrfGuard)  # added last: outermost, so it sees git's paths too
 
     @app.get("/healthz")
     async def healthz() -> Response:

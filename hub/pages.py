@@ -14,9 +14,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from core.errors import Forbidden, RepoNotFound
 from core.ids import SpaceId
 from hub.accounts import Principal, can_see
+from hub.api.tokens import may_revoke
 from hub.api.views import card_data
-from hub.deps import SESSION_COOKIE, hub_of
-from hub.sessions import Sessions, cookie_attributes
+from hub.csrf import SESSION_COOKIE
+from hub.deps import hub_of
+from hub.sessions import Sessions, set_session_cookie
 from hub.store import SpaceRecord, utcnow
 
 router = APIRouter()
@@ -87,7 +89,7 @@ async def login(request: Request, token: str = Form(...), next: str = Form("/"))
     if opened is None:
         return RedirectResponse("/login?error=1", status_code=303)
     resp = RedirectResponse(next if next.startswith("/") and not next.startswith("//") else "/", status_code=303)
-    resp.set_cookie(SESSION_COOKIE, opened[0], **cookie_attributes(secure=hub_of(request).settings.scheme == "https"))
+    set_session_cookie(resp, opened[0], secure=hub_of(request).settings.scheme == "https")
     return resp
 
 
@@ -107,7 +109,7 @@ async def logout(request: Request) -> RedirectResponse:
     return resp
 
 
-@router.get("/settings/tokens", response_class=HTMLResponse)
+@router.get("/settings/tokens", response_class=HTMLResponse, response_model=None)
 async def tokens_page(request: Request) -> HTMLResponse | RedirectResponse:
     viewer = await _viewer(request)
     if viewer is None:
@@ -130,6 +132,8 @@ async def revoke_token(request: Request, token_id: int) -> RedirectResponse:
     viewer = await _viewer(request)
     if viewer is None:
         raise Forbidden("sign in to revoke a token")
+    if not may_revoke(viewer, token_id):
+        raise Forbidden("revoking another token needs a session signed in with a write token")
     await asyncio.to_thread(hub_of(request).accounts.revoke_token, viewer.user, str(token_id))
     return RedirectResponse("/login" if token_id == viewer.token_id else "/settings/tokens", status_code=303)
 
