@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
 def absolute(path: Path) -> Path:
     """`path` with `~` expanded, made absolute without resolving symlinks (an operator's link stays a link)."""
     return Path(os.path.abspath(path.expanduser()))
+
+
+def _env_int(name: str, default: int) -> int:
+    """`SPACEHOST_<NAME>` as an integer, or `default`."""
+    return int(os.environ.get("SPACEHOST_" + name.upper(), default))
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,13 @@ class Settings:
     build_ca: Path | None = None  # CA bundle trusted by builds (TLS-intercepting proxies)
     docker_base_image: str = "spacehost/base:bookworm"
     docker_network: str = "spacehost"  # the bridge network of the Spaces (runtime docker), made by spacehost
+    insecure_no_sandbox: bool = False  # run Spaces even without a working sandbox (said loudly everywhere)
+    keep_spaces: bool = False  # leave Spaces running when spacehost stops (a restart re-adopts them)
     access_log: str = "-"  # the proxy's access log: "-" standard error, "off", or a file path
+    # Request size limits of the hub (413 beyond them); environment: SPACEHOST_MAX_JSON_BYTES, …
+    max_json_bytes: int = field(default_factory=lambda: _env_int("max_json_bytes", 1 << 20))  # a JSON body
+    max_body_bytes: int = field(default_factory=lambda: _env_int("max_body_bytes", 1 << 30))  # a commit body
+    max_file_bytes: int = field(default_factory=lambda: _env_int("max_file_bytes", 256 << 20))  # one file in it
 
     def __post_init__(self) -> None:
         """Paths are made absolute once, here, against the working directory at start: nothing downstream

@@ -8,14 +8,10 @@ LFS or Xet anyway gets an error it shows, never a pointer file committed in plac
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import datetime as dt
-import json
 import mimetypes
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +24,7 @@ from core.errors import BadRequest, RevisionNotFound
 from core.ids import SpaceId
 from hub.api.repos import _json, touch
 from hub.api.views import iso
+from hub.bodies import RawString, ndjson_items, write_content
 from hub.control import Hub
 from hub.deps import base_url, hub_of, visible_space, writable_space
 from hub.repos import (
@@ -62,7 +59,8 @@ async def validate_yaml(request: Request) -> JSONResponse:
     content = body.get("content")
     if not isinstance(content, str):
         raise BadRequest("send {\"content\": \"<README.md text>\", \"repoType\": \"space\"}")
-    errors, warnings = readme_problems(content) if body.get("repoType", "space") == "space" else ([], [])
+    space = body.get("repoType", "space") == "space"
+    errors, warnings = await asyncio.to_thread(readme_problems, content) if space else ([], [])
     payload = {"errors": [{"message": m} for m in errors], "warnings": [{"message": m} for m in warnings]}
     return JSONResponse(payload, status_code=400 if errors else 200)
 
@@ -141,48 +139,23 @@ class CommitRequest:
     ops: list[CommitOp]
 
 
-async def ndjson_lines(request: Request) -> AsyncIterator[dict[str, Any]]:
-    buf = b""
-    async for chunk in request.stream():
-        buf += chunk
-        *lines, buf = buf.split(b"\n")
-        for line in lines:
-            if line.strip():
-                yield _item(line)
-    if buf.strip():
-        yield _item(buf)
-
-
-def _item(line: bytes) -> dict[str, Any]:
-    try:
-        item = json.loads(line)
-    except ValueError as e:
-        raise BadRequest(f"commit body must be NDJSON: {e}") from None
-    if not isinstance(item, dict) or not isinstance(item.get("value"), dict):
-        raise BadRequest("each NDJSON line must be {\"key\": ..., \"value\": {...}}")
-    return item
-
-
 async def read_commit(request: Request, scratch: Path) -> CommitRequest:
     """Parse the NDJSON commit body, writing file contents to `scratch` as they stream in."""
     header: dict[str, Any] = {}
     ops: list[CommitOp] = []
-    async for item in ndjson_lines(request):
+    limits = hub_of(request).settings
+    max_line = limits.max_file_bytes * 4 // 3 + 64 * 1024  # base64 of the largest file, and its JSON around it
+    async for item in ndjson_items(request, limits.max_body_bytes, max_line):
         key, value = item.get("key"), item["value"]
         if key == "header":
             header = value
         elif key == "file":
             path = check_repo_path(str(value.get("path", "")))
             content = value.get("content", "")
-            if not isinstance(content, str):
+            if not isinstance(content, str | RawString):
                 raise BadRequest(f"file {path}: content must be a string")
-            try:
-                data = (base64.b64decode(content, validate=True) if value.get("encoding", "base64") == "base64"
-                        else content.encode())
-            except binascii.Error:
-                raise BadRequest(f"file {path}: content is not valid base64") from None
             src = scratch / str(len(ops))
-            src.write_bytes(data)
+            await write_content(content, str(value.get("encoding", "base64")), src, limits.max_file_bytes, path)
             ops.append(PutFile(path, src))
         elif key == "lfsFile":
             raise BadRequest(

@@ -17,6 +17,7 @@ from core.ids import SpaceId
 from core.stages import Sdk
 from hub.accounts import Principal, can_see
 from hub.api.views import hardware_list, runtime_view, space_view
+from hub.bodies import json_body
 from hub.deps import base_url, caller, hub_of, required_caller, visible_space
 from hub.store import Space, SpaceKV, SpaceRecord, Store, utcnow
 
@@ -24,10 +25,7 @@ router = APIRouter()
 
 
 async def _json(request: Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError as e:
-        raise BadRequest(f"request body is not JSON: {e}") from None
+    body = await json_body(request, hub_of(request).settings.max_json_bytes)
     if not isinstance(body, dict):
         raise BadRequest("request body must be a JSON object")
     return body
