@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from builder.detect import detect_sdk
+from builder.envkey import content_inputs
 from builder.frontmatter import parse_readme
 from builder.plan import BuildPlan
 from core.config import SpaceConfig
@@ -150,6 +151,13 @@ def plan_build(space_id: str, sha: str, source_dir: str) -> BuildPlan:
         package = TEMPLATES[sdk].package
         if package in {requirement_name(r) for r in reqs}:
             decisions.append(f"{package}: the version in requirements.txt wins over sdk_version")
+    content = content_inputs((*pre, *reqs), files.root)
+    for path, digest in content.local:
+        decisions.append(f"local requirement {path}: keyed by its bytes ({digest[:12]})")
+    private_to = f"{space_id}@{sha}" if content.private else ""
+    if private_to:
+        decisions.append("requirements that can change under the same line (VCS branch or tag, URL without "
+                         "a hash): this environment is built for this commit of this Space only")
     packages = tuple(_logical_line_values(files.text("packages.txt")))
     if packages:
         used = "installed with apt" if sdk is Sdk.DOCKER else "ignored by the process backend (no apt)"
@@ -157,7 +165,8 @@ def plan_build(space_id: str, sha: str, source_dir: str) -> BuildPlan:
     return BuildPlan(space_id=space_id, sha=sha, source_dir=source_dir, config=config, sdk=sdk,
                      app_file=detection.app_file, port=port, python_version=python_version,
                      sdk_version=sdk_version, pre_requirements=pre, requirements=reqs, packages=packages,
-                     decisions=tuple(decisions))
+                     decisions=tuple(decisions), local_trees=content.local, private_to=private_to,
+                     tenant_code=content.tenant_code)
 
 
 def _choice(decisions: list[str], what: str, configured: str | None, default: str, key: str) -> str:
