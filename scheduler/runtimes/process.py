@@ -216,17 +216,21 @@ class ProcessRuntime:
         return inst_dir, limits, cg
 
     def log_filter(self, spec: LaunchSpec, inst_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
-        """Start the masking filter appending to the log; returns it and the write end of its input pipe."""
-        script = inst_dir / "mask.sed"
-        fd = os.open(script, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(mask_script(spec.secret_values))
+        """Start the masking filter appending to the log; returns it and the write end of its input pipe.
+        The script (it holds the secret values) reaches sed through a pipe, never a file: no secret at rest."""
         Path(spec.log_path).parent.mkdir(parents=True, exist_ok=True)
         r, w = os.pipe()
-        with open(spec.log_path, "ab") as out:
-            filt = subprocess.Popen(["sed", "-u", "-f", str(script)], stdin=r, stdout=out, stderr=out,
-                                    env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"}, start_new_session=True)
-        os.close(r)
+        script_r, script_w = os.pipe()
+        try:
+            with open(spec.log_path, "ab") as out:
+                filt = subprocess.Popen(["sed", "-u", "-f", f"/dev/fd/{script_r}"], stdin=r, stdout=out,
+                                        stderr=out, pass_fds=(script_r,), env={"LC_ALL": "C", "PATH": "/usr/bin:/bin"},
+                                        start_new_session=True)
+        finally:
+            os.close(r)
+            os.close(script_r)
+        with os.fdopen(script_w, "wb") as f:  # sed reads its whole script before any input
+            f.write(mask_script(spec.secret_values).encode())
         self._filters[spec.instance_id] = filt
         return filt, w
 
