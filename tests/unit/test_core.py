@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from core.durations import parse_duration
 from core.errors import BadRequest
 from core.ids import SpaceId
 from core.routes import Route, RouteState, RouteTable, Upstream
+from core.settings import Settings
 
 
 @pytest.mark.parametrize(
@@ -71,3 +74,25 @@ def test_route_table_resolves_hosts(host: str, port: int, expected: str | None) 
 def test_route_tables_compare_by_content() -> None:
     assert _table() == _table()
     assert _table() != RouteTable("spaces.test", Upstream("127.0.0.1", 2), _table().routes[:1])
+
+
+@pytest.mark.parametrize(("given", "field"), [
+    ({"data_dir": Path(".spacehost")}, "data_dir"),
+    ({"data_dir": Path("~/spaces")}, "data_dir"),
+    ({"build_ca": Path("certs/ca.pem")}, "build_ca"),
+    ({"tls_cert": Path("c.pem"), "tls_key": Path("k.pem")}, "tls_key"),
+], ids=["default-data-dir", "home-relative", "build-ca", "tls-key"])
+def test_settings_paths_are_absolute_whatever_the_working_directory(
+        given: dict[str, Path], field: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    resolved = getattr(Settings(**given), field)  # type: ignore[arg-type]
+    assert resolved == (tmp_path / "home" / "spaces" if field == "data_dir" and "~" in str(given[field])
+                        else tmp_path / given[field])
+
+
+def test_settings_access_log_path_is_absolute_but_its_keywords_stay(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert Settings(access_log="proxy.log").access_log == str(tmp_path / "proxy.log")
+    assert (Settings(access_log="-").access_log, Settings(access_log="off").access_log) == ("-", "off")
