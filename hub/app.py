@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from core.errors import SpacehostError
 from core.ids import SpaceId
-from hub.api import commits, domains, manage, repos, runtime, tokens
+from hub.api import commits, debug, domains, manage, repos, runtime, tokens
 from hub.control import Hub
 from hub.csrf import CsrfGuard
 from hub.errors import handle_spacehost_error
@@ -40,6 +40,7 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(commits.router)
     app.include_router(manage.router)
     app.include_router(tokens.router)
+    app.include_router(debug.router)
     from hub import pages
 
     app.include_router(pages.router)

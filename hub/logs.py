@@ -43,31 +43,41 @@ def _event(raw: str) -> str:
     return "data: " + json.dumps({"data": text, "timestamp": stamp}) + "\n\n"
 
 
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def _read_from(path: Path, pos: int) -> tuple[int, list[str]]:
+    """(the offset after the last whole line, the whole lines from `pos` on)."""
+    with path.open("rb") as f:
+        f.seek(pos)
+        chunk = f.read()
+    last_nl = chunk.rfind(b"\n") + 1
+    return pos + last_nl, chunk[:last_nl].decode("utf-8", errors="replace").splitlines()
+
+
 async def sse(path: Path, *, follow: bool, tail: int | None, is_done: Callable[[], bool]) -> AsyncIterator[str]:
     """Stream a log file as SSE. With `follow`, keep streaming new lines (and keep-alives) until `is_done()`
     and nothing more arrives."""
     pos = 0
-    if path.exists():
-        text = path.read_text(encoding="utf-8", errors="replace")
-        lines = text.splitlines()
+    if path.exists():  # file reads happen in a thread: a run log can be large, the loop serves everyone
+        pos, lines = await asyncio.to_thread(_read_from, path, 0)
         for raw in lines[-tail:] if tail else lines:
             yield _event(raw)
-        pos = len(text.encode())
     if not follow:
         return
     idle = 0.0
     while True:
         await asyncio.sleep(0.2)
-        size = path.stat().st_size if path.exists() else 0
+        size = await asyncio.to_thread(_size, path)
         if size < pos:  # truncated: a new build started
             pos = 0
         if size > pos:
-            with path.open("rb") as f:
-                f.seek(pos)
-                chunk = f.read()
-            last_nl = chunk.rfind(b"\n") + 1
-            pos += last_nl
-            for raw in chunk[:last_nl].decode("utf-8", errors="replace").splitlines():
+            pos, lines = await asyncio.to_thread(_read_from, path, pos)
+            for raw in lines:
                 yield _event(raw)
             idle = 0.0
         else:

@@ -210,7 +210,7 @@ def _account_key(_mapper, _conn, row: Account) -> None:  # type: ignore[no-untyp
         row.name_key = account_key(row.name)
 
 
-_KEYS: tuple[tuple[type[Base], str, str, Callable[[Any], str]], ...] = (
+_KEYS: tuple[tuple[type[Space] | type[Account], str, str, Callable[[Any], str]], ...] = (
     (Space, "subdomain", "VARCHAR(200)", lambda r: SpaceId(r.owner, r.name).subdomain),
     (Account, "name_key", "VARCHAR(96)", lambda r: account_key(r.name)),
 )
@@ -221,24 +221,24 @@ def _add_name_keys(engine: Engine) -> None:
     A row whose key an older row already holds (a collision from before) keeps NULL and is logged: it stays
     reachable by its exact name, and no new Space or account can take that address."""
     for model, column, sql_type, _ in _KEYS:
-        table = model.__table__
-        if column not in {c["name"] for c in inspect(engine).get_columns(table.name)}:
+        if column not in {c["name"] for c in inspect(engine).get_columns(model.__tablename__)}:
             with engine.begin() as conn:
-                conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {column} {sql_type}"))
-        for index in table.indexes:  # type: ignore[attr-defined]
+                conn.execute(text(f"ALTER TABLE {model.__tablename__} ADD COLUMN {column} {sql_type}"))
+        for index in model.__table__.indexes:  # type: ignore[attr-defined]
             index.create(engine, checkfirst=True)
     with Session(engine) as s, s.begin():
         for model, column, _, key_of in _KEYS:
             col = getattr(model, column)
             held = set(s.scalars(select(col).where(col.is_not(None))))
-            for row in s.scalars(select(model).where(col.is_(None)).order_by(model.id)).all():  # type: ignore[attr-defined]
+            rows: list[Space | Account] = list(s.scalars(select(model).where(col.is_(None)).order_by(model.id)))
+            for row in rows:
                 key = key_of(row)
                 if key in held:
                     log.warning("%s row %s: %s %r is held by an older row; left empty", model.__tablename__,
                                 row.id, column, key)
                     continue
                 held.add(key)
-                s.execute(update(model).where(model.id == row.id).values({column: key}))  # type: ignore[attr-defined]
+                s.execute(update(model).where(model.id == row.id).values({column: key}))
 
 
 def open_engine(url: str) -> Engine:

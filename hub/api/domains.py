@@ -57,9 +57,14 @@ def check_certificate(domain: str, cert_pem: str, key_pem: str, now: dt.datetime
 @router.get(PREFIX)
 async def list_domains(request: Request, owner: str, name: str) -> list[dict[str, Any]]:
     space, _ = await writable_space(request, owner, name)
-    domains = hub_of(request).store.domains().get(space.id, ())
-    root = hub_of(request).settings.data_dir
-    return [{"domain": d, "stage": "READY", "tls": (cert_dir(root, d) / "fullchain.pem").exists()} for d in domains]
+    hub = hub_of(request)
+
+    def listing() -> list[dict[str, Any]]:
+        root = hub.settings.data_dir
+        return [{"domain": d, "stage": "READY", "tls": (cert_dir(root, d) / "fullchain.pem").exists()}
+                for d in hub.store.domains().get(space.id, ())]
+
+    return await asyncio.to_thread(listing)
 
 
 @router.post(PREFIX)

@@ -71,7 +71,8 @@ async def restart(request: Request, owner: str, name: str, factory: bool = False
 @router.get(PREFIX + "/builds")
 async def builds(request: Request, owner: str, name: str) -> dict[str, Any]:
     space, _ = await visible_space(request, owner, name)
-    return {"builds": hub_of(request).control.builds(space.space_id), "serving": space.serving_sha}
+    return {"builds": await asyncio.to_thread(hub_of(request).control.builds, space.space_id),
+            "serving": space.serving_sha}
 
 
 @router.post(PREFIX + "/rollback")
@@ -81,7 +82,7 @@ async def rollback(request: Request, owner: str, name: str) -> dict[str, Any]:
     sha = (await _json(request)).get("sha")
     if not isinstance(sha, str) or len(sha) < 7:
         raise BadRequest("send {\"sha\": \"<commit>\"} of a kept build (GET .../builds lists them)")
-    kept = [b for b in hub_of(request).control.builds(space.space_id) if b.startswith(sha)]
+    kept = [b for b in await asyncio.to_thread(hub_of(request).control.builds, space.space_id) if b.startswith(sha)]
     if not kept:
         raise NotFound(f"no kept build for {sha} in {space.space_id}")
     await hub_of(request).control.rollback(space.space_id, kept[0])
