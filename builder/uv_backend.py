@@ -26,6 +26,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -33,6 +34,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from builder.backend import BuildContext
+from builder.build_sandbox import UV_MOUNT, BuildMounts, build_argv, build_env, ca_in_sandbox, cache_for
 from builder.checkout import make_world_readable
 from builder.plan import BuildPlan
 from builder.planner import install_requirements
@@ -40,6 +42,7 @@ from core.artifact import Artifact
 from core.errors import BuildFailed, ConfigError
 from core.settings import Settings
 from core.stages import Sdk
+from sandbox.bwrap import APP_UID, interpreter_prefix, probe
 
 MARKER = ".spacehost-complete"
 TAIL_LINES = 30
@@ -98,15 +101,40 @@ def _world_readable(path: str) -> bool:
         return False
 
 
-def uv_command() -> list[str]:
-    found = shutil.which("uv")
-    if found:
-        return [found]
+def uv_binary() -> str:
+    """The uv executable itself (not a shim script: the build sandbox binds this one file)."""
     with contextlib.suppress(ImportError, FileNotFoundError):
         from uv import find_uv_bin
 
-        return [find_uv_bin()]
-    return [sys.executable, "-m", "uv"]
+        return os.path.realpath(find_uv_bin())
+    found = shutil.which("uv")
+    if found is None:
+        raise BuildFailed("uv is not installed (pip install uv)")
+    return os.path.realpath(found)
+
+
+def make_build_dir(path: Path) -> None:
+    """`path` (and its parents, root's 0755) with the last one owned by uid 1000, mode 0700."""
+    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    path.mkdir(mode=0o700, exist_ok=True)
+    os.chown(path, APP_UID, APP_UID)
+
+
+def own_tree(root: Path, uid: int) -> None:
+    """chown every entry under `root` (symlinks themselves, never followed) to `uid`:`uid`."""
+    os.lchown(root, uid, uid)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            os.lchown(os.path.join(dirpath, name), uid, uid)
+
+
+@dataclass(frozen=True)
+class UvRun:
+    prefix: list[str]  # the sandbox argv before uv's (empty: unsandboxed)
+    env: dict[str, str]
+    uv: list[str]
+    cwd: str  # on the host (the sandbox sets its own)
+    env_path: str  # the env directory as uv sees it
 
 
 def failure_message(tail: Sequence[str]) -> str:
@@ -140,7 +168,8 @@ class UvBackend:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.envs = settings.path("envs")
-        self.cache = settings.path("uv-cache")
+        self.cache_root = settings.path("build-cache")  # uid 1000's, builds only (builder/build_sandbox.py)
+        self.scratch = settings.path("build-tmp")
 
     def build(self, plan: BuildPlan, ctx: BuildContext) -> Artifact:
         if plan.sdk is Sdk.DOCKER:
@@ -176,7 +205,7 @@ class UvBackend:
             work = self.envs / f".{key}.building"
             shutil.rmtree(work, ignore_errors=True)
             try:
-                self._create(plan, ctx, work, deadline)
+                self._create(plan, ctx, work, final, deadline)
                 make_world_readable(work)
                 (work / MARKER).write_text(json.dumps({"key": key, "built_at": time.time()}) + "\n")
                 os.chmod(work / MARKER, 0o644)
@@ -190,38 +219,64 @@ class UvBackend:
             threading.Thread(target=compile_bytecode, args=(final,), name=f"pyc-{key}", daemon=True).start()
         return final
 
-    def _create(self, plan: BuildPlan, ctx: BuildContext, work: Path, deadline: float) -> None:
+    def _create(self, plan: BuildPlan, ctx: BuildContext, work: Path, final: Path, deadline: float) -> None:
         interpreter, why = choose_python(plan.python_version, discover_pythons())
         ctx.log(f"--> {why}")
-        uv = uv_command()
-        env = self._uv_env()
-        self._run([*uv, "venv", "--relocatable", "--python", interpreter.path, str(work)], ctx, env, deadline,
-                  plan.source_dir)
-        meta = work / ".spacehost"
-        meta.mkdir()
-        refresh = ["--refresh"] if ctx.no_cache else []
-        python = str(work / "bin" / "python")
-        steps = [("pre-requirements.txt", plan.pre_requirements), ("requirements", install_requirements(plan))]
-        for name, lines in steps:
-            if not lines:
-                continue
-            spec = meta / name.replace(" ", "-")
-            spec.write_text("\n".join(lines) + "\n")
-            ctx.log(f"--> installing {name}: {', '.join(lines)}")
-            self._install([*uv, "pip", "install", "--python", python, *refresh, "-r", str(spec)], ctx, env,
-                          deadline, plan.source_dir)
+        with self._runner(plan, ctx, work, final, interpreter.path) as run:
+            venv = [*run.uv, "venv", "--relocatable", "--python", interpreter.path, run.env_path]
+            self._run([*run.prefix, *venv], ctx, run.env, deadline, run.cwd)
+            (work / ".spacehost").mkdir()
+            refresh = ["--refresh"] if ctx.no_cache else []
+            python = f"{run.env_path}/bin/python"
+            steps = [("pre-requirements.txt", plan.pre_requirements), ("requirements", install_requirements(plan))]
+            for name, lines in steps:
+                if not lines:
+                    continue
+                spec = f".spacehost/{name.replace(' ', '-')}"
+                (work / spec).write_text("\n".join(lines) + "\n")
+                ctx.log(f"--> installing {name}: {', '.join(lines)}")
+                install = [*run.uv, "pip", "install", "--python", python, *refresh, "-r", f"{run.env_path}/{spec}"]
+                self._install([*run.prefix, *install], ctx, run.env, deadline, run.cwd)
+        own_tree(work, 0)  # uid 1000 built it; nothing of it stays writable by a later sandbox
 
-    def _uv_env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("VIRTUAL_ENV", "CONDA_PREFIX", "PYTHONPATH", "PYTHONHOME")}
-        self.cache.mkdir(parents=True, exist_ok=True)
-        same_fs = self.cache.stat().st_dev == self.envs.stat().st_dev
-        env.update(UV_CACHE_DIR=str(self.cache), UV_LINK_MODE="hardlink" if same_fs else "copy",
-                   UV_NO_PROGRESS="1", NO_COLOR="1", UV_PYTHON_DOWNLOADS="never", UV_SYSTEM_CERTS="1")
+    @contextlib.contextmanager
+    def _runner(self, plan: BuildPlan, ctx: BuildContext, work: Path, final: Path, python: str) -> Iterator[UvRun]:
+        """How the build's uv commands run: in the build sandbox (builder/build_sandbox.py) as uid 1000, the env
+        made at `work` but bound at `final`; or — only with --insecure-no-sandbox — as a plain process with the
+        same scrubbed environment. Either way nothing of spacehost's environment reaches the build."""
+        cache = self.cache_root / cache_for(plan.tenant_code, plan.space_id)
+        make_build_dir(cache)
+        work.mkdir()
+        os.chown(work, APP_UID, APP_UID)
         ca = self.settings.build_ca or os.environ.get("SSL_CERT_FILE")
-        if ca:
-            env["SSL_CERT_FILE"] = str(ca)
-        return env
+        problem = probe()
+        if problem:
+            if not self.settings.insecure_no_sandbox:
+                raise BuildFailed(f"builds run in a bubblewrap sandbox, which does not work here ({problem}); "
+                                  "install bubblewrap and run spacehost as root, or start it with "
+                                  "--insecure-no-sandbox")
+            ctx.log(f"WARNING: --insecure-no-sandbox: this build runs without a sandbox ({problem})")
+            yield UvRun([], build_env(os.environ, str(ca) if ca else None, str(cache)), [uv_binary()],
+                        plan.source_dir, str(work))
+            return
+        ctx.log("--> installing in the build sandbox (uid 1000, no access to spacehost's data or secrets)")
+        self.scratch.mkdir(mode=0o700, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix="build-", dir=self.scratch))
+        try:
+            copies = []
+            for i, (rel, _) in enumerate(plan.local_trees):
+                src = Path(plan.source_dir, rel)
+                if src.is_dir() and not src.is_symlink():  # setuptools writes beside setup.py: a private copy
+                    shutil.copytree(src, scratch / str(i), symlinks=True)
+                    own_tree(scratch / str(i), APP_UID)
+                    copies.append((str(scratch / str(i)), rel))
+            mounts = BuildMounts(source_dir=plan.source_dir, env_work=str(work), env_path=str(final),
+                                 cache_dir=str(cache), uv=uv_binary(), ca_file=str(ca) if ca else None,
+                                 interpreter_roots=interpreter_prefix(python), tree_copies=tuple(copies))
+            yield UvRun(build_argv(mounts, []), build_env(os.environ, ca_in_sandbox(mounts.ca_file)), [UV_MOUNT],
+                        "/", str(final))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
     def _run(self, argv: list[str], ctx: BuildContext, env: dict[str, str], deadline: float, cwd: str) -> None:
         """Run one uv command, streaming its lines to the build log; BuildFailed on failure, cancel, timeout."""

@@ -69,3 +69,16 @@ def interpreter_prefix(python: str, inside: str | None = None) -> tuple[str, ...
     if real.startswith(tuple(roots)):
         return ()
     return (str(Path(real).parent.parent),)
+
+
+def probe() -> str:
+    """Why bubblewrap cannot sandbox here, or "" when it can (root, installed, and it runs)."""
+    import subprocess
+
+    if os.geteuid() != 0:
+        return "spacehost does not run as root"
+    if not os.path.exists(BWRAP):
+        return f"{BWRAP} is not installed"
+    run = subprocess.run([BWRAP, "--ro-bind", "/", "/", "--unshare-pid", "--", "/bin/true"], capture_output=True,
+                         text=True, check=False)
+    return "" if run.returncode == 0 else f"bubblewrap does not work here: {run.stderr.strip()}"
