@@ -1,0 +1,256 @@
+"""A network namespace per sandbox (a Space instance, a zygote, a build), behind one firewalled bridge.
+
+Interface (stable; the process runtime and the builder use it):
+
+    net = SpaceNetwork.from_env()            # bridge `spacehost1`, subnet 10.231.0.0/16 (SPACEHOST_SANDBOX_*)
+    addr = net.create("zygote-1a2b3c")      # -> NetAddress(name, netns_path="/run/netns/zygote-1a2b3c", ip, gateway)
+    argv = enter_argv(addr, ["bwrap", ...]) # nsenter --net=<netns_path> -- bwrap ...  (bubblewrap keeps the netns)
+    net.remove("zygote-1a2b3c")             # idempotent; also after a restart (state lives under /run)
+    net.expose(owner, {hub_port, broker_port})  # which gateway ports every namespace may connect to
+
+What a namespace gets: `lo` up, `eth0` (a veth whose host end is a port of the bridge, isolated from every
+other port: no frame passes between two namespaces), one IPv4 address from the subnet (no IPv6 at all), a
+default route via the gateway (the bridge's own address, where the host serves what sandboxes may call). The
+firewall (sandbox/firewall.py, applied atomically, re-applied when missing): the host only at the exposed
+gateway ports, no private/link-local/CGNAT destination but the host's DNS resolvers, nothing forwarded into the
+bridge, the public internet through NAT. The host's loopback is unreachable (another namespace's 127.0.0.1).
+Whatever cannot be set up raises NetworkError: callers must then not start the sandbox (fail closed).
+
+Addresses are leased by files under /run/spacehost/net/<bridge>/ (created O_EXCL: concurrent processes never
+get the same one), so they survive a spacehost restart exactly as long as the namespaces do (/run/netns).
+Exposed ports are kept per owner (a data dir) in the same place: several spacehost installs on one machine
+share the bridge, and the firewall opens the union of their ports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import ipaddress
+import json
+import os
+import random
+import re
+import subprocess
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.errors import SpacehostError
+from sandbox import firewall
+
+NETNS_DIR = Path("/run/netns")
+STATE_ROOT = Path("/run/spacehost/net")
+DEFAULT_BRIDGE = "spacehost1"
+DEFAULT_SUBNET = "10.231.0.0/16"  # outside Docker's default pools (172.17-31/16, 192.168/16)
+NSENTER = "/usr/bin/nsenter"
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+class NetworkError(SpacehostError, OSError):
+    """A namespace, the bridge or its firewall could not be set up; nothing may run without it."""
+
+
+@dataclass(frozen=True)
+class NetAddress:
+    name: str
+    netns_path: str  # what `nsenter --net=` takes
+    ip: str  # the sandbox's address; the host reaches its listeners here
+    gateway: str  # the host's address on the bridge
+
+
+def enter_argv(addr: NetAddress, argv: Iterable[str]) -> list[str]:
+    """`argv` run inside the namespace (bubblewrap does not unshare the network, so it keeps this one)."""
+    return [NSENTER, f"--net={addr.netns_path}", "--", *argv]
+
+
+def host_veth(name: str) -> str:
+    """The host end's interface name (15 characters at most, the kernel's limit), stable per namespace name."""
+    return "shv" + hashlib.sha1(name.encode()).hexdigest()[:11]
+
+
+def route_conflicts(subnet: str, routes: str, bridge: str) -> list[str]:
+    """Routes of `ip -4 -o route` text (other than via `bridge` itself) that overlap `subnet`."""
+    net = ipaddress.ip_network(subnet)
+    found = []
+    for line in routes.splitlines():
+        parts = line.split()
+        if not parts or parts[0] == "default" or (f"dev {bridge} " in line + " "):
+            continue
+        with contextlib.suppress(ValueError):
+            if ipaddress.ip_network(parts[0], strict=False).overlaps(net):
+                found.append(line.strip())
+    return found
+
+
+def ruleset(bridge: str, subnet: str, ports: Iterable[int], resolvers: tuple[str, ...]) -> firewall.Firewall:
+    """The bridge's firewall (see sandbox/firewall.py), for the exposed `ports` of the gateway."""
+    gateway = str(next(ipaddress.ip_network(subnet).hosts()))
+    return firewall.bridge_firewall(bridge, gateway, tuple(sorted(set(ports))), resolvers, egress="ACCEPT",
+                                    inbound_closed=True, masquerade=subnet)
+
+
+class SpaceNetwork:
+    def __init__(self, bridge: str = DEFAULT_BRIDGE, subnet: str = DEFAULT_SUBNET, state_root: Path = STATE_ROOT):
+        self.bridge, self.subnet = bridge, str(ipaddress.ip_network(subnet))
+        self.network = ipaddress.ip_network(self.subnet)
+        self.gateway = str(next(self.network.hosts()))
+        self.state = state_root / bridge
+        self._ready = False
+
+    @classmethod
+    def from_env(cls) -> SpaceNetwork:
+        return cls(os.environ.get("SPACEHOST_SANDBOX_BRIDGE", DEFAULT_BRIDGE),
+                   os.environ.get("SPACEHOST_SANDBOX_SUBNET", DEFAULT_SUBNET))
+
+    # -- the bridge and its firewall ---------------------------------------------------------------------------
+
+    def ensure(self) -> str:
+        """The bridge up and firewalled (made if missing); returns the gateway address."""
+        with self._locked():
+            if not self._ready or not Path(f"/sys/class/net/{self.bridge}").exists():
+                self._make_bridge()
+            self._apply_firewall(check_only=self._ready)
+            self._ready = True
+        return self.gateway
+
+    def expose(self, owner: str, ports: Iterable[int]) -> None:
+        """Let every namespace on the bridge connect to `ports` on the gateway, on behalf of `owner`
+        (replacing what that owner exposed before; an empty set withdraws it)."""
+        self.ensure()
+        with self._locked():
+            path = self.state / "ports" / (hashlib.sha1(owner.encode()).hexdigest()[:16] + ".json")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            wanted = sorted(set(ports))
+            if wanted:
+                path.write_text(json.dumps({"owner": owner, "ports": wanted}))
+            else:
+                path.unlink(missing_ok=True)
+            self._apply_firewall(check_only=False)
+
+    def exposed_ports(self) -> set[int]:
+        out: set[int] = set()
+        for f in (self.state / "ports").glob("*.json"):
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                out.update(int(p) for p in json.loads(f.read_text())["ports"])
+        return out
+
+    def teardown(self) -> None:
+        """Remove the bridge and its rules (uninstall, tests); namespaces still on it lose their network."""
+        with self._locked():
+            firewall.remove(ruleset(self.bridge, self.subnet, (), ()))
+            _ip("link", "del", self.bridge, check=False)
+            self._ready = False
+
+    def _make_bridge(self) -> None:
+        conflicts = route_conflicts(self.subnet, _ip("-4", "-o", "route", "show"), self.bridge)
+        if conflicts:
+            raise NetworkError(f"the sandbox subnet {self.subnet} overlaps this host's routes ({conflicts[0]}): "
+                               "choose another with SPACEHOST_SANDBOX_SUBNET")
+        if not Path(f"/sys/class/net/{self.bridge}").exists():
+            _ip("link", "add", self.bridge, "type", "bridge")
+            _ip("link", "set", self.bridge, "addrgenmode", "none")  # no IPv6 link-local on the host side
+        _ip("addr", "replace", f"{self.gateway}/{self.network.prefixlen}", "dev", self.bridge)
+        _ip("link", "set", self.bridge, "up")
+        try:
+            Path("/proc/sys/net/ipv4/ip_forward").write_text("1")
+        except OSError as e:
+            raise NetworkError(f"cannot enable IPv4 forwarding for the sandboxes' egress: {e}") from None
+
+    def _apply_firewall(self, check_only: bool) -> None:
+        try:
+            resolvers = firewall.nameservers(Path("/etc/resolv.conf").read_text())
+        except OSError:
+            resolvers = ()
+        fw = ruleset(self.bridge, self.subnet, self.exposed_ports(), resolvers)
+        if check_only and firewall.installed(fw):
+            return
+        try:
+            firewall.apply(fw)
+        except firewall.FirewallError as e:
+            raise NetworkError(f"the sandboxes' network has no firewall, so no sandbox starts: {e}") from None
+
+    # -- namespaces --------------------------------------------------------------------------------------------
+
+    def create(self, name: str) -> NetAddress:
+        """A fresh namespace `name` with its address (any leftover of that name is removed first)."""
+        if not NAME_RE.match(name):
+            raise NetworkError(f"not a usable namespace name: {name!r}")
+        self.remove(name)
+        self.ensure()
+        ip = self._lease(name)
+        veth, prefix = host_veth(name), self.network.prefixlen
+        try:
+            _ip("netns", "add", name)
+            _ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", name)
+            _ip("link", "set", veth, "addrgenmode", "none")
+            _ip("link", "set", veth, "master", self.bridge)
+            _run(["bridge", "link", "set", "dev", veth, "isolated", "on"])
+            _ip("link", "set", veth, "up")
+            batch = (f"link set eth0 addrgenmode none\nlink set lo up\naddr add {ip}/{prefix} dev eth0\n"
+                     f"link set eth0 up\nroute add default via {self.gateway}\n")
+            _run(["ip", "-n", name, "-batch", "-"], stdin=batch)
+        except NetworkError:
+            self.remove(name)
+            raise
+        return NetAddress(name, str(NETNS_DIR / name), ip, self.gateway)
+
+    def address(self, name: str) -> NetAddress | None:
+        """The namespace `name` if it exists (after a restart: what adopt needs)."""
+        with contextlib.suppress(OSError):
+            ip = (self.state / "names" / name).read_text().strip()
+            if (NETNS_DIR / name).exists():
+                return NetAddress(name, str(NETNS_DIR / name), ip, self.gateway)
+        return None
+
+    def remove(self, name: str) -> None:
+        """Delete the namespace, its veth and its lease; idempotent."""
+        if not NAME_RE.match(name):
+            return
+        if Path(f"/sys/class/net/{host_veth(name)}").exists():
+            _ip("link", "del", host_veth(name), check=False)
+        if (NETNS_DIR / name).exists():
+            _ip("netns", "del", name, check=False)
+        lease = self.state / "names" / name
+        with contextlib.suppress(OSError):
+            (self.state / "ips" / lease.read_text().strip()).unlink()
+        lease.unlink(missing_ok=True)
+
+    def _lease(self, name: str) -> str:
+        (self.state / "ips").mkdir(parents=True, exist_ok=True)
+        (self.state / "names").mkdir(parents=True, exist_ok=True)
+        first, size = int(self.network.network_address), self.network.num_addresses
+        rng = random.SystemRandom()
+        for _ in range(200):
+            ip = str(ipaddress.ip_address(first + rng.randrange(2, size - 1)))  # not the network, gateway, broadcast
+            try:
+                fd = os.open(self.state / "ips" / ip, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(name)
+            (self.state / "names" / name).write_text(ip)
+            return ip
+        raise NetworkError(f"no free address left in {self.subnet}")
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(self.state / "lock", "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            yield
+
+
+def _run(argv: list[str], stdin: str | None = None, check: bool = True) -> str:
+    try:
+        done = subprocess.run(argv, input=stdin, capture_output=True, text=True, check=False, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise NetworkError(f"{' '.join(argv[:4])}: {e}") from None
+    if check and done.returncode != 0:
+        raise NetworkError(f"{' '.join(argv)}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def _ip(*args: str, check: bool = True) -> str:
+    return _run(["ip", *args], check=check)
