@@ -43,6 +43,7 @@ class RouteTable:
     domain: str
     hub: Upstream
     routes: tuple[Route, ...] = ()
+    spaces_domain: str = ""  # the Spaces' own domain when apart from the hub's ("" = `domain`)
     _by_sub: dict[str, Route] = field(default_factory=dict, compare=False, repr=False)
     _by_port: dict[int, Route] = field(default_factory=dict, compare=False, repr=False)
     _by_domain: dict[str, Route] = field(default_factory=dict, compare=False, repr=False)
@@ -68,14 +69,15 @@ class RouteTable:
         return next((r for r in self.routes if r.space_id == space_id), None)
 
     def resolve(self, host: str, local_port: int) -> Route | None | str:
-        """Route for a request's Host header arriving on `local_port`: a Route, `"hub"`, or None."""
+        """Route for a request's Host header arriving on `local_port`: a Route, `"hub"`, or None. Spaces are
+        the subdomains of `spaces_domain` only: with a domain of their own, `x.DOMAIN` is no Space."""
         r = self.by_port(local_port)
         if r is not None:
             return r
         name = host.rsplit(":", 1)[0].lower() if not host.startswith("[") else host
-        dom = self.domain.lower()
-        if name == dom or name in ("127.0.0.1", "localhost", "[::1]"):
+        if name == self.domain.lower() or name in ("127.0.0.1", "localhost", "[::1]"):
             return "hub"
-        if name.endswith("." + dom):
-            return self.by_subdomain(name[: -len(dom) - 1])
+        spaces = (self.spaces_domain or self.domain).lower()
+        if name.endswith("." + spaces):
+            return self.by_subdomain(name[: -len(spaces) - 1])
         return self.by_custom_domain(name)

@@ -24,6 +24,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     domain: str = "localhost"
+    spaces_domain: str = ""  # Spaces at owner-name.SPACES_DOMAIN, a site apart from the hub's; "" = domain
     runtime: str = "process"  # "process" | "docker"
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -61,6 +62,11 @@ class Settings:
     @property
     def hub_url(self) -> str:
         return f"{self.scheme}://{self.domain}:{self.port}"
+
+    @property
+    def space_domain(self) -> str:
+        """The domain whose subdomains are the Spaces (`spaces_domain`, else the hub's own)."""
+        return self.spaces_domain or self.domain
 
     def path(self, *parts: str) -> Path:
         return self.data_dir.joinpath(*parts)

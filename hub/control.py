@@ -77,7 +77,7 @@ class Hub:
         return LogFile(self.settings.path("spaces", space_id, "run.log"))
 
     def subdomain_url(self, subdomain: str) -> str:
-        return f"{self.settings.scheme}://{subdomain}.{self.settings.domain}:{self.settings.port}"
+        return f"{self.settings.scheme}://{subdomain}.{self.settings.space_domain}:{self.settings.port}"
 
     def app_url(self, space: SpaceRecord) -> str:
         """The URL a client uses to reach the app: the subdomain when wildcard DNS resolves here, else the

@@ -442,7 +442,8 @@ class Controller:
                 zero_gpu=flavor(space.hardware).is_zero, error=space.error,
                 custom_domains=domains.get(space.id, ()),
             ))
-        table = RouteTable(self.settings.domain, self.hub_upstream, tuple(lifecycle.route_for(v) for v in views))
+        table = RouteTable(self.settings.domain, self.hub_upstream, tuple(lifecycle.route_for(v) for v in views),
+                           spaces_domain=self.settings.spaces_domain)
         if table != self._table:
             self._table = table
             self.on_routes(table)

@@ -6,9 +6,13 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from core.errors import SpacehostError
 from core.settings import Settings
+
+if TYPE_CHECKING:
+    from hub.accounts import Accounts
 
 
 def _env(flag: str, default: str | None = None) -> str | None:
@@ -21,6 +25,9 @@ def up_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--host", default=_env("host", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(_env("port", "8080") or 8080))
     p.add_argument("--domain", default=_env("domain", "localhost"))
+    p.add_argument("--spaces-domain", default=_env("spaces-domain", ""),
+                   help="serve Spaces at OWNER-NAME.D, a site apart from the hub's (as *.hf.space is apart from "
+                        "huggingface.co); default: subdomains of --domain")
     p.add_argument("--runtime", choices=["process", "docker"], default=_env("runtime", "process"))
     p.add_argument("--tls-cert", default=_env("tls-cert"))
     p.add_argument("--tls-key", default=_env("tls-key"))
@@ -48,12 +55,28 @@ def settings_from(args: argparse.Namespace) -> Settings:
     build_ca = args.build_ca or os.environ.get("SSL_CERT_FILE")
     return Settings(
         data_dir=Path(args.data_dir), host=args.host, port=args.port, domain=args.domain, runtime=args.runtime,
+        spaces_domain=args.spaces_domain,
         tls_cert=Path(args.tls_cert) if args.tls_cert else None, tls_key=Path(args.tls_key) if args.tls_key else None,
         tls=args.tls, zerogpu_devices=args.zerogpu_devices, zerogpu_quota_anonymous_s=args.zerogpu_quota_anonymous,
         zerogpu_quota_signed_in_s=args.zerogpu_quota_signed_in, build_ca=Path(build_ca) if build_ca else None,
         direct_port_base=args.direct_port_base, docker_base_image=args.docker_base_image,
         docker_network=args.docker_network, access_log=args.access_log,
     )
+
+
+def token_command(accounts: Accounts, args: argparse.Namespace) -> None:
+    """`token create|list|revoke USER [NAME_OR_ID]`: list shows ids and names, never values (only digests are
+    kept); revoke ends the sessions the token opened, and it gets 401 from then on."""
+    if args.action == "create":
+        print(accounts.create_token(args.name, role=args.role, display_name=args.token_name))
+    elif args.action == "list":
+        for t in accounts.tokens(args.name):
+            print(f"{t.id}\t{t.display_name}\t{t.role}\t{t.created_at:%Y-%m-%d %H:%M:%S}")
+    else:
+        if not args.target:
+            raise SystemExit("spacehost: token revoke needs the token's NAME_OR_ID (spacehost token list USER)")
+        t = accounts.revoke_token(args.name, args.target)
+        print(f"token {t.id} ({t.display_name}) of {t.user} revoked")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,11 +86,13 @@ def main(argv: list[str] | None = None) -> int:
     for what in ("user", "org", "token"):
         p = sub.add_parser(what, help=f"manage {what}s")
         p.add_argument("--data-dir", default=_env("data-dir", ".spacehost"))
-        p.add_argument("action", choices=["create"] if what != "org" else ["create", "add-member"])
+        actions = {"user": ["create"], "org": ["create", "add-member"], "token": ["create", "list", "revoke"]}
+        p.add_argument("action", choices=actions[what])
         p.add_argument("name")
         if what == "user":
             p.add_argument("--admin", action="store_true")
         if what == "token":
+            p.add_argument("target", nargs="?", metavar="NAME_OR_ID", help="revoke: the token's name or id")
             p.add_argument("--role", choices=["read", "write"], default="write")
             p.add_argument("--token-name", default="cli")
         if what == "org":
@@ -88,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             accounts.create(args.name, admin=args.admin)
             print(f"user {args.name} created; make a token with: spacehost token create {args.name}")
         elif args.cmd == "token":
-            print(accounts.create_token(args.name, role=args.role, display_name=args.token_name))
+            token_command(accounts, args)
         elif args.action == "create":
             accounts.create(args.name, kind="org")
             if args.member:

@@ -68,6 +68,12 @@ def load_ports(path: Path) -> dict[str, int]:
     return {}
 
 
+def spaces_names(settings: Settings) -> tuple[str, ...]:
+    """Extra names of the self-signed certificate: the Spaces' own domain, when apart from the hub's."""
+    d = settings.spaces_domain
+    return (d, f"*.{d}") if d and d != settings.domain else ()
+
+
 def open_store(settings: Settings) -> Store:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     url = os.environ.get("SPACEHOST_DATABASE_URL") or f"sqlite:///{settings.path('state.db').resolve()}"
@@ -178,7 +184,7 @@ class Embedded:
             app_url=lambda space: hub_holder["hub"].app_url(space), zero_gpu=self.broker,
             hub_upstream=Upstream("127.0.0.1", hub_port),
         )
-        hub = Hub(s, store, accounts, repos, box, controller, wildcard_dns=wildcard_dns_works(s.domain),
+        hub = Hub(s, store, accounts, repos, box, controller, wildcard_dns=wildcard_dns_works(s.space_domain),
                   signing_key=key)
         hub_holder["hub"] = hub
         self.hub, self.controller = hub, controller
@@ -192,7 +198,7 @@ class Embedded:
         await controller.start()
         quotas = QuotaSettings(s.path("zerogpu", "quotas.json"), accounts)
         controller.set_zerogpu_overrides(await asyncio.to_thread(quotas.resolved))
-        table = proxy_box.get("table") or RouteTable(s.domain, Upstream("127.0.0.1", hub_port))
+        table = proxy_box.get("table") or RouteTable(s.domain, Upstream("127.0.0.1", hub_port), spaces_domain=s.spaces_domain)
         tls = None
         if s.tls or s.tls_cert:
             from proxy.tls import DirCertStore, TlsConfig, ensure_self_signed
@@ -201,7 +207,7 @@ class Embedded:
             if s.tls_cert and s.tls_key:
                 tls = TlsConfig(s.tls_cert, s.tls_key, store=DirCertStore(store_dir))
             else:
-                made = ensure_self_signed(s.path("tls"), s.domain)
+                made = ensure_self_signed(s.path("tls"), s.domain, spaces_names(s))
                 print(made.trust_instructions(), flush=True)
                 tls = TlsConfig(made.cert, made.key, store=DirCertStore(store_dir))
         access_log = AccessLog.open(s.access_log)
@@ -242,7 +248,7 @@ class Embedded:
         print(f"  data:      {s.data_dir}  (repos, state, environments, logs)", flush=True)
         print(f"  isolation: {runtime.describe_isolation()}", flush=True)
         if not hub.wildcard_dns:
-            print(f"  note: *.{s.domain} does not resolve for plain clients here; the API's `host` gives each"
+            print(f"  note: *.{s.space_domain} does not resolve for plain clients here; the API's `host` gives each"
                   f" Space its own port on {s.host}", flush=True)
         if self.admin is not None:
             print(f"  admin token: {self.admin.origin}", flush=True)

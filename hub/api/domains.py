@@ -73,7 +73,8 @@ async def add_domain(request: Request, owner: str, name: str) -> list[dict[str, 
     body = await _json(request)
     domain = str(body.get("domain", "")).strip().lower().rstrip(".")
     hub = hub_of(request)
-    if not _DOMAIN.match(domain) or domain == hub.settings.domain or domain.endswith("." + hub.settings.domain):
+    ours = {hub.settings.domain, hub.settings.space_domain}
+    if not _DOMAIN.match(domain) or any(domain == d or domain.endswith("." + d) for d in ours):
         raise BadRequest(f"{domain!r} is not a valid custom domain")
     cert, key = body.get("certificate"), body.get("key")
     if bool(cert) != bool(key):
