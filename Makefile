@@ -9,7 +9,7 @@ UV     := $(shell command -v uv 2>/dev/null)
 $(VENV)/.installed: pyproject.toml setup.py proxy/_lane.c
 	@test -n "$(UV)" || $(PYTHON) -m pip install -q uv
 	uv venv -q --allow-existing -p $(PYTHON) $(VENV)
-	VIRTUAL_ENV=$(VENV) uv pip install -q -e '.[test]'
+	VIRTUAL_ENV=$(VENV) uv pip install -q -e '.[test,cluster]'
 	@touch $@
 
 venv: $(VENV)/.installed

@@ -8,6 +8,8 @@ for pair in bwrap:bubblewrap redis-server:redis-server nginx:nginx wrk:wrk chrom
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
 done
+# PostgreSQL for the cluster tests and `make cluster` (Debian keeps its binaries off PATH).
+compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
   echo "==> installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
