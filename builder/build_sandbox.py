@@ -66,7 +66,7 @@ def ca_in_sandbox(ca_file: str | None) -> str | None:
 
 def build_argv(m: BuildMounts, command: Sequence[str]) -> list[str]:
     """bubblewrap argv running `command` (uv at UV_MOUNT) as uid 1000 in the build sandbox described above."""
-    argv = [*base_argv(), "--perms", "0755", "--dir", "/home", "--perms", "0755", "--dir", "/home/user",
+    argv = [*base_argv(), "--die-with-parent", "--perms", "0755", "--dir", "/home", "--perms", "0755", "--dir", "/home/user",
             "--ro-bind", m.source_dir, APP_MOUNT]
     for copy, rel in m.tree_copies:
         argv += ["--bind", copy, os.path.normpath(os.path.join(APP_MOUNT, rel))]

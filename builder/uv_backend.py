@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -126,6 +127,31 @@ def own_tree(root: Path, uid: int) -> None:
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
             os.lchown(os.path.join(dirpath, name), uid, uid)
+
+
+@contextlib.contextmanager
+def build_network(ctx: BuildContext) -> Iterator[Callable[[list[str]], list[str]]]:
+    """A network namespace of the build's own (sandbox/netns.py: the package indexes through NAT, not the
+    host's loopback, other sandboxes or private ranges), as a function wrapping an argv to run inside it.
+    Where that module is absent the build shares the host's network (said in the build log); where it is
+    present but cannot set a namespace up, the build fails (closed)."""
+    try:
+        from sandbox.netns import NetworkError, SpaceNetwork, enter_argv
+    except ImportError:
+        ctx.log("--> network: the host's (no per-build network namespace on this install)")
+        yield lambda argv: argv
+        return
+    net = SpaceNetwork.from_env()
+    name = f"build-{uuid.uuid4().hex[:12]}"
+    try:
+        addr = net.create(name)
+    except NetworkError as e:
+        raise BuildFailed(f"the build's network namespace could not be set up: {e}") from None
+    try:
+        ctx.log("--> network: a namespace of its own (package indexes reachable, not the host's services)")
+        yield lambda argv: enter_argv(addr, argv)
+    finally:
+        net.remove(name)
 
 
 @dataclass(frozen=True)
@@ -273,8 +299,9 @@ class UvBackend:
             mounts = BuildMounts(source_dir=plan.source_dir, env_work=str(work), env_path=str(final),
                                  cache_dir=str(cache), uv=uv_binary(), ca_file=str(ca) if ca else None,
                                  interpreter_roots=interpreter_prefix(python), tree_copies=tuple(copies))
-            yield UvRun(build_argv(mounts, []), build_env(os.environ, ca_in_sandbox(mounts.ca_file)), [UV_MOUNT],
-                        "/", str(final))
+            with build_network(ctx) as enter:
+                yield UvRun(enter(build_argv(mounts, [])), build_env(os.environ, ca_in_sandbox(mounts.ca_file)),
+                            [UV_MOUNT], "/", str(final))
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
 

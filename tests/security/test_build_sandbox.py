@@ -1,0 +1,142 @@
+"""Builds are untrusted code: a real push whose requirements.txt installs a local `./evil` package with a
+malicious setup.py, and environments keyed by the bytes of local requirement trees (issue 12)."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from gradio_client import Client
+
+from tests.e2e.harness import Server, free_port
+
+pytestmark = pytest.mark.e2e
+
+README = "---\ntitle: t\nsdk: gradio\n---\n"
+SHOW = """import gradio as gr
+import {pkg}
+
+gr.Interface(fn=lambda x: {pkg}.VALUE, inputs="text", outputs="text").launch()
+"""
+# Every attempt prints one `ATTACK <what>: <outcome>` line; the build then fails on purpose, so uv puts the
+# build backend's output into the build log (the attacker's own channel out).
+EVIL_SETUP = r'''
+import os, socket, subprocess
+from setuptools import setup
+
+def attempt(what, fn):
+    try:
+        print(f"ATTACK {what}: SUCCEEDED {fn()!r}"[:300], flush=True)
+    except Exception as e:
+        print(f"ATTACK {what}: failed {type(e).__name__}", flush=True)
+
+print("ATTACK env: " + repr(sorted(os.environ.items())), flush=True)
+print("ATTACK uid: " + subprocess.run(["id", "-u"], capture_output=True, text=True).stdout.strip(), flush=True)
+attempt("read secret.key", lambda: open("{data}/secret.key", "rb").read())
+attempt("read state.db", lambda: open("{data}/state.db", "rb").read(16))
+attempt("list data dir", lambda: os.listdir("{data}"))
+attempt("list envs", lambda: os.listdir("{data}/envs"))
+attempt("list /root", lambda: os.listdir("/root"))
+attempt("write /tmp/pwned", lambda: open("/tmp/pwned-{tag}", "w").write("x"))
+attempt("write data dir", lambda: open("{data}/pwned-{tag}", "w").write("x"))
+attempt("write checkout", lambda: open("/home/user/app/pwned-{tag}", "w").write("x"))
+attempt("connect hub", lambda: socket.create_connection(("127.0.0.1", {port}), timeout=3).close())
+raise SystemExit("evil setup.py done")
+setup(name="evil", version="0.1")
+'''
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = Server(tmp_path_factory.mktemp("spacehost"), free_port(), "hf_admin_" + secrets.token_hex(8))
+    srv.env["SPACEHOST_SECRET_KEY"] = "sk_" + secrets.token_hex(16)  # must not reach a build
+    srv.start()
+    yield srv
+    srv.close()
+
+
+def log_lines(server: Server, sid: str) -> str:
+    """The build log's text (the SSE `data:` lines' payloads)."""
+    return "\n".join(json.loads(line[len("data: "):])["data"] for line in server.build_log(sid).splitlines())
+
+
+def attacks(log: str) -> dict[str, str]:
+    return dict(re.findall(r"ATTACK ([^:]+): (.*)", log))
+
+
+def test_malicious_setup_py_is_confined(server: Server, tmp_path: Path) -> None:
+    tag = uuid.uuid4().hex[:8]
+    sid = f"admin/evil-{tag}"
+    assert server.create_space(sid.split("/")[1]).status_code == 200
+    setup_py = (EVIL_SETUP.replace("{data}", str(server.data_dir)).replace("{tag}", tag)
+                .replace("{port}", str(server.port)))
+    push = server.push(sid, {"README.md": README, "app.py": SHOW.format(pkg="evil"), "requirements.txt": "./evil\n",
+                             "evil/setup.py": setup_py}, workdir=tmp_path)
+    assert push.returncode == 0, push.stderr
+    rt = server.wait_stage(sid, timeout=600)
+    log = log_lines(server, sid)
+    assert rt["stage"] == "BUILD_ERROR", rt  # a failing install is BUILD_ERROR with the log
+    seen = attacks(log)
+    assert seen.get("uid") == "1000", log[-3000:]
+    for what in ("read secret.key", "read state.db", "list /root", "write data dir", "write checkout",
+                 "connect hub"):
+        assert seen.get(what, "").startswith("failed"), (what, seen)
+    # what the build sees of the data dir is the path to its own env's mount point, nothing else
+    assert seen["list data dir"] == "SUCCEEDED ['envs']", seen
+    assert re.fullmatch(r"SUCCEEDED \['[0-9a-f]{20}'\]", seen["list envs"]), seen
+    env = seen["env"]
+    assert "SPACEHOST" not in env and server.token not in env and server.env["SPACEHOST_SECRET_KEY"] not in env
+    assert "SPACEHOST" not in log and server.token not in log
+    assert seen["write /tmp/pwned"] == "SUCCEEDED 1"  # into the build's private /tmp, a tmpfs gone with it
+    assert not Path(f"/tmp/pwned-{tag}").exists() and not (server.data_dir / f"pwned-{tag}").exists()
+    src = server.data_dir / "spaces" / sid / "src"
+    assert not list(src.glob(f"*/pwned-{tag}")) and not list(src.glob("*/evil/*.egg-info"))  # checkout untouched
+
+
+def pkg_files(value: str) -> dict[str, str]:
+    return {"pkg/setup.py": "from setuptools import setup\nsetup(name='pkg', version='0.1', py_modules=['pkg'])\n",
+            "pkg/pkg.py": f"VALUE = {value!r}\n"}
+
+
+def env_key(log: str) -> str:
+    found = re.findall(r"environment ([0-9a-f]{20}) (?:built|reused)", log)
+    assert found, log[-2000:]
+    return found[-1]
+
+
+def test_local_package_bytes_key_the_environment(server: Server, tmp_path: Path) -> None:
+    tag = uuid.uuid4().hex[:6]
+    a, b = f"admin/pkg-a-{tag}", f"admin/pkg-b-{tag}"
+    for sid in (a, b):
+        assert server.create_space(sid.split("/")[1]).status_code == 200
+    base = {"README.md": README, "app.py": SHOW.format(pkg="pkg"), "requirements.txt": "./pkg\n"}
+    assert server.push(a, {**base, **pkg_files("one")}, workdir=tmp_path / "a").returncode == 0
+    rt = server.wait_stage(a, timeout=600)
+    assert rt["stage"] == "RUNNING", (rt, server.build_log(a)[-3000:])
+    assert Client(server.host(a), verbose=False).predict("x", api_name="/predict") == "one"
+    key_one = env_key(server.build_log(a))
+
+    # same requirement line, new bytes: a new environment with the new code
+    assert server.push(a, pkg_files("two"), workdir=tmp_path / "a").returncode == 0
+    rt = server.wait_stage(a, {"RUNNING"}, timeout=600, after_sha=_head(tmp_path / "a"))
+    assert Client(server.host(a), verbose=False).predict("x", api_name="/predict") == "two"
+    key_two = env_key(server.build_log(a))
+    assert key_two != key_one
+
+    # another Space, same `./pkg` line, other bytes: its own environment
+    assert server.push(b, {**base, **pkg_files("bee")}, workdir=tmp_path / "b").returncode == 0
+    rt = server.wait_stage(b, timeout=600)
+    assert rt["stage"] == "RUNNING", rt
+    assert Client(server.host(b), verbose=False).predict("x", api_name="/predict") == "bee"
+    assert env_key(server.build_log(b)) not in (key_one, key_two)
+
+
+def _head(work: Path) -> str:
+    from tests.e2e.harness import git
+
+    return git("-C", str(work), "rev-parse", "HEAD").stdout.strip()
