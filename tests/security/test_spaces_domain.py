@@ -77,7 +77,7 @@ def user_with_token(server: Server) -> tuple[str, str]:
 
 
 def static_space(server: Server, space_id: str, token: str, *, private: bool) -> None:
-    owner, name = space_id.split("/")
+    name = space_id.split("/")[1]
     assert server.create_space(name, "static", private=private, token=token).status_code == 200
     assert server.push(space_id, {"index.html": f"<h1>{space_id}</h1>"}, token=token).returncode == 0
     server.wait_stage(space_id, {"RUNNING"}, timeout=120)
