@@ -30,6 +30,7 @@ from scheduler.runtimes import load_runtime
 if TYPE_CHECKING:
     from scheduler.runtimes.base import Runtime
     from scheduler.runtimes.docker import DockerRuntime
+    from scheduler.runtimes.process import ProcessRuntime
 
 log = logging.getLogger("spacehost")
 
@@ -152,9 +153,11 @@ class Embedded:
         box = SecretBox(key)
         runtime = load_runtime(s.runtime, s)
         backend = load_backend(s.runtime, s)
-        # Containers reach the hub and the broker on the Docker bridge gateway: listen there too, never 0.0.0.0.
+        # Spaces reach the hub and the broker on their bridge's gateway (Docker's, or the process runtime's
+        # sandbox bridge): listen there too, never 0.0.0.0.
         containers = _docker(runtime)
-        gateway = await asyncio.to_thread(containers.gateway) if containers else None
+        spaces_net = containers or _process(runtime)
+        gateway = await asyncio.to_thread(spaces_net.gateway) if spaces_net else None
         hosts = ("127.0.0.1", gateway) if gateway else ("127.0.0.1",)
         ports = load_ports(s.path("ports.json"))
         hub_socks = listen(hosts, ports.get("hub", 0))
@@ -176,9 +179,9 @@ class Embedded:
         if moved := [k for k, v in chosen.items() if ports.get(k, v) != v]:
             log.warning("ports of %s were taken: Spaces started before keep the old URLs until restarted", moved)
         s.path("ports.json").write_text(json.dumps(chosen))
-        if containers:
+        if spaces_net and gateway:
             services = {s.hub_url: hub_port, **({self.broker.url: self.broker.port} if self.broker else {})}
-            await asyncio.to_thread(containers.expose_host_services, services)
+            await asyncio.to_thread(spaces_net.expose_host_services, services)
         controller = Controller(
             s, store, repos.root, runtime, backend, env_source_for(store, box), on_routes,
             app_url=lambda space: hub_holder["hub"].app_url(space), zero_gpu=self.broker,
@@ -229,6 +232,8 @@ class Embedded:
             await controller.close()
             if containers is not None:
                 await asyncio.to_thread(containers.close)
+            elif spaces_net is not None and gateway:  # this install's ports closed to every namespace
+                await asyncio.to_thread(spaces_net.expose_host_services, {})
             if self.broker is not None and hasattr(self.broker, "close"):
                 await self.broker.close()
 
@@ -254,6 +259,12 @@ class Embedded:
             print(f"  admin token: {self.admin.origin}", flush=True)
             if self.admin.token:
                 print(f"  admin token (shown once, keep it): {self.admin.token}", flush=True)
+
+
+def _process(runtime: Runtime) -> ProcessRuntime | None:
+    from scheduler.runtimes.process import ProcessRuntime
+
+    return runtime if isinstance(runtime, ProcessRuntime) else None
 
 
 def _docker(runtime: Runtime) -> DockerRuntime | None:

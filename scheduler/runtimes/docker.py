@@ -12,7 +12,7 @@ Network: every Space joins one user-defined bridge made by spacehost (`settings.
 bridge gateway), where spacehost serves what Spaces call — the hub and the ZeroGPU broker, announced with
 `expose_host_services`, whose URLs in the app's env are rebased onto that name. Egress (the pure `firewall`,
 applied atomically with iptables-restore): to the host itself only those ports; to private ranges (10/8,
-172.16/12, 192.168/16, 169.254/16) nothing but DNS to the host's resolvers; public addresses as usual.
+172.16/12, 192.168/16, 169.254/16, 100.64/10) nothing but DNS to the host's resolvers; public addresses as usual.
 
 Containers carry the labels `spacehost.space`, `spacehost.sha`, `spacehost.instance` and `spacehost.data-dir`,
 so `adopt()` finds its own after a spacehost restart (spare containers, which start Gradio and Streamlit Spaces
@@ -28,7 +28,6 @@ import logging
 import math
 import os
 import re
-import subprocess
 import threading
 import time
 from collections.abc import Mapping
@@ -45,6 +44,8 @@ from core.errors import LaunchFailed
 from core.routes import Upstream
 from core.settings import Settings
 from core.stages import Sdk
+from sandbox import firewall as fwall
+from sandbox.firewall import Firewall, bridge_firewall, iptables, nameservers
 from scheduler.env import rebase_host_urls
 from scheduler.runtimes.base import ExitInfo, Instance, LaunchSpec
 from scheduler.runtimes.docker_warm import (
@@ -66,9 +67,6 @@ PIDS_LIMIT = 4096
 LOG_CONFIG = {"max-size": "10m", "max-file": "2"}  # the engine's own copy; the Space log is spec.log_path
 LABEL_NETWORK = "spacehost.network"
 HOST_ALIAS = "host.docker.internal"
-PRIVATE_NETS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16")
-REJECT = ("-j", "REJECT", "--reject-with", "icmp-admin-prohibited")  # a blocked connect fails at once
-ESTABLISHED = ("-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED")
 
 
 @dataclass(frozen=True)
@@ -90,58 +88,12 @@ class Bridge:
     gateway: str  # the host's address on it, what HOST_ALIAS names inside a container
 
 
-@dataclass(frozen=True)
-class Firewall:
-    """iptables filter rules of one bridge: its own chains (rebuilt whole) and the jumps into them."""
-
-    chains: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...]  # (chain, rules)
-    jumps: tuple[tuple[str, tuple[str, ...]], ...]  # (INPUT or DOCKER-USER, rule)
-
-
 def firewall(bridge: Bridge, host_ports: tuple[int, ...], resolvers: tuple[str, ...],
              forward_chain: str = "DOCKER-USER") -> Firewall:
-    """Egress of the Spaces on `bridge`. To the host itself (INPUT, any of its addresses): replies, and new
-    connections to `host_ports` on the gateway only. Forwarded (`forward_chain`): nothing to private ranges but
-    DNS to the host's private `resolvers` (the engine's embedded DNS forwards from inside the container)."""
-    suffix = bridge.interface.removeprefix("br-")[:12]
-    inp, fwd = f"SPACEHOST-IN-{suffix}", f"SPACEHOST-FWD-{suffix}"
-    in_rules: list[tuple[str, ...]] = [(*ESTABLISHED, "-j", "ACCEPT")]
-    in_rules += [("-d", f"{bridge.gateway}/32", "-p", "tcp", "--dport", str(p), "-j", "ACCEPT")
-                 for p in sorted(set(host_ports))]
-    fwd_rules: list[tuple[str, ...]] = [(*ESTABLISHED, "-j", "RETURN")]
-    fwd_rules += [("-d", f"{r}/32", "-p", proto, "--dport", "53", "-j", "RETURN")
-                  for r in resolvers if _private(r) for proto in ("udp", "tcp")]
-    fwd_rules += [("-d", net, *REJECT) for net in PRIVATE_NETS]
-    return Firewall(chains=((inp, (*in_rules, REJECT)), (fwd, (*fwd_rules, ("-j", "RETURN")))),
-                    jumps=(("INPUT", ("-i", bridge.interface, "-j", inp)),
-                           (forward_chain, ("-i", bridge.interface, "-j", fwd))))
-
-
-def restore_script(fw: Firewall, missing_jumps: tuple[tuple[str, tuple[str, ...]], ...]) -> str:
-    """Input of `iptables-restore --noflush`: declaring a chain flushes it, so the whole set swaps in one go."""
-    lines = ["*filter", *(f":{name} - [0:0]" for name, _ in fw.chains)]
-    lines += [f"-A {name} {' '.join(rule)}" for name, rules in fw.chains for rule in rules]
-    lines += [f"-I {chain} 1 {' '.join(rule)}" for chain, rule in missing_jumps]
-    return "\n".join([*lines, "COMMIT", ""])
-
-
-def nameservers(resolv_conf: str) -> tuple[str, ...]:
-    """The IPv4 nameservers of a resolv.conf."""
-    found = []
-    for line in resolv_conf.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[0] == "nameserver":
-            try:
-                if ipaddress.ip_address(parts[1]).version == 4:
-                    found.append(parts[1])
-            except ValueError:
-                continue
-    return tuple(found)
-
-
-def _private(addr: str) -> bool:
-    ip = ipaddress.ip_address(addr)
-    return any(ip in ipaddress.ip_network(n) for n in PRIVATE_NETS)
+    """Egress of the Spaces on `bridge` (sandbox/firewall.py): to the host only `host_ports` on the gateway;
+    forwarded (`forward_chain`), nothing to private ranges but DNS to the host's private `resolvers` (the
+    engine's embedded DNS forwards from inside the container); public addresses on to Docker's own rules."""
+    return bridge_firewall(bridge.interface, bridge.gateway, host_ports, resolvers, forward_chain=forward_chain)
 
 
 @dataclass(frozen=True)
@@ -297,13 +249,7 @@ class DockerRuntime:
             if net is None:
                 return
             bridge = _bridge_of(net)
-            fw = firewall(bridge, (), (), _forward_chain())
-            for chain, rule in fw.jumps:
-                while _iptables("-D", chain, *rule).returncode == 0:
-                    pass
-            for name, _ in fw.chains:
-                _iptables("-F", name)
-                _iptables("-X", name)
+            fwall.remove(firewall(bridge, (), (), _forward_chain()))
             net.remove()
             self._bridge = None
 
@@ -334,15 +280,10 @@ class DockerRuntime:
             resolvers = nameservers(Path("/etc/resolv.conf").read_text())
         except OSError:
             resolvers = ()
-        fw = firewall(bridge, self.host_ports, resolvers, _forward_chain())
-        missing = tuple(j for j in fw.jumps if _iptables("-C", j[0], *j[1]).returncode != 0)
         try:
-            done = subprocess.run(["iptables-restore", "-w", "--noflush"], input=restore_script(fw, missing),
-                                  capture_output=True, text=True, check=False, timeout=30)
-        except (OSError, subprocess.TimeoutExpired) as e:
+            fwall.apply(firewall(bridge, self.host_ports, resolvers, _forward_chain()))
+        except fwall.FirewallError as e:
             raise LaunchFailed(f"cannot set the egress rules of the Spaces' network: {e}") from None
-        if done.returncode != 0:
-            raise LaunchFailed(f"cannot set the egress rules of the Spaces' network: {done.stderr.strip()}")
         log.info("egress rules of %s (%s): host ports %s", bridge.name, bridge.interface, list(self.host_ports))
 
     # -- blocking parts ---------------------------------------------------------------------------------------
@@ -532,16 +473,9 @@ def _bridge_of(net: Any) -> Bridge:
     return Bridge(net.name, iface, gateway)
 
 
-def _iptables(*args: str) -> subprocess.CompletedProcess[str]:
-    try:
-        return subprocess.run(["iptables", "-w", *args], capture_output=True, text=True, check=False, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return subprocess.CompletedProcess(["iptables", *args], 127, "", str(e))
-
-
 def _forward_chain() -> str:
     """DOCKER-USER, where the engine manages iptables (it never touches it); FORWARD itself otherwise."""
-    return "DOCKER-USER" if _iptables("-S", "DOCKER-USER").returncode == 0 else "FORWARD"
+    return "DOCKER-USER" if iptables("-S", "DOCKER-USER").returncode == 0 else "FORWARD"
 
 
 def _published_port(attrs: dict[str, Any]) -> int:

@@ -26,6 +26,8 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
@@ -35,6 +37,8 @@ from core.errors import LaunchFailed
 from core.routes import Upstream
 from core.settings import Settings
 from core.stages import Sdk
+from sandbox.netns import NetAddress, NetworkError, SpaceNetwork, enter_argv
+from scheduler.env import rebase_host_urls
 from scheduler.runtimes.base import ExitInfo, Instance, LaunchSpec
 from scheduler.runtimes.sandbox import (
     APP_UID,
@@ -90,9 +94,12 @@ def describe_isolation(support: Support | None = None) -> str:
               f"limits: {s.cgroups.describe()}; memory as RLIMIT_AS and a host-wide RLIMIT_NPROC otherwise")
     return ("Each Space runs in a bubblewrap sandbox as uid 1000 without capabilities (no_new_privs), in its "
             "own mount, pid, ipc and uts namespaces; it sees /usr and /etc read-only, its app read-only at "
-            "/home/user/app, its Python env read-only, a private writable /home/user and /tmp — not the data "
-            "dir, other Spaces or /root. The network is shared with the host (apps listen on 127.0.0.1 for the "
-            f"proxy). {limits[0].upper()}{limits[1:]}.")
+            "/home/user/app, its Python env read-only, a private /home/user (a tmpfs capped at half its memory "
+            "limit) and /tmp — not the data dir, other Spaces or /root. Each Space has a network namespace of its "
+            "own behind the spacehost bridge (an isolated port: no traffic between Spaces), where the app listens "
+            "and the proxy reaches it; from there only the hub's and the broker's ports on the bridge gateway, no "
+            "private or link-local range but DNS, and the public internet through NAT (iptables, fail closed). "
+            f"{limits[0].upper()}{limits[1:]}.")
 
 
 @dataclass(frozen=True)
@@ -112,9 +119,12 @@ class InstanceState:
     zygote: str = ""  # warm start: the zygote whose child this is (its cgroup is the zygote's)
     status_path: str = ""  # where the exit code is written ({"exit-code": N} lines)
     oom_base: int = 0  # the cgroup's OOM kill count at start (a zygote's cgroup outlives instances)
+    ip: str = ""  # the address of its network namespace ("": the host's loopback, no sandbox)
+    netns: str = ""  # the namespace it owns (a warm instance uses its zygote's, owned by the zygote)
 
     def instance(self) -> Instance:
-        return Instance(self.instance_id, self.space_id, self.sha, Upstream("127.0.0.1", self.port), pid=self.pid)
+        return Instance(self.instance_id, self.space_id, self.sha, Upstream(self.ip or "127.0.0.1", self.port),
+                        pid=self.pid)
 
     @classmethod
     def load(cls, path: Path) -> InstanceState:
@@ -136,6 +146,20 @@ def exit_reason(code: int | None, oom_kills: int, memory_limit: int, cgroups: bo
         hint = "; maybe out of memory" if sig == signal.SIGKILL and not cgroups else ""
         return ExitInfo(code, f"killed by signal {sig} ({name}{hint})")
     return ExitInfo(code, f"exited with code {code}")
+
+
+def space_memory_cap(machine: int, operator_max: str) -> int:
+    """The most memory any one Space gets: the machine's, or less where the operator says so
+    (SPACEHOST_SPACE_MEMORY_MAX, bytes with an optional K/M/G suffix; flavors are clamped to it)."""
+    units = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+    value = operator_max.strip().lower().removesuffix("b").removesuffix("i")
+    if not value:
+        return machine
+    scale = units.get(value[-1], 1)
+    try:
+        return min(machine, int(float(value.rstrip("kmg")) * scale))
+    except ValueError:
+        raise LaunchFailed(f"SPACEHOST_SPACE_MEMORY_MAX={operator_max!r} is not a size") from None
 
 
 def free_port() -> int:
@@ -162,11 +186,14 @@ class ProcessRuntime:
         self.settings = settings
         self.support = support or Support.detect()
         self.run_dir = settings.path("run")
-        self.machine_memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        self.machine_memory = space_memory_cap(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+                                               os.environ.get("SPACEHOST_SPACE_MEMORY_MAX", ""))
         self.machine_cpus = os.cpu_count() or 1
         self._procs: dict[str, subprocess.Popen[bytes]] = {}  # instance id → sandbox leader (our children)
         self._filters: dict[str, subprocess.Popen[bytes]] = {}  # instance id → its log filter
         self._ended: dict[str, ExitInfo] = {}
+        self.net = SpaceNetwork.from_env() if self.support.sandbox else None
+        self.host_urls: dict[str, str] = {}  # base URL on the host → as a Space reaches it (the gateway)
         if not self.support.sandbox:
             log.warning("%s", describe_isolation(self.support))
         if warm is None:
@@ -196,6 +223,55 @@ class ProcessRuntime:
 
     def describe_isolation(self) -> str:
         return describe_isolation(self.support)
+
+    # -- network ----------------------------------------------------------------------------------------------
+
+    def gateway(self) -> str | None:
+        """The host's address on the Spaces' bridge (made, firewalled, if missing), where spacehost binds what
+        Spaces call before `expose_host_services`; None without a sandbox or when the bridge cannot be made
+        (then every start fails closed, saying why). Blocking."""
+        if self.net is None:
+            return None
+        try:
+            return self.net.ensure()
+        except NetworkError as e:
+            log.error("the Spaces' network is not available, no Space will start: %s", e)
+            return None
+
+    def expose_host_services(self, services: Mapping[str, int]) -> None:
+        """Base URL on the host → the port on the gateway serving the same: the firewall opens those ports to
+        Spaces and their env URLs (HF_ENDPOINT, SPACES_ZERO_DEVICE_API_URL) are rebased onto the gateway. An
+        empty mapping withdraws them (at shutdown). Blocking."""
+        if self.net is None:
+            return
+        gateway = self.net.gateway
+        self.host_urls = {base: f"http://{gateway}:{port}" for base, port in services.items()}
+        try:
+            self.net.expose(str(self.settings.data_dir), services.values())
+        except NetworkError as e:
+            log.error("the Spaces' network is not available, no Space will start: %s", e)
+
+    def network_for(self, name: str) -> NetAddress | None:
+        """A fresh network namespace `name` for a sandbox (None without a sandbox). Fail closed: LaunchFailed."""
+        if self.net is None:
+            return None
+        try:
+            return self.net.create(name)
+        except NetworkError as e:
+            raise LaunchFailed(f"no isolated network for the Space, so it does not start: {e}") from None
+
+    def space_env(self, env: Mapping[str, str], env_dir: str | None, port: int,
+                  addr: NetAddress | None) -> dict[str, str]:
+        """`app_env` for an app in namespace `addr` (listening on all its addresses, spacehost's URLs
+        rebased onto the gateway), or on the host's loopback without one."""
+        if addr is None:
+            return app_env(env, env_dir, port)
+        return rebase_host_urls(app_env(env, env_dir, port, listen="0.0.0.0"), self.host_urls)
+
+    def drop_network(self, name: str) -> None:
+        if self.net is not None and name:
+            with contextlib.suppress(NetworkError):
+                self.net.remove(name)
 
     # -- start --------------------------------------------------------------------------------------------------
 
@@ -236,19 +312,26 @@ class ProcessRuntime:
 
     def _start(self, spec: LaunchSpec) -> Instance:
         art = spec.artifact
-        inst_dir, limits, cg = self.prepare(spec)
+        addr = self.network_for("sh-" + uuid.uuid4().hex[:12])
+        try:
+            inst_dir, limits, cg = self.prepare(spec)
+        except (OSError, LaunchFailed):
+            self.drop_network(addr.name if addr else "")
+            raise
         port = free_port()
         python = os.path.join(art.env_dir or "", "bin", "python")
-        command = app_command(python, TEMPLATES[art.sdk].command(python, art.app_file, port))
-        env = app_env(spec.env, art.env_dir, port)
+        command = app_command(python, TEMPLATES[art.sdk].command(python, art.app_file, port),
+                              listen="0.0.0.0" if addr else "127.0.0.1")
+        env = self.space_env(spec.env, art.env_dir, port, addr)
         _, w = self.log_filter(spec, inst_dir)
         status = os.open(inst_dir / "status.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             if self.support.sandbox:
                 mounts = SandboxMounts(art.app_dir, art.env_dir, str(inst_dir / "home"),
-                                       extra_ro=interpreter_roots(art.env_dir))
+                                       extra_ro=interpreter_roots(art.env_dir), home_size=limits.home_bytes)
                 has_mem_cg = cg is not None and "memory" in self.support.cgroups.controllers
                 argv = sandbox_argv(mounts, command, status_fd=status, rlimits=None if has_mem_cg else limits)
+                argv = enter_argv(addr, argv) if addr else argv
                 cwd = "/"
             else:
                 env["HOME"] = str(inst_dir / "home")
@@ -260,6 +343,7 @@ class ProcessRuntime:
                                     pass_fds=(status,), start_new_session=True)
         except OSError as e:
             self._cleanup_dir(spec.instance_id, cg)
+            self.drop_network(addr.name if addr else "")
             raise LaunchFailed(f"could not start {art.space_id}: {e}") from None
         finally:
             os.close(w)
@@ -267,7 +351,8 @@ class ProcessRuntime:
         self._procs[spec.instance_id] = proc
         state = InstanceState(spec.instance_id, art.space_id, art.sha, proc.pid, start_ticks(proc.pid) or 0, port,
                               spec.log_path, cg.version if cg else 0, cg.dirs if cg else (),
-                              cg.memory_limit if cg else limits.memory_bytes)
+                              cg.memory_limit if cg else limits.memory_bytes,
+                              ip=addr.ip if addr else "", netns=addr.name if addr else "")
         self.save_state(state)
         return state.instance()
 
@@ -363,7 +448,7 @@ class ProcessRuntime:
             if zdir.name not in in_use:  # its zygote exits with its last child; nothing to adopt
                 from scheduler.runtimes.zygote import remove_zygote_dir
 
-                remove_zygote_dir(zdir)
+                remove_zygote_dir(zdir, self.net)
         return found
 
     def _cleanup(self, instance_id: str, state: InstanceState | None) -> None:
@@ -377,6 +462,7 @@ class ProcessRuntime:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 filt.wait(timeout=2)
         self._cleanup_dir(instance_id, cg)
+        self.drop_network(state.netns if state else "")
         if self._zygotes is not None:
             self._zygotes.released(instance_id)
 

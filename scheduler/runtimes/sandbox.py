@@ -6,12 +6,15 @@ What a sandboxed Space sees (`sandbox_argv`):
 - its app tree read-only at `/home/user/app` (the working directory); its Python env read-only at the same
   absolute path it has on the host (venvs embed absolute paths), plus the interpreter the env links to when
   that lies outside `/usr`;
-- `/home/user` writable (a per-instance directory owned by uid 1000, deleted at stop) and `/tmp` (tmpfs);
+- `/home/user` writable: a tmpfs of `home_size` bytes (world-writable, sticky; charged to the Space's memory
+  cgroup, so filling it never touches the host's disk), or a per-instance host directory owned by uid 1000
+  where no size is given; `/tmp` (tmpfs);
 - nothing else: not the data dir, the store, other Spaces' trees, envs or homes, `/root`, the host's `/tmp`.
 It runs as uid/gid 1000 without groups, capabilities (bounding set empty) or the right to regain them
-(`no_new_privs`), in its own mount, pid, ipc and uts namespaces. The network namespace is the host's: the
-proxy reaches the app on 127.0.0.1:<port>, so an app can also reach other loopback services — the control
-plane authenticates every internal call and Spaces listen on loopback only.
+(`no_new_privs`), in its own mount, pid, ipc and uts namespaces. bubblewrap keeps the caller's network
+namespace: the runtime starts it inside the Space's own (sandbox/netns.py, `nsenter --net=`), where the app
+listens on 0.0.0.0 (`app_env`/`app_command` with `listen`) and the proxy reaches it at the namespace's address;
+its 127.0.0.1 is its own. Without a namespace (no sandbox at all) apps listen on the host's loopback.
 
 The sandbox runs in its own session and process group without a controlling terminal (what
 bubblewrap's `--new-session` is for), so `killpg` reaches every process of the Space. `--die-with-parent`
@@ -53,10 +56,12 @@ class Limits:
     memory_bytes: int
     cpus: float
     pids: int = PIDS_MAX
+    home_bytes: int = 0  # size of the tmpfs home (counted in `memory_bytes` where cgroups charge it)
 
 
 def limits_for(flavor: Flavor, machine_memory: int, machine_cpus: int) -> Limits:
-    return Limits(min(flavor.memory_bytes, machine_memory), min(float(flavor.cpu), float(machine_cpus)))
+    memory = min(flavor.memory_bytes, machine_memory)
+    return Limits(memory, min(float(flavor.cpu), float(machine_cpus)), home_bytes=memory // 2)
 
 
 @dataclass(frozen=True)
@@ -67,13 +72,18 @@ class SandboxMounts:
     extra_ro: tuple[str, ...] = ()  # further read-only paths bound at their own place (interpreter prefix)
     files_ro: tuple[tuple[str, str], ...] = ()  # (host file or dir, sandbox path), e.g. the zygote's entry point
     rw: tuple[tuple[str, str], ...] = ()  # (host dir owned by uid 1000, sandbox path), e.g. the zygote's status dir
+    home_size: int = 0  # > 0: /home/user is a tmpfs of this many bytes instead of `home_dir`
 
 
 def sandbox_argv(mounts: SandboxMounts, command: Sequence[str], *, status_fd: int | None = None,
                  rlimits: Limits | None = None) -> list[str]:
     """bubblewrap argv running `command` as uid 1000 in the sandbox described in the module docstring.
     With `rlimits` (no cgroups here), address space and process count are capped by prlimit instead."""
-    argv = [*base_argv(), "--perms", "0755", "--dir", "/home", "--bind", mounts.home_dir, HOME]
+    argv = [*base_argv(), "--perms", "0755", "--dir", "/home"]
+    if mounts.home_size > 0:
+        argv += ["--size", str(mounts.home_size), "--perms", "1777", "--tmpfs", HOME]
+    else:
+        argv += ["--bind", mounts.home_dir, HOME]
     if mounts.app_dir is not None:
         argv += ["--perms", "0755", "--dir", APP_MOUNT, "--ro-bind", mounts.app_dir, APP_MOUNT]
     own_path = (*([mounts.env_dir] if mounts.env_dir else []), *mounts.extra_ro)
@@ -96,23 +106,24 @@ def _parent_dirs(targets: Iterable[str]) -> list[str]:
     return parent_dirs(targets, made=("/", "/tmp", "/home", HOME, APP_MOUNT))
 
 
-def app_env(spec_env: Mapping[str, str], env_dir: str | None, port: int) -> dict[str, str]:
-    """Exactly the Space's env plus what running it needs; nothing inherited from spacehost."""
+def app_env(spec_env: Mapping[str, str], env_dir: str | None, port: int, listen: str = "127.0.0.1") -> dict[str, str]:
+    """Exactly the Space's env plus what running it needs; nothing inherited from spacehost. `listen`: the
+    address Gradio binds (0.0.0.0 in a network namespace of its own, loopback on the host's network)."""
     env = dict(spec_env)
     path = "/usr/local/bin:/usr/bin:/bin"
     env.update(HOME=HOME, PATH=f"{env_dir}/bin:{path}" if env_dir else path, PYTHONUNBUFFERED="1",
-               PORT=str(port), GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME="127.0.0.1")
+               PORT=str(port), GRADIO_SERVER_PORT=str(port), GRADIO_SERVER_NAME=listen)
     if env_dir:
         env["VIRTUAL_ENV"] = env_dir
     return env
 
 
-def app_command(python: str, sdk_argv: Sequence[str]) -> list[str]:
-    """The SDK template's argv with the streamlit address moved to loopback (the host's network is shared)."""
+def app_command(python: str, sdk_argv: Sequence[str], listen: str = "127.0.0.1") -> list[str]:
+    """The SDK template's argv with the streamlit address set to `listen` (see `app_env`)."""
     argv = list(sdk_argv)
     for i, a in enumerate(argv[:-1]):
         if a == "--server.address":
-            argv[i + 1] = "127.0.0.1"
+            argv[i + 1] = listen
     argv[0] = python
     return argv
 

@@ -1,7 +1,8 @@
 """Warm interpreters: one zygote per (Space, env, hardware, SDK), started inside that Space's own sandbox.
 
 The zygote (sdk_templates/warm_main.py) runs as uid 1000 in the sandbox a cold start gets (same system view, its
-own cgroup with the flavor's limits), imports the SDK once, and forks a child per start. The child is the
+own cgroup with the flavor's limits, its own network namespace named after it, which its children share: they
+listen on its address, each on its own port), imports the SDK once, and forks a child per start. The child is the
 instance: the app's env (secrets included) reaches only it, over a socket, and its output goes to that
 start's masking log filter. The zygote outlives its children, so a wake (or a restart after a crash) forks in
 ~0.1-0.4 s instead of a ~4 s cold `import gradio`; while the Space sleeps it holds only the imported SDK.
@@ -34,6 +35,7 @@ import subprocess
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -42,12 +44,12 @@ import sdk_templates
 from core.errors import LaunchFailed
 from core.hardware import Flavor
 from core.stages import Sdk
+from sandbox.netns import NetAddress, SpaceNetwork, enter_argv
 from scheduler.runtimes.base import Instance, LaunchSpec
 from scheduler.runtimes.sandbox import (
     APP_UID,
     SandboxMounts,
     app_command,
-    app_env,
     interpreter_roots,
     limits_for,
     sandbox_argv,
@@ -93,6 +95,7 @@ class Zygote:
     children: dict[str, str] = field(default_factory=dict)  # instance id → the sha of its app tree
     last_used: float = field(default_factory=time.monotonic)
     retired: bool = False
+    net: NetAddress | None = None  # its network namespace (named after it), which its children share
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -158,12 +161,13 @@ class ZygotePool:
         inst_dir.mkdir(parents=True, mode=0o700)
         port = free_port()
         python = os.path.join(key.env_dir, "bin", "python")
-        argv = app_command(python, TEMPLATES[art.sdk].command(python, art.app_file, port))
+        argv = app_command(python, TEMPLATES[art.sdk].command(python, art.app_file, port),
+                           listen="0.0.0.0" if z.net else "127.0.0.1")
         _, w = self.rt.log_filter(spec, inst_dir)
         try:
             tree = self._stage_tree(z, art.app_dir, art.sha)
-            ns_pid = z.request({"env": app_env(spec.env, key.env_dir, port), "argv": argv, "cwd": tree,
-                                "app_link": APP_LINK}, w)
+            env = self.rt.space_env(spec.env, key.env_dir, port, z.net)
+            ns_pid = z.request({"env": env, "argv": argv, "cwd": tree, "app_link": APP_LINK}, w)
         except (OSError, TimeoutError, EOFError, ValueError) as e:
             self._kill(z)
             raise LaunchFailed(f"could not start {art.space_id}: the warm interpreter failed ({e})") from None
@@ -175,7 +179,7 @@ class ZygotePool:
                               spec.log_path, cg.version if cg else 0, cg.dirs if cg else (),
                               cg.memory_limit if cg else 0, zygote=z.zid,
                               status_path=str(z.dir / "status" / f"{ns_pid}.json"),
-                              oom_base=cg.oom_kills() if cg else 0)
+                              oom_base=cg.oom_kills() if cg else 0, ip=z.net.ip if z.net else "")
         self.rt.save_state(state)
         with self._lock:
             z.children[spec.instance_id] = art.sha
@@ -220,7 +224,7 @@ class ZygotePool:
                     if spare is not None:
                         self._kill(spare)
                     try:
-                        z = self._spawn(key, spec.flavor, app_env(spec.env, key.env_dir, 0))
+                        z = self._spawn(key, spec.flavor, spec.env)
                     except (OSError, TimeoutError, EOFError) as e:
                         raise LaunchFailed(f"could not start {spec.artifact.space_id}: {e}") from None
                 self._zygotes[key] = z
@@ -273,8 +277,8 @@ class ZygotePool:
         time.sleep(SPARE_DELAY_S)
         z: Zygote | None = None
         try:
-            z = self._spawn(key, flavor, app_env({}, key.env_dir, 0))
-        except (OSError, TimeoutError, EOFError) as e:
+            z = self._spawn(key, flavor, {})
+        except (OSError, TimeoutError, EOFError, LaunchFailed) as e:
             log.warning("no spare warm interpreter for %s: %s", key.env_dir, e)
         with self._lock:
             self._spawning.discard(key)
@@ -287,9 +291,11 @@ class ZygotePool:
 
     # -- processes ------------------------------------------------------------------------------------------
 
-    def _spawn(self, key: ZygoteKey, flavor: Flavor, base_env: dict[str, str]) -> Zygote:
+    def _spawn(self, key: ZygoteKey, flavor: Flavor, space_env: Mapping[str, str]) -> Zygote:
+        """A new zygote in a sandbox and network namespace of its own (LaunchFailed if that has no network)."""
         rt = self.rt
         zid = "zygote-" + uuid.uuid4().hex[:12]
+        addr = rt.network_for(zid)
         zdir = rt.run_dir / zid
         for sub in ("home", "status"):
             (zdir / sub).mkdir(parents=True, mode=0o700)
@@ -300,24 +306,26 @@ class ZygotePool:
         (zdir / "cgroup.json").write_text(json.dumps({"version": cg.version, "dirs": cg.dirs} if cg else {}))
         mounts = SandboxMounts(None, key.env_dir, str(zdir / "home"), extra_ro=interpreter_roots(key.env_dir),
                                files_ro=((str(MAIN), MAIN_IN_SANDBOX), (str(zdir / "apps"), APPS_IN_SANDBOX)),
-                               rw=((str(zdir / "status"), STATUS_IN_SANDBOX),))
+                               rw=((str(zdir / "status"), STATUS_IN_SANDBOX),), home_size=limits.home_bytes)
         python = os.path.join(key.env_dir, "bin", "python")
         ours, theirs = socket.socketpair()
         command = [python, "-I", MAIN_IN_SANDBOX, key.sdk.value, STATUS_IN_SANDBOX, str(theirs.fileno())]
         has_mem_cg = cg is not None and "memory" in rt.support.cgroups.controllers
         status = os.open(zdir / "bwrap.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         argv = sandbox_argv(mounts, command, status_fd=status, rlimits=None if has_mem_cg else limits)
+        argv = enter_argv(addr, argv) if addr else argv
         if cg is not None:
             from scheduler.runtimes.process import JOIN_CGROUPS
 
             argv = ["/bin/sh", "-c", JOIN_CGROUPS, "sh", *cg.procs_files, "--", *argv]
-        env = {k: v for k, v in base_env.items() if k not in ("PORT", "GRADIO_SERVER_PORT")}
+        env = {k: v for k, v in rt.space_env(space_env, key.env_dir, 0, addr).items()
+               if k not in ("PORT", "GRADIO_SERVER_PORT")}
         with open(zdir / "zygote.log", "ab") as out:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, cwd="/",
                                     pass_fds=(status, theirs.fileno()), start_new_session=True)
         os.close(status)
         theirs.close()
-        z = Zygote(key, zid, zdir, proc, ours, cg, "")
+        z = Zygote(key, zid, zdir, proc, ours, cg, "", net=addr)
         try:
             _read_message(ours, READY_TIMEOUT_S)
         except (TimeoutError, EOFError):
@@ -339,7 +347,7 @@ class ZygotePool:
         with contextlib.suppress(subprocess.TimeoutExpired):
             z.proc.wait(timeout=5)
         z.sock.close()
-        remove_zygote_dir(z.dir)
+        remove_zygote_dir(z.dir, self.rt.net)
 
 
 def _link_or_copy(src: str, dst: str) -> None:
@@ -349,8 +357,9 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
-def remove_zygote_dir(zdir: Path) -> None:
-    """Kill what is left in a zygote's cgroup, remove the cgroup and the zygote's directory."""
+def remove_zygote_dir(zdir: Path, net: SpaceNetwork | None = None) -> None:
+    """Kill what is left in a zygote's cgroup, remove the cgroup, its network namespace (named after the
+    directory) and the zygote's directory."""
     with contextlib.suppress(OSError, ValueError):
         data = json.loads((zdir / "cgroup.json").read_text())
         if data:
@@ -361,6 +370,9 @@ def remove_zygote_dir(zdir: Path) -> None:
                 if not any(os.path.isdir(d) for d in cg.dirs):
                     break
                 time.sleep(0.05)
+    if net is not None:
+        with contextlib.suppress(OSError):
+            net.remove(zdir.name)
     shutil.rmtree(zdir, ignore_errors=True)
 
 

@@ -20,6 +20,7 @@ from core.errors import BuildFailed, LaunchFailed
 from core.hardware import Hardware, flavor
 from core.settings import Settings
 from core.stages import Sdk
+from sandbox.firewall import nameservers, restore_script
 from scheduler.env import rebase_host_urls
 from scheduler.runtimes.base import LaunchSpec
 from scheduler.runtimes.docker import (
@@ -29,8 +30,6 @@ from scheduler.runtimes.docker import (
     container_plan,
     exit_info,
     firewall,
-    nameservers,
-    restore_script,
 )
 from scheduler.runtimes.docker_warm import STAGING, handover_tar, warm_key
 
@@ -231,7 +230,12 @@ def test_firewall_opens_only_the_served_ports_of_the_gateway() -> None:
         ("-j", "REJECT", "--reject-with", "icmp-admin-prohibited"),
     )
     assert fw.jumps == (("INPUT", ("-i", "br-0123456789ab", "-j", "SPACEHOST-IN-0123456789ab")),
+                        ("INPUT", ("-d", "172.30.0.1/32", "-j", "SPACEHOST-GW-0123456789ab")),
                         ("DOCKER-USER", ("-i", "br-0123456789ab", "-j", "SPACEHOST-FWD-0123456789ab")))
+    # the gateway's listeners answer the bridge and the host itself only, never the LAN
+    assert chains["SPACEHOST-GW-0123456789ab"] == (
+        ("-i", "lo", "-j", "RETURN"), ("-i", "br-0123456789ab", "-j", "RETURN"),
+        ("-j", "REJECT", "--reject-with", "icmp-admin-prohibited"))
 
 
 def test_firewall_rejects_private_ranges_but_dns_to_the_hosts_resolvers() -> None:
@@ -239,14 +243,15 @@ def test_firewall_rejects_private_ranges_but_dns_to_the_hosts_resolvers() -> Non
     allowed = [r for r in fwd if r[-1] == "RETURN" and "-d" in r]
     assert [(r[1], r[3]) for r in allowed] == [("10.255.255.53/32", "udp"), ("10.255.255.53/32", "tcp")]
     rejected = [r[1] for r in fwd if "REJECT" in r]
-    assert rejected == ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"]
+    assert rejected == ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10"]
     assert fwd[-1] == ("-j", "RETURN")  # public addresses: on to Docker's own rules
 
 
 def test_restore_script_swaps_the_chains_and_adds_only_missing_jumps() -> None:
     fw = firewall(BRIDGE, (4100,), ())
     text = restore_script(fw, fw.jumps[:1])
-    assert text.startswith("*filter\n:SPACEHOST-IN-0123456789ab - [0:0]\n:SPACEHOST-FWD-0123456789ab - [0:0]\n")
+    assert text.startswith("*filter\n:SPACEHOST-IN-0123456789ab - [0:0]\n:SPACEHOST-FWD-0123456789ab - [0:0]\n"
+                           ":SPACEHOST-GW-0123456789ab - [0:0]\n")
     assert "-I INPUT 1 -i br-0123456789ab -j SPACEHOST-IN-0123456789ab" in text
     assert "-I DOCKER-USER" not in text and text.endswith("COMMIT\n")
 

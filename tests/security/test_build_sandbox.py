@@ -21,7 +21,10 @@ README = "---\ntitle: t\nsdk: gradio\n---\n"
 SHOW = """import gradio as gr
 import {pkg}
 
-gr.Interface(fn=lambda x: {pkg}.VALUE, inputs="text", outputs="text").launch()
+def value(x):
+    return {pkg}.VALUE
+
+gr.Interface(fn=value, inputs="text", outputs="text").launch()
 """
 # Every attempt prints one `ATTACK <what>: <outcome>` line; the build then fails on purpose, so uv puts the
 # build backend's output into the build log (the attacker's own channel out).
@@ -118,13 +121,13 @@ def test_local_package_bytes_key_the_environment(server: Server, tmp_path: Path)
     assert server.push(a, {**base, **pkg_files("one")}, workdir=tmp_path / "a").returncode == 0
     rt = server.wait_stage(a, timeout=600)
     assert rt["stage"] == "RUNNING", (rt, server.build_log(a)[-3000:])
-    assert Client(server.host(a), verbose=False).predict("x", api_name="/predict") == "one"
+    assert Client(server.host(a), verbose=False).predict("x", api_name="/value") == "one"
     key_one = env_key(server.build_log(a))
 
     # same requirement line, new bytes: a new environment with the new code
     assert server.push(a, pkg_files("two"), workdir=tmp_path / "a").returncode == 0
     rt = server.wait_stage(a, {"RUNNING"}, timeout=600, after_sha=_head(tmp_path / "a"))
-    assert Client(server.host(a), verbose=False).predict("x", api_name="/predict") == "two"
+    assert Client(server.host(a), verbose=False).predict("x", api_name="/value") == "two"
     key_two = env_key(server.build_log(a))
     assert key_two != key_one
 
@@ -132,7 +135,7 @@ def test_local_package_bytes_key_the_environment(server: Server, tmp_path: Path)
     assert server.push(b, {**base, **pkg_files("bee")}, workdir=tmp_path / "b").returncode == 0
     rt = server.wait_stage(b, timeout=600)
     assert rt["stage"] == "RUNNING", rt
-    assert Client(server.host(b), verbose=False).predict("x", api_name="/predict") == "bee"
+    assert Client(server.host(b), verbose=False).predict("x", api_name="/value") == "bee"
     assert env_key(server.build_log(b)) not in (key_one, key_two)
 
 
