@@ -95,11 +95,14 @@ class Controller:
         return task
 
     def runtime_extra(self, space_id: str) -> dict[str, Any]:
-        """Extra runtime info: ZeroGPU usage of the Space when it runs on a zero-* flavor."""
+        """Extra runtime info: why the Space is not placed yet (cluster runtime: `scheduling`, per node in
+        Kubernetes' words), and its ZeroGPU usage when it runs on a zero-* flavor."""
+        why = getattr(self.runtime, "scheduling", {}).get(space_id)
+        extra: dict[str, Any] = {"scheduling": why} if why else {}
         if self.zero_gpu is None or not hasattr(self.zero_gpu, "space_summary"):
-            return {}
+            return extra
         summary = self.zero_gpu.space_summary(space_id)
-        return {"zeroGpu": summary} if summary else {}
+        return {**extra, "zeroGpu": summary} if summary else extra
 
     def zerogpu_quota(self, visitor_key: str) -> dict[str, Any] | None:
         """A visitor's remaining ZeroGPU quota today (None without a GPU pool)."""
@@ -124,7 +127,9 @@ class Controller:
         for space in self.store.list_spaces():
             sid = space.space_id
             live = self._live(sid)
-            art = load_artifact(self._dir(sid), space.serving_sha) if space.serving_sha else None
+            # A first version killed while starting has no serving sha yet: its head build is what should run.
+            target = space.serving_sha or (space.head_sha if space.stage == "APP_STARTING" else None)
+            art = load_artifact(self._dir(sid), target) if target else None
             live.artifact = art
             inst = adopted.pop((sid, space.serving_sha or ""), None)
             if inst is not None:

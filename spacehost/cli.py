@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="spacehost", description="Self-hosted Hugging Face-style Spaces")
     sub = parser.add_subparsers(dest="cmd", required=True)
     up_parser(sub)
+    from spacehost import cluster_cli
+
+    cluster_cli.add_parsers(sub)
     for what in ("user", "org", "token"):
         p = sub.add_parser(what, help=f"manage {what}s")
         p.add_argument("--data-dir", default=_env("data-dir", ".spacehost"))
@@ -99,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--member", help="user to add (add-member) or the first admin (create)")
             p.add_argument("--role", choices=["read", "write", "admin"], default="write")
     args = parser.parse_args(argv)
+    if args.cmd in cluster_cli.COMMANDS:
+        return cluster_cli.run(args)
     if args.cmd == "up":
         from spacehost.embedded import run_embedded
 

@@ -1,0 +1,137 @@
+"""The cluster API: what node agents and remote proxies call on the server, and the admin's node commands.
+Every route needs an admin's token (a join token from `spacehost nodes token` is one). Long-polls (`since` a
+version, `wait` seconds) return as soon as something changed."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Protocol
+
+from fastapi import APIRouter, Request
+
+from core.errors import BadRequest, Forbidden, NotFound
+from hub.bodies import json_body
+from hub.deps import hub_of, required_caller
+
+router = APIRouter()
+MAX_WAIT_S = 30.0
+
+
+class ClusterPlane(Protocol):
+    """What these routes need from the server (spacehost/cluster.py)."""
+
+    async def register(self, info: dict[str, Any]) -> dict[str, Any]: ...
+    async def node_assignments(self, node: str, since: int, wait: float) -> dict[str, Any]: ...
+    async def report(self, node: str, data: dict[str, Any]) -> bool: ...
+    async def run_log(self, node: str, instance_id: str, lines: list[str]) -> bool: ...
+    async def routes(self, since: int, wait: float) -> dict[str, Any]: ...
+    async def wake(self, space_id: str) -> None: ...
+    def activity(self, space_ids: list[str]) -> None: ...
+    async def auth(self, token: str) -> str | None: ...
+    async def can_view(self, space_id: str, user: str | None) -> bool: ...
+    async def nodes(self) -> list[dict[str, Any]]: ...
+    async def node_command(self, name: str, command: str) -> dict[str, Any] | None: ...
+
+
+async def _plane(request: Request) -> ClusterPlane:
+    p = await required_caller(request)
+    if not p.is_admin:
+        raise Forbidden("the cluster API needs an admin's token (or a join token: `spacehost nodes token`)")
+    plane = getattr(request.app.state, "cluster", None)
+    if plane is None:
+        raise NotFound("this server is not in cluster mode")
+    return plane  # type: ignore[no-any-return]
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    body = await json_body(request, hub_of(request).settings.max_json_bytes)
+    if not isinstance(body, dict):
+        raise BadRequest("expected a JSON object")
+    return body
+
+
+def _wait(wait: float) -> float:
+    return max(0.0, min(MAX_WAIT_S, wait))
+
+
+@router.post("/api/cluster/nodes/register")
+async def register(request: Request) -> dict[str, Any]:
+    plane = await _plane(request)
+    body = await _body(request)
+    try:
+        return await plane.register(body)
+    except (KeyError, ValueError, TypeError) as e:
+        raise BadRequest(f"bad node registration: {e!r}") from None
+
+
+@router.get("/api/cluster/nodes/{name}/assignments")
+async def node_assignments(request: Request, name: str, since: int = -1, wait: float = 0.0) -> dict[str, Any]:
+    return await (await _plane(request)).node_assignments(name, since, _wait(wait))
+
+
+@router.post("/api/cluster/nodes/{name}/report")
+async def report(request: Request, name: str) -> dict[str, Any]:
+    plane = await _plane(request)
+    body = await _body(request)
+    try:
+        return {"accepted": await plane.report(name, body)}
+    except (KeyError, ValueError, TypeError) as e:
+        raise BadRequest(f"bad report: {e!r}") from None
+
+
+@router.post("/api/cluster/nodes/{name}/logs")
+async def run_log(request: Request, name: str) -> dict[str, Any]:
+    plane = await _plane(request)
+    body = await _body(request)
+    lines = body.get("lines")
+    if not isinstance(lines, list) or not all(isinstance(x, str) for x in lines):
+        raise BadRequest("lines: a list of strings")
+    return {"accepted": await plane.run_log(name, str(body.get("instance_id", "")), lines)}
+
+
+@router.get("/api/cluster/routes")
+async def routes(request: Request, since: int = -1, wait: float = 0.0) -> dict[str, Any]:
+    return await (await _plane(request)).routes(since, _wait(wait))
+
+
+@router.post("/api/cluster/proxy/wake")
+async def wake(request: Request) -> dict[str, Any]:
+    plane = await _plane(request)
+    body = await _body(request)
+    await asyncio.shield(plane.wake(str(body["space_id"])))
+    return {"ok": True}
+
+
+@router.post("/api/cluster/proxy/activity")
+async def activity(request: Request) -> dict[str, Any]:
+    body = await _body(request)
+    (await _plane(request)).activity([str(s) for s in body.get("space_ids", [])])
+    return {"ok": True}
+
+
+@router.post("/api/cluster/proxy/auth")
+async def auth(request: Request) -> dict[str, Any]:
+    body = await _body(request)
+    return {"user": await (await _plane(request)).auth(str(body.get("token", "")))}
+
+
+@router.post("/api/cluster/proxy/can-view")
+async def can_view(request: Request) -> dict[str, Any]:
+    body = await _body(request)
+    user = body.get("user")
+    return {"ok": await (await _plane(request)).can_view(str(body["space_id"]), str(user) if user else None)}
+
+
+@router.get("/api/admin/nodes")
+async def nodes(request: Request) -> list[dict[str, Any]]:
+    return await (await _plane(request)).nodes()
+
+
+@router.post("/api/admin/nodes/{name}/{command}")
+async def node_command(request: Request, name: str, command: str) -> dict[str, Any]:
+    if command not in ("cordon", "uncordon", "drain"):
+        raise NotFound(f"no node command {command!r}: cordon, uncordon or drain")
+    node = await (await _plane(request)).node_command(name, command)
+    if node is None:
+        raise NotFound(f"no node {name!r}")
+    return node

@@ -1,0 +1,332 @@
+"""The node agent (`spacehost node`): registers with the server, beats its heartbeat key in Redis, long-polls
+its assignments and reconciles what runs here to them, and reports what actually runs.
+
+Reconcile, level-triggered: an assignment desired here that does not run is started (the Space's commit fetched
+from the hub's git, its build materialised with this node's backend — environments are content-keyed and cached
+in this node's data dir — then run by the local runtime and exposed on `address:port` by a relay); whatever runs
+here that is no longer desired here (stopped, or withdrawn because this node was lost meanwhile) is stopped.
+What runs is remembered in `node.json` of the data dir: a restarted agent re-adopts its instances and opens their
+relays on the same ports, so the server's routes stay valid."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from builder import load_backend
+from builder.backend import BuildContext
+from builder.pipeline import build_commit
+from core.errors import SpacehostError
+from core.hardware import flavor
+from core.ids import SpaceId
+from core.settings import Settings
+from scheduler.relay import Relay
+from scheduler.runtimes import load_runtime
+from scheduler.runtimes.base import Instance, LaunchSpec
+from scheduler.runtimes.cluster import HEARTBEAT_EVERY_S, HEARTBEAT_TTL_S, NodeSpec, heartbeat_key
+
+log = logging.getLogger("spacehost.node")
+POLL_WAIT_S = 20.0
+LOG_BATCH = 500
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    server: str
+    token: str
+    name: str
+    address: str
+    data_dir: Path
+    runtime: str = "process"
+    cpus: float = 0.0  # 0: this machine's
+    memory_gb: float = 0.0
+    gpus: int = 0
+    accelerator: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    zerogpu_devices: int = 0
+    insecure_no_sandbox: bool = False
+    redis_url: str | None = None  # default: the server's, given at registration
+
+
+@dataclass
+class Local:
+    """One instance this node runs."""
+
+    instance_id: str
+    space_id: str
+    epoch: int
+    port: int  # the relay's, on the node's address
+    log_path: str
+    log_pos: int = 0
+    instance: Instance | None = None
+    relay: Relay | None = None
+
+    def saved(self) -> dict[str, Any]:
+        return {"instance_id": self.instance_id, "space_id": self.space_id, "epoch": self.epoch, "port": self.port,
+                "log_path": self.log_path, "log_pos": self.log_pos}
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """`k=v,k2=v2` → dict; BadRequest-free: a malformed item raises ValueError naming it."""
+    out = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise ValueError(f"label {item!r} is not k=v")
+        out[k.strip()] = v.strip()
+    return out
+
+
+def machine_memory_gb() -> float:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+
+
+class NodeAgent:
+    def __init__(self, cfg: NodeConfig) -> None:
+        self.cfg = cfg
+        self.settings = Settings(data_dir=cfg.data_dir, runtime=cfg.runtime, zerogpu_devices=cfg.zerogpu_devices,
+                                 insecure_no_sandbox=cfg.insecure_no_sandbox)
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        self.runtime = load_runtime(cfg.runtime, self.settings)
+        self.backend = load_backend(cfg.runtime, self.settings)
+        self.http = httpx.AsyncClient(base_url=cfg.server.rstrip("/"), timeout=POLL_WAIT_S + 10,
+                                      headers={"Authorization": f"Bearer {cfg.token}"})
+        self.local: dict[str, Local] = {}
+        self.starting: dict[str, asyncio.Task[None]] = {}
+        self.redis: Any = None
+        self.zerogpu_url: str | None = None
+        self.broker: Any = None
+        self._state_path = cfg.data_dir / "node.json"
+
+    # ---- registration and heartbeat ---------------------------------------------------------------------------
+    def info(self) -> dict[str, Any]:
+        c = self.cfg
+        gpus, accel = c.gpus, c.accelerator
+        if c.zerogpu_devices and not gpus:
+            gpus, accel = c.zerogpu_devices, accel or "zero"
+        return {"name": c.name, "address": c.address, "cpus": c.cpus or float(os.cpu_count() or 1),
+                "memory_gb": c.memory_gb or round(machine_memory_gb(), 1), "gpus": gpus, "accelerator": accel,
+                "labels": c.labels, "zerogpu_url": self.zerogpu_url}
+
+    async def register(self) -> dict[str, Any]:
+        while True:
+            try:
+                r = await self.http.post("/api/cluster/nodes/register", json=self.info())
+                if r.status_code == 200:
+                    return dict(r.json())
+                log.error("registration refused (%s): %s", r.status_code, r.text[:300])
+            except httpx.HTTPError as e:
+                log.warning("server not reachable (%s); retrying", e)
+            await asyncio.sleep(1.0)
+
+    async def heartbeat(self) -> None:
+        while True:
+            with contextlib.suppress(Exception):
+                await self.redis.set(heartbeat_key(self.cfg.name), json.dumps({"t": time.time()}), ex=HEARTBEAT_TTL_S)
+            await asyncio.sleep(HEARTBEAT_EVERY_S)
+
+    # ---- main -------------------------------------------------------------------------------------------------
+    async def run(self) -> None:
+        import redis.asyncio as aioredis
+
+        if self.cfg.zerogpu_devices:
+            await self._start_broker()
+        await self.adopt()
+        reg = await self.register()
+        self.redis = aioredis.from_url(self.cfg.redis_url or reg["redis_url"])
+        await self.redis.set(heartbeat_key(self.cfg.name), "{}", ex=HEARTBEAT_TTL_S)
+        log.info("node %s registered at %s (%s)", self.cfg.name, self.cfg.server, self.cfg.address)
+        await asyncio.gather(self.heartbeat(), self.reconcile_forever(), self.watch_forever())
+
+    async def reconcile_forever(self) -> None:
+        since = -1
+        while True:
+            try:
+                r = await self.http.get(f"/api/cluster/nodes/{self.cfg.name}/assignments",
+                                        params={"since": since, "wait": POLL_WAIT_S if since >= 0 else 0})
+                r.raise_for_status()
+                data = r.json()
+                await self.reconcile(data["assignments"])
+                since = int(data["version"])
+            except (httpx.HTTPError, ValueError, KeyError) as e:
+                log.warning("assignments not available (%s); retrying", e)
+                since = -1
+                await asyncio.sleep(1.0)
+
+    async def reconcile(self, wanted: list[dict[str, Any]]) -> None:
+        desired = {a["instance_id"]: a for a in wanted}
+        for iid in [i for i in self.local if i not in desired]:
+            await self.stop_local(iid, "no longer assigned here")
+        for iid, task in list(self.starting.items()):
+            if iid not in desired:
+                task.cancel()
+        for iid, a in desired.items():
+            if iid in self.local:
+                if a["reported"] != "running":  # the report was lost (server restart): say it again
+                    await self.report_running(self.local[iid])
+            elif iid not in self.starting:
+                task = asyncio.ensure_future(self.start_one(a))
+                self.starting[iid] = task
+                task.add_done_callback(lambda _t, i=iid: self.starting.pop(i, None))
+
+    # ---- start ------------------------------------------------------------------------------------------------
+    async def start_one(self, a: dict[str, Any]) -> None:
+        spec = NodeSpec.from_json(a["spec"])
+        iid, epoch = spec.instance_id, int(a["epoch"])
+        log_path = str(self.settings.path("spaces", spec.space_id, f"run-{iid}.log"))
+        try:
+            art = await asyncio.to_thread(self.materialise, spec)
+            launch = LaunchSpec(iid, art, spec.env, flavor(spec.hardware), log_path,
+                                secret_values=spec.secret_values)
+            inst = await self.runtime.start(launch)
+        except asyncio.CancelledError:
+            raise
+        except SpacehostError as e:
+            await self.report(iid, epoch, "exited", exit_reason=e.message)
+            return
+        except Exception as e:
+            log.exception("start of %s failed", iid)
+            await self.report(iid, epoch, "exited", exit_reason=f"node {self.cfg.name}: {e!r}")
+            return
+        local = Local(iid, spec.space_id, epoch, 0, log_path)
+        await self.expose(local, inst)
+        await self.report_running(local)
+
+    def materialise(self, spec: NodeSpec) -> Any:
+        """The build of `spec.sha` on this node: the commit fetched from the hub, the env from this node's
+        cache (or built, content-keyed). Blocking."""
+        sid = SpaceId.parse(spec.space_id)
+        bare = self.settings.path("repos", sid.owner, f"{sid.name}.git")
+        if not bare.exists():
+            bare.parent.mkdir(parents=True, exist_ok=True)
+            _git("init", "-q", "--bare", str(bare))
+        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_COUNT": "1",
+               "GIT_CONFIG_KEY_0": "http.extraHeader", "GIT_CONFIG_VALUE_0": f"Authorization: Bearer {self.cfg.token}"}
+        url = f"{self.cfg.server.rstrip('/')}/spaces/{sid.owner}/{sid.name}"
+        _git("-C", str(bare), "fetch", "-q", url, "+refs/heads/*:refs/heads/*", env=env)
+        lines: list[str] = []
+        ctx = BuildContext(log=lines.append)
+        try:
+            return build_commit(self.backend, bare, self.settings.path("spaces", spec.space_id), spec.space_id,
+                                spec.sha, ctx)
+        except SpacehostError as e:
+            e.message = f"node {self.cfg.name} could not materialise the build: {e.message}\n" + "\n".join(lines[-20:])
+            raise
+
+    async def expose(self, local: Local, inst: Instance) -> None:
+        local.instance = inst
+        local.relay = await Relay.open(self.cfg.address, local.port, inst.upstream)
+        local.port = local.relay.port
+        self.local[local.instance_id] = local
+        await asyncio.to_thread(self.save)
+
+    # ---- reports and watching ---------------------------------------------------------------------------------
+    async def report(self, iid: str, epoch: int, reported: str, **extra: Any) -> bool:
+        with contextlib.suppress(httpx.HTTPError, ValueError):
+            r = await self.http.post(f"/api/cluster/nodes/{self.cfg.name}/report",
+                                     json={"instance_id": iid, "epoch": epoch, "reported": reported, **extra})
+            return bool(r.status_code == 200 and r.json().get("accepted"))
+        return False
+
+    async def report_running(self, local: Local) -> None:
+        pid = local.instance.pid if local.instance else None
+        await self.report(local.instance_id, local.epoch, "running", upstream_port=local.port, pid=pid)
+
+    async def stop_local(self, iid: str, why: str) -> None:
+        local = self.local.pop(iid)
+        log.info("stopping %s: %s", iid, why)
+        if local.relay:
+            await local.relay.close()
+        if local.instance:
+            await self.runtime.stop(local.instance)
+        await self.ship_logs(local)
+        await asyncio.to_thread(self.save)
+        await self.report(iid, local.epoch, "stopped", exit_reason=why)
+
+    async def watch_forever(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            for local in list(self.local.values()):
+                with contextlib.suppress(Exception):
+                    await self.ship_logs(local)
+                if local.instance is None or local.instance_id not in self.local:
+                    continue
+                ended = await self.runtime.exited(local.instance)
+                if ended is not None:
+                    self.local.pop(local.instance_id, None)
+                    if local.relay:
+                        await local.relay.close()
+                    await self.ship_logs(local)
+                    await asyncio.to_thread(self.save)
+                    await self.report(local.instance_id, local.epoch, "exited", exit_reason=ended.reason)
+
+    async def ship_logs(self, local: Local) -> None:
+        """New lines of the instance's log to the server (the Space's run log, its SSE)."""
+        lines, pos = await asyncio.to_thread(_read_lines, Path(local.log_path), local.log_pos)
+        for i in range(0, len(lines), LOG_BATCH):
+            r = await self.http.post(f"/api/cluster/nodes/{self.cfg.name}/logs",
+                                     json={"instance_id": local.instance_id, "lines": lines[i:i + LOG_BATCH]})
+            r.raise_for_status()
+        local.log_pos = pos
+
+    # ---- restart: adopt what still runs -----------------------------------------------------------------------
+    def save(self) -> None:
+        tmp = self._state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps([l.saved() for l in self.local.values()]))
+        tmp.replace(self._state_path)
+
+    async def adopt(self) -> None:
+        saved: dict[str, dict[str, Any]] = {}
+        with contextlib.suppress(OSError, ValueError):
+            saved = {d["instance_id"]: d for d in json.loads(self._state_path.read_text())}
+        for inst in await self.runtime.adopt():
+            d = saved.get(inst.instance_id)
+            if d is None:
+                await self.runtime.stop(inst)
+                continue
+            await self.expose(Local(**{**d, "instance": None, "relay": None}), inst)
+        await asyncio.to_thread(self.save)
+
+    async def _start_broker(self) -> None:
+        from spacehost.embedded import listen
+        from zerogpu.embedded import start_broker
+
+        gateway = await asyncio.to_thread(self.runtime.gateway) if hasattr(self.runtime, "gateway") else None
+        hosts = (self.cfg.address, gateway) if gateway else (self.cfg.address,)
+        self.broker = await start_broker(self.settings, self.settings.secret_key(), listen(hosts))
+        self.zerogpu_url = self.broker.url
+        if gateway:
+            await asyncio.to_thread(self.runtime.expose_host_services, {self.broker.url: self.broker.port})  # type: ignore[attr-defined]
+
+
+def _read_lines(path: Path, pos: int) -> tuple[list[str], int]:
+    try:
+        with path.open("rb") as f:
+            f.seek(pos)
+            data = f.read(1 << 20)
+    except OSError:
+        return [], pos
+    end = data.rfind(b"\n") + 1
+    return data[:end].decode(errors="replace").splitlines(), pos + end
+
+
+def _git(*args: str, env: dict[str, str] | None = None) -> None:
+    proc = subprocess.run(["git", *args], capture_output=True, text=True, env=env, check=False, timeout=300)
+    if proc.returncode != 0:
+        raise SpacehostError(f"git {args[0] if args[0] != '-C' else args[2]} failed: {proc.stderr.strip()[:500]}")
+
+
+def run_node(cfg: NodeConfig) -> None:
+    logging.basicConfig(level=os.environ.get("SPACEHOST_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(NodeAgent(cfg).run())

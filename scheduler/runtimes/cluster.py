@@ -1,0 +1,226 @@
+"""The `cluster` runtime: instances run on node agents. `start` places the Space (scheduler.placement over the
+registered nodes whose heartbeat key lives in Redis), writes an assignment with a fresh epoch to the store and
+waits for the node's report; `exited` reads what the node reported (or that the node was lost); `stop` sets the
+assignment's desired state to stopped. The store is the source of truth: nodes reconcile to it.
+
+Node loss: a monitor (`watch_nodes`) marks a node whose heartbeat key expired (TTL HEARTBEAT_TTL_S) as lost and
+its assignments lost, so `exited` tells the Controller, which starts the Space again (placed elsewhere)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from core.errors import LaunchFailed
+from core.hardware import flavor
+from core.isolation import SandboxState
+from core.routes import Upstream
+from hub.crypto import SecretBox
+from hub.store import Store
+from scheduler.placement import Decision, Node, Request, place
+from scheduler.runtimes.base import ExitInfo, Instance, LaunchSpec
+from state import cluster as cs
+
+log = logging.getLogger(__name__)
+HEARTBEAT_TTL_S = 10  # a node beats every HEARTBEAT_EVERY_S; lost once the key expired
+HEARTBEAT_EVERY_S = 2
+START_WAIT_S = 1800.0  # a node may materialise a whole environment before it reports
+ZEROGPU_LABEL = "spacehost.zerogpu=true"
+
+
+def heartbeat_key(node: str) -> str:
+    return f"spacehost:node:{node}"
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """What a node needs to run one instance: the Space at a commit (it materialises the build itself, from the
+    hub's git and its own environment cache) and the runtime env. Sealed in the store: it holds secrets."""
+
+    instance_id: str
+    space_id: str
+    sha: str
+    hardware: str
+    env: dict[str, str]
+    secret_values: tuple[str, ...]
+
+    def to_json(self) -> str:
+        return json.dumps({"v": 1, "instance_id": self.instance_id, "space_id": self.space_id, "sha": self.sha,
+                           "hardware": self.hardware, "env": self.env, "secret_values": list(self.secret_values)})
+
+    @classmethod
+    def from_json(cls, text: str) -> NodeSpec:
+        d = json.loads(text)
+        if d.get("v") != 1:
+            raise ValueError(f"unknown node spec version {d.get('v')!r}")
+        return cls(d["instance_id"], d["space_id"], d["sha"], d["hardware"], dict(d["env"]),
+                   tuple(d["secret_values"]))
+
+
+def snapshot(nodes: Iterable[cs.NodeRecord], alive: set[str], placed: Iterable[cs.AssignmentRecord]) -> list[Node]:
+    """Placement's view of the cluster: capacity, what desired instances take, readiness (alive, not cordoned
+    or draining, not lost), labels (`k=v`; nodes with a ZeroGPU broker carry ZEROGPU_LABEL)."""
+    used: dict[str, list[float]] = {}
+    for a in placed:
+        if a.desired == cs.RUNNING:
+            fl = flavor(a.hardware)
+            u = used.setdefault(a.node, [0.0, 0.0, 0.0])
+            u[0], u[1], u[2] = u[0] + fl.cpu, u[1] + fl.memory_gb, u[2] + fl.gpus
+    out = []
+    for n in nodes:
+        u = used.get(n.name, [0.0, 0.0, 0.0])
+        labels = {f"{k}={v}" for k, v in n.labels} | ({ZEROGPU_LABEL} if n.zerogpu_url else set())
+        out.append(Node(n.name, n.cpus, n.memory_gb, n.gpus, u[0], u[1], int(u[2]),
+                        ready=n.name in alive and not (n.cordoned or n.draining or n.lost),
+                        accelerator=n.accelerator, labels=frozenset(labels)))
+    return out
+
+
+def request_for(space_id: str, hardware: str) -> Request:
+    fl = flavor(hardware)
+    return Request(space_id, fl, fl.cpu, fl.memory_gb,
+                   required_labels=frozenset({ZEROGPU_LABEL}) if fl.is_zero else frozenset())
+
+
+class ClusterRuntime:
+    name = "cluster"
+
+    def __init__(self, store: Store, redis: Any, box: SecretBox, poll_s: float = 0.1) -> None:
+        self.store, self.redis, self.box, self.poll_s = store, redis, box, poll_s
+        self.scheduling: dict[str, str] = {}  # space id → why it is not placed yet (Kubernetes style)
+        self.changed = asyncio.Event()  # set (and replaced) whenever assignments change: wakes node long-polls
+        self.version = 0
+
+    # -- helpers ------------------------------------------------------------------------------------------------
+    def bump(self) -> None:
+        self.version += 1
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+    async def alive(self, names: Iterable[str]) -> set[str]:
+        names = list(names)
+        if not names:
+            return set()
+        found = await self.redis.mget([heartbeat_key(n) for n in names])
+        return {n for n, v in zip(names, found, strict=True) if v is not None}
+
+    async def decide(self, space_id: str, hardware: str) -> tuple[Decision, dict[str, cs.NodeRecord]]:
+        nodes = await asyncio.to_thread(cs.list_nodes, self.store)
+        placed = await asyncio.to_thread(cs.assignments, self.store, desired=cs.RUNNING)
+        alive = await self.alive(n.name for n in nodes)
+        return place(snapshot(nodes, alive, placed), request_for(space_id, hardware)), {n.name: n for n in nodes}
+
+    # -- Runtime Protocol ---------------------------------------------------------------------------------------
+    async def start(self, spec: LaunchSpec) -> Instance:
+        art, sid = spec.artifact, spec.artifact.space_id
+        hardware = spec.flavor.hardware.value
+        while True:
+            decision, nodes = await self.decide(sid, hardware)
+            if decision.node is not None:
+                break
+            if self.scheduling.get(sid) != decision.summary:
+                log.info("%s is not placed: %s", sid, decision.summary)
+            self.scheduling[sid] = decision.summary
+            await asyncio.sleep(1.0)
+        self.scheduling.pop(sid, None)
+        node = nodes[decision.node]
+        env = dict(spec.env)
+        if node.zerogpu_url and flavor(hardware).is_zero:
+            env["SPACES_ZERO_DEVICE_API_URL"] = node.zerogpu_url
+        sealed = self.box.seal(NodeSpec(spec.instance_id, sid, art.sha, hardware, env, spec.secret_values).to_json())
+        a = await asyncio.to_thread(cs.add_assignment, self.store, spec.instance_id, sid, art.sha, node.name, hardware, sealed)
+        log.info("%s epoch %d placed on %s", spec.instance_id, a.epoch, node.name)
+        self.bump()
+        deadline = time.monotonic() + START_WAIT_S
+        while time.monotonic() < deadline:
+            cur = await asyncio.to_thread(cs.get_assignment, self.store, spec.instance_id)
+            if cur is None or cur.desired != cs.RUNNING:
+                raise LaunchFailed(f"{spec.instance_id} was withdrawn before it started")
+            if cur.reported == "running" and cur.upstream_host and cur.upstream_port:
+                return self._instance(cur)
+            if cur.ended:
+                raise LaunchFailed(f"on node {cur.node}: {cur.exit_reason or cur.reported}")
+            await asyncio.sleep(self.poll_s)
+        await self.stop(Instance(spec.instance_id, sid, art.sha, Upstream(node.address, 0)))
+        raise LaunchFailed(f"node {node.name} did not start {sid} within {START_WAIT_S:.0f}s")
+
+    @staticmethod
+    def _instance(a: cs.AssignmentRecord) -> Instance:
+        return Instance(a.instance_id, a.space_id, a.sha, Upstream(a.upstream_host or "", a.upstream_port or 0),
+                        pid=a.pid)
+
+    async def exited(self, inst: Instance) -> ExitInfo | None:
+        a = await asyncio.to_thread(cs.get_assignment, self.store, inst.instance_id)
+        if a is None:
+            return ExitInfo(None, "its assignment is gone")
+        if a.reported == "lost":
+            return ExitInfo(None, a.exit_reason or f"node {a.node} lost")
+        if a.ended:
+            return ExitInfo(None, f"{a.exit_reason or a.reported} (on node {a.node})")
+        return None
+
+    async def stop(self, inst: Instance, grace_s: float = 5.0) -> None:
+        a = await asyncio.to_thread(cs.set_desired, self.store, inst.instance_id, cs.STOPPED)
+        if a is None:
+            return
+        self.bump()
+        deadline = time.monotonic() + grace_s + 10.0
+        while time.monotonic() < deadline and not a.ended:
+            if a.node not in await self.alive([a.node]):
+                return  # a lost node counts as stopped; if it returns, it stops what is not its own
+            await asyncio.sleep(self.poll_s)
+            a = await asyncio.to_thread(cs.get_assignment, self.store, inst.instance_id) or a
+
+    async def adopt(self) -> list[Instance]:
+        """Instances reported running on live nodes; every other desired instance (started while the server was
+        down, or on a node that is gone) is withdrawn, and the Controller starts its Space again."""
+        placed = await asyncio.to_thread(cs.assignments, self.store, desired=cs.RUNNING)
+        alive = await self.alive({a.node for a in placed})
+        found = []
+        for a in placed:
+            if a.reported == "running" and a.node in alive and a.upstream_port:
+                found.append(self._instance(a))
+            else:
+                await asyncio.to_thread(cs.set_desired, self.store, a.instance_id, cs.STOPPED)
+        self.bump()
+        return found
+
+    def forget_space(self, space_id: str) -> None:
+        self.scheduling.pop(space_id, None)
+
+    def describe_isolation(self) -> str:
+        return "Spaces run on node agents (`spacehost node`), each isolated by its node's runtime."
+
+    def sandbox_state(self) -> SandboxState:
+        return SandboxState(True)
+
+    # -- node loss ------------------------------------------------------------------------------------------------
+    async def watch_nodes(self, every_s: float = 0.5) -> None:
+        """Forever: a node whose heartbeat key expired is lost (its assignments too); one that beats again is
+        back (it then stops whatever it still runs that is no longer its own)."""
+        while True:
+            try:
+                await self.check_nodes()
+            except Exception:
+                log.exception("node check failed")
+            await asyncio.sleep(every_s)
+
+    async def check_nodes(self) -> None:
+        nodes = await asyncio.to_thread(cs.list_nodes, self.store)
+        alive = await self.alive(n.name for n in nodes)
+        for n in nodes:
+            if not n.lost and n.name not in alive:
+                lost = await asyncio.to_thread(cs.mark_node_lost, self.store, n.name)
+                log.warning("node %s lost (no heartbeat for %ds): %d instance(s) to place elsewhere", n.name,
+                            HEARTBEAT_TTL_S, len(lost))
+                self.bump()
+            elif n.lost and n.name in alive:
+                await asyncio.to_thread(cs.revive_node, self.store, n.name)
+                log.info("node %s is back", n.name)
+                self.bump()
+

@@ -1,0 +1,200 @@
+"""Cluster mode, the composition of its roles: `spacehost server` (hub API + the Controller over the cluster
+runtime + the cluster API) and `spacehost proxy` (a proxy whose route table and hooks come from the server).
+`spacehost node` is scheduler/node_agent.py."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+
+from builder import load_backend
+from core.routes import RouteTable, Upstream
+from core.routes_json import table_to_json
+from core.settings import Settings
+from hub.accounts import Accounts
+from hub.api import cluster as cluster_api
+from hub.app import create_app
+from hub.control import Hub, wildcard_dns_works
+from hub.crypto import SecretBox
+from hub.repos import Repos
+from hub.store import Store
+from scheduler.controller import Controller, env_source_for
+from scheduler.runtimes.cluster import HEARTBEAT_EVERY_S, HEARTBEAT_TTL_S, ClusterRuntime, heartbeat_key
+from spacehost.embedded import ProxyHooksImpl, _stop_on_signals, bootstrap_admin, listen, open_store
+from state import cluster as cs
+
+log = logging.getLogger("spacehost.server")
+
+
+@dataclass
+class ClusterServer:
+    """`spacehost server`: `settings.port` is the public (proxy) port that Space URLs name; the API listens on
+    `listen_host:listen_port`, which proxies reach as the hub's upstream."""
+
+    settings: Settings
+    redis_url: str
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 0
+    store: Store | None = None
+    controller: Controller | None = None
+    runtime: ClusterRuntime | None = None
+    accounts: Accounts | None = None
+    table: dict[str, Any] = field(default_factory=dict)
+    route_version: int = 0
+    _route_changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _hooks: ProxyHooksImpl | None = None
+
+    async def run(self, ready: asyncio.Event | None = None) -> None:
+        import redis.asyncio as aioredis
+
+        s = self.settings
+        self.store = store = open_store(s)
+        cs.ensure_tables(store)
+        self.accounts = accounts = Accounts(store)
+        admin = bootstrap_admin(accounts)
+        repos = Repos(s.path("repos"))
+        box = SecretBox(s.secret_key())
+        redis = aioredis.from_url(self.redis_url)
+        self.runtime = runtime = ClusterRuntime(store, redis, box)
+        socks = listen((self.listen_host,), self.listen_port)
+        port = socks[0].getsockname()[1]
+        hub_holder: dict[str, Hub] = {}
+        self.controller = controller = Controller(
+            s, store, repos.root, runtime, load_backend("process", s), env_source_for(store, box), self.on_routes,
+            app_url=lambda space: hub_holder["hub"].app_url(space), hub_upstream=Upstream(self.listen_host, port))
+        hub = Hub(s, store, accounts, repos, box, controller, wildcard_dns=wildcard_dns_works(s.space_domain),
+                  signing_key=s.secret_key(), sandbox=runtime.sandbox_state())
+        hub_holder["hub"] = hub
+        self._hooks = ProxyHooksImpl(controller, accounts, store)
+        app = create_app(hub)
+        app.include_router(cluster_api.router)
+        app.state.cluster = self
+        server = uvicorn.Server(uvicorn.Config(app, host=self.listen_host, port=port, log_level="warning",
+                                               timeout_keep_alive=30))
+        _stop_on_signals(server)
+        serve = asyncio.create_task(server.serve(sockets=socks))
+        while not server.started:
+            await asyncio.sleep(0.02)
+        await controller.start()
+        watch = asyncio.create_task(runtime.watch_nodes())
+        print(f"spacehost server is up: API on http://{self.listen_host}:{port}, Spaces at {s.hub_url}", flush=True)
+        if admin.token:
+            print(f"  admin token (shown once, keep it): {admin.token}", flush=True)
+        if ready:
+            ready.set()
+        try:
+            await serve
+        finally:
+            watch.cancel()
+            await controller.close(stop_apps=False)  # Spaces on nodes keep serving through a server restart
+            await redis.aclose()
+
+    # ---- routes -----------------------------------------------------------------------------------------------
+    def on_routes(self, table: RouteTable) -> None:
+        self.table = table_to_json(table)
+        self.route_version += 1
+        self._route_changed.set()
+        self._route_changed = asyncio.Event()
+
+    async def routes(self, since: int, wait: float) -> dict[str, Any]:
+        if since == self.route_version and wait > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._route_changed.wait(), wait)
+        return {"version": self.route_version, "table": self.table}
+
+    # ---- nodes ------------------------------------------------------------------------------------------------
+    async def register(self, info: dict[str, Any]) -> dict[str, Any]:
+        assert self.runtime is not None and self.store is not None
+        node = cs.NodeInfo.parse(info)
+        await asyncio.to_thread(cs.register_node, self.store, node)
+        await self.runtime.redis.set(heartbeat_key(node.name), "{}", ex=HEARTBEAT_TTL_S)
+        self.runtime.bump()
+        log.info("node %s registered (%s, %.0f cpus, %.0f GB, %d gpus)", node.name, node.address, node.cpus,
+                 node.memory_gb, node.gpus)
+        return {"redis_url": self.redis_url, "heartbeat_ttl_s": HEARTBEAT_TTL_S, "heartbeat_every_s": HEARTBEAT_EVERY_S}
+
+    async def node_assignments(self, node: str, since: int, wait: float) -> dict[str, Any]:
+        assert self.runtime is not None and self.store is not None
+        rt = self.runtime
+        if since == rt.version and wait > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(rt.changed.wait(), wait)
+        version = rt.version
+        rows = await asyncio.to_thread(cs.assignments, self.store, node=node, desired=cs.RUNNING)
+        return {"version": version, "assignments": [
+            {"instance_id": a.instance_id, "epoch": a.epoch, "reported": a.reported, "spec": rt.box.open(a.spec)}
+            for a in rows]}
+
+    async def report(self, node: str, data: dict[str, Any]) -> bool:
+        assert self.store is not None
+        return await asyncio.to_thread(cs.apply_report, self.store, node, cs.Report.parse(data)) is not None
+
+    async def run_log(self, node: str, instance_id: str, lines: list[str]) -> bool:
+        assert self.store is not None and self.controller is not None
+        a = await asyncio.to_thread(cs.get_assignment, self.store, instance_id)
+        if a is None or a.node != node:
+            return False
+        rlog = self.controller.run_log(a.space_id)
+        await asyncio.to_thread(rlog.write, "\n".join(lines))
+        return True
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        assert self.runtime is not None and self.store is not None
+        nodes = await asyncio.to_thread(cs.list_nodes, self.store)
+        placed = await asyncio.to_thread(cs.assignments, self.store, desired=cs.RUNNING)
+        alive = await self.runtime.alive(n.name for n in nodes)
+        from scheduler.runtimes.cluster import snapshot
+
+        snap = {n.name: n for n in snapshot(nodes, alive, placed)}
+        return [{
+            "name": n.name, "address": n.address, "ready": snap[n.name].ready, "alive": n.name in alive,
+            "lost": n.lost, "cordoned": n.cordoned, "draining": n.draining,
+            "capacity": {"cpu": n.cpus, "memory_gb": n.memory_gb, "gpus": n.gpus, "accelerator": n.accelerator},
+            "allocated": {"cpu": snap[n.name].cpu_used, "memory_gb": snap[n.name].memory_used_gb,
+                          "gpus": snap[n.name].gpus_used},
+            "labels": dict(n.labels), "zerogpu_url": n.zerogpu_url,
+            "spaces": sorted({a.space_id for a in placed if a.node == n.name}),
+        } for n in nodes]
+
+    async def node_command(self, name: str, command: str) -> dict[str, Any] | None:
+        assert self.runtime is not None and self.store is not None and self.controller is not None
+        flags = {"cordon": {"cordoned": True}, "uncordon": {"cordoned": False, "draining": False},
+                 "drain": {"cordoned": True, "draining": True}}[command]
+        if await asyncio.to_thread(cs.set_node_flags, self.store, name, **flags) is None:
+            return None
+        self.runtime.bump()
+        if command == "drain":  # start elsewhere, swap the route, then stop the old (Controller._deploy)
+            placed = await asyncio.to_thread(cs.assignments, self.store, node=name, desired=cs.RUNNING)
+            for space_id in sorted({a.space_id for a in placed}):
+                await self.controller.restart(space_id)
+        return next(n for n in await self.nodes() if n["name"] == name)
+
+    # ---- proxy hooks ------------------------------------------------------------------------------------------
+    async def wake(self, space_id: str) -> None:
+        assert self.controller is not None
+        await self.controller.wake(space_id)
+
+    def activity(self, space_ids: list[str]) -> None:
+        assert self.controller is not None
+        for sid in space_ids:
+            self.controller.activity(sid)
+
+    async def auth(self, token: str) -> str | None:
+        assert self._hooks is not None
+        return await asyncio.to_thread(self._hooks.user_for_token, token)
+
+    async def can_view(self, space_id: str, user: str | None) -> bool:
+        assert self._hooks is not None
+        return await asyncio.to_thread(self._hooks.can_view, space_id, user)
+
+
+def run_server(settings: Settings, redis_url: str, listen_host: str, listen_port: int) -> None:
+    logging.basicConfig(level=os.environ.get("SPACEHOST_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(ClusterServer(settings, redis_url, listen_host, listen_port).run())

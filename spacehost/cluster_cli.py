@@ -1,0 +1,101 @@
+"""The cluster subcommands of `spacehost`: server, proxy, node, nodes. Flags also come from `SPACEHOST_<FLAG>`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import httpx
+
+COMMANDS = ("server", "proxy", "node", "nodes")
+
+
+def _env(flag: str, default: str | None = None) -> str | None:
+    return os.environ.get("SPACEHOST_" + flag.upper().replace("-", "_"), default)
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The cluster subcommands; `server` takes every flag of `up` (added before) and its own."""
+    p = sub.add_parser("server", help="cluster: hub API + scheduler (PostgreSQL at SPACEHOST_DATABASE_URL, Redis "
+                                      "at SPACEHOST_REDIS_URL); --port is the public (proxy) port")
+    for action in sub.choices["up"]._actions:
+        if action.dest != "help":
+            p._add_action(action)
+    p.add_argument("--listen", default=_env("listen", "127.0.0.1:8081"), help="HOST:PORT of the API (default "
+                   "127.0.0.1:8081); proxies and nodes call it")
+    p.add_argument("--redis-url", default=_env("redis-url"))
+    p = sub.add_parser("proxy", help="cluster: a proxy serving the Spaces, routes from the server")
+    p.add_argument("--server", default=_env("server"), required=_env("server") is None)
+    p.add_argument("--token", default=_env("token"), required=_env("token") is None)
+    p.add_argument("--host", default=_env("host", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(_env("port", "8080") or 8080))
+    p.add_argument("--data-dir", default=_env("data-dir", ".spacehost-proxy"))
+    p = sub.add_parser("node", help="cluster: a node agent running the Spaces assigned to it")
+    p.add_argument("--server", default=_env("server"), required=_env("server") is None)
+    p.add_argument("--token", default=_env("token"), required=_env("token") is None)
+    p.add_argument("--name", default=_env("node-name"), required=_env("node-name") is None)
+    p.add_argument("--address", default=_env("address", "127.0.0.1"))
+    p.add_argument("--data-dir", default=_env("data-dir", ".spacehost-node"))
+    p.add_argument("--runtime", choices=["process", "docker"], default=_env("runtime", "process"))
+    p.add_argument("--zerogpu-devices", type=int, default=int(_env("zerogpu-devices", "0") or 0))
+    p.add_argument("--gpus", type=int, default=int(_env("gpus", "0") or 0), help="GPUs for dedicated GPU flavors")
+    p.add_argument("--accelerator", default=_env("accelerator"), help="a10g, t4, … of --gpus")
+    p.add_argument("--labels", default=_env("labels", ""), help="k=v,… matched by placement")
+    p.add_argument("--cpus", type=float, default=float(_env("cpus", "0") or 0), help="capacity (default: this machine's)")
+    p.add_argument("--memory-gb", type=float, default=float(_env("memory-gb", "0") or 0))
+    p.add_argument("--redis-url", default=_env("redis-url"), help="default: the server's, given at registration")
+    p.add_argument("--insecure-no-sandbox", action="store_true")
+    p = sub.add_parser("nodes", help="cluster: list, cordon, uncordon or drain nodes")
+    p.add_argument("--server", default=_env("server", "http://127.0.0.1:8081"))
+    p.add_argument("--token", default=_env("token") or _env("admin-token"))
+    p.add_argument("action", nargs="?", default="list", choices=["list", "cordon", "uncordon", "drain"])
+    p.add_argument("name", nargs="?")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.cmd == "server":
+        from spacehost.cli import settings_from
+        from spacehost.cluster import run_server
+
+        redis_url = args.redis_url or "redis://127.0.0.1:6379/0"
+        host, _, port = args.listen.rpartition(":")
+        run_server(settings_from(args), redis_url, host or "127.0.0.1", int(port))
+        return 0
+    if args.cmd == "proxy":
+        from proxy.remote import run_proxy
+
+        run_proxy(args.server, args.token, args.host, args.port, Path(args.data_dir))
+        return 0
+    if args.cmd == "node":
+        from scheduler.node_agent import NodeConfig, parse_labels, run_node
+
+        run_node(NodeConfig(args.server, args.token, args.name, args.address, Path(args.data_dir).absolute(),
+                            runtime=args.runtime, cpus=args.cpus, memory_gb=args.memory_gb, gpus=args.gpus,
+                            accelerator=args.accelerator, labels=parse_labels(args.labels),
+                            zerogpu_devices=args.zerogpu_devices, insecure_no_sandbox=args.insecure_no_sandbox,
+                            redis_url=args.redis_url))
+        return 0
+    headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+    with httpx.Client(base_url=args.server, headers=headers, timeout=30) as c:
+        if args.action == "list":
+            r = c.get("/api/admin/nodes")
+        elif not args.name:
+            print(f"spacehost: nodes {args.action} needs a node name", file=sys.stderr)
+            return 2
+        else:
+            r = c.post(f"/api/admin/nodes/{args.name}/{args.action}")
+    if r.status_code != 200:
+        print(f"spacehost: {r.status_code} {r.text[:500]}", file=sys.stderr)
+        return 1
+    data = r.json()
+    for n in data if isinstance(data, list) else [data]:
+        state = "Ready" if n["ready"] else ("Lost" if n["lost"] else "NotReady")
+        flags = ",".join(f for f in ("cordoned", "draining") if n[f])
+        print(f"{n['name']:<16} {n['address']:<16} {state + (',' + flags if flags else ''):<24} "
+              f"cpu {n['allocated']['cpu']:g}/{n['capacity']['cpu']:g}  mem {n['allocated']['memory_gb']:g}/"
+              f"{n['capacity']['memory_gb']:g} GB  gpu {n['allocated']['gpus']}/{n['capacity']['gpus']}  "
+              f"spaces {json.dumps(n['spaces'])}")
+    return 0
