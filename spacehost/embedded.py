@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -174,7 +175,8 @@ class Embedded:
                 proxy_box["proxy"].update(table)
             proxy_box["table"] = table
 
-        self.broker = await self._start_broker(key, listen(hosts, ports.get("zerogpu", 0)))
+        self.broker = await self._start_broker(key, listen(hosts, ports.get("zerogpu", 0)),
+                                               lambda token: bool((p := accounts.authenticate(token)) and p.is_admin))
         chosen = {"hub": hub_port, **({"zerogpu": self.broker.port} if self.broker else {})}
         if moved := [k for k, v in chosen.items() if ports.get(k, v) != v]:
             log.warning("ports of %s were taken: Spaces started before keep the old URLs until restarted", moved)
@@ -237,14 +239,14 @@ class Embedded:
             if self.broker is not None and hasattr(self.broker, "close"):
                 await self.broker.close()
 
-    async def _start_broker(self, key: bytes, sockets: list[socket.socket]) -> Any:
+    async def _start_broker(self, key: bytes, sockets: list[socket.socket], is_admin: Callable[[str], bool]) -> Any:
         try:
             from zerogpu.embedded import start_broker
         except ImportError:
             for sock in sockets:
                 sock.close()
             return None
-        return await start_broker(self.settings, key, sockets)
+        return await start_broker(self.settings, key, sockets, is_admin)
 
     def _announce(self, hub: Hub, runtime: Runtime) -> None:
         """What a user needs at start: the URL, where the data lives, how Spaces are isolated, the admin token."""

@@ -22,21 +22,22 @@ from zerogpu.broker import Broker
 from zerogpu.gate import TreeKiller, gate_for_host
 from zerogpu.pool import detect_pool
 from zerogpu.quota import Limits, QuotaStatus, Tier
-from zerogpu.server import create_app
+from zerogpu.server import IsAdmin, create_app
 
 
 class BrokerServer:
     """The broker behind its HTTP face. Use on one event loop: `await start()`, …, `await close()`."""
 
     def __init__(self, broker: Broker, host: str = "127.0.0.1", port: int = 0, *, ping_s: float = 1.0,
-                 tick_s: float = 0.25, sockets: list[socket.socket] | None = None) -> None:
+                 tick_s: float = 0.25, sockets: list[socket.socket] | None = None,
+                 is_admin: IsAdmin | None = None) -> None:
         """`sockets`: listening sockets to serve, the first one's address being the URL's; default: one made
-        on host:port."""
+        on host:port. `is_admin`: whose bearer token may read /metrics (None: nobody's)."""
         if sockets:
             host, port = sockets[0].getsockname()[:2]
         self.broker, self.host, self.port, self.tick_s = broker, host, port, tick_s
         self._sockets = sockets or []
-        self.app = create_app(broker, ping_s=ping_s)
+        self.app = create_app(broker, ping_s=ping_s, is_admin=is_admin)
         self._server: uvicorn.Server | None = None
         self._tasks: list[asyncio.Task[Any]] = []
 
@@ -90,8 +91,8 @@ class BrokerServer:
                 await asyncio.wait_for(t, 5)
 
 
-async def start_broker(settings: Settings, key: bytes,
-                       sockets: list[socket.socket] | None = None) -> BrokerServer | None:
+async def start_broker(settings: Settings, key: bytes, sockets: list[socket.socket] | None = None,
+                       is_admin: IsAdmin | None = None) -> BrokerServer | None:
     """The broker, serving `sockets` if given (closed when there is no device: no broker)."""
     pool = detect_pool(settings.zerogpu_devices)
     if len(pool) == 0:
@@ -102,6 +103,6 @@ async def start_broker(settings: Settings, key: bytes,
     limits = Limits(daily_s=tiers, max_duration_s={t: max(s, Limits().max_duration_s[t]) for t, s in tiers.items()})
     killer = TreeKiller()
     server = BrokerServer(Broker(pool, key, limits=limits, state_dir=Path(settings.path("zerogpu")), killer=killer,
-                                 gate=gate_for_host(pool, killer.roots)), sockets=sockets)
+                                 gate=gate_for_host(pool, killer.roots)), sockets=sockets, is_admin=is_admin)
     await server.start()
     return server

@@ -1,5 +1,6 @@
-"""Broker metrics: GPU-seconds per Space and per visitor, queue waits, grants and outcomes; rendered as
-Prometheus text (`/metrics`) or as a JSON summary for a Space's runtime info."""
+"""Broker metrics: GPU-seconds per Space and per visitor tier, queue waits, grants and outcomes; rendered as
+Prometheus text (`/metrics`, admin-only) or as a JSON summary for a Space's runtime info. No label names a
+visitor (a user or a client IP): that would publish who used what, and grow without bound."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ WAIT_BUCKETS = (0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 @dataclass
 class Metrics:
     gpu_seconds_space: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
-    gpu_seconds_visitor: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
+    gpu_seconds_tier: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     leases_space: Counter[str] = field(default_factory=Counter)
     outcomes: Counter[str] = field(default_factory=Counter)  # approved, quota-exceeded, timeout, expired…
     wait_buckets: list[int] = field(default_factory=lambda: [0] * (len(WAIT_BUCKETS) + 1))
@@ -31,7 +32,7 @@ class Metrics:
 
     def charge(self, space_id: str, visitor: str, gpu_seconds: float, now: float) -> None:
         self.gpu_seconds_space[space_id] += gpu_seconds
-        self.gpu_seconds_visitor[visitor] += gpu_seconds
+        self.gpu_seconds_tier[visitor_tier(visitor)] += gpu_seconds
         self.leases_space[space_id] += 1
         self.last_used[space_id] = now
 
@@ -44,6 +45,11 @@ class Metrics:
     def space_summary(self, space_id: str) -> dict[str, Any]:
         return {"gpuSeconds": round(self.gpu_seconds_space.get(space_id, 0.0), 3),
                 "leases": self.leases_space.get(space_id, 0), "lastUsedAt": self.last_used.get(space_id)}
+
+
+def visitor_tier(visitor: str) -> str:
+    """`user:NAME` → signed-in, `ip:ADDR` (or anything else) → anonymous: the only visitor label exported."""
+    return "signed-in" if visitor.startswith("user:") else "anonymous"
 
 
 def _esc(v: str) -> str:
@@ -59,9 +65,8 @@ def render(m: Metrics, gauges: dict[str, float], device_util: dict[str, float] |
 
     family("zerogpu_gpu_seconds_total", "counter", "GPU seconds used (charged), by Space")
     out += [f'zerogpu_gpu_seconds_total{{space="{_esc(k)}"}} {v:.3f}' for k, v in sorted(m.gpu_seconds_space.items())]
-    family("zerogpu_visitor_gpu_seconds_total", "counter", "GPU seconds used (charged), by visitor")
-    out += [f'zerogpu_visitor_gpu_seconds_total{{visitor="{_esc(k)}"}} {v:.3f}'
-            for k, v in sorted(m.gpu_seconds_visitor.items())]
+    family("zerogpu_tier_gpu_seconds_total", "counter", "GPU seconds used (charged), by visitor tier")
+    out += [f'zerogpu_tier_gpu_seconds_total{{tier="{_esc(k)}"}} {v:.3f}' for k, v in sorted(m.gpu_seconds_tier.items())]
     family("zerogpu_schedule_total", "counter", "Schedule outcomes")
     out += [f'zerogpu_schedule_total{{result="{_esc(k)}"}} {v}' for k, v in sorted(m.outcomes.items())]
     family("zerogpu_queue_wait_seconds", "histogram", "Time from /schedule to grant")

@@ -14,7 +14,8 @@ What the package reads, exactly:
   "No GPU was available", 401 "Expired ZeroGPU proxy token".
 - `POST /allow?allowToken=&pid=` must answer 200; `POST /release?allowToken=&fail=` 200 (404 is tolerated:
   a lease the broker already ended); `GET /queue-size` a JSON number; `POST /startup-report` 200.
-Also: `GET /metrics` (Prometheus text) at the root.
+Also: `GET /metrics` (Prometheus text) at the root, for an admin only (`Authorization: Bearer <admin token>`,
+checked by `is_admin`): the broker is reachable from every Space, and its metrics name every Space.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -67,7 +68,16 @@ def _error(e: SpacehostError) -> JSONResponse:
     return JSONResponse({"detail": e.message}, status_code=e.http_status)
 
 
-def create_app(broker: Broker, ping_s: float = 1.0) -> Starlette:
+IsAdmin = Callable[[str], bool]  # a bearer token → whether it is a spacehost admin's (may block: run in a thread)
+
+
+def bearer_token(req: Request) -> str | None:
+    scheme, _, value = req.headers.get("authorization", "").partition(" ")
+    return value.strip() or None if scheme.lower() == "bearer" else None
+
+
+def create_app(broker: Broker, ping_s: float = 1.0, is_admin: IsAdmin | None = None) -> Starlette:
+    """`is_admin`: who may read /metrics; None: nobody."""
     async def startup_report(req: Request) -> Response:
         broker.space_for(req.path_params["space"])
         return Response(status_code=200)
@@ -112,6 +122,12 @@ def create_app(broker: Broker, ping_s: float = 1.0) -> Starlette:
         return JSONResponse(broker.queue_size(space))
 
     async def metrics(req: Request) -> Response:
+        token = bearer_token(req)
+        if token is None:
+            return JSONResponse({"detail": "metrics need an admin token"}, status_code=401,
+                                headers={"WWW-Authenticate": 'Bearer realm="spacehost"'})
+        if is_admin is None or not await asyncio.to_thread(is_admin, token):
+            return JSONResponse({"detail": "metrics are for spacehost admins"}, status_code=403)
         return PlainTextResponse(broker.metrics_text(), media_type="text/plain; version=0.0.4")
 
     async def on_error(req: Request, exc: Exception) -> Response:

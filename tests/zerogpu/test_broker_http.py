@@ -66,7 +66,7 @@ STATUS_CASES = [
     ("queue-size-200", "GET", "{a}/queue-size", 200),
     ("illegal-duration-429", "POST", "{a}/schedule?durationSeconds=100000", 429),
     ("bad-size-400", "POST", "{a}/schedule?gpuSize=huge", 400),
-    ("metrics-200", "GET", "/metrics", 200),
+    ("metrics-anonymous-401", "GET", "/metrics", 401),
 ]
 
 
