@@ -1,0 +1,303 @@
+"""Hostile tenants, attacking from inside a real Space (issue 12): real Gradio Spaces pushed through a real
+`spacehost up` (process runtime, bubblewrap sandbox, a network namespace per Space), whose app code performs the
+attack and reports what it could do as JSON. Run against cold starts and warm (zygote) starts.
+
+The attacker reaches: another Space's files, the data dir, /root, other processes' environments; another Space's
+app port and its `spaces` reload port (7887); the hub's and broker's loopback ports; a dummy host service on
+127.0.0.1 and one on the bridge gateway; 7887 on the gateway. Only the hub's and broker's gateway ports answer.
+Then: a fork bomb (pids limit; the other Space keeps answering), a memory bomb (OOM-killed, "out of memory" in
+the runtime's errorMessage), and filling its home (a size-capped tmpfs; the host's disk untouched).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import shutil
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from gradio_client import Client
+
+from sandbox.netns import SpaceNetwork
+from tests.e2e.harness import Server, free_port
+
+pytestmark = pytest.mark.e2e
+
+MEMORY_MAX = 1536 << 20  # SPACEHOST_SPACE_MEMORY_MAX: every Space's limit here (home: half of it)
+VICTIM_SECRET = "victim-secret-" + secrets.token_hex(8)
+VICTIM_FILE = "victim-file-" + secrets.token_hex(8)
+README = "---\ntitle: {title}\nsdk: gradio\n---\n"
+
+VICTIM_APP = """import gradio as gr
+
+def echo(text):
+    return "victim says " + text
+
+gr.Interface(fn=echo, inputs="text", outputs="text").launch()
+"""
+
+ATTACKER_APP = r'''import json, os, socket, subprocess, sys
+import gradio as gr
+
+def connects(host, port):
+    try:
+        with socket.create_connection((host, int(port)), timeout=3):
+            return True
+    except OSError:
+        return False
+
+def reads(path):
+    try:
+        if os.path.isdir(path):
+            return sorted(os.listdir(path))
+        open(path, "rb").read(64)
+        return True
+    except OSError:
+        return False
+
+def environ_leaks(needle):
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                if needle.encode() in open(f"/proc/{pid}/environ", "rb").read():
+                    found.append(pid)
+            except OSError:
+                pass
+    return found
+
+BOMB = """
+import os, time
+while True:
+    try:
+        os.fork()
+    except OSError:
+        time.sleep(0.5)
+"""
+
+def attack(request):
+    r = json.loads(request)
+    op = r["op"]
+    if op == "probe":
+        return json.dumps({
+            "read": {p: reads(p) for p in r["read"]},
+            "connect": {f"{h}:{p}": connects(h, p) for h, p in r["connect"]},
+            "environ": environ_leaks(r["needle"]),
+            "env": {k: os.environ.get(k, "") for k in ("HF_ENDPOINT", "GRADIO_SERVER_NAME")},
+            "pids": len([p for p in os.listdir("/proc") if p.isdigit()]),
+        })
+    if op == "fill":
+        written, error = 0, ""
+        chunk = b"x" * (1 << 20)
+        try:
+            with open(os.path.expanduser("~/fill"), "wb") as f:
+                while written < r["limit"]:
+                    f.write(chunk)
+                    f.flush()
+                    written += len(chunk)
+        except OSError as e:
+            error = e.strerror or str(e)
+        os.unlink(os.path.expanduser("~/fill"))
+        return json.dumps({"written": written, "error": error})
+    if op == "forkbomb":
+        subprocess.Popen([sys.executable, "-c", BOMB], start_new_session=True)
+        return json.dumps({"started": True})
+    if op == "membomb":
+        hog = []
+        while True:
+            hog.append(bytearray(64 << 20))
+    return json.dumps({"error": "unknown op"})
+
+gr.Interface(fn=attack, inputs="text", outputs="text").launch()
+'''
+
+
+@dataclass
+class Placed:
+    """A running Space as the host sees it: its namespace address and app port."""
+
+    space_id: str
+    host: str  # the proxy URL
+    ip: str
+    port: int
+
+
+@dataclass
+class World:
+    server: Server
+    victim: Placed
+    attacker: Placed
+    gateway: str
+    ports: dict[str, int]
+    gateway_listener: int  # a dummy service on the gateway address, not exposed to Spaces
+    loopback_listener: int  # a dummy service on the host's 127.0.0.1
+
+    def attack(self, space: Placed, **req: object) -> dict[str, object]:
+        out = Client(space.host, verbose=False).predict(json.dumps(req), api_name="/attack")
+        return json.loads(out)  # type: ignore[no-any-return]
+
+
+def listener(host: str) -> tuple[socket.socket, int]:
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    sock.listen(16)
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = sock.accept()
+                conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return sock, int(sock.getsockname()[1])
+
+
+def placed(server: Server, sid: str) -> Placed:
+    """Where the Space's serving instance listens (its state file under the data dir's run/)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for f in (server.data_dir / "run").glob("*.json"):
+            with contextlib.suppress(OSError, ValueError):
+                st = json.loads(f.read_text())
+                if st["space_id"] == sid and st.get("ip"):
+                    return Placed(sid, server.host(sid), st["ip"], int(st["port"]))
+        time.sleep(0.2)
+    raise AssertionError(f"no instance state with a namespace address for {sid}")
+
+
+def push_space(server: Server, name: str, files: dict[str, str], tmp: Path,
+               secrets_: dict[str, str] | None = None) -> str:
+    sid = f"admin/{name}-{uuid.uuid4().hex[:6]}"
+    assert server.create_space(sid.split("/")[1]).status_code == 200
+    with server.api() as c:
+        for k, v in (secrets_ or {}).items():
+            assert c.post(f"/api/spaces/{sid}/secrets", json={"key": k, "value": v}).status_code == 200
+    push = server.push(sid, {"README.md": README.format(title=name), **files}, workdir=tmp / sid.split("/")[1])
+    assert push.returncode == 0, push.stderr
+    return sid
+
+
+@pytest.fixture(scope="module", params=["cold", "warm"])
+def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    tmp = tmp_path_factory.mktemp("escape")
+    srv = Server(tmp / "data", free_port(), "hf_admin_" + secrets.token_hex(8),
+                 env={"SPACEHOST_PROCESS_WARM": "1" if request.param == "warm" else "0",
+                      "SPACEHOST_SPACE_MEMORY_MAX": str(MEMORY_MAX)})
+    srv.data_dir.mkdir()
+    srv.start()
+    gateway = SpaceNetwork.from_env().ensure()
+    gw_sock, gw_port = listener(gateway)
+    lo_sock, lo_port = listener("127.0.0.1")
+    try:
+        victim = push_space(srv, "victim", {"app.py": VICTIM_APP, "victim.txt": VICTIM_FILE}, tmp,
+                            {"VICTIM_TOKEN": VICTIM_SECRET})
+        attacker = push_space(srv, "attacker", {"app.py": ATTACKER_APP}, tmp)
+        for sid in (victim, attacker):
+            rt = srv.wait_stage(sid, timeout=600)
+            assert rt["stage"] == "RUNNING", (rt, srv.log_tail())
+        ports = json.loads((srv.data_dir / "ports.json").read_text())
+        yield World(srv, placed(srv, victim), placed(srv, attacker), gateway, ports, gw_port, lo_port)
+    finally:
+        gw_sock.close()
+        lo_sock.close()
+        srv.close()
+
+
+def victim_answers(w: World) -> bool:
+    try:
+        return Client(w.victim.host, verbose=False).predict("hi", api_name="/echo") == "victim says hi"
+    except Exception:  # noqa: BLE001 — any failure to answer is the answer
+        return False
+
+
+def test_the_host_reaches_each_space_at_its_namespace_address(world: World) -> None:
+    for p in (world.victim, world.attacker):
+        assert p.ip != "127.0.0.1" and httpx.get(f"http://{p.ip}:{p.port}/", timeout=10).status_code == 200
+    assert victim_answers(world)
+
+
+def test_cannot_read_other_spaces_files_the_data_dir_root_or_other_environments(world: World) -> None:
+    victim_tree = next(p for p in world.server.data_dir.rglob("victim.txt") if p.read_text() == VICTIM_FILE)
+    paths = [str(victim_tree), str(victim_tree.parent), str(world.server.data_dir),
+             str(world.server.data_dir / "state.db"), "/root", "/etc/shadow"]
+    out = world.attack(world.attacker, op="probe", read=paths, connect=[], needle=VICTIM_SECRET)
+    seen = dict(out["read"])  # type: ignore[call-overload]
+    # the data dir exists inside only as the path down to the Space's own read-only env: nothing else of it
+    assert seen.pop(str(world.server.data_dir)) in (False, ["envs"])
+    assert seen == {p: False for p in paths if p != str(world.server.data_dir)}
+    assert out["environ"] == []  # no process whose environment holds the victim's secret is even visible
+    assert out["env"] == {"HF_ENDPOINT": f"http://{world.gateway}:{world.ports['hub']}", "GRADIO_SERVER_NAME": "0.0.0.0"}
+
+
+def test_cannot_connect_to_other_spaces_or_host_services_but_the_hub_and_broker(world: World) -> None:
+    w, gw, hub = world, world.gateway, world.ports["hub"]
+    broker = w.ports.get("zerogpu")
+    blocked = [(w.victim.ip, w.victim.port), (w.victim.ip, 7887),  # another Space, its `spaces` reload server
+               ("127.0.0.1", hub), *([("127.0.0.1", broker)] if broker else []),  # the internal loopback ports
+               ("127.0.0.1", w.loopback_listener), (gw, w.gateway_listener),  # other host services
+               (gw, 7887)]  # 7887 on the host
+    allowed = [(gw, hub), *([(gw, broker)] if broker else [])]
+    for host, port in [(h, p) for h, p in (*blocked, *allowed) if h != w.victim.ip and p != 7887]:
+        with socket.create_connection((host, port), timeout=3):  # each one is really there, seen from the host
+            pass
+    out = w.attack(w.attacker, op="probe", read=[], connect=[*blocked, *allowed], needle="-")
+    assert out["connect"] == {**{f"{h}:{p}": False for h, p in blocked}, **{f"{h}:{p}": True for h, p in allowed}}
+
+
+def test_filling_the_home_is_capped_and_leaves_the_hosts_disk_alone(world: World) -> None:
+    before = shutil.disk_usage(world.server.data_dir).free
+    out = world.attack(world.attacker, op="fill", limit=4 * MEMORY_MAX)
+    assert out["error"] == "No space left on device" and 0 < int(out["written"]) <= MEMORY_MAX // 2  # type: ignore[call-overload]
+    assert before - shutil.disk_usage(world.server.data_dir).free < 64 << 20
+    assert world.attack(world.attacker, op="probe", read=[], connect=[], needle="-")["pids"]  # still serving
+
+
+def test_a_fork_bomb_is_contained_and_the_other_space_keeps_answering(world: World) -> None:
+    bomber = push_space(world.server, "bomber", {"app.py": ATTACKER_APP}, world.server.data_dir.parent)
+    assert world.server.wait_stage(bomber, timeout=600)["stage"] == "RUNNING"
+    b = placed(world.server, bomber)
+    assert world.attack(b, op="forkbomb") == {"started": True}
+    time.sleep(5)
+    pids = [int(Path(f).read_text()) for f in _cgroup_files(world.server, bomber, "pids.current")]
+    assert pids and max(pids) <= 4096
+    t0 = time.monotonic()
+    assert victim_answers(world)
+    assert time.monotonic() - t0 < 15
+    with world.server.api() as c:  # stop the bomb
+        assert c.post(f"/api/spaces/{bomber}/pause").status_code == 200
+    world.server.wait_stage(bomber, {"PAUSED"}, timeout=60)
+
+
+def test_a_memory_bomb_is_oom_killed_and_says_so(world: World) -> None:
+    with contextlib.suppress(Exception):
+        world.attack(world.attacker, op="membomb")
+    deadline = time.monotonic() + 120
+    rt: dict[str, object] = {}
+    while time.monotonic() < deadline:
+        rt = world.server.runtime(world.attacker.space_id)
+        if "out of memory" in str(rt.get("errorMessage") or ""):
+            break
+        time.sleep(0.5)
+    assert "out of memory" in str(rt.get("errorMessage")), rt
+    assert victim_answers(world)
+
+
+def _cgroup_files(server: Server, sid: str, name: str) -> list[str]:
+    """`name` in the cgroup directories of the Space's serving instance (a warm one's are its zygote's)."""
+    out = []
+    for f in (server.data_dir / "run").glob("*.json"):
+        with contextlib.suppress(OSError, ValueError):
+            st = json.loads(f.read_text())
+            if st["space_id"] == sid:
+                out += [str(Path(d) / name) for d in st["cgroup_dirs"] if (Path(d) / name).exists()]
+    return out
