@@ -28,17 +28,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from core.hardware import Flavor
-# Shared with the build sandbox (builder/build_sandbox.py); re-exported for this package's users.
+
+# Shared with the build sandbox (builder/build_sandbox.py); the rest re-exported for this package's users.
 from sandbox.bwrap import (
-    APP_UID as APP_UID,
-    BWRAP as BWRAP,
-    SETPRIV as SETPRIV,
-    SYSTEM_DIRS as SYSTEM_DIRS,
-    SYSTEM_LINKS as SYSTEM_LINKS,
-    base_argv as base_argv,
-    interpreter_roots as interpreter_roots,
-    parent_dirs as parent_dirs,
-    unprivileged_tail as unprivileged_tail,
+    APP_UID,  # noqa: F401
+    BWRAP,  # noqa: F401
+    SETPRIV,  # noqa: F401
+    SYSTEM_DIRS,  # noqa: F401
+    SYSTEM_LINKS,  # noqa: F401
+    base_argv,
+    interpreter_roots,  # noqa: F401
+    parent_dirs,
+    unprivileged_tail,
 )
 
 PRLIMIT = "/usr/bin/prlimit"
