@@ -32,6 +32,7 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -141,6 +142,9 @@ class SpaceNetwork:
         with self._locked():
             firewall.remove(ruleset(self.bridge, self.subnet, (), ()))
             _ip("link", "del", self.bridge, check=False)
+            shutil.rmtree(self.state / "ips", ignore_errors=True)
+            shutil.rmtree(self.state / "names", ignore_errors=True)
+            shutil.rmtree(self.state / "ports", ignore_errors=True)
             self._ready = False
 
     def _make_bridge(self) -> None:
