@@ -34,6 +34,7 @@ import random
 import re
 import shutil
 import subprocess
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,6 +221,25 @@ class SpaceNetwork:
         with contextlib.suppress(OSError):
             (self.state / "ips" / lease.read_text().strip()).unlink()
         lease.unlink(missing_ok=True)
+
+    def prune(self, min_age_s: float = 60.0) -> list[str]:
+        """Remove the namespaces of this bridge that no process uses any more (their owner was killed and
+        its state lost), if older than `min_age_s` (one just made may not have its process yet)."""
+        live = set()
+        for d in Path("/proc").iterdir():
+            if d.name.isdigit():
+                with contextlib.suppress(OSError):
+                    live.add(os.stat(d / "ns" / "net").st_ino)
+        gone = []
+        names = self.state / "names"
+        for lease in list(names.iterdir()) if names.is_dir() else []:
+            with contextlib.suppress(OSError):
+                path = NETNS_DIR / lease.name
+                old = time.time() - lease.stat().st_mtime > min_age_s
+                if old and (not path.exists() or os.stat(path).st_ino not in live):
+                    self.remove(lease.name)
+                    gone.append(lease.name)
+        return gone
 
     def _lease(self, name: str) -> str:
         (self.state / "ips").mkdir(parents=True, exist_ok=True)

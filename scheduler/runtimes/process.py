@@ -233,7 +233,10 @@ class ProcessRuntime:
         if self.net is None:
             return None
         try:
-            return self.net.ensure()
+            gateway = self.net.ensure()
+            if gone := self.net.prune():
+                log.info("removed %d network namespaces that no process used", len(gone))
+            return gateway
         except NetworkError as e:
             log.error("the Spaces' network is not available, no Space will start: %s", e)
             return None

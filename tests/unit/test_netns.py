@@ -107,3 +107,17 @@ def test_two_namespaces_cannot_reach_each_other_but_the_host_reaches_both(net: S
         net.remove(a.name)
         net.remove(b.name)
     assert net.address(a.name) is None
+
+
+def test_prune_removes_namespaces_nobody_uses(net: SpaceNetwork) -> None:
+    used, unused = net.create("ut-u-" + uuid.uuid4().hex[:6]), net.create("ut-n-" + uuid.uuid4().hex[:6])
+    holder = subprocess.Popen(enter_argv(used, ["sleep", "60"]))
+    try:
+        assert net.prune() == []  # both too young
+        subprocess.run(["sleep", "0.2"], check=True)
+        assert net.prune(min_age_s=0.1) == [unused.name]
+        assert net.address(used.name) is not None and net.address(unused.name) is None
+    finally:
+        holder.kill()
+        holder.wait()
+        net.remove(used.name)
