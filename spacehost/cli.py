@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from core.errors import SpacehostError
 from core.settings import Settings
+from spacehost.worker import run_worker, worker_parser
 
 if TYPE_CHECKING:
     from hub.accounts import Accounts
@@ -83,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="spacehost", description="Self-hosted Hugging Face-style Spaces")
     sub = parser.add_subparsers(dest="cmd", required=True)
     up_parser(sub)
+    worker_parser(sub)
     from spacehost import cluster_cli
 
     cluster_cli.add_parsers(sub)
@@ -102,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("--member", help="user to add (add-member) or the first admin (create)")
             p.add_argument("--role", choices=["read", "write", "admin"], default="write")
     args = parser.parse_args(argv)
+    if args.cmd == "worker":
+        return run_worker(args)
     if args.cmd in cluster_cli.COMMANDS:
         return cluster_cli.run(args)
     if args.cmd == "up":

@@ -58,3 +58,7 @@ def fresh_postgres_url(postgres: Service) -> Iterator[str]:
     yield postgres.url.rsplit("/", 1)[0] + "/" + name
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# The in-process hub (real app, store, bare repos, git smart HTTP) that build workers fetch commits from.
+from tests.hub.conftest import live_hub  # noqa: F401
