@@ -20,7 +20,8 @@ import httpx
 
 from builder.backend import BuildBackend, BuildContext
 from builder.detect import NoAppFile
-from builder.pipeline import build_commit, load_artifact
+from builder.pipeline import load_artifact
+from builder.queue import BuildQueue, BuildRequest, InlineQueue
 from core.artifact import Artifact
 from core.errors import BuildFailed, ConfigError, SpacehostError
 from core.hardware import flavor
@@ -59,8 +60,9 @@ class Controller:
     def __init__(self, settings: Settings, store: Store, repos_root: Path, runtime: Runtime,
                  backend: BuildBackend, env_source: EnvSource, on_routes: Callable[[RouteTable], None],
                  app_url: Callable[[SpaceRecord], str], zero_gpu: Any = None,
-                 hub_upstream: Upstream | None = None) -> None:
+                 hub_upstream: Upstream | None = None, build_queue: BuildQueue | None = None) -> None:
         self.settings, self.store, self.repos_root = settings, store, repos_root
+        self.build_queue = build_queue or InlineQueue(backend, repos_root, settings.path("spaces"))
         self.runtime, self.backend, self.env_source = runtime, backend, env_source
         self.on_routes, self.app_url, self.zero_gpu = on_routes, app_url, zero_gpu
         self.hub_upstream = hub_upstream or Upstream("127.0.0.1", settings.port)
@@ -164,6 +166,7 @@ class Controller:
         for t in list(self._bg):
             t.cancel()
         await self._http.aclose()
+        await self.build_queue.close()
 
     async def pushed(self, space_id: str, sha: str, *, factory: bool = False) -> None:
         live = self._live(space_id)
@@ -189,12 +192,10 @@ class Controller:
         variables, secrets = self.env_source(space)
         ctx = BuildContext(log=_masking(blog.write, secrets.values()), cancel=cancel, secrets=secrets,
                            variables=variables, no_cache=factory)
-        sid = SpaceId.parse(space_id)
-        bare = self.repos_root / sid.owner / f"{sid.name}.git"
         live = self._live(space_id)
         serving = live.instance is not None or bool(live.artifact and live.artifact.static_root)
         try:
-            art = await asyncio.to_thread(build_commit, self.backend, bare, self._dir(space_id), space_id, sha, ctx)
+            art = await self.build_queue.run(BuildRequest.of(space_id, sha, ctx), ctx)
         except (ConfigError, NoAppFile, BuildFailed, SpacehostError) as e:
             if cancel.is_set():
                 return
