@@ -37,7 +37,12 @@ VICTIM_SECRET = "victim-secret-" + secrets.token_hex(8)
 VICTIM_FILE = "victim-file-" + secrets.token_hex(8)
 README = "---\ntitle: {title}\nsdk: gradio\n---\n"
 
-VICTIM_APP = """import gradio as gr
+VICTIM_APP = """import socket, threading
+import gradio as gr
+
+# Stands in for the `spaces` package's reload server, which Gradio starts on 0.0.0.0:7887 when SPACE_ID is set.
+reload_server = socket.create_server(("0.0.0.0", 7887))
+threading.Thread(target=lambda: [reload_server.accept()[0].close() for _ in iter(int, 1)], daemon=True).start()
 
 def echo(text):
     return "victim says " + text
@@ -190,7 +195,7 @@ def push_space(server: Server, name: str, files: dict[str, str], tmp: Path,
 @pytest.fixture(scope="module", params=["cold", "warm"])
 def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = tmp_path_factory.mktemp("escape")
-    srv = Server(tmp / "data", free_port(), "hf_admin_" + secrets.token_hex(8),
+    srv = Server(tmp / "data", free_port(), "hf_admin_" + secrets.token_hex(8), extra_args=("--zerogpu-devices", "1"),
                  env={"SPACEHOST_PROCESS_WARM": "1" if request.param == "warm" else "0",
                       "SPACEHOST_SPACE_MEMORY_MAX": str(MEMORY_MAX)})
     srv.data_dir.mkdir()
@@ -241,15 +246,17 @@ def test_cannot_read_other_spaces_files_the_data_dir_root_or_other_environments(
 
 def test_cannot_connect_to_other_spaces_or_host_services_but_the_hub_and_broker(world: World) -> None:
     w, gw, hub = world, world.gateway, world.ports["hub"]
-    broker = w.ports.get("zerogpu")
+    broker = w.ports["zerogpu"]
     blocked = [(w.victim.ip, w.victim.port), (w.victim.ip, 7887),  # another Space, its `spaces` reload server
-               ("127.0.0.1", hub), *([("127.0.0.1", broker)] if broker else []),  # the internal loopback ports
+               ("127.0.0.1", hub), ("127.0.0.1", broker),  # the internal loopback ports
                ("127.0.0.1", w.loopback_listener), (gw, w.gateway_listener),  # other host services
-               (gw, 7887)]  # 7887 on the host
-    allowed = [(gw, hub), *([(gw, broker)] if broker else [])]
-    for host, port in [(h, p) for h, p in (*blocked, *allowed) if h != w.victim.ip and p != 7887]:
+               (gw, 7887)]  # 7887 on the host: nothing may hold it there
+    allowed = [(gw, hub), (gw, broker)]
+    for host, port in [(h, p) for h, p in (*blocked, *allowed) if (h, p) != (gw, 7887)]:
         with socket.create_connection((host, port), timeout=3):  # each one is really there, seen from the host
             pass
+    with pytest.raises(OSError):
+        socket.create_connection((gw, 7887), timeout=3).close()
     out = w.attack(w.attacker, op="probe", read=[], connect=[*blocked, *allowed], needle="-")
     assert out["connect"] == {**{f"{h}:{p}": False for h, p in blocked}, **{f"{h}:{p}": True for h, p in allowed}}
 
