@@ -15,6 +15,7 @@ $(VENV)/.installed: pyproject.toml setup.py proxy/_lane.c
 venv: $(VENV)/.installed
 
 up: venv
+	deploy/install-runtime-deps.sh
 	$(VENV)/bin/spacehost up
 
 system-deps:

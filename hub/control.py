@@ -7,6 +7,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from core.isolation import SandboxState
 from core.settings import Settings
 from hub.accounts import Accounts
 from hub.crypto import SecretBox
@@ -66,6 +67,7 @@ class Hub:
     control: SpaceControl
     wildcard_dns: bool = False
     signing_key: bytes = field(default=b"", repr=False)
+    sandbox: SandboxState = field(default_factory=lambda: SandboxState(True))  # the runtime's: shown in runtime info and on each Space page
 
     def space_dir(self, space_id: str) -> Any:
         return self.settings.path("spaces", space_id)

@@ -33,6 +33,7 @@ main{padding:1rem}.badge{padding:.1rem .5rem;border-radius:1rem;font-size:.8rem;
 .BUILD_ERROR,.RUNTIME_ERROR,.CONFIG_ERROR,.NO_APP_FILE{background:#fee2e2}.SLEEPING,.PAUSED{background:#e0e7ff}
 iframe.app{border:0;width:100%;height:calc(100vh - 130px);background:#fff}
 pre{background:#111;color:#eee;padding:1rem;overflow:auto;height:38vh;margin:.3rem 0 1rem}
+.insecure{background:#b91c1c;color:#fff;padding:.6rem 1rem;font-weight:600;margin:0 0 .6rem}
 textarea{width:100%;font-family:monospace}.bar{display:flex;gap:1rem;align-items:center;flex-wrap:wrap}
 """
 
@@ -162,7 +163,9 @@ async def space_page(request: Request, owner: str, name: str) -> HTMLResponse:
     embed = html.escape(f'<iframe src="{public_url}" frameborder="0" width="850" height="450"></iframe>')
     sid = html.escape(space.space_id)
     logs = f"<a href='/spaces/{sid}/logs'>logs</a> · " if viewer and viewer.can_write(space.owner) else ""
+    warning = hub.sandbox.warning()
     body = (
+        (f"<p class=insecure id=sandbox role=alert>⚠ {html.escape(warning)}</p>" if warning else "") +
         f"<div class=bar><h2 style='margin:.2rem 0'>{html.escape(title)}</h2><span>{sid}</span>"
         f"<span class='badge {space.stage}' id=stage>{space.stage}</span>{' 🔒 private' if space.private else ''}"
         f"<span style='flex:1'></span>{logs}<a href='{html.escape(public_url)}/' target=_blank>open in a new tab</a>"

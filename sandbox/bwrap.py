@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-BWRAP = "/usr/bin/bwrap"
+BWRAP = os.environ.get("SPACEHOST_BWRAP_PATH") or "/usr/bin/bwrap"  # another path: for non-standard installs
 SETPRIV = "/usr/bin/setpriv"
 APP_UID = 1000
 SYSTEM_DIRS = ("/usr", "/etc")

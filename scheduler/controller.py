@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +39,8 @@ from sdk_templates import TEMPLATES
 
 log = logging.getLogger("spacehost.scheduler")
 DRAIN_GRACE_S = 10.0
+STOP_GRACE_S = 5.0  # SIGTERM, then SIGKILL after this, when a Space is deleted or spacehost stops
+BUILD_GIVE_UP_S = 30.0  # how long a deletion waits for a cancelled build to leave the Space's folder
 KEEP_IMAGES = 3  # per Space, for instant rollback (docker backend); older ones are removed after a redeploy
 EnvSource = Callable[[SpaceRecord], tuple[dict[str, str], dict[str, str]]]  # (variables, secrets)
 
@@ -54,6 +57,8 @@ class Live:
     build_task: asyncio.Task[None] | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     waking: asyncio.Task[None] | None = None
+    starting: Instance | None = None  # started, not yet ready (not yet `instance`)
+    gone: bool = False  # the Space was deleted or moved: whatever starts for it is stopped
 
 
 class Controller:
@@ -156,17 +161,28 @@ class Controller:
             self.zero_gpu.register_space(space.space_id, inst.pid or None)
 
     async def close(self, *, stop_apps: bool = False) -> None:
+        """Stop the loop and cancel builds. `stop_apps`: also stop every Space (running or starting: SIGTERM,
+        SIGKILL after STOP_GRACE_S, all at once) and its warm interpreters; otherwise they keep running for the
+        next start to re-adopt."""
         if self._tick:
             self._tick.cancel()
         for live in self.live.values():
             if live.build_cancel:
                 live.build_cancel.set()
-            if stop_apps and live.instance:
-                await self.runtime.stop(live.instance, grace_s=2)
+        if stop_apps:
+            await asyncio.gather(*(self._stop_space(sid, live) for sid, live in list(self.live.items())))
         for t in list(self._bg):
             t.cancel()
         await self._http.aclose()
         await self.build_queue.close()
+
+    async def _stop_space(self, space_id: str, live: Live) -> None:
+        """Stop what runs or starts for the Space, and its warm interpreters (process) or spares (docker)."""
+        live.gone = True
+        await asyncio.gather(*(self.runtime.stop(i, grace_s=STOP_GRACE_S) for i in (live.instance, live.starting)
+                               if i is not None))
+        live.instance = live.starting = None
+        await asyncio.to_thread(self.runtime.forget_space, space_id)
 
     async def pushed(self, space_id: str, sha: str, *, factory: bool = False) -> None:
         live = self._live(space_id)
@@ -238,7 +254,11 @@ class Controller:
                 return
             old = live.instance
             self._set(space_id, stage="RUNNING_APP_STARTING" if old else "APP_STARTING")
-            inst, failure = await self._start_ready(space, art)
+            inst, failure = await self._start_ready(space, art, live)
+            if live.gone:  # deleted or moved meanwhile: deleted() stopped what it saw, this is the rest
+                if inst is not None:
+                    await self.runtime.stop(inst, grace_s=STOP_GRACE_S)
+                return
             if inst is None:
                 if old is not None:
                     self._set(space_id, stage="RUNNING", error=f"new version {art.sha[:12]} failed: {failure}")
@@ -275,7 +295,7 @@ class Controller:
         if removed:
             log.info("removed old images of %s: %s", space_id, ", ".join(removed))
 
-    async def _start_ready(self, space: SpaceRecord, art: Artifact) -> tuple[Instance | None, str]:
+    async def _start_ready(self, space: SpaceRecord, art: Artifact, live: Live) -> tuple[Instance | None, str]:
         sid = space.space_id
         variables, secrets = self.env_source(space)
         fl = flavor(space.hardware)
@@ -284,20 +304,29 @@ class Controller:
                           hub_url=self.settings.hub_url, variables=variables, secrets=secrets, zero_gpu_url=zurl)
         rlog = self.run_log(sid)
         rlog.write(f"==> Starting {sid} at {art.sha[:12]} ({fl.hardware.value})")
-        live = self._live(sid)
         seq = len(live.crashes) + int(time.time() * 1000) % 100000
         spec = LaunchSpec(instance_id=f"{space.owner}--{space.name}--{art.sha[:7]}--{seq}", artifact=art, env=env,
                           flavor=fl, log_path=str(rlog.path), secret_values=tuple(v for v in secrets.values() if v))
         try:
             inst = await self.runtime.start(spec)
         except SpacehostError as e:
+            rlog.write(f"==> Not started: {e.message}")
             return None, e.message
         if zurl and inst.pid:
             self.zero_gpu.broker.set_root_pid(sid, inst.pid)  # overrunning GPU workers are killed in this tree
+        live.starting = inst
+        try:
+            return await self._until_ready(sid, live, inst, art, rlog)
+        finally:
+            live.starting = None
+
+    async def _until_ready(self, sid: str, live: Live, inst: Instance, art: Artifact,
+                           rlog: LogFile) -> tuple[Instance | None, str]:
+        """Probe the started `inst` until it answers (returned), exits, times out or its Space is gone."""
         deadline = time.monotonic() + art.config.startup_timeout_s
         path = TEMPLATES[art.sdk].health_path
         url = f"http://{inst.upstream.host}:{inst.upstream.port}{path}"
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not live.gone:
             ended = await self.runtime.exited(inst)
             if ended is not None:
                 await asyncio.sleep(0.2)  # let the log reader flush the last lines
@@ -355,24 +384,40 @@ class Controller:
                 await self.runtime.stop(inst)
 
     async def deleted(self, space_id: str) -> None:
+        """The Space left the store (deleted, or moved to another name; the hub removes the row first): stop
+        what runs or starts for it, let its build and start give up, then remove every trace it left here —
+        its route, warm interpreters or spare containers, images, and its folder (checkouts, kept builds, build
+        and run logs), so a Space created again under this name starts empty."""
         live = self.live.pop(space_id, None)
-        if live is None:
-            return
-        if live.build_cancel:
-            live.build_cancel.set()
-        if live.instance:
-            await self.runtime.stop(live.instance)
+        if live is not None:
+            if live.build_cancel:
+                live.build_cancel.set()
+            await self._stop_space(space_id, live)
+            await self._settle(space_id, live)
+        else:
+            await asyncio.to_thread(self.runtime.forget_space, space_id)
         if self.zero_gpu:
             self.zero_gpu.unregister_space(space_id)
         self.publish()
-        # Spares started from its images first: an image a container uses cannot be removed.
-        if (forget := getattr(self.runtime, "forget_space", None)) is not None:
-            await asyncio.to_thread(forget, space_id)
+        # After the spares (forget_space): an image a container uses cannot be removed.
         if (remove := getattr(self.backend, "remove_images", None)) is not None:
             try:
                 await asyncio.to_thread(remove, space_id)
             except Exception:
                 log.warning("removing the images of deleted %s failed", space_id, exc_info=True)
+        await asyncio.to_thread(shutil.rmtree, self._dir(space_id), True)
+
+    async def _settle(self, space_id: str, live: Live) -> None:
+        """Wait (bounded) until the Space's cancelled build and any start in flight have returned: neither
+        may write into its folder once that is removed."""
+        if live.build_task is not None:
+            await asyncio.wait({live.build_task}, timeout=BUILD_GIVE_UP_S)  # neither raises nor cancels it
+        try:
+            await asyncio.wait_for(live.lock.acquire(), BUILD_GIVE_UP_S)  # _deploy holds it while starting
+        except TimeoutError:
+            log.warning("a start of deleted %s did not give up within %.0fs", space_id, BUILD_GIVE_UP_S)
+            return
+        live.lock.release()
 
     # ---- visitors: activity and wake ----------------------------------------------------------------
     def activity(self, space_id: str) -> None:

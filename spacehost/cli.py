@@ -20,6 +20,11 @@ def _env(flag: str, default: str | None = None) -> str | None:
     return os.environ.get("SPACEHOST_" + flag.upper().replace("-", "_"), default)
 
 
+def _flag(flag: str) -> bool:
+    """A boolean flag's default from `SPACEHOST_<FLAG>`: set and not 0/false/no/off/empty."""
+    return (_env(flag) or "0").strip().lower() not in ("0", "false", "no", "off", "")
+
+
 def up_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("up", help="run spacehost (embedded mode: everything on this machine)")
     p.add_argument("--data-dir", default=_env("data-dir", ".spacehost"))
@@ -48,6 +53,12 @@ def up_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="first per-Space port (default: --port + 1000)")
     p.add_argument("--access-log", default=_env("access-log", "-"),
                    help="the proxy's access log: - (standard error, the default), off, or a file path")
+    p.add_argument("--insecure-no-sandbox", action="store_true", default=_flag("insecure-no-sandbox"),
+                   help="run Spaces even where no sandbox works (as plain processes of the spacehost user: any "
+                        "Space can read the data dir and every secret); without it such a host runs no Space")
+    p.add_argument("--keep-spaces", action="store_true", default=_flag("keep-spaces"),
+                   help="leave the Spaces running when spacehost stops, for a restart to re-adopt them "
+                        "(default: stop them, SIGTERM then SIGKILL after a grace)")
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -62,6 +73,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         zerogpu_quota_signed_in_s=args.zerogpu_quota_signed_in, build_ca=Path(build_ca) if build_ca else None,
         direct_port_base=args.direct_port_base, docker_base_image=args.docker_base_image,
         docker_network=args.docker_network, access_log=args.access_log,
+        insecure_no_sandbox=args.insecure_no_sandbox, keep_spaces=args.keep_spaces,
     )
 
 

@@ -7,7 +7,9 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import socket
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,13 +192,14 @@ class Embedded:
             hub_upstream=Upstream("127.0.0.1", hub_port),
         )
         hub = Hub(s, store, accounts, repos, box, controller, wildcard_dns=wildcard_dns_works(s.space_domain),
-                  signing_key=key)
+                  signing_key=key, sandbox=runtime.sandbox_state())
         hub_holder["hub"] = hub
         self.hub, self.controller = hub, controller
         app = create_app(hub)
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=hub_port, log_level="warning",
                                                proxy_headers=True, forwarded_allow_ips="127.0.0.1",
                                                timeout_keep_alive=30))
+        _stop_on_signals(server)
         hub_task = asyncio.create_task(server.serve(sockets=hub_socks))
         while not server.started:
             await asyncio.sleep(0.02)
@@ -231,7 +234,7 @@ class Embedded:
             await proxy.stop()
             if access_log is not None:
                 access_log.close()
-            await controller.close()
+            await controller.close(stop_apps=not s.keep_spaces)
             if containers is not None:
                 await asyncio.to_thread(containers.close)
             elif spaces_net is not None and gateway:  # this install's ports closed to every namespace
@@ -254,6 +257,9 @@ class Embedded:
         print(f"spacehost is up: {s.hub_url}  (runtime: {s.runtime})", flush=True)
         print(f"  data:      {s.data_dir}  (repos, state, environments, logs)", flush=True)
         print(f"  isolation: {runtime.describe_isolation()}", flush=True)
+        print("  on stop:   " + ("Spaces keep running (--keep-spaces): a restart re-adopts them" if s.keep_spaces
+                                 else "Spaces are stopped (--keep-spaces leaves them running for a restart)"),
+              flush=True)
         if not hub.wildcard_dns:
             print(f"  note: *.{s.space_domain} does not resolve for plain clients here; the API's `host` gives each"
                   f" Space its own port on {s.host}", flush=True)
@@ -261,6 +267,16 @@ class Embedded:
             print(f"  admin token: {self.admin.origin}", flush=True)
             if self.admin.token:
                 print(f"  admin token (shown once, keep it): {self.admin.token}", flush=True)
+
+
+def _stop_on_signals(server: uvicorn.Server) -> None:
+    """SIGTERM and SIGINT end `server.serve()`, then `run` shuts down (stopping the Spaces unless
+    --keep-spaces). uvicorn traps both while it serves and raises them again afterwards under the handlers it
+    found: these, so that raise cannot kill the process (SIGTERM's default) before the shutdown has run."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _sig, _frame: setattr(server, "should_exit", True))
 
 
 def _process(runtime: Runtime) -> ProcessRuntime | None:

@@ -100,8 +100,8 @@ async def move(request: Request) -> JSONResponse:
             hub.repos.move(src, dst)
         return hub.repos.head(dst)
 
-    await hub.control.deleted(str(src))  # stop what runs under the old name; it builds again under the new one
-    head = await asyncio.to_thread(rename)
+    head = await asyncio.to_thread(rename)  # every check first: a move that fails changes nothing
+    await hub.control.deleted(str(src))  # stop what ran under the old name, drop its traces; it builds anew
     hub.control.routes_changed()
     if head is not None:
         await hub.control.pushed(str(dst), head)

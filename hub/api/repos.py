@@ -143,7 +143,6 @@ async def delete_repo(request: Request) -> PlainTextResponse:
         raise RepoNotFound(f"Repository not found: spaces/{sid}")
     if not p.can_admin(sid.owner):
         raise Forbidden(f"You don't have the rights to delete {sid}")
-    await hub.control.deleted(str(sid))
 
     def drop() -> None:
         with hub.store.session() as s:
@@ -152,7 +151,8 @@ async def delete_repo(request: Request) -> PlainTextResponse:
                 s.delete(row)
         hub.repos.delete(sid)
 
-    await asyncio.to_thread(drop)
+    await asyncio.to_thread(drop)  # the row first: nothing starts the Space again while it is cleaned up
+    await hub.control.deleted(str(sid))  # processes, route, images, builds and logs; answered once all are gone
     return PlainTextResponse("OK")
 
 

@@ -44,6 +44,7 @@ def runtime_view(hub: Hub, space: SpaceRecord) -> dict[str, Any]:
     }
     if space.error:
         view["errorMessage"] = space.error
+    view["sandbox"] = hub.sandbox.label()  # spacehost's own: "on", or "off (--insecure-no-sandbox)", …
     view.update(hub.control.runtime_extra(space.space_id))
     return view
 

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from core.artifact import Artifact
 from core.hardware import Flavor
+from core.isolation import SandboxState
 from core.routes import Upstream
 
 
@@ -56,6 +57,15 @@ class Runtime(Protocol):
         """Instances this runtime left running before a restart (for recovery)."""
         ...
 
+    def forget_space(self, space_id: str) -> None:
+        """The Space was deleted or moved, its instances are stopped: remove what the runtime still keeps for
+        it (warm interpreters, spare containers started from its images). Blocking; idempotent."""
+        ...
+
     def describe_isolation(self) -> str:
         """How Spaces are isolated on this host, in a sentence or two (start banner, runtime info)."""
+        ...
+
+    def sandbox_state(self) -> SandboxState:
+        """Whether Spaces are sandboxed here; `start` raises LaunchFailed with `refusal()` when it `refuses`."""
         ...

@@ -41,9 +41,11 @@ import docker.types
 
 from builder.docker_backend import LABEL_SHA, LABEL_SPACE, masker
 from core.errors import LaunchFailed
+from core.isolation import SandboxState
 from core.routes import Upstream
 from core.settings import Settings
 from core.stages import Sdk
+from hub.crypto import SecretBox
 from sandbox import firewall as fwall
 from sandbox.firewall import Firewall, bridge_firewall, iptables, nameservers
 from scheduler.env import rebase_host_urls
@@ -189,7 +191,7 @@ class DockerRuntime:
         self.host_urls: dict[str, str] = {}  # base URL on the host → as a container reaches it
         self.host_ports: tuple[int, ...] = ()  # ports of the gateway that Spaces may connect to
         self.owner = str(settings.data_dir)
-        self.registry = Registry(settings.path("docker-instances"))
+        self.registry = Registry(settings.path("docker-instances"), SecretBox(settings.secret_key()))
         self.spares = SparePool(lambda: self.client, lambda kw: self.client.containers.run(**kw))
 
     @property
@@ -217,6 +219,9 @@ class DockerRuntime:
                 "a read-only root and the flavor's memory, CPU and pids limits, on the bridge network "
                 f"{self.settings.docker_network!r} (no traffic between Spaces; only the hub and broker ports of "
                 "the host; private ranges rejected).")
+
+    def sandbox_state(self) -> SandboxState:
+        return SandboxState(True)  # a container is the sandbox: whatever the engine cannot do, it refuses to run
 
     def close(self) -> None:
         """Remove the spare containers (the Spaces' own keep running, to be adopted). Blocking."""

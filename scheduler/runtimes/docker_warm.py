@@ -11,7 +11,8 @@ run no app code before; at most MAX_SPARES are kept, the oldest go first.
 Labels cannot change after a container is made, so a taken spare keeps `spacehost.spare`; what the labels of a
 cold container say (space, sha, instance, log, memory limit, secret names) is recorded in
 `DATA_DIR/docker-instances/<container id>.json` (mode 0600, with the secret values the log masker needs after a
-restart, which a cold container keeps in its env), and `labels_of` merges it back.
+restart, which a cold container keeps in its env — encrypted with the installation's key, as every secret at
+rest), and `labels_of` merges it back.
 """
 
 from __future__ import annotations
@@ -30,9 +31,11 @@ from pathlib import Path
 from typing import Any
 
 import docker.errors
+from cryptography.fernet import InvalidToken
 
 from builder.docker_backend import LABEL_SHA, LABEL_SPACE
 from builder.dockerfile import LABEL_WARM, WARM_IN_IMAGE, warm_version
+from hub.crypto import SecretBox
 
 log = logging.getLogger("spacehost.docker")
 
@@ -93,24 +96,33 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
 
 
 class Registry:
-    """What the labels of taken spares would say, per container id, on disk (survives restarts)."""
+    """What the labels of taken spares would say, per container id, on disk (survives restarts); the secret
+    values to mask in their logs are sealed with `box`."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, box: SecretBox) -> None:
         self.folder = folder
+        self.box = box
 
     def put(self, cid: str, labels: Mapping[str, str], secret_values: tuple[str, ...]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         tmp = self.folder / f".{cid}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
-            json.dump({"labels": dict(labels), "secrets": list(secret_values)}, f)
+            json.dump({"labels": dict(labels), "sealed_secrets": self.box.seal(json.dumps(list(secret_values)))}, f)
         os.replace(tmp, self.folder / f"{cid}.json")
 
     def get(self, cid: str) -> dict[str, Any] | None:
+        """`{"labels": {...}, "secrets": [...]}`; secrets empty when they cannot be opened (another key)."""
         try:
-            return dict(json.loads((self.folder / f"{cid}.json").read_text()))
+            rec = dict(json.loads((self.folder / f"{cid}.json").read_text()))
         except (OSError, ValueError):
             return None
+        try:
+            secrets = json.loads(self.box.open(rec.get("sealed_secrets", "")))
+        except (InvalidToken, ValueError):
+            log.warning("secrets of container %s cannot be opened with this key: its log is not masked", cid[:12])
+            secrets = []
+        return {"labels": dict(rec.get("labels") or {}), "secrets": list(secrets)}
 
     def drop(self, cid: str) -> None:
         (self.folder / f"{cid}.json").unlink(missing_ok=True)

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import LaunchFailed
+from core.isolation import SandboxState
 from core.routes import Upstream
 from core.settings import Settings
 from core.stages import Sdk
@@ -194,8 +195,8 @@ class ProcessRuntime:
         self._ended: dict[str, ExitInfo] = {}
         self.net = SpaceNetwork.from_env() if self.support.sandbox else None
         self.host_urls: dict[str, str] = {}  # base URL on the host → as a Space reaches it (the gateway)
-        if not self.support.sandbox:
-            log.warning("%s", describe_isolation(self.support))
+        if (warning := self.sandbox_state().warning()) is not None:
+            log.warning("%s", warning)
         if warm is None:
             warm = os.environ.get("SPACEHOST_PROCESS_WARM", "1" if self.WARM_DEFAULT else "0") not in ("0", "")
         self.warm = warm and self.support.sandbox
@@ -208,6 +209,8 @@ class ProcessRuntime:
     # -- Runtime Protocol -------------------------------------------------------------------------------------
 
     async def start(self, spec: LaunchSpec) -> Instance:
+        if (state := self.sandbox_state()).refuses:
+            raise LaunchFailed(state.refusal())
         if self._zygotes is not None and self._zygotes.can_serve(spec):
             return await asyncio.to_thread(self._zygotes.start, spec)
         return await asyncio.to_thread(self._start, spec)
@@ -222,7 +225,14 @@ class ProcessRuntime:
         return await asyncio.to_thread(self._adopt)
 
     def describe_isolation(self) -> str:
-        return describe_isolation(self.support)
+        return self.sandbox_state().warning() or describe_isolation(self.support)
+
+    def sandbox_state(self) -> SandboxState:
+        return SandboxState(self.support.sandbox, self.support.why_not, self.settings.insecure_no_sandbox)
+
+    def forget_space(self, space_id: str) -> None:
+        if self._zygotes is not None:
+            self._zygotes.forget(space_id)
 
     # -- network ----------------------------------------------------------------------------------------------
 

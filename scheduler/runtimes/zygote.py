@@ -198,6 +198,12 @@ class ZygotePool:
             if z.retired and not z.children:
                 self._kill(z)
 
+    def forget(self, space_id: str) -> None:
+        """Kill the zygotes of Space `space_id` (deleted or moved; its instances are stopped already)."""
+        with self._lock:
+            for z in [z for key, z in self._zygotes.items() if key.space_id == space_id]:
+                self._kill(z)
+
     def close(self) -> None:
         """Kill every zygote; a spare still starting is killed once it is up (waited for, up to a minute)."""
         with self._lock:

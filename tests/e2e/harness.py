@@ -111,8 +111,9 @@ class Server:
                 self.proc.wait()
 
     def close(self) -> None:
-        """Stop spacehost and everything it left running. `stop()` alone leaves the Spaces running, as a real
-        spacehost stop does (a restart re-adopts them); a test's teardown must not leak them."""
+        """Stop spacehost and everything it left running. `stop()` (SIGTERM) stops the Spaces too, unless the
+        server runs with --keep-spaces; `stop(SIGKILL)` leaves them running, as a crash does (a restart re-adopts
+        them). Either way a test's teardown must not leak them."""
         self.stop()
         kill_processes_mentioning(str(self.data_dir))
         if "docker" in self.extra_args:

@@ -97,6 +97,8 @@ def test_move_repo_renames_the_space_and_rebuilds_it(live_hub: LiveHub) -> None:
     with pytest.raises(HfHubHTTPError) as taken:
         api.move_repo(dst, other, repo_type="space")
     assert taken.value.response.status_code == 409
+    assert dst not in live_hub.control.of("deleted"), "a move that fails must stop nothing"
+    assert api.list_repo_files(dst, repo_type="space") == ["index.html"]
 
 
 def test_update_repo_settings_private_hides_the_space(live_hub: LiveHub) -> None:

@@ -172,11 +172,24 @@ def test_out_of_memory_is_reported(box: Box) -> None:
     assert info.reason == "killed: out of memory (limit 1 GiB)"
 
 
-def test_unsandboxed_fallback_still_runs_and_says_so(tmp_path: Path, python_env: str) -> None:
+def test_without_a_sandbox_no_space_starts(tmp_path: Path, python_env: str) -> None:
+    none = Support(False, CgroupHost(0, ()), "bubblewrap is not installed")
+    b = Box(tmp_path, python_env)
+    b.runtime = ProcessRuntime(b.settings, support=none)
+    assert b.runtime.describe_isolation().startswith("NO SANDBOX: bubblewrap is not installed")
+    art = b.artifact("plain", "print('ran')\n")
+    with pytest.raises(LaunchFailed, match="runs no Space without a sandbox.*apt-get install bubblewrap"):
+        run(b.runtime.start(LaunchSpec("alice--plain--1", art, {}, flavor(Hardware.CPU_BASIC), str(b.log))))
+    assert not b.log.exists()
+
+
+def test_insecure_no_sandbox_runs_unsandboxed_and_says_so(tmp_path: Path, python_env: str) -> None:
     none = Support(False, CgroupHost(0, ()), "bubblewrap is not installed")
     assert describe_isolation(none).startswith("WARNING: Spaces run as plain processes")
     b = Box(tmp_path, python_env)
-    b.runtime = ProcessRuntime(b.settings, support=none)
+    b.runtime = ProcessRuntime(replace(b.settings, insecure_no_sandbox=True), support=none)
+    assert b.runtime.describe_isolation().startswith("INSECURE: started with --insecure-no-sandbox")
+    assert b.runtime.sandbox_state().label() == "off (--insecure-no-sandbox)"
     info, log, _ = b.run_to_end(b.artifact("plain", "import os; print('home', os.environ['HOME'])\n"),
                                 flavor(Hardware.CPU_BASIC))
     assert info == ExitInfo(0, "exited with code 0") and f"home {b.settings.path('run')}" in log
