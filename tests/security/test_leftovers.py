@@ -112,6 +112,23 @@ def test_a_move_onto_a_taken_name_changes_nothing(server: Server) -> None:
     assert via_proxy(server, sid).text == "alive"
 
 
+def test_a_move_leaves_nothing_under_the_old_name(server: Server) -> None:
+    sid, marker = running_space(server, "oldname")
+    old_ns = sandbox_of(marker)
+    new = f"admin/newname-{uuid.uuid4().hex[:6]}"
+    with server.api() as c:
+        r = c.post("/api/repos/move", json={"fromRepo": sid, "toRepo": new, "type": "space"})
+    assert r.status_code == 200, r.text
+    wait_for("the old name's processes are gone", lambda: not in_pid_ns(old_ns), timeout=15)
+    assert via_proxy(server, sid).status_code == 404
+    assert not (server.data_dir / "spaces" / sid).exists()
+    with server.api() as c:
+        assert c.get(f"/api/spaces/{sid}/runtime").status_code == 404
+    assert server.wait_stage(new)["stage"] == "RUNNING"
+    assert via_proxy(server, new).text == "alive" and builds(server, new)
+    assert sandbox_of(marker) != old_ns
+
+
 def test_stopping_spacehost_stops_its_spaces_unless_told_to_keep_them(tmp_path_factory: pytest.TempPathFactory) -> None:
     srv = Server(tmp_path_factory.mktemp("stop"), free_port(), "hf_admin_" + secrets.token_hex(8))
     srv.start()
