@@ -7,7 +7,7 @@ from starlette.responses import Response
 
 from core.errors import SpacehostError
 from core.ids import SpaceId
-from hub.api import commits, debug, domains, manage, repos, runtime, tokens
+from hub.api import catalog, commits, debug, devtools, domains, manage, repos, runtime, tokens
 from hub.control import Hub
 from hub.csrf import CsrfGuard
 from hub.errors import handle_spacehost_error
@@ -34,8 +34,10 @@ def create_app(hub: Hub) -> FastAPI:
                 return await handle_spacehost_error(request, e)
         return await call_next(request)
 
+    app.include_router(catalog.router)  # before repos: /api/spaces/zero-gpu/quota is not a Space
     app.include_router(repos.router)
     app.include_router(runtime.router)
+    app.include_router(devtools.router)
     app.include_router(domains.router)
     app.include_router(commits.router)
     app.include_router(manage.router)

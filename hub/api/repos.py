@@ -125,10 +125,21 @@ async def create_repo(request: Request) -> JSONResponse:
     sid = SpaceId.of(body.get("organization") or p.user, str(body.get("name", "")))
     if not p.can_write(sid.owner):
         raise Forbidden(f"You don't have the rights to create a Space under {sid.owner}")
+    template = body.get("template")
+    if template is not None:
+        from hub.api.catalog import templates_of
+        from hub.templates import pick_template
+
+        pick_template(await asyncio.to_thread(templates_of, hub_of(request)), str(template))  # 400 before creating
     try:
         rec = await asyncio.to_thread(create_space_row, request, p, sid, body)
     except Conflict as e:
         return JSONResponse({"error": e.message, "url": space_url(request, sid)}, status_code=409)
+    if template is not None:
+        from hub.api.catalog import seed_from_template
+
+        sha = await asyncio.to_thread(seed_from_template, hub_of(request), sid, str(template), p.user)
+        await hub_of(request).control.pushed(str(sid), sha)
     return JSONResponse({"url": space_url(request, sid), "name": str(sid), "id": f"space-{rec.id}"})
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from core.hardware import FLAVORS, Hardware, flavor
+from core.hardware import FLAVORS, Flavor, Hardware, flavor
 from core.ids import SpaceId
 from hub.control import Hub
 from hub.store import SpaceRecord
@@ -44,6 +44,11 @@ def runtime_view(hub: Hub, space: SpaceRecord) -> dict[str, Any]:
     }
     if space.error:
         view["errorMessage"] = space.error
+    from hub.space_settings import dev_mode, volumes
+
+    view["devMode"] = dev_mode(hub.store, space.id)
+    if vols := volumes(hub.store, space.id):
+        view["volumes"] = [v.as_json() for v in vols]
     view["sandbox"] = hub.sandbox.label()  # spacehost's own: "on", or "off (--insecure-no-sandbox)", …
     view.update(hub.control.runtime_extra(space.space_id))
     return view
@@ -105,7 +110,22 @@ def space_view(hub: Hub, space: SpaceRecord, *, full: bool = True) -> dict[str, 
     return view
 
 
+GPU_MODELS = {"t4": ("T4", 16), "l4": ("L4", 24), "l40s": ("L40S", 48), "a10g": ("A10G", 24),
+              "a100": ("A100", 80), "zero": ("ZeroGPU (shared pool)", 0)}
+
+
+def accelerator_json(f: Flavor) -> dict[str, str] | None:
+    """HF's `accelerator` of a flavor: null for CPU flavors, else {type, model, quantity, vram, manufacturer}."""
+    if f.accelerator is None:
+        return None
+    model, vram = GPU_MODELS.get(f.accelerator, (f.accelerator.upper(), 0))
+    n = max(f.gpus, 1)
+    return {"type": "gpu", "model": model, "quantity": str(n), "vram": f"{vram * n} GB" if vram else "shared",
+            "manufacturer": "Nvidia"}
+
+
 def hardware_list() -> list[dict[str, Any]]:
     return [{"name": h.value, "prettyName": f.pretty_name, "cpu": f"{f.cpu:g} vCPU", "ram": f"{f.memory_gb} GB",
-             "accelerator": f.accelerator, "unitCostMicroUSD": 0, "unitCostUSD": 0, "unitLabel": "hour"}
+             "ephemeralStorage": "50 GB", "accelerator": accelerator_json(f), "unitCostMicroUSD": 0,
+             "unitCostUSD": 0, "unitLabel": "hour"}
             for h, f in FLAVORS.items() if isinstance(h, Hardware)]

@@ -20,6 +20,16 @@ class LaunchSpec:
     flavor: Flavor
     log_path: str  # the runtime appends the app's stdout/stderr here
     secret_values: tuple[str, ...] = field(default=(), repr=False)  # masked in logs
+    volumes: tuple[tuple[str, str, bool], ...] = ()  # (host dir, mount path in the app, read-only): persistent
+
+
+def volume_binds(spec: LaunchSpec) -> tuple[tuple[str, str], ...]:
+    """The read-write (host dir, path) binds of the spec's volumes (read-only ones: `volume_ro_binds`)."""
+    return tuple((src, dst) for src, dst, ro in spec.volumes if not ro)
+
+
+def volume_ro_binds(spec: LaunchSpec) -> tuple[tuple[str, str], ...]:
+    return tuple((src, dst) for src, dst, ro in spec.volumes if ro)
 
 
 @dataclass(frozen=True)

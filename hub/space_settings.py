@@ -1,0 +1,44 @@
+"""Per-Space settings kept beside secrets and variables (rows of `space_kv`): its volumes (kind `volume`,
+keyed by mount path) and its dev mode (kind `setting`, key `devMode`). Read by the hub's API and by the
+controller when it starts or sleeps the Space."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, select
+
+from hub.store import SpaceKV, Store, utcnow
+from hub.volumes import VolumeSpec, decode, encode
+
+VOLUME, SETTING, DEV_MODE = "volume", "setting", "devMode"
+
+
+def volumes(store: Store, space_pk: int) -> tuple[VolumeSpec, ...]:
+    return tuple(decode(row.value) for _, row in sorted(store.kv(space_pk, VOLUME).items()))
+
+
+def set_volumes(store: Store, space_pk: int, vols: tuple[VolumeSpec, ...]) -> bool:
+    """Replace the Space's volumes; True when they changed."""
+    before = volumes(store, space_pk)
+    with store.session() as s:
+        s.execute(delete(SpaceKV).where(SpaceKV.space_id == space_pk, SpaceKV.kind == VOLUME))
+        for v in vols:
+            s.add(SpaceKV(space_id=space_pk, kind=VOLUME, key=v.mount_path, value=encode(v)))
+    return tuple(sorted(before, key=lambda v: v.mount_path)) != tuple(sorted(vols, key=lambda v: v.mount_path))
+
+
+def dev_mode(store: Store, space_pk: int) -> bool:
+    row = store.kv(space_pk, SETTING).get(DEV_MODE)
+    return row is not None and row.value == "1"
+
+
+def set_dev_mode(store: Store, space_pk: int, enabled: bool) -> bool:
+    """Turn dev mode on or off; True when it changed."""
+    with store.session() as s:
+        row = s.scalar(select(SpaceKV).where(SpaceKV.space_id == space_pk, SpaceKV.kind == SETTING,
+                                             SpaceKV.key == DEV_MODE))
+        old = row is not None and row.value == "1"
+        if row is None:
+            s.add(SpaceKV(space_id=space_pk, kind=SETTING, key=DEV_MODE, value="1" if enabled else "0"))
+        else:
+            row.value, row.updated_at = ("1" if enabled else "0"), utcnow()
+        return old != enabled
