@@ -5,8 +5,9 @@ filtered out carries its reasons, so an unschedulable Space can say why in its s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -38,20 +39,27 @@ class Request:
 
 @dataclass(frozen=True)
 class Decision:
+    """Where a Space goes, or why it goes nowhere: how many nodes were rejected for each reason (cheap, always
+    there) and, on demand, each node's reasons (`reasons`, as `fits` gives them)."""
+
     node: str | None
-    reasons: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (node, why not) for rejected nodes
+    counts: tuple[tuple[str, int], ...] = ()  # reason → rejected nodes, in order of first appearance
+    considered: int = 0
+    _explain: Callable[[], tuple[tuple[str, tuple[str, ...]], ...]] | None = field(
+        default=None, compare=False, repr=False)
+
+    @property
+    def reasons(self) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        """(node, why not) for every node, when nothing fits."""
+        return self._explain() if self._explain is not None else ()
 
     @property
     def summary(self) -> str:
         """'0/3 nodes are available: 2 insufficient memory, 1 not ready' (Kubernetes' FitError style)."""
         if self.node:
             return f"placed on {self.node}"
-        counts: dict[str, int] = {}
-        for _, why in self.reasons:
-            for w in why:
-                counts[w] = counts.get(w, 0) + 1
-        detail = ", ".join(f"{n} {w}" for w, n in sorted(counts.items(), key=lambda kv: -kv[1]))
-        return f"0/{len(self.reasons)} nodes are available: {detail or 'no nodes'}"
+        detail = ", ".join(f"{n} {w}" for w, n in sorted(self.counts, key=lambda kv: -kv[1]))
+        return f"0/{self.considered} nodes are available: {detail or 'no nodes'}"
 
 
 def fits(node: Node, req: Request) -> tuple[str, ...]:
@@ -84,39 +92,141 @@ class Snapshot:
     def __post_init__(self) -> None:
         ns = sorted(self.nodes, key=lambda n: n.name)  # ties break by name: argmax takes the first
         object.__setattr__(self, "nodes", tuple(ns))
-        c = self._cols
-        c["cpu"] = np.array([n.cpu for n in ns], dtype=float)
-        c["cpu_free"] = np.array([n.cpu - n.cpu_used for n in ns], dtype=float)
-        c["mem"] = np.array([n.memory_gb for n in ns], dtype=float)
-        c["mem_free"] = np.array([n.memory_gb - n.memory_used_gb for n in ns], dtype=float)
-        c["gpu_free"] = np.array([n.gpus - n.gpus_used for n in ns], dtype=int)
-        c["has_gpu"] = np.array([n.gpus > 0 for n in ns], dtype=bool)
-        c["ready"] = np.array([n.ready for n in ns], dtype=bool)
-        accels = sorted({n.accelerator or "" for n in ns})
-        c["accel"] = np.array([accels.index(n.accelerator or "") for n in ns], dtype=int)
-        object.__setattr__(self, "_accels", accels)
+        self._cols.update(_columns(ns))
+
+
+def _columns(ns: Sequence[Node]) -> dict[str, Any]:
+    c: dict[str, Any] = {}
+    c["cpu"] = np.array([n.cpu for n in ns], dtype=float)
+    c["cpu_free"] = np.array([n.cpu - n.cpu_used for n in ns], dtype=float)
+    c["mem"] = np.array([n.memory_gb for n in ns], dtype=float)
+    c["mem_free"] = np.array([n.memory_gb - n.memory_used_gb for n in ns], dtype=float)
+    c["gpu_free"] = np.array([n.gpus - n.gpus_used for n in ns], dtype=int)
+    c["has_gpu"] = np.array([n.gpus > 0 for n in ns], dtype=float)
+    c["ready"] = np.array([n.ready for n in ns], dtype=bool)
+    c["cpu_free_ready"] = np.where(c["ready"], c["cpu_free"], -np.inf)
+    accels = sorted({n.accelerator or "" for n in ns})
+    c["accel"] = np.array([accels.index(n.accelerator or "") for n in ns], dtype=int)
+    c["accels"] = accels
+    # Divisors that are never 0 (a node with no capacity scores 0 there, as np.where would give).
+    c["cpu_div"] = np.where(c["cpu"] > 0, c["cpu"], 1.0)
+    c["mem_div"] = np.where(c["mem"] > 0, c["mem"], 1.0)
+    c["no_cpu"] = c["cpu"] <= 0
+    c["no_mem"] = c["mem"] <= 0
+    c["any_empty"] = bool(c["no_cpu"].any() or c["no_mem"].any())
+    return c
+
+
+def _set_row(c: dict[str, Any], i: int, n: Node) -> None:
+    """Write node `n` into row `i` of columns `c`, with the same arithmetic as `_columns`."""
+    c["cpu"][i], c["cpu_free"][i] = n.cpu, n.cpu - n.cpu_used
+    c["mem"][i], c["mem_free"][i] = n.memory_gb, n.memory_gb - n.memory_used_gb
+    c["gpu_free"][i], c["has_gpu"][i], c["ready"][i] = n.gpus - n.gpus_used, n.gpus > 0, n.ready
+    c["cpu_free_ready"][i] = c["cpu_free"][i] if n.ready else -np.inf
+    c["cpu_div"][i], c["mem_div"][i] = (n.cpu if n.cpu > 0 else 1.0), (n.memory_gb if n.memory_gb > 0 else 1.0)
+    c["no_cpu"][i], c["no_mem"][i] = n.cpu <= 0, n.memory_gb <= 0
+    c["any_empty"] = c["any_empty"] or n.cpu <= 0 or n.memory_gb <= 0
 
 
 def place(nodes: Sequence[Node] | Snapshot, req: Request) -> Decision:
     snap = nodes if isinstance(nodes, Snapshot) else Snapshot(tuple(nodes))
-    c = snap._cols
-    if not snap.nodes:
+    return _decide(snap.nodes, snap._cols, req)
+
+
+def _decide(nodes: Sequence[Node], c: dict[str, Any], req: Request) -> Decision:
+    if not nodes:
         return Decision(None, ())
-    ok = c["ready"] & (c["cpu_free"] >= req.cpu) & (c["mem_free"] >= req.memory_gb)
+    bad = c["cpu_free_ready"] < req.cpu  # a node that is not ready has -inf there
+    bad |= c["mem_free"] < req.memory_gb
     if req.flavor.gpus:
-        ok &= c["gpu_free"] >= req.flavor.gpus
-        accels: list[str] = snap._accels  # type: ignore[attr-defined]
+        bad |= c["gpu_free"] < req.flavor.gpus
+        accels: list[str] = c["accels"]
         want = req.flavor.accelerator
-        ok &= (c["accel"] == accels.index(want)) if want in accels else np.zeros_like(ok)
+        if want in accels:
+            bad |= c["accel"] != accels.index(want)
+        else:
+            bad[:] = True
     if req.required_labels:
-        ok &= np.array([req.required_labels <= n.labels for n in snap.nodes], dtype=bool)
-    if not ok.any():  # slow path, only when nothing fits: say why for every node
-        return Decision(None, tuple((n.name, fits(n, req)) for n in snap.nodes))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cpu_after = np.where(c["cpu"] > 0, (c["cpu_free"] - req.cpu) / c["cpu"], 0.0)
-        mem_after = np.where(c["mem"] > 0, (c["mem_free"] - req.memory_gb) / c["mem"], 0.0)
-    scores = (cpu_after + mem_after) / 2
+        bad |= np.array([not req.required_labels <= n.labels for n in nodes], dtype=bool)
+    if bad.all():
+        return _unschedulable(nodes, c, req)
+    cpu_after = np.subtract(c["cpu_free"], req.cpu)
+    cpu_after /= c["cpu_div"]
+    mem_after = np.subtract(c["mem_free"], req.memory_gb)
+    mem_after /= c["mem_div"]
+    if c["any_empty"]:
+        cpu_after[c["no_cpu"]] = 0.0
+        mem_after[c["no_mem"]] = 0.0
+    scores = cpu_after
+    scores += mem_after
+    scores *= 0.5  # exactly /2
     if not req.flavor.gpus:
-        scores = scores - c["has_gpu"]  # keep GPU nodes for GPU Spaces
-    scores = np.where(ok, scores, -np.inf)
-    return Decision(snap.nodes[int(np.argmax(scores))].name)
+        scores -= c["has_gpu"]  # keep GPU nodes for GPU Spaces
+    np.copyto(scores, -np.inf, where=bad)
+    return Decision(nodes[int(scores.argmax())].name)
+
+
+def _unschedulable(nodes: Sequence[Node], c: dict[str, Any], req: Request) -> Decision:
+    """Nothing fits: count the reasons over all nodes in a few vectorised passes (the same reasons as `fits`);
+    each node's own reasons are computed only if asked for."""
+    masks: list[tuple[str, np.ndarray]] = [("not ready", ~c["ready"]), ("insufficient cpu", c["cpu_free"] < req.cpu),
+                                           ("insufficient memory", c["mem_free"] < req.memory_gb)]
+    if req.flavor.gpus:
+        short = c["gpu_free"] < req.flavor.gpus
+        masks.append(("insufficient gpu", short))
+        if req.flavor.accelerator:
+            accels: list[str] = c["accels"]
+            want = accels.index(req.flavor.accelerator) if req.flavor.accelerator in accels else -1
+            masks.append((f"no {req.flavor.accelerator} gpu", ~short & (c["accel"] != want)))
+    if req.required_labels:
+        masks.append(("missing labels", np.array([not req.required_labels <= n.labels for n in nodes], dtype=bool)))
+    # First appearance in a scan of nodes by name, then by reason: the order a per-node count would give.
+    present = [(int(np.argmax(m)), k, why, int(np.count_nonzero(m))) for k, (why, m) in enumerate(masks) if m.any()]
+    counts = tuple((why, n) for _, _, why, n in sorted(present))
+    frozen = list(nodes)
+    return Decision(None, counts, len(frozen), lambda: tuple((n.name, fits(n, req)) for n in frozen))
+
+
+class Placer:
+    """Placement for a stream of decisions (a scheduler pass, the benchmark): the snapshot's columns are
+    updated in place for the one node that changed, instead of rebuilt for every node.
+
+    Contract: after any sequence of `allocate`, `release` and `update`, `place(req)` returns exactly what
+    `place(self.snapshot(), req)` returns for the nodes as they now are."""
+
+    def __init__(self, nodes: Sequence[Node] | Snapshot) -> None:
+        snap = nodes if isinstance(nodes, Snapshot) else Snapshot(tuple(nodes))
+        self.nodes: list[Node] = list(snap.nodes)
+        self._index = {n.name: i for i, n in enumerate(self.nodes)}
+        self._cols = _columns(self.nodes)
+
+    def place(self, req: Request) -> Decision:
+        return _decide(self.nodes, self._cols, req)
+
+    def allocate(self, name: str, req: Request) -> None:
+        """`req` now runs on node `name`."""
+        n = self.nodes[self._index[name]]
+        self.update(replace(n, cpu_used=n.cpu_used + req.cpu, memory_used_gb=n.memory_used_gb + req.memory_gb,
+                            gpus_used=n.gpus_used + req.flavor.gpus))
+
+    def release(self, name: str, req: Request) -> None:
+        """`req` no longer runs on node `name`."""
+        n = self.nodes[self._index[name]]
+        self.update(replace(n, cpu_used=n.cpu_used - req.cpu, memory_used_gb=n.memory_used_gb - req.memory_gb,
+                            gpus_used=n.gpus_used - req.flavor.gpus))
+
+    def update(self, node: Node) -> None:
+        """A node's new state (capacity, usage, readiness, labels); a node not seen before joins."""
+        i = self._index.get(node.name)
+        if i is None or (node.accelerator or "") not in self._cols["accels"]:
+            nodes = [n for n in self.nodes if n.name != node.name] + [node]
+            fresh = Snapshot(tuple(nodes))
+            self.nodes, self._cols = list(fresh.nodes), _columns(fresh.nodes)
+            self._index = {n.name: j for j, n in enumerate(self.nodes)}
+            return
+        self.nodes[i] = node
+        _set_row(self._cols, i, node)
+        self._cols["accel"][i] = self._cols["accels"].index(node.accelerator or "")
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(tuple(self.nodes))

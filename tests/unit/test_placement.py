@@ -7,7 +7,7 @@ import random
 import pytest
 
 from core.hardware import Hardware, flavor
-from scheduler.placement import Node, Request, Snapshot, fits, place
+from scheduler.placement import Node, Placer, Request, Snapshot, fits, place
 
 CPU = flavor(Hardware.CPU_BASIC)
 T4 = flavor(Hardware.T4_SMALL)
@@ -68,3 +68,47 @@ def test_vectorised_place_agrees_with_a_per_node_scan(seed: int) -> None:
         for cpu in (0.5, 2, 7):
             r = req(fl, cpu=cpu, mem=4)
             assert place(snap, r).node == reference_place(nodes, r)
+
+
+def _random_nodes(rnd: random.Random, n: int) -> list[Node]:
+    return [Node(f"n{i:03d}", rnd.choice([2, 8]), rnd.choice([8, 32]), rnd.choice([0, 1, 2]),
+                 cpu_used=rnd.uniform(0, 2), memory_used_gb=rnd.uniform(0, 8),
+                 accelerator=rnd.choice(["t4", "a10g"]), ready=rnd.random() > .1,
+                 labels=frozenset(rnd.sample(["ssd", "eu"], rnd.randint(0, 2)))) for i in range(n)]
+
+
+@pytest.mark.parametrize("seed", range(5), ids=[f"seed{i}" for i in range(5)])
+def test_incremental_placer_decides_as_a_fresh_snapshot(seed: int) -> None:
+    """Allocations, releases, capacity updates and joins update the Placer's columns in place; every decision
+    (node, reason counts, per-node reasons) equals `place` over a snapshot rebuilt from the same nodes."""
+    rnd = random.Random(seed)
+    placer = Placer(_random_nodes(rnd, 40))
+    running: list[tuple[str, Request]] = []
+    for step in range(600):
+        r = req(rnd.choice([CPU, T4]), cpu=rnd.choice([0.5, 1, 3]), mem=rnd.choice([1, 4, 12]),
+                labels=frozenset(rnd.sample(["ssd", "eu"], rnd.randint(0, 1))))
+        got, want = placer.place(r), place(Snapshot(tuple(placer.nodes)), r)
+        assert (got.node, got.counts, got.summary) == (want.node, want.counts, want.summary), step
+        if got.node is None:
+            assert got.reasons == want.reasons == tuple((n.name, fits(n, r)) for n in sorted(placer.nodes,
+                                                                                              key=lambda n: n.name))
+        else:
+            placer.allocate(got.node, r)
+            running.append((got.node, r))
+        if running and rnd.random() < 0.3:
+            placer.release(*running.pop(rnd.randrange(len(running))))
+        if rnd.random() < 0.05:  # a heartbeat changes a node's capacity or readiness
+            n = rnd.choice(placer.nodes)
+            placer.update(Node(n.name, rnd.choice([2, 8, 16]), n.memory_gb, n.gpus, n.cpu_used, n.memory_used_gb,
+                               n.gpus_used, rnd.random() > .2, n.accelerator, n.labels))
+        if rnd.random() < 0.01:  # a node joins, maybe with an accelerator not seen before
+            placer.update(Node(f"j{step}", 8, 32, 1, accelerator=rnd.choice(["t4", "l4"])))
+    assert placer.snapshot() == Snapshot(tuple(placer.nodes))
+
+
+def test_unschedulable_reasons_match_fits_and_count_in_kubernetes_style() -> None:
+    nodes = [Node("a", 4, 16, 0, ready=False), Node("b", 4, 16, 0, memory_used_gb=15),
+             Node("c", 8, 32, 1, accelerator="a10g"), Node("d", 8, 32, 1, gpus_used=1, accelerator="t4")]
+    d = place(nodes, req(T4, mem=4))
+    assert d.node is None and d.reasons == tuple((n.name, fits(n, req(T4, mem=4))) for n in nodes)
+    assert d.summary == "0/4 nodes are available: 3 insufficient gpu, 1 not ready, 1 insufficient memory, 1 no t4 gpu"
