@@ -95,6 +95,7 @@ class ClusterRuntime:
         self.scheduling: dict[str, str] = {}  # space id → why it is not placed yet (Kubernetes style)
         self.changed = asyncio.Event()  # set (and replaced) whenever assignments change: wakes node long-polls
         self.version = 0
+        self._placing = asyncio.Lock()  # one decision at a time: each sees the assignments of the ones before
 
     # -- helpers ------------------------------------------------------------------------------------------------
     def bump(self) -> None:
@@ -120,20 +121,23 @@ class ClusterRuntime:
         art, sid = spec.artifact, spec.artifact.space_id
         hardware = spec.flavor.hardware.value
         while True:
-            decision, nodes = await self.decide(sid, hardware)
-            if decision.node is not None:
-                break
+            async with self._placing:
+                decision, nodes = await self.decide(sid, hardware)
+                if decision.node is not None:
+                    node = nodes[decision.node]
+                    env = dict(spec.env)
+                    if node.zerogpu_url and flavor(hardware).is_zero:
+                        env["SPACES_ZERO_DEVICE_API_URL"] = node.zerogpu_url
+                    sealed = self.box.seal(NodeSpec(spec.instance_id, sid, art.sha, hardware, env,
+                                                    spec.secret_values).to_json())
+                    a = await asyncio.to_thread(cs.add_assignment, self.store, spec.instance_id, sid, art.sha,
+                                                node.name, hardware, sealed)
+                    break
             if self.scheduling.get(sid) != decision.summary:
                 log.info("%s is not placed: %s", sid, decision.summary)
             self.scheduling[sid] = decision.summary
             await asyncio.sleep(1.0)
         self.scheduling.pop(sid, None)
-        node = nodes[decision.node]
-        env = dict(spec.env)
-        if node.zerogpu_url and flavor(hardware).is_zero:
-            env["SPACES_ZERO_DEVICE_API_URL"] = node.zerogpu_url
-        sealed = self.box.seal(NodeSpec(spec.instance_id, sid, art.sha, hardware, env, spec.secret_values).to_json())
-        a = await asyncio.to_thread(cs.add_assignment, self.store, spec.instance_id, sid, art.sha, node.name, hardware, sealed)
         log.info("%s epoch %d placed on %s", spec.instance_id, a.epoch, node.name)
         self.bump()
         deadline = time.monotonic() + START_WAIT_S
