@@ -41,6 +41,7 @@ from builder.plan import BuildPlan
 from builder.planner import install_requirements
 from core.artifact import Artifact
 from core.errors import BuildFailed, ConfigError
+from core.isolation import SandboxState
 from core.settings import Settings
 from core.stages import Sdk
 from sandbox.bwrap import APP_UID, interpreter_prefix, probe
@@ -278,9 +279,7 @@ class UvBackend:
         problem = probe()
         if problem:
             if not self.settings.insecure_no_sandbox:
-                raise BuildFailed(f"builds run in a bubblewrap sandbox, which does not work here ({problem}); "
-                                  "install bubblewrap and run spacehost as root, or start it with "
-                                  "--insecure-no-sandbox")
+                raise BuildFailed("builds run in a sandbox too. " + SandboxState(False, problem).refusal())
             ctx.log(f"WARNING: --insecure-no-sandbox: this build runs without a sandbox ({problem})")
             yield UvRun([], build_env(os.environ, str(ca) if ca else None, str(cache)), [uv_binary()],
                         plan.source_dir, str(work))

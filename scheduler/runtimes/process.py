@@ -2,7 +2,8 @@
 
 Per instance, under `settings.path("run")`: `<id>.json` (pid, its start time, port, cgroups, log path — what
 `adopt()` needs after a spacehost restart) and `<id>/` (root only: `home/` owned by uid 1000 and mounted at
-/home/user, bubblewrap's exit status, the log mask). The app's stdout/stderr go through a `sed` filter that
+/home/user, `app/` the instance's writable copy of the app tree (sandbox/apptree.py) mounted at /home/user/app,
+bubblewrap's exit status, the log mask). The app's stdout/stderr go through a `sed` filter that
 replaces secret values with `***` and appends to `spec.log_path`; the filter is not spacehost's child pipe,
 so the app keeps logging across a spacehost restart.
 
@@ -38,6 +39,7 @@ from core.isolation import SandboxState
 from core.routes import Upstream
 from core.settings import Settings
 from core.stages import Sdk
+from sandbox.apptree import writable_copy
 from sandbox.netns import NetAddress, NetworkError, SpaceNetwork, enter_argv
 from scheduler.env import rebase_host_urls
 from scheduler.runtimes.base import ExitInfo, Instance, LaunchSpec
@@ -94,9 +96,10 @@ def describe_isolation(support: Support | None = None) -> str:
               if s.cgroups.version and {"memory", "pids", "cpu"} <= set(s.cgroups.controllers) else
               f"limits: {s.cgroups.describe()}; memory as RLIMIT_AS and a host-wide RLIMIT_NPROC otherwise")
     return ("Each Space runs in a bubblewrap sandbox as uid 1000 without capabilities (no_new_privs), in its "
-            "own mount, pid, ipc and uts namespaces; it sees /usr and /etc read-only, its app read-only at "
-            "/home/user/app, its Python env read-only, a private /home/user (a tmpfs capped at half its memory "
-            "limit) and /tmp — not the data dir, other Spaces or /root. Each Space has a network namespace of its "
+            "own mount, pid, ipc and uts namespaces; it sees /usr and /etc read-only, its own writable copy of "
+            "the app at /home/user/app (the pushed tree is never changed), its Python env read-only, a private "
+            "/home/user (a tmpfs capped at half its memory limit) and /tmp — not the data dir, other Spaces or "
+            "/root. Each Space has a network namespace of its "
             "own behind the spacehost bridge (an isolated port: no traffic between Spaces), where the app listens "
             "and the proxy reaches it; from there only the hub's and the broker's ports on the bridge gateway, no "
             "private or link-local range but DNS, and the public internet through NAT (iptables, fail closed). "
@@ -300,6 +303,7 @@ class ProcessRuntime:
         (inst_dir / "home").mkdir(parents=True, mode=0o700)
         if self.support.sandbox:
             os.chown(inst_dir / "home", APP_UID, APP_UID)
+        writable_copy(art.app_dir, inst_dir / "app", APP_UID if self.support.sandbox else None)
         limits = limits_for(spec.flavor, self.machine_memory, self.machine_cpus)
         cg = SpaceCgroup.create(self.support.cgroups, spec.instance_id, limits) if self.support.cgroups.version else None
         return inst_dir, limits, cg
@@ -340,8 +344,9 @@ class ProcessRuntime:
         status = os.open(inst_dir / "status.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             if self.support.sandbox:
-                mounts = SandboxMounts(art.app_dir, art.env_dir, str(inst_dir / "home"),
-                                       extra_ro=interpreter_roots(art.env_dir), home_size=limits.home_bytes)
+                mounts = SandboxMounts(str(inst_dir / "app"), art.env_dir, str(inst_dir / "home"),
+                                       extra_ro=interpreter_roots(art.env_dir), home_size=limits.home_bytes,
+                                       app_writable=True)
                 has_mem_cg = cg is not None and "memory" in self.support.cgroups.controllers
                 argv = sandbox_argv(mounts, command, status_fd=status, rlimits=None if has_mem_cg else limits)
                 argv = enter_argv(addr, argv) if addr else argv
@@ -349,7 +354,7 @@ class ProcessRuntime:
             else:
                 env["HOME"] = str(inst_dir / "home")
                 argv = [PRLIMIT, f"--as={limits.memory_bytes}", "--", *command] if os.path.exists(PRLIMIT) else command
-                cwd = art.app_dir
+                cwd = str(inst_dir / "app")
             if cg is not None:
                 argv = ["/bin/sh", "-c", JOIN_CGROUPS, "sh", *cg.procs_files, "--", *argv]
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=w, stderr=w, env=env, cwd=cwd,

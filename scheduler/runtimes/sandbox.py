@@ -3,7 +3,8 @@
 What a sandboxed Space sees (`sandbox_argv`):
 - `/usr`, `/etc` read-only, `/bin /lib /lib64 /sbin` as the usual symlinks into `/usr`; a fresh `/proc`
   (its own pid namespace: pid 1 is bubblewrap's reaper) and a minimal `/dev`;
-- its app tree read-only at `/home/user/app` (the working directory); its Python env read-only at the same
+- its app tree at `/home/user/app` (the working directory): writable where the runtime made the instance its
+  own copy (`app_writable`, sandbox/apptree.py), else read-only; its Python env read-only at the same
   absolute path it has on the host (venvs embed absolute paths), plus the interpreter the env links to when
   that lies outside `/usr`;
 - `/home/user` writable: a tmpfs of `home_size` bytes (world-writable, sticky; charged to the Space's memory
@@ -74,6 +75,7 @@ class SandboxMounts:
     files_ro: tuple[tuple[str, str], ...] = ()  # (host file or dir, sandbox path), e.g. the zygote's entry point
     rw: tuple[tuple[str, str], ...] = ()  # (host dir owned by uid 1000, sandbox path), e.g. the zygote's status dir
     home_size: int = 0  # > 0: /home/user is a tmpfs of this many bytes instead of `home_dir`
+    app_writable: bool = False  # `app_dir` is this instance's own copy, owned by uid 1000: bound read-write
 
 
 def sandbox_argv(mounts: SandboxMounts, command: Sequence[str], *, status_fd: int | None = None,
@@ -86,7 +88,8 @@ def sandbox_argv(mounts: SandboxMounts, command: Sequence[str], *, status_fd: in
     else:
         argv += ["--bind", mounts.home_dir, HOME]
     if mounts.app_dir is not None:
-        argv += ["--perms", "0755", "--dir", APP_MOUNT, "--ro-bind", mounts.app_dir, APP_MOUNT]
+        bind = "--bind" if mounts.app_writable else "--ro-bind"
+        argv += ["--perms", "0755", "--dir", APP_MOUNT, bind, mounts.app_dir, APP_MOUNT]
     own_path = (*([mounts.env_dir] if mounts.env_dir else []), *mounts.extra_ro)
     argv += _parent_dirs([*own_path, *(dst for _, dst in (*mounts.files_ro, *mounts.rw))])
     for path in own_path:

@@ -7,10 +7,12 @@ instance: the app's env (secrets included) reaches only it, over a socket, and i
 start's masking log filter. The zygote outlives its children, so a wake (or a restart after a crash) forks in
 ~0.1-0.4 s instead of a ~4 s cold `import gradio`; while the Space sleeps it holds only the imported SDK.
 
-Code-only pushes reuse the zygote too: its app trees live in its own directory (`<zygote>/apps/<sha>`,
-hard-linked copies of the checkout), bound read-only at /opt/spacehost/apps; a child runs in its version's
-tree, reached also as /home/user/app (a symlink in the zygote's home). Only a new env or hardware starts a new
-zygote; the superseded one exits when its last child has, or when it was idle for `idle_s`.
+Code-only pushes reuse the zygote too: its app trees live in its own directory (`<zygote>/apps/<instance>`,
+each child's own writable copy of its version's checkout, owned by uid 1000: sandbox/apptree.py), bound at
+/opt/spacehost/apps (the directory itself root's, so a child cannot add trees); a child runs in its tree,
+reached also as /home/user/app (a symlink in the zygote's home). The tree goes when its child has ended. Only
+a new env or hardware starts a new zygote; the superseded one exits when its last child has, or when it was idle
+for `idle_s`.
 
 Spares make a first start warm too: after a start, one spare zygote per (env, hardware, SDK) is made in the
 background, with no Space's files or env — a fresh sandbox nobody used. The next Space to start on that
@@ -44,6 +46,7 @@ import sdk_templates
 from core.errors import LaunchFailed
 from core.hardware import Flavor
 from core.stages import Sdk
+from sandbox.apptree import writable_copy
 from sandbox.netns import NetAddress, SpaceNetwork, enter_argv
 from scheduler.runtimes.base import Instance, LaunchSpec
 from scheduler.runtimes.sandbox import (
@@ -165,7 +168,7 @@ class ZygotePool:
                            listen="0.0.0.0" if z.net else "127.0.0.1")
         _, w = self.rt.log_filter(spec, inst_dir)
         try:
-            tree = self._stage_tree(z, art.app_dir, art.sha)
+            tree = self._stage_tree(z, art.app_dir, spec.instance_id)
             env = self.rt.space_env(spec.env, key.env_dir, port, z.net)
             ns_pid = z.request({"env": env, "argv": argv, "cwd": tree, "app_link": APP_LINK}, w)
         except (OSError, TimeoutError, EOFError, ValueError) as e:
@@ -194,6 +197,7 @@ class ZygotePool:
             if z is None:
                 return
             z.children.pop(instance_id, None)
+            shutil.rmtree(z.dir / "apps" / instance_id, ignore_errors=True)
             z.last_used = time.monotonic()
             if z.retired and not z.children:
                 self._kill(z)
@@ -237,20 +241,17 @@ class ZygotePool:
             z.last_used = time.monotonic()
             return z
 
-    def _stage_tree(self, z: Zygote, app_dir: str, sha: str) -> str:
-        """Put the app tree of `sha` into the zygote's apps dir (hard links); drop trees no child runs."""
+    def _stage_tree(self, z: Zygote, app_dir: str, instance_id: str) -> str:
+        """A writable copy of `app_dir` for this instance in the zygote's apps dir; drop trees no child runs."""
         apps = z.dir / "apps"
-        dest = apps / sha
-        if not dest.exists():
-            tmp = apps / f".{sha}.{uuid.uuid4().hex[:6]}"
-            shutil.copytree(app_dir, tmp, copy_function=_link_or_copy, symlinks=True)
-            os.replace(tmp, dest)
         with self._lock:
-            keep = {sha, *z.children.values()}
+            keep = {instance_id, *z.children}
         for d in apps.iterdir():
             if d.name not in keep:
                 shutil.rmtree(d, ignore_errors=True)
-        return f"{APPS_IN_SANDBOX}/{sha}"
+        shutil.rmtree(apps / instance_id, ignore_errors=True)
+        writable_copy(app_dir, apps / instance_id, APP_UID)
+        return f"{APPS_IN_SANDBOX}/{instance_id}"
 
     def _evict(self, key: ZygoteKey) -> None:
         """Retire other zygotes of the same Space (superseded) and kill idle or dead ones."""
@@ -311,8 +312,9 @@ class ZygotePool:
         cg = SpaceCgroup.create(rt.support.cgroups, zid, limits) if rt.support.cgroups.version else None
         (zdir / "cgroup.json").write_text(json.dumps({"version": cg.version, "dirs": cg.dirs} if cg else {}))
         mounts = SandboxMounts(None, key.env_dir, str(zdir / "home"), extra_ro=interpreter_roots(key.env_dir),
-                               files_ro=((str(MAIN), MAIN_IN_SANDBOX), (str(zdir / "apps"), APPS_IN_SANDBOX)),
-                               rw=((str(zdir / "status"), STATUS_IN_SANDBOX),), home_size=limits.home_bytes)
+                               files_ro=((str(MAIN), MAIN_IN_SANDBOX),),
+                               rw=((str(zdir / "status"), STATUS_IN_SANDBOX), (str(zdir / "apps"), APPS_IN_SANDBOX)),
+                               home_size=limits.home_bytes)
         python = os.path.join(key.env_dir, "bin", "python")
         ours, theirs = socket.socketpair()
         command = [python, "-I", MAIN_IN_SANDBOX, key.sdk.value, STATUS_IN_SANDBOX, str(theirs.fileno())]
@@ -354,13 +356,6 @@ class ZygotePool:
             z.proc.wait(timeout=5)
         z.sock.close()
         remove_zygote_dir(z.dir, self.rt.net)
-
-
-def _link_or_copy(src: str, dst: str) -> None:
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
 
 
 def remove_zygote_dir(zdir: Path, net: SpaceNetwork | None = None) -> None:

@@ -134,10 +134,11 @@ def test_probe_from_inside_the_sandbox(box: Box) -> None:
         "cap_eff": "0000000000000000", "cap_bnd": "0000000000000000", "no_new_privs": "1",
         "pid1": "/usr/bin/bwrap", "pids_visible": seen["pids_visible"], "cwd": "/home/user/app",
         "read_data_dir": False, "read_other_space": False, "read_host_tmp_file": False, "read_root": False,
-        "read_shadow": False, "write_usr": False, "write_app_dir": False, "write_env": False,
+        "read_shadow": False, "write_usr": False, "write_app_dir": True, "write_env": False,
         "write_home": True, "write_tmp": True, "read_own_app": True,
     }
     assert seen["pids_visible"] <= 3  # bwrap's reaper, setpriv→python; not the host's processes
+    assert sorted(os.listdir(Path(other.app_dir).parent / "probe")) == ["app.py"]  # its own copy was written
 
 
 def test_limits_are_applied_as_cgroups(box: Box) -> None:
@@ -340,8 +341,9 @@ def test_code_only_version_forks_from_the_same_zygote_in_its_own_tree(tmp_path: 
         assert list(b.runtime._zygotes._zygotes.values()) == zygotes  # same env: no new interpreter
         assert run(b.runtime.exited(first)) is None  # the old version still runs (it drains) in its tree
         log1, log2 = (tmp_path / "v1.log").read_text(), (tmp_path / "v2.log").read_text()
-        assert "tag one cwd /opt/spacehost/apps/" + "1" * 40 in log1
-        assert f"tag two cwd /opt/spacehost/apps/{'2' * 40} link /opt/spacehost/apps/{'2' * 40}" in log2
+        assert f"tag one cwd /opt/spacehost/apps/{first.instance_id}" in log1
+        tree2 = f"/opt/spacehost/apps/{second.instance_id}"
+        assert f"tag two cwd {tree2} link {tree2}" in log2
         run(b.runtime.stop(first, grace_s=1))
         run(b.runtime.stop(second, grace_s=1))
     finally:
@@ -369,7 +371,7 @@ def test_a_spare_zygote_becomes_the_next_spaces_own(tmp_path: Path, python_env: 
         own = {k.space_id: z for k, z in pool._zygotes.items()}
         assert own["bob/second"] is spare and own["alice/first"] is not spare
         assert "tag B" in (tmp_path / "b.log").read_text()
-        assert [p.name for p in (spare.dir / "apps").iterdir()] == ["b" * 40]  # only its own tree
+        assert [p.name for p in (spare.dir / "apps").iterdir()] == [ib.instance_id]  # only its own tree
         run(b.runtime.stop(ia, grace_s=1))
         run(b.runtime.stop(ib, grace_s=1))
     finally:
