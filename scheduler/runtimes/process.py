@@ -3,13 +3,15 @@
 Per instance, under `settings.path("run")`: `<id>.json` (pid, its start time, port, cgroups, log path — what
 `adopt()` needs after a spacehost restart) and `<id>/` (root only: `home/` owned by uid 1000 and mounted at
 /home/user, `app/` the instance's writable copy of the app tree (sandbox/apptree.py) mounted at /home/user/app,
-bubblewrap's exit status, the log mask). The app's stdout/stderr go through a `sed` filter that
-replaces secret values with `***` and appends to `spec.log_path`; the filter is not spacehost's child pipe,
-so the app keeps logging across a spacehost restart.
+bubblewrap's exit status). The app's stdout/stderr go through a `sed` filter that replaces secret values with
+`***` and appends to `spec.log_path`; its script reaches sed through a pipe (no secret at rest), and the filter
+is not spacehost's child pipe, so the app keeps logging across a spacehost restart. Each instance has a network
+namespace of its own (sandbox/netns.py); the proxy reaches it at that namespace's address.
 
 Limits: cgroups (memory without swap, pids, CPU) where this host lets root create them; otherwise RLIMIT_AS
-(the flavor's memory) and a host-wide RLIMIT_NPROC brake, and no CPU limit. Without root or bubblewrap the
-app runs as a plain process group of the current user — no isolation, a warning says so.
+(the flavor's memory) and a host-wide RLIMIT_NPROC brake, and no CPU limit. Without root or bubblewrap no Space
+starts (core/isolation.py says what to install) unless the operator passed --insecure-no-sandbox: then the app
+runs as a plain process group of the current user, with no isolation, and every place that shows it says so.
 
 With `warm` (the default where the sandbox works), starts go through zygote.py: a pre-started sandbox per
 environment that imported the SDK already, claimed by one instance (see there).
