@@ -47,6 +47,10 @@ class SpaceControl(Protocol):
 
     def runtime_extra(self, space_id: str) -> dict[str, Any]: ...
 
+    def shell_target(self, space_id: str) -> tuple[int | None, str | None]:
+        """Where `spacehost ssh` enters the running Space: (process runtime: the sandbox's leader pid, docker:
+        the container id); (None, None) when it does not run here."""
+
 
 def wildcard_dns_works(domain: str) -> bool:
     """Whether `<anything>.DOMAIN` resolves for a plain client on this machine."""

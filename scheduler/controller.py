@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import threading
 import time
@@ -32,6 +33,7 @@ from core.settings import Settings
 from core.stages import Sdk
 from hub.logs import LogFile
 from hub.store import SpaceRecord, Store
+from sandbox.bwrap import APP_UID
 from scheduler import lifecycle
 from scheduler.env import runtime_env
 from scheduler.runtimes.base import Instance, LaunchSpec, Runtime
@@ -110,6 +112,11 @@ class Controller:
             return extra
         summary = self.zero_gpu.space_summary(space_id)
         return {**extra, "zeroGpu": summary} if summary else extra
+
+    def shell_target(self, space_id: str) -> tuple[int | None, str | None]:
+        live = self.live.get(space_id)
+        inst = live.instance if live else None
+        return (inst.pid, inst.container_id) if inst else (None, None)
 
     def zerogpu_quota(self, visitor_key: str) -> dict[str, Any] | None:
         """A visitor's remaining ZeroGPU quota today (None without a GPU pool)."""
@@ -306,7 +313,8 @@ class Controller:
         rlog.write(f"==> Starting {sid} at {art.sha[:12]} ({fl.hardware.value})")
         seq = len(live.crashes) + int(time.time() * 1000) % 100000
         spec = LaunchSpec(instance_id=f"{space.owner}--{space.name}--{art.sha[:7]}--{seq}", artifact=art, env=env,
-                          flavor=fl, log_path=str(rlog.path), secret_values=tuple(v for v in secrets.values() if v))
+                          flavor=fl, log_path=str(rlog.path), secret_values=tuple(v for v in secrets.values() if v),
+                          volumes=self._volumes(space))
         try:
             inst = await self.runtime.start(spec)
         except SpacehostError as e:
@@ -319,6 +327,26 @@ class Controller:
             return await self._until_ready(sid, live, inst, art, rlog)
         finally:
             live.starting = None
+
+    def _volumes(self, space: SpaceRecord) -> tuple[tuple[str, str, bool], ...]:
+        """The Space's persistent volumes as (host dir, mount path, read-only), each dir made for uid 1000."""
+        from hub.space_settings import volumes
+
+        out = []
+        for v in volumes(self.store, space.id):
+            host = self.settings.path(*v.host_parts())
+            if not host.is_dir():
+                host.mkdir(parents=True, mode=0o755)
+                with contextlib.suppress(PermissionError):
+                    os.chown(host, APP_UID, APP_UID)
+            out.append((str(host), v.mount_path, v.read_only))
+        return tuple(out)
+
+    def _sleep_time(self, space: SpaceRecord) -> int | None:
+        """None (never) in dev mode: a Space being worked on stays up, as on HF."""
+        from hub.space_settings import dev_mode
+
+        return None if dev_mode(self.store, space.id) else _sleep_time(space)
 
     async def _until_ready(self, sid: str, live: Live, inst: Instance, art: Artifact,
                            rlog: LogFile) -> tuple[Instance | None, str]:
@@ -463,7 +491,7 @@ class Controller:
                     self._spawn(self._restart_later(space_id, live.artifact, delay))
                 if self.zero_gpu:
                     self.zero_gpu.space_died(space_id)
-            elif lifecycle.should_sleep(_sleep_time(space), live.last_activity, now):
+            elif lifecycle.should_sleep(self._sleep_time(space), live.last_activity, now):
                 async with live.lock:
                     live.instance = None
                     self._set(space_id, stage="SLEEPING")

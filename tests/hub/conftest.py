@@ -64,6 +64,9 @@ class FakeControl:
         self.calls.append(("zerogpu_overrides", repr(sorted(overrides.items()))))
         return True
 
+    def shell_target(self, space_id: str) -> tuple[int | None, str | None]:
+        return None, None
+
     def runtime_extra(self, space_id: str) -> dict[str, Any]:
         return {}
 
