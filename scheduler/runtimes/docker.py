@@ -115,12 +115,13 @@ class ContainerPlan:
     gpus: int
     network: str | None = None
     extra_hosts: tuple[tuple[str, str], ...] = ()
+    binds: tuple[tuple[str, str, bool], ...] = ()  # persistent volumes: (host dir, path, read-only)
 
     def limits(self) -> dict[str, Any]:
         """What a spare container must share with this plan to serve it (docker_warm.warm_key)."""
         return {"memory": self.memory_bytes, "cpus": self.nano_cpus, "pids": self.pids_limit, "port": self.port,
                 "tmpfs": self.tmpfs, "volumes": self.volumes, "gpus": self.gpus, "network": self.network,
-                "hosts": self.extra_hosts}
+                "hosts": self.extra_hosts, "binds": self.binds}
 
 
 def container_plan(spec: LaunchSpec, home: str, workdir: str, machine: Machine, bridge: Bridge | None = None,
@@ -152,6 +153,7 @@ def container_plan(spec: LaunchSpec, home: str, workdir: str, machine: Machine, 
         gpus=fl.gpus,
         network=bridge.name if bridge else None,
         extra_hosts=((HOST_ALIAS, bridge.gateway),) if bridge else (),
+        binds=spec.volumes,
     )
 
 
@@ -460,7 +462,9 @@ def _run_kwargs(plan: ContainerPlan) -> dict[str, Any]:
         "cap_drop": ["ALL"], "security_opt": ["no-new-privileges"], "read_only": True, "privileged": False,
         "mem_limit": plan.memory_bytes, "memswap_limit": plan.memory_bytes, "nano_cpus": plan.nano_cpus,
         "pids_limit": plan.pids_limit, "tmpfs": dict(plan.tmpfs),
-        "mounts": [docker.types.Mount(target=v, source=None, type="volume") for v in plan.volumes],
+        "mounts": [*(docker.types.Mount(target=v, source=None, type="volume") for v in plan.volumes),
+                   *(docker.types.Mount(target=dst, source=src, type="bind", read_only=ro)
+                     for src, dst, ro in plan.binds)],
         "log_config": docker.types.LogConfig(type="json-file", config=LOG_CONFIG),
     }
     if plan.network:
