@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -156,11 +157,15 @@ async def delete_repo(request: Request) -> PlainTextResponse:
         raise Forbidden(f"You don't have the rights to delete {sid}")
 
     def drop() -> None:
+        domains: tuple[str, ...] = ()
         with hub.store.session() as s:
             row = hub.store.space(s, sid.owner, sid.name)
             if row is not None:
+                domains = hub.store.domains().get(row.id, ())
                 s.delete(row)
         hub.repos.delete(sid)
+        for domain in domains:  # its custom domains' certificates and keys
+            shutil.rmtree(hub.settings.path("certs", domain), ignore_errors=True)  # domains.cert_dir's layout
 
     await asyncio.to_thread(drop)  # the row first: nothing starts the Space again while it is cleaned up
     await hub.control.deleted(str(sid))  # processes, route, images, builds and logs; answered once all are gone

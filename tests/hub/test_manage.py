@@ -11,6 +11,7 @@ from huggingface_hub import HfApi, SpaceHardware
 from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
 from core.ids import SpaceId
+from proxy import ensure_self_signed
 from tests.hub.conftest import LiveHub
 
 
@@ -210,3 +211,17 @@ def test_zerogpu_quotas_per_user_and_org_are_admin_only_and_reach_the_broker(liv
                      headers={"Authorization": f"Bearer {token}"}).status_code == 403
     assert httpx.put(f"{url}/{solo}", json={"dailySeconds": None}, headers=admin).status_code == 200
     assert solo not in httpx.get(url, headers=admin).json()["quotas"]
+
+
+def test_deleting_a_space_removes_its_custom_domains_certificates(live_hub: LiveHub, tmp_path: Any) -> None:
+    api = HfApi(endpoint=live_hub.url, token=live_hub.admin)
+    repo_id = f"admin/{name()}"
+    api.create_repo(repo_id, repo_type="space", space_sdk="static")
+    made = ensure_self_signed(tmp_path / "tls", "app.example.org")
+    r = httpx.post(f"{live_hub.url}/api/spaces/{repo_id}/domains", headers={"Authorization": f"Bearer {live_hub.admin}"},
+                   json={"domain": "app.example.org", "certificate": made.cert.read_text(), "key": made.key.read_text()})
+    assert r.status_code == 200, r.text
+    certs = live_hub.hub.settings.path("certs", "app.example.org")
+    assert (certs / "privkey.pem").exists()
+    api.delete_repo(repo_id, repo_type="space")
+    assert not certs.exists()
