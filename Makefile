@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 UV     := $(shell command -v uv 2>/dev/null)
 
-.PHONY: up test venv system-deps lint bench clean
+.PHONY: up test venv system-deps lint bench clean cluster
 
 $(VENV)/.installed: pyproject.toml setup.py proxy/_lane.c
 	@test -n "$(UV)" || $(PYTHON) -m pip install -q uv
@@ -17,6 +17,9 @@ venv: $(VENV)/.installed
 up: venv
 	deploy/install-runtime-deps.sh
 	$(VENV)/bin/spacehost up
+
+cluster: venv
+	deploy/cluster-up.sh
 
 system-deps:
 	deploy/install-test-deps.sh

@@ -14,6 +14,7 @@ from typing import Any
 import uvicorn
 
 from builder import load_backend
+from builder.queue import load_queue
 from core.routes import RouteTable, Upstream
 from core.routes_json import table_to_json
 from core.settings import Settings
@@ -65,9 +66,13 @@ class ClusterServer:
         socks = listen((self.listen_host,), self.listen_port)
         port = socks[0].getsockname()[1]
         hub_holder: dict[str, Hub] = {}
+        # Builds: on `spacehost worker`s through Celery when SPACEHOST_BUILD_QUEUE=celery (make cluster), else here.
+        queue = (load_queue("celery", redis_url=self.redis_url, spaces_root=s.path("spaces"))
+                 if os.environ.get("SPACEHOST_BUILD_QUEUE", "inline") == "celery" else None)
         self.controller = controller = Controller(
             s, store, repos.root, runtime, load_backend("process", s), env_source_for(store, box), self.on_routes,
-            app_url=lambda space: hub_holder["hub"].app_url(space), hub_upstream=Upstream(self.listen_host, port))
+            app_url=lambda space: hub_holder["hub"].app_url(space), hub_upstream=Upstream(self.listen_host, port),
+            build_queue=queue)
         hub = Hub(s, store, accounts, repos, box, controller, wildcard_dns=wildcard_dns_works(s.space_domain),
                   signing_key=s.secret_key(), sandbox=runtime.sandbox_state())
         hub_holder["hub"] = hub
