@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from core.errors import BadRequest, Conflict, NotFound
 from core.ids import SpaceId
-from hub.store import Account, AccountRecord, BrowserSession, Membership, Store, Token, TokenRecord
+from hub.store import Account, AccountRecord, BrowserSession, Membership, Password, Store, Token, TokenRecord
 
 ROLES = ("read", "write", "admin")
 
@@ -45,6 +45,27 @@ class Principal:
         return self.is_admin or owner == self.user or self.orgs.get(owner) == "admin"
 
 
+SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+MIN_PASSWORD = 8
+
+
+def hash_password(password: str, salt: bytes | None = None) -> str:
+    """`scrypt$n$r$p$salt$hash` (hex) of `password` with hashlib.scrypt and a random 16-byte salt."""
+    salt = salt or secrets.token_bytes(16)
+    h = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **SCRYPT)
+    return f"scrypt${SCRYPT['n']}${SCRYPT['r']}${SCRYPT['p']}${salt.hex()}${h.hex()}"
+
+
+def password_matches(password: str, stored: str) -> bool:
+    """Constant-time check of `password` against a `hash_password` string; False for anything malformed."""
+    try:
+        kind, n, r, p, salt, h = stored.split("$")
+        got = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p), dklen=32)
+    except (ValueError, MemoryError):
+        return False
+    return kind == "scrypt" and secrets.compare_digest(got.hex(), h)
+
+
 def can_see(principal: Principal | None, owner: str, private: bool) -> bool:
     return not private or (principal is not None and principal.can_read(owner))
 
@@ -73,6 +94,33 @@ class Accounts:
             except IntegrityError:
                 raise Conflict(f"the name {name!r} was just taken by another request") from None
             return AccountRecord.of(row)
+
+    def set_password(self, user: str, password: str) -> None:
+        """Give `user` a password for the web sign-in (stored as an scrypt hash); BadRequest if too short."""
+        if len(password) < MIN_PASSWORD:
+            raise BadRequest(f"a password needs at least {MIN_PASSWORD} characters")
+        with self.store.session() as s:
+            acct = s.scalar(select(Account).where(Account.name == user, Account.kind == "user"))
+            if acct is None:
+                raise NotFound(f"no user {user!r}")
+            row = s.get(Password, acct.id)
+            if row is None:
+                s.add(Password(account_id=acct.id, hash=hash_password(password)))
+            else:
+                row.hash = hash_password(password)
+
+    def check_password(self, user: str, password: str) -> bool:
+        """Whether `password` is `user`'s (False for a user without one, or no such user)."""
+        with self.store.session() as s:
+            row = s.execute(select(Password.hash).join(Account, Account.id == Password.account_id)
+                            .where(Account.name == user, Account.kind == "user")).first()
+        return row is not None and password_matches(password, row[0])
+
+    def all(self, kind: str = "user") -> list[AccountRecord]:
+        """Every account of `kind` ("user" or "org"), by name."""
+        with self.store.session() as s:
+            return [AccountRecord.of(r) for r in s.scalars(select(Account).where(Account.kind == kind)
+                                                           .order_by(Account.name))]
 
     def get(self, name: str) -> AccountRecord | None:
         with self.store.session() as s:

@@ -46,6 +46,9 @@ def create_app(hub: Hub) -> FastAPI:
     from hub import pages
 
     app.include_router(pages.router)
+    from hub.web.render import STATIC, CachedStatic
+
+    app.mount("/static", CachedStatic(directory=STATIC), name="static")
 
     app.add_middleware(CsrfGuard)  # added last: outermost, so it sees git's paths too
 

@@ -39,10 +39,10 @@ BODY_TYPES: tuple[tuple[re.Pattern[str], frozenset[str]], ...] = (
     (re.compile(r"^/spaces/[^/]+/[^/]+/info/lfs/"), frozenset({"application/vnd.git-lfs+json"}) | JSON),
     (re.compile(r"^/api/spaces/[^/]+/[^/]+/commit/"), frozenset({"application/x-ndjson"}) | JSON),
     (re.compile(r"^/api/spaces/[^/]+/[^/]+/paths-info/"), FORM),
-    (re.compile(r"^/(login|logout|settings/)"), FORM),
+    (re.compile(r"^/(login|logout|settings/|new$)"), FORM),
 )
 # Browser-only forms: same-origin even without a credential (a forged sign-in is login CSRF).
-FORM_PAGES = re.compile(r"^/(login|logout|settings/)")
+FORM_PAGES = re.compile(r"^/(login|logout|settings/|new$)")
 
 
 def body_types(path: str) -> frozenset[str]:

@@ -73,6 +73,16 @@ class Token(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class Password(Base):
+    """A user's password for the web sign-in (scrypt: `hub.accounts.hash_password`); users without one sign in
+    with a token."""
+
+    __tablename__ = "passwords"
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    hash: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class BrowserSession(Base):
     """A signed-in browser: the cookie holds a random id, the store its SHA-256 only. It acts with the rights of
     the token it was opened with, and goes with it (revoking the token ends its sessions)."""

@@ -32,6 +32,7 @@ from core.routes import RouteTable, Upstream
 from core.settings import Settings
 from core.stages import Sdk
 from hub.logs import LogFile
+from hub.phases import keep_good_build
 from hub.store import SpaceRecord, Store
 from sandbox.bwrap import APP_UID
 from scheduler import lifecycle
@@ -61,6 +62,7 @@ class Live:
     waking: asyncio.Task[None] | None = None
     starting: Instance | None = None  # started, not yet ready (not yet `instance`)
     gone: bool = False  # the Space was deleted or moved: whatever starts for it is stopped
+    probes: int = 0  # health probes of the instance starting now (the runtime API's `healthProbes`)
 
 
 class Controller:
@@ -108,6 +110,8 @@ class Controller:
         Kubernetes' words), and its ZeroGPU usage when it runs on a zero-* flavor."""
         why = getattr(self.runtime, "scheduling", {}).get(space_id)
         extra: dict[str, Any] = {"scheduling": why} if why else {}
+        if (live := self.live.get(space_id)) and live.starting is not None:
+            extra["healthProbes"] = live.probes
         if self.zero_gpu is None or not hasattr(self.zero_gpu, "space_summary"):
             return extra
         summary = self.zero_gpu.space_summary(space_id)
@@ -197,7 +201,10 @@ class Controller:
             live.build_cancel.set()  # a newer push supersedes the build in progress
         old_task = live.build_task
         serving = live.instance is not None or (live.artifact is not None and live.artifact.static_root)
+        keep_good_build(self.build_log(space_id).path.parent)  # the page compares this build's phases with it
         self.build_log(space_id).reset()
+        ahead = sum(1 for k in self.live if k != space_id and self.building(k))
+        self.build_log(space_id).write(f"==> Queued behind {ahead} build{'s' * (ahead != 1)}")
         self._set(space_id, head_sha=sha, stage="RUNNING_BUILDING" if serving else "BUILDING", error=None)
         cancel = threading.Event()
         live.build_cancel = cancel
@@ -354,7 +361,9 @@ class Controller:
         deadline = time.monotonic() + art.config.startup_timeout_s
         path = TEMPLATES[art.sdk].health_path
         url = f"http://{inst.upstream.host}:{inst.upstream.port}{path}"
+        live.probes = 0
         while time.monotonic() < deadline and not live.gone:
+            live.probes += 1
             ended = await self.runtime.exited(inst)
             if ended is not None:
                 await asyncio.sleep(0.2)  # let the log reader flush the last lines

@@ -92,6 +92,18 @@ def token_command(accounts: Accounts, args: argparse.Namespace) -> None:
         print(f"token {t.id} ({t.display_name}) of {t.user} revoked")
 
 
+def read_password() -> str:
+    """A new password: typed twice at a terminal, else the first line of stdin."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    import getpass
+
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        raise SystemExit("spacehost: the passwords differ")
+    return first
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="spacehost", description="Self-hosted Hugging Face-style Spaces")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -108,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("name")
         if what == "user":
             p.add_argument("--admin", action="store_true")
+            p.add_argument("--password", action="store_true",
+                           help="set a password for the web sign-in (prompted, or read from stdin)")
         if what == "token":
             p.add_argument("target", nargs="?", metavar="NAME_OR_ID", help="revoke: the token's name or id")
             p.add_argument("--role", choices=["read", "write"], default="write")
@@ -136,8 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     accounts = Accounts(open_store(Settings(data_dir=Path(args.data_dir))))
     try:
         if args.cmd == "user":
-            accounts.create(args.name, admin=args.admin)
-            print(f"user {args.name} created; make a token with: spacehost token create {args.name}")
+            if accounts.get(args.name) is None or not args.password:
+                accounts.create(args.name, admin=args.admin)
+                print(f"user {args.name} created; make a token with: spacehost token create {args.name}")
+            if args.password:
+                accounts.set_password(args.name, read_password())
+                print(f"{args.name} can now sign in on the web with that password")
         elif args.cmd == "token":
             token_command(accounts, args)
         elif args.action == "create":

@@ -8,7 +8,8 @@ from typing import Any
 from core.hardware import FLAVORS, Flavor, Hardware, flavor
 from core.ids import SpaceId
 from hub.control import Hub
-from hub.store import SpaceRecord
+from hub.phases import space_phases
+from hub.store import SpaceRecord, utcnow
 
 
 def iso(t: dt.datetime) -> str:
@@ -50,7 +51,10 @@ def runtime_view(hub: Hub, space: SpaceRecord) -> dict[str, Any]:
     if vols := volumes(hub.store, space.id):
         view["volumes"] = [v.as_json() for v in vols]
     view["sandbox"] = hub.sandbox.label()  # spacehost's own: "on", or "off (--insecure-no-sandbox)", …
-    view.update(hub.control.runtime_extra(space.space_id))
+    extra = hub.control.runtime_extra(space.space_id)
+    view.update(extra)
+    # spacehost's own: why it is still building (phases with durations, and the last good build's)
+    view.update(space_phases(hub.space_dir(space.space_id), space.head_sha, utcnow(), extra))
     return view
 
 

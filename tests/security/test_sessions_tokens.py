@@ -102,7 +102,7 @@ def test_the_tokens_page_lists_and_revokes(inproc: InProcessHub) -> None:
         async with inproc.client() as c:
             await Browser(c).sign_in(laptop)
             page = (await c.get("/settings/tokens")).text
-            assert "old-ci" in page and "laptop" in page and f"action='/settings/tokens/{old_ci}/revoke'" in page
+            assert "old-ci" in page and "laptop" in page and f'action="/settings/tokens/{old_ci}/revoke"' in page
             r = await c.post(f"/settings/tokens/{old_ci}/revoke", headers=ORIGIN)
             assert (r.status_code, r.headers["location"]) == (303, "/settings/tokens")
             assert [t.display_name for t in inproc.hub.accounts.tokens(user)] == ["laptop"]
