@@ -44,7 +44,7 @@ with gr.Blocks() as demo:
     out = gr.Textbox()
     logger = gr.CSVLogger()
     logger.setup([box, out], ".gradio/flagged")
-    gr.Button("flag").click(lambda a, b: logger.flag([a, b]), [box, out], None, api_name="flag")
+    gr.Button("flag").click(lambda a, b: logger.flag([a, b]), [box, out], None, api_name="flag_row")
     gr.Button("note").click(note, box, out, api_name="note")
     gr.Button("ls").click(listing, None, gr.JSON(), api_name="listing")
 
@@ -73,7 +73,7 @@ def test_gradio_app_writes_its_folder_and_the_checkout_stays_as_pushed(server: S
     assert "./written-at-start.txt" in files
     assert any(f.startswith("./.gradio/cached_examples/") for f in files), files  # cache_examples=True
     assert client.predict("hi", api_name="/chat") == "echo: hi"
-    client.predict("bad answer", "echo: bad answer", api_name="/flag")
+    client.predict("bad answer", "echo: bad answer", api_name="/flag_row")
     assert client.predict("first", api_name="/note") == "first\n"
     files = client.predict(api_name="/listing")
     assert any(f.startswith("./.gradio/flagged/") and f.endswith(".csv") for f in files), files
