@@ -44,7 +44,7 @@ from core.stages import Sdk
 from sandbox.apptree import writable_copy
 from sandbox.netns import NetAddress, NetworkError, SpaceNetwork, enter_argv
 from scheduler.env import rebase_host_urls
-from scheduler.runtimes.base import ExitInfo, Instance, LaunchSpec, volume_binds, volume_ro_binds
+from scheduler.runtimes.base import ExitInfo, Instance, LaunchSpec
 from scheduler.runtimes.sandbox import (
     APP_UID,
     BWRAP,
@@ -348,7 +348,6 @@ class ProcessRuntime:
             if self.support.sandbox:
                 mounts = SandboxMounts(str(inst_dir / "app"), art.env_dir, str(inst_dir / "home"),
                                        extra_ro=interpreter_roots(art.env_dir), home_size=limits.home_bytes,
-                                       rw=volume_binds(spec), files_ro=volume_ro_binds(spec),
                                        app_writable=True)
                 has_mem_cg = cg is not None and "memory" in self.support.cgroups.controllers
                 argv = sandbox_argv(mounts, command, status_fd=status, rlimits=None if has_mem_cg else limits)

@@ -151,8 +151,7 @@ class ZygotePool:
         self._spare_threads: list[threading.Thread] = []
 
     def can_serve(self, spec: LaunchSpec) -> bool:
-        # A Space with volumes starts cold: a zygote (or a spare) was made without its mounts.
-        return spec.artifact.sdk in (Sdk.GRADIO, Sdk.STREAMLIT) and bool(spec.artifact.env_dir) and not spec.volumes
+        return spec.artifact.sdk in (Sdk.GRADIO, Sdk.STREAMLIT) and bool(spec.artifact.env_dir)
 
     def start(self, spec: LaunchSpec) -> Instance:
         from scheduler.runtimes.process import InstanceState, free_port, start_ticks
