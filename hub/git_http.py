@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
+from starlette.types import Receive
 
 from core.errors import Forbidden, RepoNotFound
 from core.ids import SpaceId
@@ -21,6 +24,7 @@ from hub.store import Store
 
 GIT_PATH = re.compile(r"^/spaces/([^/]+)/([^/]+?)(?:\.git)?(/(?:info/refs|git-upload-pack|git-receive-pack|HEAD))$")
 OnPush = Callable[[SpaceId, str], Awaitable[None]]
+log = logging.getLogger(__name__)
 
 
 def basic_token(request: Request) -> str | None:
@@ -35,6 +39,23 @@ def basic_token(request: Request) -> str | None:
     if scheme.lower() == "bearer":
         return value.strip() or None
     return None
+
+
+class CgiResponse(StreamingResponse):
+    """A streamed CGI answer whose request body is still being fed to the CGI. `git http-backend` writes its
+    headers before it reads the request, so the answer starts while the body arrives; Starlette's disconnect
+    listener reads `receive` too and would swallow body chunks meant for the backend (a corrupt pack: "unpacker
+    error", "unexpected disconnect while reading sideband packet"). It listens only once the feeder is done."""
+
+    def __init__(self, body: AsyncIterator[bytes], feeder: asyncio.Task[None], status_code: int,
+                 headers: dict[str, str]) -> None:
+        super().__init__(body, status_code=status_code, headers=headers)
+        self.feeder = feeder
+
+    async def listen_for_disconnect(self, receive: Receive) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.shield(self.feeder)
+        await super().listen_for_disconnect(receive)
 
 
 def _challenge(message: str) -> Response:
@@ -67,7 +88,7 @@ class GitHttp:
                 return _challenge("Authentication required to push")
             if not principal.can_write(sid.owner):
                 raise Forbidden(f"{principal.user} may not push to {sid}")
-        before = self.repos.head(sid) if push and tail == "/git-receive-pack" else None
+        before = await asyncio.to_thread(self.repos.head, sid) if push and tail == "/git-receive-pack" else None
         return await self._cgi(request, sid, tail, principal, before)
 
     async def _cgi(self, request: Request, sid: SpaceId, tail: str, principal: Principal | None,
@@ -102,12 +123,17 @@ class GitHttp:
                         if chunk:
                             proc.stdin.write(chunk)
                             await proc.stdin.drain()
-            except (BrokenPipeError, ConnectionResetError, RuntimeError):
-                pass  # the backend exited before reading everything; its answer (on stdout) says why
+            except (BrokenPipeError, ConnectionResetError, RuntimeError, ClientDisconnect):
+                pass  # the backend exited before reading everything (its answer says why), or the client left
             finally:
                 proc.stdin.close()
 
+        async def drain_stderr() -> bytes:
+            assert proc.stderr
+            return await proc.stderr.read()  # read whole: a full stderr pipe would stall the backend
+
         feeder = asyncio.create_task(feed())
+        errors = asyncio.create_task(drain_stderr())
         status, headers = 200, {}
         while True:
             line = (await proc.stdout.readline()).decode("latin-1").rstrip("\r\n")
@@ -124,17 +150,24 @@ class GitHttp:
             # new head is known to the control plane, so a client that asks right after sees its commit.
             assert proc.stdout
             held = b""
-            while chunk := await proc.stdout.read(65536):
-                if held:
-                    yield held
-                held = chunk
-            await feeder
-            await proc.wait()
+            try:
+                while chunk := await proc.stdout.read(65536):
+                    if held:
+                        yield held
+                    held = chunk
+                await feeder
+                await proc.wait()
+            finally:
+                if proc.returncode is None:  # the client went away mid-answer
+                    proc.kill()
+                    await proc.wait()
+            if err := (await errors).strip():
+                log.info("git http-backend %s %s: %s", sid, tail, err.decode(errors="replace")[-2000:])
             if before is not None or tail == "/git-receive-pack":
-                after = self.repos.head(sid)
+                after = await asyncio.to_thread(self.repos.head, sid)
                 if after and after != before:
                     await self.on_push(sid, after)
             if held:
                 yield held
 
-        return StreamingResponse(body(), status_code=status, headers=headers)
+        return CgiResponse(body(), feeder, status, headers)
