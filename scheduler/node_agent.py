@@ -16,8 +16,9 @@ import json
 import logging
 import os
 import subprocess
+import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -103,10 +104,10 @@ class NodeAgent:
                                       headers={"Authorization": f"Bearer {cfg.token}"})
         self.local: dict[str, Local] = {}
         self.starting: dict[str, asyncio.Task[None]] = {}
-        self.redis: Any = None
         self.zerogpu_url: str | None = None
         self.broker: Any = None
         self._state_path = cfg.data_dir / "node.json"
+        self._stopping = threading.Event()
 
     # ---- registration and heartbeat ---------------------------------------------------------------------------
     def info(self) -> dict[str, Any]:
@@ -129,24 +130,49 @@ class NodeAgent:
                 log.warning("server not reachable (%s); retrying", e)
             await asyncio.sleep(1.0)
 
-    async def heartbeat(self) -> None:
+    def heartbeat_thread(self, url: str) -> threading.Thread:
+        """Beat the heartbeat key from a thread of its own (a sync Redis client): nothing on the event loop (a
+        slow report, a long poll, a busy machine's scheduling delays) can delay a beat. Late or failed beats
+        are logged with their gap, so a lost node's log says why."""
+        import redis
+
+        client = redis.Redis.from_url(url, socket_timeout=HEARTBEAT_EVERY_S, socket_connect_timeout=HEARTBEAT_EVERY_S)
+
+        def beat_forever() -> None:
+            last = time.monotonic()
+            while not self._stopping.is_set():
+                now = time.monotonic()
+                if now - last > 2 * HEARTBEAT_EVERY_S:
+                    log.warning("heartbeat late: %.1fs since the last one", now - last)
+                try:
+                    client.set(heartbeat_key(self.cfg.name), json.dumps({"t": time.time()}), ex=HEARTBEAT_TTL_S)
+                    last = time.monotonic()
+                    log.debug("heartbeat")
+                except redis.RedisError as e:
+                    log.warning("heartbeat failed (%.1fs since the last one): %s", time.monotonic() - last, e)
+                self._stopping.wait(HEARTBEAT_EVERY_S)
+
+        t = threading.Thread(target=beat_forever, name="heartbeat", daemon=True)
+        t.start()
+        return t
+
+    async def watch_loop_lag(self, every_s: float = 0.5, warn_s: float = 1.0) -> None:
+        """Log when the event loop wakes late (something blocked it): the relays and reports wait meanwhile."""
         while True:
-            with contextlib.suppress(Exception):
-                await self.redis.set(heartbeat_key(self.cfg.name), json.dumps({"t": time.time()}), ex=HEARTBEAT_TTL_S)
-            await asyncio.sleep(HEARTBEAT_EVERY_S)
+            t0 = time.monotonic()
+            await asyncio.sleep(every_s)
+            if (lag := time.monotonic() - t0 - every_s) > warn_s:
+                log.warning("event loop blocked for %.1fs", lag)
 
     # ---- main -------------------------------------------------------------------------------------------------
     async def run(self) -> None:
-        import redis.asyncio as aioredis
-
         if self.cfg.zerogpu_devices:
             await self._start_broker()
         await self.adopt()
         reg = await self.register()
-        self.redis = aioredis.from_url(self.cfg.redis_url or reg["redis_url"])
-        await self.redis.set(heartbeat_key(self.cfg.name), "{}", ex=HEARTBEAT_TTL_S)
+        self.heartbeat_thread(self.cfg.redis_url or reg["redis_url"])
         log.info("node %s registered at %s (%s)", self.cfg.name, self.cfg.server, self.cfg.address)
-        await asyncio.gather(self.heartbeat(), self.reconcile_forever(), self.watch_forever())
+        await asyncio.gather(self.reconcile_forever(), self.watch_forever(), self.watch_loop_lag())
 
     async def reconcile_forever(self) -> None:
         since = -1
@@ -160,6 +186,10 @@ class NodeAgent:
                 since = int(data["version"])
             except (httpx.HTTPError, ValueError, KeyError) as e:
                 log.warning("assignments not available (%s); retrying", e)
+                since = -1
+                await asyncio.sleep(1.0)
+            except Exception:  # one bad reconcile must not end the agent (and its heartbeat)
+                log.exception("reconcile failed; retrying")
                 since = -1
                 await asyncio.sleep(1.0)
 
@@ -257,18 +287,26 @@ class NodeAgent:
         while True:
             await asyncio.sleep(0.5)
             for local in list(self.local.values()):
-                with contextlib.suppress(Exception):
-                    await self.ship_logs(local)
-                if local.instance is None or local.instance_id not in self.local:
-                    continue
-                ended = await self.runtime.exited(local.instance)
-                if ended is not None:
-                    self.local.pop(local.instance_id, None)
-                    if local.relay:
-                        await local.relay.close()
-                    await self.ship_logs(local)
-                    await asyncio.to_thread(self.save)
-                    await self.report(local.instance_id, local.epoch, "exited", exit_reason=ended.reason)
+                try:
+                    await self.watch_one(local)
+                except Exception:  # the next round tries again; the agent keeps running
+                    log.exception("watching %s failed", local.instance_id)
+
+    async def watch_one(self, local: Local) -> None:
+        """Ship the instance's new log lines; report it once it has exited."""
+        with contextlib.suppress(httpx.HTTPError):
+            await self.ship_logs(local)
+        if local.instance is None or local.instance_id not in self.local:
+            return
+        ended = await self.runtime.exited(local.instance)
+        if ended is not None:
+            self.local.pop(local.instance_id, None)
+            if local.relay:
+                await local.relay.close()
+            with contextlib.suppress(httpx.HTTPError):
+                await self.ship_logs(local)
+            await asyncio.to_thread(self.save)
+            await self.report(local.instance_id, local.epoch, "exited", exit_reason=ended.reason)
 
     async def ship_logs(self, local: Local) -> None:
         """New lines of the instance's log to the server (the Space's run log, its SSE)."""
