@@ -121,12 +121,12 @@
       const j = JSON.parse(e.data);
       for (const el of $$("[data-stage]")) { el.textContent = j.stage; el.className = "badge " + j.stage; }
       const ph = $("#phases");
-      if (ph && j.phasesHtml !== undefined) ph.innerHTML = j.phasesHtml;
+      if (ph && j.phasesHtml !== undefined) ph.innerHTML = ph.hasAttribute("data-hide-serving") && j.serving ? "" : j.phasesHtml;
       const why = $("#why");
       if (why && j.whyHtml !== undefined) why.innerHTML = j.whyHtml;
       const frame = $("iframe.app");
-      if (frame && j.stage === "RUNNING" && frame.dataset.stage !== "RUNNING" && frame.dataset.stage) frame.src = frame.src;
-      if (frame) frame.dataset.stage = j.stage;
+      if (frame && j.serving && frame.dataset.serving === "0") frame.src = frame.src;  // it just came up: load it
+      if (frame) frame.dataset.serving = j.serving ? "1" : "0";
       const app = $("#app-box");
       if (app) app.hidden = !j.serving;
     };
