@@ -179,6 +179,9 @@ async def space_info(request: Request, owner: str, name: str, revision: str | No
     hub = hub_of(request)
     if revision and revision != "main" and space.head_sha:
         await asyncio.to_thread(hub.repos.resolve, SpaceId(owner, name), revision)
+    from hub.api.devtools import ssh_hint
+
+    await ssh_hint(request, space)
     return await asyncio.to_thread(space_view, hub, space)
 
 

@@ -1,0 +1,176 @@
+"""Issue 14: every `hf spaces` / `hf repos` subcommand of huggingface_hub 2.4.0 that touches a Space, run as the
+real `hf` executable (HF_ENDPOINT, HF_TOKEN) against a live `spacehost up`, and the HfApi Space methods, with
+HF's shapes and their real effects (a template serves, a volume outlives a restart, `spacehost ssh` runs inside
+the sandbox as uid 1000)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from huggingface_hub import SpaceStage, Volume
+from huggingface_hub.errors import HfHubHTTPError
+
+from tests.e2e.harness import ROOT, Server
+from tests.e2e.hfclients import api, eventually, gradio_call, hf_cli, hf_env, new_user
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("hfhome")
+
+
+@pytest.fixture(scope="module")
+def space(server: Server, home: Path) -> Iterator[str]:
+    """A Gradio Space created from the `gradio-hello` template by `hf repos create --template`, serving."""
+    repo_id = f"admin/cli-{secrets.token_hex(3)}"
+    r = hf_cli(server, home, "repos", "create", repo_id, "--type", "space", "--template", "gradio-hello",
+               token=server.token)
+    assert r.returncode == 0, r.stderr
+    server.wait_stage(repo_id, {"RUNNING"}, timeout=300)
+    yield repo_id
+
+
+def hf(server: Server, home: Path, *args: str, token: str | None = None, ok: bool = True) -> str:
+    r = hf_cli(server, home, *args, token=server.token if token is None else token)
+    if ok:
+        assert r.returncode == 0, f"hf {' '.join(args)}: {r.stdout}\n{r.stderr}"
+    return r.stdout + r.stderr
+
+
+def ssh(server: Server, home: Path, repo_id: str, *command: str, token: str | None = None,
+        ) -> subprocess.CompletedProcess[str]:
+    env = hf_env(server, token or server.token, home)
+    return subprocess.run([sys.executable, "-m", "spacehost.cli", "ssh", repo_id, "--", *command], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_hardware_lists_flavors_with_accelerator_objects(server: Server, home: Path) -> None:
+    out = hf(server, home, "spaces", "hardware")
+    assert "cpu-basic" in out and "t4-small" in out and "T4" in out
+    hw = {h.name: h for h in api(server).list_spaces_hardware()}
+    assert hw["cpu-basic"].accelerator is None
+    t4 = hw["t4-small"].accelerator
+    assert t4 is not None and (t4.type, t4.model, t4.quantity, t4.manufacturer) == ("gpu", "T4", "1", "Nvidia")
+
+
+def test_templates_and_create_from_one(server: Server, home: Path, space: str) -> None:
+    out = hf(server, home, "spaces", "templates")
+    assert "templates/gradio-hello" in out and "streamlit" in out
+    names = {t.name: t for t in api(server).list_space_templates()}
+    assert names["gradio-hello"].sdk == "gradio" and names["static-hello"].sdk == "static"
+    info = api(server).space_info(space)
+    assert info.card_data is not None and info.card_data.title == "Hello Gradio"
+    assert gradio_call(server.host(space), "greet", "cli") == "Hello cli!"
+    r = hf_cli(server, home, "repos", "create", f"admin/{secrets.token_hex(3)}", "--type", "space",
+               "--template", "no-such", token=server.token)
+    assert r.returncode != 0 and "Unknown Space template" in r.stdout + r.stderr
+
+
+def test_zero_gpu_quota_at_hfs_path(server: Server, home: Path) -> None:
+    r = httpx.get(server.url + "/api/spaces/zero-gpu/quota", headers={"Authorization": f"Bearer {server.token}"})
+    assert r.status_code == 404 and "no ZeroGPU pool" in r.text  # this server has no pool: said so, not a crash
+    out = hf(server, home, "spaces", "zero-gpu", "quota", ok=False)
+    assert "no ZeroGPU pool" in out
+
+
+def test_info_search_and_agent_harnesses(server: Server, home: Path, space: str) -> None:
+    info = json.loads(hf_cli(server, home, "spaces", "info", space, token=server.token).stdout)
+    assert info["id"] == space and info["sdk"] == "gradio"
+    hits = list(api(server).search_spaces("hello gradio"))
+    assert any(h.id == space and h.title == "Hello Gradio" and h.runtime is not None for h in hits)
+    assert space in hf(server, home, "spaces", "search", "hello")
+    assert httpx.get(server.url + "/api/agent-harnesses").json() == {"standardEnvVars": [], "harnesses": {}}
+
+
+def test_secrets_variables_settings_logs(server: Server, home: Path, space: str) -> None:
+    hf(server, home, "spaces", "variables", "add", space, "-e", "GREETING=hi")
+    assert "GREETING" in hf(server, home, "spaces", "variables", "ls", space)
+    hf(server, home, "spaces", "secrets", "add", space, "-s", "API_KEY=s3cr3t-value")
+    ls = hf(server, home, "spaces", "secrets", "ls", space)
+    assert "API_KEY" in ls and "s3cr3t-value" not in ls
+    server.wait_stage(space, {"RUNNING"}, timeout=240)
+    hf(server, home, "spaces", "variables", "delete", space, "GREETING", "--yes")
+    hf(server, home, "spaces", "secrets", "delete", space, "API_KEY", "--yes")
+    assert "GREETING" not in hf(server, home, "spaces", "variables", "ls", space)
+    hf(server, home, "spaces", "settings", space, "--sleep-time", "3600")
+    assert api(server).get_space_runtime(space).sleep_time == 3600
+    assert "Starting" in hf(server, home, "spaces", "logs", space, "-n", "50")
+    assert hf(server, home, "spaces", "logs", space, "--build", "-n", "20").strip()
+    server.wait_stage(space, {"RUNNING"}, timeout=240)
+    assert "RUNNING" in hf(server, home, "spaces", "wait", space, "--timeout", "240")
+
+
+def test_volume_persists_across_restart_and_delete(server: Server, home: Path, space: str) -> None:
+    bucket = f"store-{secrets.token_hex(3)}"
+    hf(server, home, "spaces", "volumes", "set", space, "-v", f"hf://buckets/admin/{bucket}:/data")
+    assert f"admin/{bucket}" in hf(server, home, "spaces", "volumes", "ls", space)
+    rt = api(server).get_space_runtime(space)
+    assert rt.volumes and (rt.volumes[0].type, rt.volumes[0].mount_path) == ("bucket", "/data")
+    server.wait_stage(space, {"RUNNING"}, timeout=240)
+    wrote = eventually(lambda: ssh(server, home, space, "sh", "-c", "echo kept > /data/f && cat /data/f")
+                       .stdout.strip() == "kept", timeout=120)
+    assert wrote
+    assert (server.data_dir / "volumes" / "admin" / bucket / "f").read_text() == "kept\n"
+    hf(server, home, "spaces", "restart", space)
+    server.wait_stage(space, {"RUNNING"}, timeout=240)
+    assert eventually(lambda: ssh(server, home, space, "cat", "/data/f").stdout.strip() == "kept", timeout=120)
+    r = hf_cli(server, home, "spaces", "volumes", "set", space, "-v", "hf://models/admin/m:/m", token=server.token)
+    assert r.returncode != 0 and "mounts buckets" in r.stdout + r.stderr
+    hf(server, home, "spaces", "volumes", "delete", space, "--yes")
+    assert api(server).get_space_runtime(space).volumes is None
+    server.wait_stage(space, {"RUNNING"}, timeout=240)
+    gone = eventually(lambda: (p := ssh(server, home, space, "test", "-e", "/data/f")).returncode == 1 and p,
+                      timeout=120)
+    assert gone  # unmounted; the bucket keeps the file
+    assert (server.data_dir / "volumes" / "admin" / bucket / "f").exists()
+    client = api(server)
+    client.set_space_volumes(space, volumes=[Volume(type="bucket", source=f"admin/{bucket}", mount_path="/d2")])
+    assert client.get_space_runtime(space).volumes[0].mount_path == "/d2"  # type: ignore[index]
+    client.delete_space_volumes(space)
+
+
+def test_spacehost_ssh_runs_inside_the_sandbox_for_writers_only(server: Server, home: Path, space: str) -> None:
+    server.wait_stage(space, {"RUNNING"}, timeout=240)
+    p = eventually(lambda: (q := ssh(server, home, space, "sh", "-c", "id -u; pwd; touch x && echo w; exit 7"))
+                   .returncode == 7 and q, timeout=120)
+    assert p.stdout.split() == ["1000", "/home/user/app", "w"]
+    assert ssh(server, home, space, "cat", "/root/.bashrc").returncode != 0  # the host's /root is not there
+    _, reader = new_user(server, "write")
+    denied = ssh(server, home, space, "id", token=reader)
+    assert denied.returncode == 126 and "only a writer" in denied.stderr
+    cookie = httpx.Client(base_url=server.url)
+    with pytest.raises(httpx.HTTPError):  # a plain HTTP GET is no WebSocket: nothing runs
+        cookie.get(f"/api/spaces/{space}/shell", timeout=5).raise_for_status()
+
+
+def test_dev_mode_and_hf_spaces_ssh_message(server: Server, home: Path, space: str) -> None:
+    client = api(server)
+    assert client.enable_space_dev_mode(space).dev_mode is True
+    assert client.get_space_runtime(space).raw["devMode"] is True
+    out = hf(server, home, "spaces", "ssh", space, "--dry-run", "--auto")
+    assert f"spacehost ssh {space}" in out
+    assert "Dev mode disabled" in hf(server, home, "spaces", "dev-mode", space, "--stop")
+    assert client.get_space_runtime(space).dev_mode is False
+    out = hf(server, home, "spaces", "dev-mode", space)
+    assert "Connect to dev environment" in out and f"spacehost ssh {space}" in out
+    client.disable_space_dev_mode(space)
+
+
+def test_pause_and_restart(server: Server, home: Path, space: str) -> None:
+    assert "PAUSED" in hf(server, home, "spaces", "pause", space)
+    assert api(server).get_space_runtime(space).stage == SpaceStage.PAUSED
+    hf(server, home, "spaces", "restart", space)
+    server.wait_stage(space, {"RUNNING"}, timeout=240)
+    _, other = new_user(server, "write")
+    with pytest.raises(HfHubHTTPError):  # not theirs: 403
+        api(server, other).set_space_volumes(space, volumes=[Volume(type="bucket", source="admin/b",
+                                                                     mount_path="/x")])
