@@ -1,39 +1,16 @@
-"""Build and run logs: append-only files per Space, streamed as SSE in Hugging Face's format
-(`data: {"data": "<line>", "timestamp": "..."}`)."""
+"""Build and run logs streamed as SSE in Hugging Face's format (`data: {"data": "<line>", "timestamp": "..."}`).
+The files themselves are the log index in state/logs.py."""
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+from state.logs import LogFile
 
-class LogFile:
-    """One log: lines with a timestamp prefix `ISO\\t` on disk; writers from any thread."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def write(self, line: str) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        stamp = dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-        with self.path.open("a", encoding="utf-8") as f:
-            for part in line.rstrip("\n").split("\n"):
-                f.write(f"{stamp}\t{part}\n")
-
-    def reset(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text("")
-
-    def lines(self) -> list[str]:
-        if not self.path.exists():
-            return []
-        return [ln.split("\t", 1)[-1] for ln in self.path.read_text(encoding="utf-8", errors="replace").splitlines()]
-
-    def tail(self, n: int = 30) -> str:
-        return "\n".join(self.lines()[-n:])
+__all__ = ["LogFile", "sse"]  # LogFile lives in state/logs.py (the scheduler writes logs, the hub reads them)
 
 
 def _event(raw: str) -> str:

@@ -31,14 +31,14 @@ from core.ids import SpaceId
 from core.routes import RouteTable, Upstream
 from core.settings import Settings
 from core.stages import Sdk
-from hub.logs import LogFile
 from hub.phases import keep_good_build
-from hub.store import SpaceRecord, Store
 from sandbox.bwrap import APP_UID
 from scheduler import lifecycle
 from scheduler.env import runtime_env
 from scheduler.runtimes.base import Instance, LaunchSpec, Runtime
 from sdk_templates import TEMPLATES
+from state.logs import LogFile
+from state.store import SpaceRecord, Store
 
 log = logging.getLogger("spacehost.scheduler")
 DRAIN_GRACE_S = 10.0

@@ -1,5 +1,5 @@
 """Cluster state: nodes and assignments (desired state of each Space instance, with an epoch, and what its node
-reports). Tables live on the same `Base` as hub/store.py; rows never leave this module, callers get frozen
+reports). Tables live on the same `Base` as state/store.py; rows never leave this module, callers get frozen
 records. Every function blocks: async callers go through `asyncio.to_thread`.
 
 An assignment is the contract between the server and one node: `desired` is the server's ('running' |
@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, String, delete, func, select
 from sqlalchemy.orm import Mapped, mapped_column
 
-from hub.store import Base, Store, utcnow
+from state.store import Base, Store, utcnow
 
 RUNNING, STOPPED = "running", "stopped"
 ENDED = frozenset({"exited", "stopped", "lost"})

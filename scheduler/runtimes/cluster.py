@@ -21,10 +21,10 @@ from core.hardware import flavor
 from core.isolation import SandboxState
 from core.routes import Upstream
 from hub.crypto import SecretBox
-from hub.store import Store
 from scheduler.placement import Decision, Node, Request, place
-from scheduler.runtimes.base import ExitInfo, Instance, LaunchSpec
+from scheduler.runtimes.base import ExitInfo, Instance, LaunchSpec, Usage
 from state import cluster as cs
+from state.store import Store
 
 log = logging.getLogger(__name__)
 HEARTBEAT_TTL_S = 10  # a node beats every HEARTBEAT_EVERY_S; lost once the key expired
@@ -193,6 +193,15 @@ class ClusterRuntime:
                 await asyncio.to_thread(cs.set_desired, self.store, a.instance_id, cs.STOPPED)
         self.bump()
         return found
+
+    async def freeze(self, inst: Instance) -> bool:
+        return False  # not yet: a node would freeze it, and the proxy's thaw would be a round trip to it
+
+    async def thaw(self, inst: Instance) -> None:
+        return None
+
+    async def usage(self, inst: Instance) -> Usage | None:
+        return None
 
     def forget_space(self, space_id: str) -> None:
         self.scheduling.pop(space_id, None)
