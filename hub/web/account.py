@@ -14,6 +14,7 @@ from starlette.responses import RedirectResponse, Response
 from core.errors import Forbidden, NotFound
 from hub.accounts import Principal
 from hub.deps import hub_of
+from hub.web.cards import all_spaces
 from hub.web.render import render, viewer_of
 
 router = APIRouter()
@@ -52,7 +53,7 @@ async def org_page(request: Request, org: str) -> Response:
         if acct is None or acct.kind != "org" or not viewer.can_read(org):
             raise NotFound(f"no organization {org!r}")
         return {"org": acct, "members": hub.accounts.members(org), "is_admin": viewer.can_admin(org),
-                "spaces": [s for s in hub.store.list_spaces() if s.owner == org]}
+                "spaces": [s for s in all_spaces(hub.store) if s.owner == org]}
 
     return await account_page(request, "org.html", org, load)
 
@@ -75,6 +76,6 @@ async def admin_page(request: Request) -> Response:
         if not viewer.is_admin:
             raise Forbidden("the admin page is for spacehost admins")
         return {"users": hub.accounts.all("user"), "orgs": hub.accounts.all("org"), "quotas": quotas.load(),
-                "spaces": len(hub.store.list_spaces()), "settings": hub.settings, "has_nodes": has_nodes}
+                "spaces": len(all_spaces(hub.store)), "settings": hub.settings, "has_nodes": has_nodes}
 
     return await account_page(request, "admin.html", "Admin", load)

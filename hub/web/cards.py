@@ -7,9 +7,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
+
 from core.hardware import flavor
 from hub.accounts import Principal, can_see
-from hub.store import SpaceRecord
+from hub.store import Space, SpaceRecord, Store
 
 # HF's colorFrom/colorTo names → dark shades (white text stays readable on them).
 COLORS = {"red": "#b91c1c", "yellow": "#a16207", "green": "#15803d", "blue": "#1d4ed8", "indigo": "#4338ca",
@@ -81,6 +83,14 @@ def select(spaces: Sequence[SpaceRecord], query: Query, viewer: Principal | None
     found.sort(key=key, reverse=query.sort != "name")
     start = (max(1, query.page) - 1) * PAGE_SIZE
     return found[start:start + PAGE_SIZE], len(found)
+
+
+def all_spaces(store: Store) -> list[SpaceRecord]:
+    """Every Space as a record, read as plain rows (no ORM objects: the home page lists them all per request)."""
+    fields = list(SpaceRecord.__dataclass_fields__)
+    with store.session() as s:
+        rows = s.execute(sa.select(*(getattr(Space, f) for f in fields)).order_by(Space.id)).all()
+    return [SpaceRecord(*row) for row in rows]
 
 
 class CardCache:

@@ -4,6 +4,7 @@ with starter templates, hardware, visibility; then how to clone and push, and a 
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -15,7 +16,7 @@ from core.ids import SpaceId
 from hub.api.views import card_data
 from hub.deps import hub_of
 from hub.store import SpaceRecord
-from hub.web.cards import PAGE_SIZE, SORTS, CardCache, Query, card_of, select
+from hub.web.cards import PAGE_SIZE, SORTS, CardCache, Query, all_spaces, card_of, select
 from hub.web.render import render, viewer_of
 
 router = APIRouter()
@@ -43,7 +44,7 @@ async def home(request: Request, q: str = "", sdk: str = "", hardware: str = "",
     viewer = await viewer_of(request)
     query = Query(q.strip(), sdk, hardware, stage, owner, sort if sort in SORTS else "modified", mine, max(1, page))
     cache = card_cache(request)
-    spaces = await asyncio.to_thread(hub_of(request).store.list_spaces)
+    spaces = await asyncio.to_thread(all_spaces, hub_of(request).store)
     shown, total = select(spaces, query, viewer, cache.cached_title)
     cards = await asyncio.to_thread(lambda: [card_of(s, cache.front(s)) for s in shown])
     return render(request, "home.html", viewer, title="Spaces · spacehost", cards=cards, total=total, query=query,
@@ -72,11 +73,12 @@ async def check_name(request: Request, owner: str = "", name: str = "") -> JSONR
         return JSONResponse({"ok": False, "reason": "sign in first"})
     if not viewer.can_write(owner):
         return JSONResponse({"ok": False, "reason": f"you cannot create Spaces under {owner}"})
-    spaces = await asyncio.to_thread(hub_of(request).store.list_spaces)
+    spaces = await asyncio.to_thread(all_spaces, hub_of(request).store)
     ok, reason = name_check(spaces, owner, name)
     return JSONResponse({"ok": ok, "reason": reason})
 
 
+@functools.cache
 def starters() -> list[dict[str, Any]]:
     """Starter templates (hub.templates, where present), else none: the page then offers an empty Space."""
     try:
