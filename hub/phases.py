@@ -19,7 +19,8 @@ QUEUED = re.compile(r"^==> Queued")
 BUILDING = re.compile(r"^==> Building ")
 RESOLVED = re.compile(r"^\s*Resolved (\d+) packages?")
 INSTALL_START = re.compile(r"^(\s*(Prepared|Downloading|Downloaded|Installed) |--> installing |environment \S+ reused)")
-PACKAGE_DONE = re.compile(r"^\s*(Downloaded \S|\+ \S)")
+DOWNLOADED = re.compile(r"^\s*Downloaded \S")
+INSTALLED = re.compile(r"^\s*\+ \S")
 IMAGE = re.compile(r"^(--> docker build|#\d+ \[|Step \d+/\d+)")
 BUILD_DONE = re.compile(r"^==> Build finished")
 BUILD_FAILED = re.compile(r"^==> (BUILD_ERROR|CONFIG_ERROR|NO_APP_FILE)")
@@ -124,7 +125,7 @@ def _build_marks(build: Sequence[Line]) -> tuple[list[tuple[str, Line, str]], bo
     """(phase starts with detail, build finished, build failed) from a build log."""
     marks: list[tuple[str, Line, str]] = []
     seen: set[str] = set()
-    total, done = 0, 0
+    total, downloaded, installed = 0, 0, 0
     finished = failed = False
 
     def mark(name: str, line: Line, detail: str = "") -> None:
@@ -145,12 +146,13 @@ def _build_marks(build: Sequence[Line]) -> tuple[list[tuple[str, Line, str]], bo
             mark("building-image", line)
         elif INSTALL_START.match(t):
             mark("installing", line)
-        if PACKAGE_DONE.match(t):
-            done += 1
+        downloaded += bool(DOWNLOADED.match(t))
+        installed += bool(INSTALLED.match(t))
         if BUILD_DONE.match(t):
             finished = True
         elif BUILD_FAILED.match(t):
             failed = True
+    done = max(downloaded, installed)  # uv: "Downloaded X" as they come, then " + X" for every package
     if total and "installing" in seen:
         marks = [(n, ln, f"package {min(done, total)} of {total}" if n == "installing" else d)
                  for n, ln, d in marks]
