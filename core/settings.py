@@ -40,10 +40,19 @@ class Settings:
     insecure_no_sandbox: bool = False  # run Spaces even without a working sandbox (said loudly everywhere)
     keep_spaces: bool = False  # leave Spaces running when spacehost stops (a restart re-adopts them)
     access_log: str = "-"  # the proxy's access log: "-" standard error, "off", or a file path
+    # The frozen tier (scheduler.lifecycle.idle_tier): a Space idle for `freeze_after_s` is frozen (0: never); a
+    # frozen one falls to sleep (killed) while MemAvailable is below `min_available_mb`, the longest idle first
+    freeze_after_s: int = field(default_factory=lambda: _env_int("freeze_after", 30))
+    min_available_mb: int = field(default_factory=lambda: _env_int("min_available_mb", 1024))
     # Request size limits of the hub (413 beyond them); environment: SPACEHOST_MAX_JSON_BYTES, …
     max_json_bytes: int = field(default_factory=lambda: _env_int("max_json_bytes", 1 << 20))  # a JSON body
     max_body_bytes: int = field(default_factory=lambda: _env_int("max_body_bytes", 1 << 30))  # a commit body
     max_file_bytes: int = field(default_factory=lambda: _env_int("max_file_bytes", 256 << 20))  # one file in it
+    # Git LFS: objects above `max_lfs_bytes` are refused. preupload sends files above `lfs_threshold_bytes` to LFS
+    # (HF: 10 MB), the rest inline; the default keeps every file up to max_file_bytes inline, since huggingface_hub
+    # with hf_xet installed wants Xet, not LFS, for "lfs" files (HF_HUB_DISABLE_XET=1 makes it use LFS).
+    max_lfs_bytes: int = field(default_factory=lambda: _env_int("max_lfs_bytes", 5 << 30))
+    lfs_threshold_bytes: int = field(default_factory=lambda: _env_int("lfs_threshold_bytes", 256 << 20))
 
     def __post_init__(self) -> None:
         """Paths are made absolute once, here, against the working directory at start: nothing downstream

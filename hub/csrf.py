@@ -36,6 +36,7 @@ FORM = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 BODY_TYPES: tuple[tuple[re.Pattern[str], frozenset[str]], ...] = (
     (re.compile(r"^/spaces/[^/]+/[^/]+/git-receive-pack$"), frozenset({"application/x-git-receive-pack-request"})),
     (re.compile(r"^/spaces/[^/]+/[^/]+/git-upload-pack$"), frozenset({"application/x-git-upload-pack-request"})),
+    (re.compile(r"^/spaces/[^/]+/[^/]+/info/lfs/objects/[0-9a-f]{64}$"), frozenset({"application/octet-stream"})),
     (re.compile(r"^/spaces/[^/]+/[^/]+/info/lfs/"), frozenset({"application/vnd.git-lfs+json"}) | JSON),
     (re.compile(r"^/api/spaces/[^/]+/[^/]+/commit/"), frozenset({"application/x-ndjson"}) | JSON),
     (re.compile(r"^/api/spaces/[^/]+/[^/]+/paths-info/"), FORM),

@@ -1,9 +1,10 @@
 """Files of a Space through the HF API: validate-yaml, preupload, the NDJSON commit (→ a real git commit that
 builds exactly like a push), tree listing, paths-info and `resolve` downloads.
 
-Uploads: preupload answers `"uploadMode": "regular"` for every file, so huggingface_hub (with or without
-`hf_xet`) sends content base64-inline in the commit and never needs LFS or Xet storage. A client that asks for
-LFS or Xet anyway gets an error it shows, never a pointer file committed in place of the content."""
+Uploads: preupload answers `"uploadMode": "regular"` for files up to `settings.lfs_threshold_bytes`, which
+huggingface_hub then sends base64-inline in the commit, and `"lfs"` for larger ones: those go through the Git
+LFS batch API first (hub/api/lfs.py) and the commit names them by oid (`lfsFile`), committed as pointer files
+whose objects the repository holds. No Xet storage: a client that asks for it gets an error it shows."""
 
 from __future__ import annotations
 
@@ -18,15 +19,17 @@ from typing import Any
 from urllib.parse import unquote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 
 from core.errors import BadRequest, RevisionNotFound
 from core.ids import SpaceId
 from hub.api.repos import _json, touch
+from hub import hotreload
 from hub.api.views import iso
 from hub.bodies import RawString, ndjson_items, write_content
 from hub.control import Hub
 from hub.deps import base_url, hub_of, visible_space, writable_space
+from hub.lfs import POINTER_MAX, LfsStore, Pointer, parse_pointer
 from hub.repos import (
     Author,
     CommitOp,
@@ -100,6 +103,11 @@ def ignored(paths: list[str], gitignore: str | None) -> set[str]:
         return {p.decode() for p in proc.stdout.split(b"\0") if p}
 
 
+def upload_mode(size: object, threshold: int) -> str:
+    """HF's choice per file: "lfs" above the threshold, "regular" (inline in the commit) otherwise."""
+    return "lfs" if isinstance(size, int) and size > threshold else "regular"
+
+
 def preupload_answer(hub: Hub, space: SpaceRecord, revision: str, files: list[dict[str, Any]],
                      gitignore: str | None) -> dict[str, Any]:
     sid = SpaceId(space.owner, space.name)
@@ -110,10 +118,10 @@ def preupload_answer(hub: Hub, space: SpaceRecord, revision: str, files: list[di
         gitignore = hub.repos.read(sid, head, ".gitignore").decode(errors="replace") if found else None
     skip = ignored(paths, gitignore)
     answer = []
-    for path in paths:
+    for path, f in zip(paths, files, strict=True):
         existing = blob_at(hub.repos, sid, head, path) if head else None
-        answer.append({"path": path, "uploadMode": "regular", "shouldIgnore": path in skip,
-                       "oid": existing.oid if existing else None})
+        answer.append({"path": path, "uploadMode": upload_mode(f.get("size"), hub.settings.lfs_threshold_bytes),
+                       "shouldIgnore": path in skip, "oid": existing.oid if existing else None})
     return {"files": answer, "commitOid": head}
 
 
@@ -139,8 +147,9 @@ class CommitRequest:
     ops: list[CommitOp]
 
 
-async def read_commit(request: Request, scratch: Path) -> CommitRequest:
-    """Parse the NDJSON commit body, writing file contents to `scratch` as they stream in."""
+async def read_commit(request: Request, scratch: Path, lfs: LfsStore) -> CommitRequest:
+    """Parse the NDJSON commit body, writing file contents to `scratch` as they stream in; an `lfsFile`
+    becomes its pointer file, once `lfs` holds the object (uploaded through the batch API before)."""
     header: dict[str, Any] = {}
     ops: list[CommitOp] = []
     limits = hub_of(request).settings
@@ -158,10 +167,15 @@ async def read_commit(request: Request, scratch: Path) -> CommitRequest:
             await write_content(content, str(value.get("encoding", "base64")), src, limits.max_file_bytes, path)
             ops.append(PutFile(path, src))
         elif key == "lfsFile":
-            raise BadRequest(
-                f"{value.get('path')}: this server keeps Space files in git and announced every file as "
-                "'regular' in preupload; it has no LFS or Xet storage. Upload the content itself (a current "
-                "huggingface_hub does so unasked).")
+            path = check_repo_path(str(value.get("path", "")))
+            oid, size = str(value.get("oid", "")), value.get("size")
+            if value.get("algo", "sha256") != "sha256" or not isinstance(size, int):
+                raise BadRequest(f"lfsFile {path}: send algo 'sha256', oid and size")
+            if await asyncio.to_thread(lfs.size, oid) != size:
+                raise BadRequest(f"lfsFile {path}: Git LFS object {oid} of {size} bytes was not uploaded")
+            src = scratch / str(len(ops))
+            src.write_text(Pointer(oid, size).text())
+            ops.append(PutFile(path, src))
         elif key in ("deletedFile", "deletedFolder"):
             path = check_repo_path(str(value.get("path", "")))
             ops.append(DeletePath(path, folder=key == "deletedFolder"))
@@ -193,8 +207,9 @@ async def commit(request: Request, owner: str, name: str, revision: str) -> JSON
     sid = SpaceId(space.owner, space.name)
     author = Author(principal.user, f"{principal.user}@users.noreply.{hub.settings.domain}")
     with tempfile.TemporaryDirectory(prefix="spacehost-upload-") as scratch:
-        req = await read_commit(request, Path(scratch))
+        req = await read_commit(request, Path(scratch), LfsStore(hub.repos.path(sid)))
         await asyncio.to_thread(_check_readme, req.ops)
+        hot = hotreload.reload_file(req.ops) if request.query_params.get("hot_reload") in ("1", "true") else None
         message = req.summary + (f"\n\n{req.description}" if req.description.strip() else "") + "\n"
         locks: dict[str, asyncio.Lock] = request.app.state.__dict__.setdefault("commit_locks", {})
         async with locks.setdefault(space.space_id, asyncio.Lock()):
@@ -202,7 +217,9 @@ async def commit(request: Request, owner: str, name: str, revision: str) -> JSON
                                                    req.parent)
     if changed and rev == "main":
         await asyncio.to_thread(touch, request, space.space_id)
-        await hub.control.pushed(space.space_id, sha)
+        target = hub.control.reload_target(space.space_id) if hot else None
+        if hot is None or not await hotreload.apply(hub.store, target, space, sha, hot):
+            await hub.control.pushed(space.space_id, sha)
     return JSONResponse({"success": True, "commitOid": sha, "hookOutput": "",
                          "commitUrl": f"{base_url(request)}/spaces/{sid}/commit/{sha}"})
 
@@ -294,6 +311,17 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     return (start, end) if start <= end else None
 
 
+def lfs_object(hub: Hub, sid: SpaceId, sha: str, path: str, item: TreeItem) -> tuple[Pointer, Path] | None:
+    """The pointer and object file of `path` when it is a Git LFS pointer whose object the repository holds."""
+    if item.size > POINTER_MAX:
+        return None
+    pointer = parse_pointer(hub.repos.read(sid, sha, path))
+    if pointer is None:
+        return None
+    file = LfsStore(hub.repos.path(sid)).path(pointer.oid)
+    return (pointer, file) if file.is_file() else None
+
+
 @router.api_route("/spaces/{owner}/{name}/resolve/{rest:path}", methods=["GET", "HEAD"])
 async def resolve(request: Request, owner: str, name: str, rest: str) -> Response:
     """Download a file of a Space as `hf_hub_download` expects: `X-Repo-Commit`, `ETag` (the git blob id)."""
@@ -315,6 +343,13 @@ async def resolve(request: Request, owner: str, name: str, rest: str) -> Respons
     headers = {"X-Repo-Commit": sha, "ETag": f'"{item.oid}"', "Accept-Ranges": "bytes",
                "Content-Type": mimetypes.guess_type(path)[0] or "application/octet-stream",
                "Content-Disposition": f'inline; filename="{Path(path).name}"'}
+    if (obj := await asyncio.to_thread(lfs_object, hub, sid, sha, path, item)) is not None:
+        pointer, file = obj  # Git LFS: the object's bytes; its oid and size as HF announces them
+        headers.update({"ETag": f'"{pointer.oid}"', "X-Linked-Etag": f'"{pointer.oid}"',
+                        "X-Linked-Size": str(pointer.size)})
+        if request.method == "HEAD":
+            return Response(b"", headers={**headers, "Content-Length": str(pointer.size)})
+        return FileResponse(file, headers=headers, media_type=headers["Content-Type"])
     span = _byte_range(request.headers.get("range"), item.size)
     if request.method == "HEAD":
         return Response(b"", headers={**headers, "Content-Length": str(item.size)})
@@ -326,21 +361,14 @@ async def resolve(request: Request, owner: str, name: str, rest: str) -> Respons
                     headers={**headers, "Content-Range": f"bytes {start}-{end}/{item.size}"})
 
 
-# ---- large-file protocols this server does not offer: say so, in the form each client shows ----------
+# ---- Xet, which this server does not offer (Git LFS it does: hub/api/lfs.py): say so, as the client shows ----
 
-_NO_LFS = ("spacehost keeps Space files in git and has no LFS/Xet storage. Commit large files as regular git "
-           "files (`git lfs untrack` them), or upload them with huggingface_hub, which sends them inline.")
-
-
-@router.post("/spaces/{owner}/{name}/info/lfs/objects/batch")
-async def lfs_batch(request: Request, owner: str, name: str) -> JSONResponse:
-    await visible_space(request, owner, name.removesuffix(".git"))
-    return JSONResponse({"message": _NO_LFS, "documentation_url": f"{base_url(request)}/"}, status_code=501,
-                        headers={"Content-Type": "application/vnd.git-lfs+json", "X-Error-Message": _NO_LFS})
+_NO_XET = ("spacehost has no Xet storage; large files go through Git LFS (huggingface_hub falls back to it "
+           "without hf_xet, or when the server does not offer Xet).")
 
 
 @router.api_route(PREFIX + "/xet-write-token/{revision:path}", methods=["GET", "POST"])
 @router.api_route(PREFIX + "/xet-read-token/{revision:path}", methods=["GET", "POST"])
 async def xet_token(request: Request, owner: str, name: str, revision: str) -> JSONResponse:
     await visible_space(request, owner, name)
-    return JSONResponse({"error": _NO_LFS}, status_code=501, headers={"X-Error-Message": _NO_LFS})
+    return JSONResponse({"error": _NO_XET}, status_code=501, headers={"X-Error-Message": _NO_XET})

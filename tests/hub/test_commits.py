@@ -201,18 +201,20 @@ def git_blob_id(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def test_large_file_protocols_are_refused_with_a_message(live_hub: LiveHub) -> None:
+def test_lfs_commits_need_the_object_and_xet_is_refused_with_a_message(live_hub: LiveHub) -> None:
     repo_id = new_space(live_hub)
     auth = {"Authorization": f"Bearer {live_hub.admin}"}
     batch = httpx.post(f"{live_hub.url}/spaces/{repo_id}.git/info/lfs/objects/batch", headers=auth,
                        json={"operation": "upload", "objects": [{"oid": "0" * 64, "size": 1}]})
-    assert batch.status_code == 501 and "no LFS" in batch.json()["message"]
+    assert batch.status_code == 200 and "upload" in batch.json()["objects"][0]["actions"]
     lfs_line = ('{"key":"header","value":{"summary":"x"}}\n'
                 '{"key":"lfsFile","value":{"path":"m.bin","algo":"sha256","oid":"' + "0" * 64 + '","size":1}}\n')
     commit = httpx.post(f"{live_hub.url}/api/spaces/{repo_id}/commit/main", content=lfs_line,
                         headers={**auth, "Content-Type": "application/x-ndjson"})
-    assert commit.status_code == 400 and "no LFS" in commit.json()["error"]
+    assert commit.status_code == 400 and "was not uploaded" in commit.json()["error"]
     assert live_hub.hub.repos.head(SpaceId.parse(repo_id)) is None
+    xet = httpx.get(f"{live_hub.url}/api/spaces/{repo_id}/xet-write-token/main", headers=auth)
+    assert xet.status_code == 501 and "Git LFS" in xet.json()["error"]
 
 
 def test_tree_listing_non_recursive_and_by_folder(live_hub: LiveHub, api: HfApi) -> None:
