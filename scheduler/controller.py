@@ -145,25 +145,38 @@ class Controller:
         for space in self.store.list_spaces():
             sid = space.space_id
             live = self._live(sid)
-            # A first version killed while starting has no serving sha yet: its head build is what should run.
-            target = space.serving_sha or (space.head_sha if space.stage == "APP_STARTING" else None)
-            art = load_artifact(self._dir(sid), target) if target else None
-            live.artifact = art
+            # Desired (the store) against actual (what was adopted): the serving version's instance is kept; a
+            # start that was in flight (first version, redeploy, wake) runs again, next to what still serves.
+            head = (load_artifact(self._dir(sid), space.head_sha)
+                    if space.head_sha and space.stage in lifecycle.STARTING_STAGES else None)
+            target = lifecycle.recovery_target(space.stage, space.serving_sha, space.head_sha, head is not None)
+            art = head if target and target == space.head_sha and head else (
+                load_artifact(self._dir(sid), target) if target else None)
+            serving = art if target == space.serving_sha else (
+                load_artifact(self._dir(sid), space.serving_sha) if space.serving_sha else None)
+            live.artifact = serving or art
             inst = adopted.pop((sid, space.serving_sha or ""), None)
             if inst is not None:
                 self._readmit_zero_gpu(space, inst)
-            if space.stage in ("BUILDING", "RUNNING_BUILDING") and space.head_sha:
-                if inst:
-                    live.instance = inst
-                await self.pushed(sid, space.head_sha)
-            elif inst is not None:
                 live.instance = inst
-            elif art is not None and space.stage in ("RUNNING", "RUNNING_APP_STARTING", "APP_STARTING"):
+            if space.stage in ("BUILDING", "RUNNING_BUILDING") and space.head_sha:
+                await self.pushed(sid, space.head_sha)
+            elif art is not None and (inst is None or art.sha != inst.sha):
                 self._spawn(self._deploy(sid, art))
+        await asyncio.to_thread(self._remove_leftovers, {s.space_id for s in self.store.list_spaces()})
         for inst in adopted.values():
             await self.runtime.stop(inst)
         self.publish()
         self._tick = asyncio.create_task(self._loop())
+
+    def _remove_leftovers(self, known: set[str]) -> None:
+        """Folders of Spaces the store no longer has (killed while deleting: the row goes first). Blocking."""
+        root = self.settings.path("spaces")
+        for owner in root.iterdir() if root.is_dir() else ():
+            for d in owner.iterdir() if owner.is_dir() else ():
+                if d.is_dir() and f"{owner.name}/{d.name}" not in known:
+                    log.info("removing the folder of deleted Space %s/%s", owner.name, d.name)
+                    shutil.rmtree(d, ignore_errors=True)
 
     def _readmit_zero_gpu(self, space: SpaceRecord, inst: Instance) -> None:
         """An adopted zero-* Space keeps its device-API URL (the token is stable per installation); the broker

@@ -73,3 +73,16 @@ def route_for(v: SpaceView) -> Route:
         private=v.private, direct_port=v.direct_port, custom_domains=v.custom_domains, headers=v.headers,
         disable_embedding=v.disable_embedding, zero_gpu=v.zero_gpu, message=message,
     )
+
+
+STARTING_STAGES = ("APP_STARTING", "RUNNING_APP_STARTING")
+RUNNABLE_STAGES = ("RUNNING", *STARTING_STAGES)
+
+
+def recovery_target(stage: str, serving_sha: str | None, head_sha: str | None, head_built: bool) -> str | None:
+    """The version that should run after a restart (the desired state, read from the store): while a start was
+    in flight (a first version, a redeploy, a wake) and the head commit's build is kept, the head; else what
+    served. None: nothing to run (never built, or not in a stage that runs)."""
+    if stage in STARTING_STAGES and head_sha and head_built:
+        return head_sha
+    return serving_sha if stage in RUNNABLE_STAGES and serving_sha else None
