@@ -280,6 +280,10 @@ class Controller:
                     await self.runtime.stop(old)
                 return
             old = live.instance
+            if (waiting := self._waiting_for_hardware(space)) is not None:
+                live.artifact = art  # level-triggered: a hardware change or restart tries again
+                self._set(space_id, stage="APP_STARTING", serving_sha=art.sha, error=waiting)
+                return
             self._set(space_id, stage="RUNNING_APP_STARTING" if old else "APP_STARTING")
             inst, failure = await self._start_ready(space, art, live)
             if live.gone:  # deleted or moved meanwhile: deleted() stopped what it saw, this is the rest
@@ -321,6 +325,14 @@ class Controller:
             return
         if removed:
             log.info("removed old images of %s: %s", space_id, ", ".join(removed))
+
+    def _waiting_for_hardware(self, space: SpaceRecord) -> str | None:
+        """Why this machine cannot run the Space's GPU flavor (None if it can). Cluster mode: placement says."""
+        if self.runtime.name == "cluster":
+            return None
+        from scheduler.hardware import local_gpus, waiting_for_hardware
+
+        return waiting_for_hardware(flavor(space.hardware), local_gpus())
 
     async def _start_ready(self, space: SpaceRecord, art: Artifact, live: Live) -> tuple[Instance | None, str]:
         sid = space.space_id
