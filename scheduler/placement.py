@@ -1,17 +1,29 @@
 """Placement: which node runs a Space. A pure function over a frozen snapshot of nodes — filter (does it fit,
 and if not, why) then score (least allocated after placement; GPU nodes kept for GPU Spaces) — as Kubernetes'
 filter/score plugins do. Every node that is
-filtered out carries its reasons, so an unschedulable Space can say why in its status."""
+filtered out carries its reasons, so an unschedulable Space can say why in its status.
+
+The score is a per-cluster policy (`Policy`): `spread` (Kubernetes' LeastAllocated: the emptiest node, so a lost
+node takes few Spaces with it) or `binpack` (Kubernetes' MostAllocated, Nomad's default: the fullest node that
+fits, so free capacity stays in whole nodes and big Spaces still find room)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from enum import Enum
 from typing import Any
 
 import numpy as np
 
 from core.hardware import Flavor
+
+
+class Policy(str, Enum):
+    """How the nodes that fit are scored (see the module docstring)."""
+
+    SPREAD = "spread"
+    BINPACK = "binpack"
 
 
 @dataclass(frozen=True)
@@ -128,12 +140,17 @@ def _set_row(c: dict[str, Any], i: int, n: Node) -> None:
     c["any_empty"] = c["any_empty"] or n.cpu <= 0 or n.memory_gb <= 0
 
 
-def place(nodes: Sequence[Node] | Snapshot, req: Request) -> Decision:
+# Weight of the cpu/memory imbalance against how full a node gets, in `binpack`. Chosen on bench/cluster.py's
+# mix (6 packs 96.8 % of the lower bound on 1,000 nodes; 1 packs 92.4 %, 20 starves GPU Spaces).
+_BALANCE = 6.0
+
+
+def place(nodes: Sequence[Node] | Snapshot, req: Request, policy: Policy = Policy.SPREAD) -> Decision:
     snap = nodes if isinstance(nodes, Snapshot) else Snapshot(tuple(nodes))
-    return _decide(snap.nodes, snap._cols, req)
+    return _decide(snap.nodes, snap._cols, req, policy)
 
 
-def _decide(nodes: Sequence[Node], c: dict[str, Any], req: Request) -> Decision:
+def _decide(nodes: Sequence[Node], c: dict[str, Any], req: Request, policy: Policy) -> Decision:
     if not nodes:
         return Decision(None, ())
     bad = c["cpu_free_ready"] < req.cpu  # a node that is not ready has -inf there
@@ -157,9 +174,20 @@ def _decide(nodes: Sequence[Node], c: dict[str, Any], req: Request) -> Decision:
     if c["any_empty"]:
         cpu_after[c["no_cpu"]] = 0.0
         mem_after[c["no_mem"]] = 0.0
-    scores = cpu_after
-    scores += mem_after
-    scores *= 0.5  # exactly /2
+    if policy is Policy.BINPACK:
+        # The least left free, and cpu and memory left in proportion (Kubernetes' BalancedAllocation): a node
+        # whose memory runs out with cpu to spare (or the reverse) strands the rest as scraps.
+        imbalance = np.subtract(cpu_after, mem_after)
+        np.abs(imbalance, out=imbalance)
+        imbalance *= _BALANCE
+        cpu_after += mem_after
+        cpu_after *= -0.5
+        cpu_after -= imbalance
+        scores = cpu_after
+    else:
+        scores = cpu_after
+        scores += mem_after
+        scores *= 0.5  # exactly /2
     if not req.flavor.gpus:
         scores -= c["has_gpu"]  # keep GPU nodes for GPU Spaces
     np.copyto(scores, -np.inf, where=bad)
@@ -192,16 +220,17 @@ class Placer:
     updated in place for the one node that changed, instead of rebuilt for every node.
 
     Contract: after any sequence of `allocate`, `release` and `update`, `place(req)` returns exactly what
-    `place(self.snapshot(), req)` returns for the nodes as they now are."""
+    `place(self.snapshot(), req, self.policy)` returns for the nodes as they now are."""
 
-    def __init__(self, nodes: Sequence[Node] | Snapshot) -> None:
+    def __init__(self, nodes: Sequence[Node] | Snapshot, policy: Policy = Policy.SPREAD) -> None:
         snap = nodes if isinstance(nodes, Snapshot) else Snapshot(tuple(nodes))
+        self.policy = policy
         self.nodes: list[Node] = list(snap.nodes)
         self._index = {n.name: i for i, n in enumerate(self.nodes)}
         self._cols = _columns(self.nodes)
 
     def place(self, req: Request) -> Decision:
-        return _decide(self.nodes, self._cols, req)
+        return _decide(self.nodes, self._cols, req, self.policy)
 
     def allocate(self, name: str, req: Request) -> None:
         """`req` now runs on node `name`."""

@@ -21,7 +21,7 @@ from core.hardware import flavor
 from core.isolation import SandboxState
 from core.routes import Upstream
 from hub.crypto import SecretBox
-from scheduler.placement import Decision, Node, Request, place
+from scheduler.placement import Decision, Node, Policy, Request, place
 from scheduler.runtimes.base import ExitInfo, Instance, LaunchSpec, Usage
 from state import cluster as cs
 from state.store import Store
@@ -90,8 +90,9 @@ def request_for(space_id: str, hardware: str) -> Request:
 class ClusterRuntime:
     name = "cluster"
 
-    def __init__(self, store: Store, redis: Any, box: SecretBox, poll_s: float = 0.1) -> None:
-        self.store, self.redis, self.box, self.poll_s = store, redis, box, poll_s
+    def __init__(self, store: Store, redis: Any, box: SecretBox, poll_s: float = 0.1,
+                 policy: Policy = Policy.SPREAD) -> None:
+        self.store, self.redis, self.box, self.poll_s, self.policy = store, redis, box, poll_s, policy
         self.scheduling: dict[str, str] = {}  # space id → why it is not placed yet (Kubernetes style)
         self.changed = asyncio.Event()  # set (and replaced) whenever assignments change: wakes node long-polls
         self.version = 0
@@ -114,7 +115,8 @@ class ClusterRuntime:
         nodes = await asyncio.to_thread(cs.list_nodes, self.store)
         placed = await asyncio.to_thread(cs.assignments, self.store, desired=cs.RUNNING)
         alive = await self.alive(n.name for n in nodes)
-        return place(snapshot(nodes, alive, placed), request_for(space_id, hardware)), {n.name: n for n in nodes}
+        decision = place(snapshot(nodes, alive, placed), request_for(space_id, hardware), self.policy)
+        return decision, {n.name: n for n in nodes}
 
     # -- Runtime Protocol ---------------------------------------------------------------------------------------
     async def start(self, spec: LaunchSpec) -> Instance:

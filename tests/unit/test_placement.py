@@ -1,4 +1,5 @@
-"""Placement: filter with reasons, then least-allocated scoring."""
+"""Placement: filter with reasons, then scoring by the cluster's policy (spread: least allocated; binpack: most
+allocated, cpu and memory kept in proportion)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import random
 import pytest
 
 from core.hardware import Hardware, flavor
-from scheduler.placement import Node, Placer, Request, Snapshot, fits, place
+from scheduler.placement import Node, Placer, Policy, Request, Snapshot, fits, place
 
 CPU = flavor(Hardware.CPU_BASIC)
 T4 = flavor(Hardware.T4_SMALL)
@@ -44,21 +45,44 @@ def test_ties_are_broken_by_name_for_stable_decisions() -> None:
     assert place([Node("b", 4, 16, 0), Node("a", 4, 16, 0)], req()).node == "a"
 
 
-def reference_place(nodes: list[Node], r: Request) -> str | None:
+@pytest.mark.parametrize(
+    ("nodes", "request_", "chosen"),
+    [
+        ([Node("a", 4, 16, 0), Node("b", 4, 16, 0, cpu_used=2, memory_used_gb=8)], req(), "b"),
+        ([Node("a", 4, 16, 0, cpu_used=2, memory_used_gb=2), Node("b", 4, 16, 0, cpu_used=1, memory_used_gb=4)],
+         req(), "b"),
+        ([Node("cpu", 8, 32, 0), Node("gpu", 8, 32, 1, cpu_used=6, memory_used_gb=24, accelerator="t4")], req(),
+         "cpu"),
+        ([Node("a", 4, 16, 0, cpu_used=3.5)], req(), None),
+    ],
+    ids=["fullest-fitting-node", "cpu-and-memory-in-proportion", "gpu-nodes-kept-for-gpu-spaces", "full"],
+)
+def test_binpack_policy(nodes: list[Node], request_: Request, chosen: str | None) -> None:
+    assert place(nodes, request_, Policy.BINPACK).node == chosen
+    assert Placer(nodes, Policy.BINPACK).place(request_).node == chosen
+
+
+def reference_place(nodes: list[Node], r: Request, policy: Policy = Policy.SPREAD) -> str | None:
     """The obvious per-node scan the vectorised `place` must agree with."""
     best, best_score = None, float("-inf")
     for n in sorted(nodes, key=lambda n: n.name):
         if fits(n, r):
             continue
-        s = ((n.cpu - n.cpu_used - r.cpu) / n.cpu + (n.memory_gb - n.memory_used_gb - r.memory_gb) / n.memory_gb) / 2
+        cpu_after = (n.cpu - n.cpu_used - r.cpu) / n.cpu
+        mem_after = (n.memory_gb - n.memory_used_gb - r.memory_gb) / n.memory_gb
+        if policy is Policy.SPREAD:
+            s = (cpu_after + mem_after) / 2
+        else:
+            s = -(cpu_after + mem_after) / 2 - 6.0 * abs(cpu_after - mem_after)
         s -= 1.0 if n.gpus and not r.flavor.gpus else 0.0
         if s > best_score:
             best, best_score = n.name, s
     return best
 
 
+@pytest.mark.parametrize("policy", list(Policy), ids=[p.value for p in Policy])
 @pytest.mark.parametrize("seed", range(5), ids=[f"seed{i}" for i in range(5)])
-def test_vectorised_place_agrees_with_a_per_node_scan(seed: int) -> None:
+def test_vectorised_place_agrees_with_a_per_node_scan(seed: int, policy: Policy) -> None:
     rnd = random.Random(seed)
     nodes = [Node(f"n{i}", rnd.choice([2, 8]), rnd.choice([8, 32]), rnd.choice([0, 1]), cpu_used=rnd.uniform(0, 2),
                   memory_used_gb=rnd.uniform(0, 8), accelerator=rnd.choice(["t4", "a10g"]), ready=rnd.random() > .1)
@@ -67,7 +91,7 @@ def test_vectorised_place_agrees_with_a_per_node_scan(seed: int) -> None:
     for fl in (CPU, T4):
         for cpu in (0.5, 2, 7):
             r = req(fl, cpu=cpu, mem=4)
-            assert place(snap, r).node == reference_place(nodes, r)
+            assert place(snap, r, policy).node == reference_place(nodes, r, policy)
 
 
 def _random_nodes(rnd: random.Random, n: int) -> list[Node]:
@@ -77,17 +101,18 @@ def _random_nodes(rnd: random.Random, n: int) -> list[Node]:
                  labels=frozenset(rnd.sample(["ssd", "eu"], rnd.randint(0, 2)))) for i in range(n)]
 
 
+@pytest.mark.parametrize("policy", list(Policy), ids=[p.value for p in Policy])
 @pytest.mark.parametrize("seed", range(5), ids=[f"seed{i}" for i in range(5)])
-def test_incremental_placer_decides_as_a_fresh_snapshot(seed: int) -> None:
+def test_incremental_placer_decides_as_a_fresh_snapshot(seed: int, policy: Policy) -> None:
     """Allocations, releases, capacity updates and joins update the Placer's columns in place; every decision
     (node, reason counts, per-node reasons) equals `place` over a snapshot rebuilt from the same nodes."""
     rnd = random.Random(seed)
-    placer = Placer(_random_nodes(rnd, 40))
+    placer = Placer(_random_nodes(rnd, 40), policy)
     running: list[tuple[str, Request]] = []
     for step in range(600):
         r = req(rnd.choice([CPU, T4]), cpu=rnd.choice([0.5, 1, 3]), mem=rnd.choice([1, 4, 12]),
                 labels=frozenset(rnd.sample(["ssd", "eu"], rnd.randint(0, 1))))
-        got, want = placer.place(r), place(Snapshot(tuple(placer.nodes)), r)
+        got, want = placer.place(r), place(Snapshot(tuple(placer.nodes)), r, policy)
         assert (got.node, got.counts, got.summary) == (want.node, want.counts, want.summary), step
         if got.node is None:
             assert got.reasons == want.reasons == tuple((n.name, fits(n, r)) for n in sorted(placer.nodes,
