@@ -3,11 +3,16 @@ Redis; Spaces pushed with git land on nodes and serve through the proxy."""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import signal
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.cluster.harness import Cluster
@@ -60,11 +65,9 @@ def push_space(c: Cluster, hardware: str | None = None) -> str:
 def wait_serving(c: Cluster, sid: str, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(httpx.HTTPError):
             if c.get(sid).status_code == 200:
                 return
-        except Exception:
-            pass
         time.sleep(0.2)
     raise TimeoutError(f"{sid} does not serve: {c.api.runtime(sid)}\n{c.logs()}")
 
@@ -105,11 +108,9 @@ def test_node_killed_with_its_spaces_serves_again_elsewhere(cluster: Cluster) ->
     while True:
         if lost_at is None and any(n["name"] == victim and n["lost"] for n in cluster.nodes()):
             lost_at = time.monotonic() - t0
-        try:
+        with contextlib.suppress(httpx.HTTPError):
             if cluster.get(first, timeout=2).status_code == 200 and cluster.node_of(first) == survivor:
                 break
-        except Exception:
-            pass
         assert time.monotonic() < deadline, f"{first} not serving again: {cluster.api.runtime(first)}\n{cluster.logs()}"
         time.sleep(0.1)
     took = time.monotonic() - t0
@@ -138,7 +139,7 @@ def test_drain_moves_spaces_without_a_failed_request_and_unschedulable_says_why(
                 r = cluster.get(sid, timeout=10)
                 if r.status_code != 200:
                     failures.append(f"{r.status_code} {r.text[:100]}")
-            except Exception as e:
+            except httpx.HTTPError as e:
                 failures.append(repr(e))
             count[0] += 1
             time.sleep(0.02)
@@ -171,3 +172,45 @@ def test_drain_moves_spaces_without_a_failed_request_and_unschedulable_says_why(
     assert cluster.api.wait_stage(gpu, timeout=400)["stage"] == "RUNNING", cluster.logs()
     assert cluster.node_of(gpu) == "g1"
     assert "scheduling" not in cluster.api.runtime(gpu)
+
+
+def _running(pid: int) -> bool:
+    """Whether `pid` runs (a zombie waiting for its parent to reap it does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_returning_node_stops_its_stale_instances(cluster: Cluster) -> None:
+    n1 = cluster.start_node("n1", "127.0.0.2")
+    sid = push_space(cluster)
+    assert cluster.api.wait_stage(sid, timeout=400)["stage"] == "RUNNING", cluster.logs()
+    wait_serving(cluster, sid)
+    (state,) = (cluster.node_dir("n1") / "run").glob("*.json")
+    pid = int(json.loads(state.read_text())["pid"])  # the app's sandbox on n1, a host process
+    assert _running(pid)
+    cluster.start_node("n2", "127.0.0.3")
+
+    # n1's agent freezes (a partition, a stalled VM): no heartbeat, so it is lost and its Space moves, while the
+    # app it started keeps running there
+    assert n1.proc is not None
+    os.kill(n1.proc.pid, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + 120
+        while cluster.node_of(sid) != "n2" or cluster.api.runtime(sid)["stage"] != "RUNNING":
+            assert time.monotonic() < deadline, f"{cluster.api.runtime(sid)}\n{cluster.logs()}"
+            time.sleep(0.5)
+        wait_serving(cluster, sid)
+        assert _running(pid)  # stale: its assignment now has a newer epoch on n2
+    finally:
+        os.kill(n1.proc.pid, signal.SIGCONT)
+
+    # back: n1 beats again, sees that the instance is no longer its own and stops it; n2 keeps serving
+    deadline = time.monotonic() + 60
+    while _running(pid):
+        assert time.monotonic() < deadline, cluster.logs()
+        time.sleep(0.3)
+    (n1_view,) = [n for n in cluster.nodes() if n["name"] == "n1"]
+    assert n1_view["spaces"] == [] and "no longer assigned here" in n1.log.read_text()
+    assert cluster.node_of(sid) == "n2" and cluster.get(sid).status_code == 200
