@@ -147,7 +147,8 @@ class Report:
 
 
 def ensure_tables(store: Store) -> None:
-    Base.metadata.create_all(store.engine, tables=[NodeRow.__table__, AssignmentRow.__table__])  # type: ignore[list-item]
+    """Nothing left to do: the store's migrations (state/schema.py) made these tables when it opened."""
+    del store
 
 
 # ---- nodes ---------------------------------------------------------------------------------------------------

@@ -1,5 +1,8 @@
 """The state store: users, orgs, tokens, Spaces, secrets, variables. SQLAlchemy over SQLite (embedded) or
-PostgreSQL (cluster). Rows never leave this module: callers get frozen records (`*Record`)."""
+PostgreSQL (cluster). Rows never leave this module: callers get frozen records (`*Record`).
+
+The schema is Alembic's (state/schema.py, state/migrations/): a change to a model here needs a new revision;
+tests/unit/test_migrations.py compares the head revision with these models and fails until they agree."""
 
 from __future__ import annotations
 
@@ -19,13 +22,13 @@ from sqlalchemy import (
     event,
     inspect,
     select,
-    text,
     update,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from core.ids import SpaceId, account_key
+from state import schema
 
 log = logging.getLogger(__name__)
 
@@ -220,27 +223,23 @@ def _account_key(_mapper, _conn, row: Account) -> None:  # type: ignore[no-untyp
         row.name_key = account_key(row.name)
 
 
-_KEYS: tuple[tuple[type[Space] | type[Account], str, str, Callable[[Any], str]], ...] = (
-    (Space, "subdomain", "VARCHAR(200)", lambda r: SpaceId(r.owner, r.name).subdomain),
-    (Account, "name_key", "VARCHAR(96)", lambda r: account_key(r.name)),
+_KEYS: tuple[tuple[type[Space | Account], str, Callable[[Any], str]], ...] = (
+    (Space, "subdomain", lambda r: SpaceId(r.owner, r.name).subdomain),
+    (Account, "name_key", lambda r: account_key(r.name)),
 )
 
 
-def _add_name_keys(engine: Engine) -> None:
-    """Databases made before the name keys existed: add the columns and their unique indexes, and fill them.
-    A row whose key an older row already holds (a collision from before) keeps NULL and is logged: it stays
-    reachable by its exact name, and no new Space or account can take that address."""
-    for model, column, sql_type, _ in _KEYS:
-        if column not in {c["name"] for c in inspect(engine).get_columns(model.__tablename__)}:
-            with engine.begin() as conn:
-                conn.execute(text(f"ALTER TABLE {model.__tablename__} ADD COLUMN {column} {sql_type}"))
-        for index in model.__table__.indexes:  # type: ignore[attr-defined]
-            index.create(engine, checkfirst=True)
+def fill_name_keys(engine: Engine) -> None:
+    """Rows of databases made before the name keys existed (migration 0001 added the columns and their unique
+    indexes): fill them. A row whose key an older row already holds (a collision from before) keeps NULL and is
+    logged: it stays reachable by its exact name, and no new Space or account can take that address."""
     with Session(engine) as s, s.begin():
-        for model, column, _, key_of in _KEYS:
+        for model, column, key_of in _KEYS:
             col = getattr(model, column)
-            held = set(s.scalars(select(col).where(col.is_not(None))))
             rows: list[Space | Account] = list(s.scalars(select(model).where(col.is_(None)).order_by(model.id)))
+            if not rows:
+                continue
+            held = set(s.scalars(select(col).where(col.is_not(None))))
             for row in rows:
                 key = key_of(row)
                 if key in held:
@@ -263,8 +262,8 @@ def open_engine(url: str) -> Engine:
             cur.execute("PRAGMA busy_timeout=5000")
             cur.close()
 
-    Base.metadata.create_all(engine)
-    _add_name_keys(engine)
+    schema.upgrade(engine)
+    fill_name_keys(engine)
     return engine
 
 
