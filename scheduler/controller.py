@@ -22,7 +22,7 @@ import httpx
 
 from builder.backend import BuildBackend, BuildContext
 from builder.detect import NoAppFile
-from builder.pipeline import load_artifact
+from builder.pipeline import kept_builds, load_artifact
 from builder.queue import BuildQueue, BuildRequest, InlineQueue
 from core.artifact import Artifact
 from core.errors import BuildFailed, ConfigError, SpacehostError
@@ -417,9 +417,7 @@ class Controller:
 
     def builds(self, space_id: str) -> list[str]:
         """Commits with a kept build of this Space, newest first (rollback targets)."""
-        d = self._dir(space_id) / "builds"
-        files = sorted(d.glob("*.pickle"), key=lambda p: p.stat().st_mtime, reverse=True) if d.exists() else []
-        return [p.stem for p in files]
+        return kept_builds(self._dir(space_id))
 
     async def rollback(self, space_id: str, sha: str) -> None:
         """Redeploy a previous commit's build without rebuilding."""
