@@ -10,13 +10,21 @@ lose or duplicate a task (../shared/reference/cluster-anchors.md §2) are closed
   reaper (builder/celery_queue.py) sees the build's lease key expire and enqueues it again.
 - duplicates (a re-enqueued build whose first message comes back): the task is idempotent by build id: a
   finished build's result is returned, a build that holds a live lease elsewhere is not started twice.
+A build's secrets travel sealed (`seal_secrets`: Fernet under the installation key that the server and its
+workers share, SPACEHOST_SECRET_KEY): Redis and anyone reading it never see them in the clear.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
 from typing import Any
 
 from celery import Celery
+from cryptography.fernet import InvalidToken
+
+from core.errors import BuildFailed
+from hub.crypto import SecretBox
 
 QUEUE = "spacehost.builds"
 TASK = "spacehost.build"
@@ -27,6 +35,31 @@ LEASE_TTL_S = 10  # a worker renews its build's lease every LEASE_BEAT_S; a laps
 LEASE_BEAT_S = 2
 RESULT_TTL_S = 86400
 LOG_MAXLEN = 20000
+
+
+SEALED = "__sealed__"  # the one key of a build's secrets as they travel
+
+
+def seal_secrets(secrets: Mapping[str, str], key: bytes) -> dict[str, str]:
+    """A build's secrets as its Celery message carries them: one token sealed with `key`."""
+    return {SEALED: SecretBox(key).seal(json.dumps(dict(secrets)))}
+
+
+def open_secrets(travelled: Mapping[str, str], key: bytes | None) -> dict[str, str]:
+    """What `seal_secrets` sealed. A message without secrets may carry `{}`; anything else unsealed, or sealed
+    with another key, is refused (BuildFailed, saying which key to set)."""
+    if not travelled:
+        return {}
+    if set(travelled) != {SEALED}:
+        raise BuildFailed("the build's secrets arrived unsealed; refusing them (server and worker versions differ?)")
+    if key is None:
+        raise BuildFailed("this worker cannot open the build's secrets: set SPACEHOST_SECRET_KEY to the server's")
+    try:
+        opened = json.loads(SecretBox(key).open(travelled[SEALED]))
+    except InvalidToken:
+        raise BuildFailed("the build's secrets do not open with this worker's SPACEHOST_SECRET_KEY: it must be "
+                          "the server's") from None
+    return {str(k): str(v) for k, v in opened.items()}
 
 
 def result_key(build_id: str) -> str:

@@ -1,5 +1,5 @@
 """The Celery build queue (cluster mode), server side: enqueue a build, stream its log lines back from Redis,
-and watch it until its result appears, re-enqueueing it when its worker vanished (the reaper).
+and watch it until its result appears (its secrets sealed in the message), re-enqueueing it when its worker vanished (the reaper).
 
 The watch is level-triggered and keeps no state that a restart would lose: `run` on a build that is already
 queued, running or finished (a server restarted mid-build) waits for it or returns its result instead of
@@ -60,8 +60,9 @@ class CeleryQueue:
 
     name = "celery"
 
-    def __init__(self, redis_url: str, spaces_root: Path) -> None:
-        self.redis_url, self.spaces_root = redis_url, spaces_root
+    def __init__(self, redis_url: str, spaces_root: Path, secret_key: bytes) -> None:
+        """`secret_key`: the installation key; the builds' secrets travel sealed with it (workers share it)."""
+        self.redis_url, self.spaces_root, self._key = redis_url, spaces_root, secret_key
         self.app = keys.make_app(redis_url)
 
     async def close(self) -> None:
@@ -104,7 +105,7 @@ class CeleryQueue:
         await r.set(keys.attempts_key(bid), attempt, ex=keys.RESULT_TTL_S)
         if attempt > 1:
             ctx.log(f"==> the worker building this vanished; enqueued again (attempt {attempt})")
-        args = (request.__dict__, dict(ctx.variables), dict(ctx.secrets))
+        args = (request.__dict__, dict(ctx.variables), keys.seal_secrets(ctx.secrets, self._key))
         await asyncio.to_thread(self.app.send_task, keys.TASK, args=args, task_id=f"{bid}#{attempt}",
                                 queue=keys.QUEUE)
 

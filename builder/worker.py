@@ -9,7 +9,8 @@ no result.
 
 The worker is configured by environment: SPACEHOST_SERVER (hub URL), SPACEHOST_TOKEN (a token that may read
 every Space: an admin's or a join token), SPACEHOST_DATA_DIR (its checkouts and environments),
-SPACEHOST_RUNTIME (build backend: process | docker), SPACEHOST_WORKER_NAME.
+SPACEHOST_RUNTIME (build backend: process | docker), SPACEHOST_WORKER_NAME, SPACEHOST_SECRET_KEY (the server's
+installation key: the builds' secrets arrive sealed with it).
 """
 
 from __future__ import annotations
@@ -136,6 +137,11 @@ def _run_leased(r: redis.Redis, req: BuildRequest, holder: str, variables: Mappi
     cancel, done = threading.Event(), threading.Event()
     beat = threading.Thread(target=_keep_lease, args=(r, bid, holder, cancel, done), daemon=True)
     beat.start()
+    sealed: BuildFailed | None = None
+    try:
+        secrets = keys.open_secrets(secrets, _secret_key())
+    except BuildFailed as e:
+        secrets, sealed = {}, e
     mask = masker(secrets.values())
 
     def ship(line: str) -> None:
@@ -145,6 +151,8 @@ def _run_leased(r: redis.Redis, req: BuildRequest, holder: str, variables: Mappi
                        no_cache=req.factory)
     outcome: dict[str, Any]
     try:
+        if sealed is not None:
+            raise sealed
         cfg = cfg or WorkerConfig.from_env()
         bare = fetch_commit(cfg, req.space_id, req.sha)
         art = build_commit(_backend(cfg), bare, cfg.data_dir / "spaces" / req.space_id, req.space_id, req.sha,
@@ -166,6 +174,12 @@ def _run_leased(r: redis.Redis, req: BuildRequest, holder: str, variables: Mappi
     pipe.execute()
     if r.get(keys.lease_key(bid)) == holder.encode():
         r.delete(keys.lease_key(bid))
+
+
+def _secret_key() -> bytes | None:
+    """The installation key the server seals secrets with (SPACEHOST_SECRET_KEY, shared by the cluster)."""
+    key = os.environ.get("SPACEHOST_SECRET_KEY")
+    return key.encode() if key else None
 
 
 def _keep_lease(r: redis.Redis, bid: str, holder: str, cancel: threading.Event, done: threading.Event) -> None:

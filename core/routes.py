@@ -15,6 +15,7 @@ class RouteState(str, Enum):
     STOPPED = "stopped"  # paused, or in an error stage: a page that says so
 
 
+    FROZEN = "frozen"  # its processes are frozen (the fast tier of sleep): hold the request, wake thaws it
 @dataclass(frozen=True)
 class Upstream:
     host: str

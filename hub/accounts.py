@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 from dataclasses import dataclass, field
 
@@ -30,6 +31,7 @@ class Principal:
     is_admin: bool = False
     orgs: dict[str, str] = field(default_factory=dict)
     token_id: int = 0  # the store id of the token (a browser session acts with its token's)
+    joins_cluster: bool = False  # a join token: the cluster API and reading every repo, nothing else
 
     def can_write(self, owner: str) -> bool:
         if self.token_role != "write":
@@ -37,12 +39,23 @@ class Principal:
         return self.is_admin or owner == self.user or self.orgs.get(owner) in ("write", "admin")
 
     def can_read(self, owner: str) -> bool:
-        return self.is_admin or owner == self.user or owner in self.orgs
+        return self.is_admin or self.joins_cluster or owner == self.user or owner in self.orgs
 
     def can_admin(self, owner: str) -> bool:
         if self.token_role != "write":
             return False
         return self.is_admin or owner == self.user or self.orgs.get(owner) == "admin"
+
+
+# What a join token may do: node agents, build workers and proxies fetch every Space's commits and call the
+# cluster API (hub/api/cluster.py); it writes nothing and is no admin. Not an account (":" is no name character).
+JOIN_PRINCIPAL = Principal("cluster:join", "read", "join token", joins_cluster=True)
+
+
+def join_token(key: bytes) -> str:
+    """The cluster's join token, derived from the installation key (the same on every server of the cluster; a
+    new key is a new token)."""
+    return "hf_join_" + hmac.new(key, b"spacehost cluster join token v1", hashlib.sha256).hexdigest()[:40]
 
 
 SCRYPT = {"n": 2**14, "r": 8, "p": 1}
@@ -78,8 +91,10 @@ def name_taken(name: str, holder: str, kind: str) -> str:
 
 
 class Accounts:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, join_token: str | None = None) -> None:
+        """`join_token`: accepted as `JOIN_PRINCIPAL` (cluster mode only)."""
         self.store = store
+        self.join_digest = digest(join_token) if join_token else None
 
     def create(self, name: str, *, kind: str = "user", admin: bool = False, fullname: str = "") -> AccountRecord:
         SpaceId.of(name, "x")  # same naming rules as a repo owner
@@ -141,7 +156,11 @@ class Accounts:
         return token
 
     def authenticate(self, token: str | None) -> Principal | None:
-        return self.principal_where(Token.digest == digest(token)) if token else None
+        if not token:
+            return None
+        if self.join_digest is not None and secrets.compare_digest(digest(token), self.join_digest):
+            return JOIN_PRINCIPAL
+        return self.principal_where(Token.digest == digest(token))
 
     def principal_where(self, which: ColumnElement[bool]) -> Principal | None:
         """The caller holding the one token that `which` selects, None if there is none."""

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import httptools
 
-from core.routes import Route, Upstream
+from core.routes import Route, RouteState, Upstream
 from proxy import auth, pages
 from proxy.decide import Action, Scan, decide, request_head, scan
 from proxy.exchange import RETRY_LIMIT, Exchange, Plan, hub_head, plain, space_head
@@ -30,6 +30,7 @@ PENDING_LIMIT = 1 << 20  # body bytes buffered while no upstream is attached; re
 
 
 _ACTIVE = frozenset((Action.FORWARD, Action.STATIC, Action.WAKE_PAGE, Action.HOLD))  # these count as visits
+_WAITING = (RouteState.SLEEPING, RouteState.STARTING, RouteState.FROZEN)  # a held request waits while in these
 
 
 class HeadTooLarge(Exception):
@@ -369,14 +370,13 @@ class ClientConn(ClientBase, asyncio.Protocol):  # type: ignore[misc]
             self.transport.resume_reading()
 
     async def _hold(self, ex: Exchange, host: str) -> None:
-        """Hold an API client's request while the Space wakes: re-decide on every table swap, give up with
-        503 + Retry-After after `wake_hold` seconds."""
-        from core.routes import RouteState
+        """Hold an API client's request while the Space wakes (or thaws): re-decide on every table swap, give
+        up with 503 + Retry-After after `wake_hold` seconds."""
 
         deadline = self.loop.time() + self.limits.wake_hold
         while True:
             target = self.srv.table.resolve(host, self.local_port)
-            if not (isinstance(target, Route) and target.state in (RouteState.SLEEPING, RouteState.STARTING)):
+            if not (isinstance(target, Route) and target.state in _WAITING):
                 ex.sent = [] if ex.sent is not None else None
                 ex.started = False
                 self._start(ex)

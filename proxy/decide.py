@@ -39,6 +39,8 @@ def decide(route: Route | None, *, allowed: bool, browser: bool, path: str, sign
         return Action.STATIC
     if state is RouteState.SLEEPING:
         return Action.WAKE_PAGE if browser else Action.HOLD
+    if state is RouteState.FROZEN:
+        return Action.HOLD  # a thaw takes milliseconds: every request (WebSocket and SSE too) just waits for it
     if state is RouteState.STOPPED:
         return Action.STOPPED
     return Action.STARTING  # STARTING, or a SERVING/STATIC route missing its target (a moment in a swap)

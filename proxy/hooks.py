@@ -12,7 +12,8 @@ class ProxyHooks(Protocol):
         ...
 
     async def wake(self, space_id: str) -> None:
-        """A SLEEPING Space got a request: start it. Called once per Space until it returns."""
+        """A SLEEPING Space got a request: start it; a FROZEN one: thaw it. Called once per Space until it
+        returns."""
         ...
 
     def user_for_token(self, token: str) -> str | None:

@@ -36,7 +36,9 @@ class Limits:
     pool_idle: float = 4.0  # below uvicorn's 5 s keep-alive, so pooled connections are rarely stale
     token_cache_s: float = 10.0  # user_for_token results
     ip_token_reuse_s: float = 30.0  # an X-IP-Token (valid 600 s) is re-minted after this
-    activity_interval: float = 30.0  # activity() for open WebSockets/streams
+    # activity() for open WebSockets and responses in flight (an SSE stream): below the frozen tier's idle time,
+    # so a Space with a visitor connected is never frozen under it
+    activity_interval: float = 10.0
 
 
 @dataclass
@@ -285,7 +287,7 @@ class ProxyServer:
                 c.drop_idle_upstream(now, self.limits.pool_idle)
                 if c.deadline < now:
                     c.timed_out()
-                elif c.spliced and c.cur is not None and c.cur.space and now - c.last_activity > (
+                elif (c.spliced or c.up is not None) and c.cur is not None and c.cur.space and now - c.last_activity > (
                     self.limits.activity_interval
                 ):
                     c.last_activity = now

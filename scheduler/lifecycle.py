@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
 
 from core.routes import Route, RouteState, Upstream
 
@@ -25,6 +27,48 @@ def should_sleep(sleep_time_s: int | None, last_activity: float, now: float) -> 
     return sleep_time_s is not None and sleep_time_s >= 0 and now - last_activity >= sleep_time_s
 
 
+class Tier(str, Enum):
+    """Where a Space with a running instance stands (the runtime info's `tier`; HF's stage stays RUNNING while
+    frozen and is SLEEPING once killed)."""
+
+    RUNNING = "running"
+    FROZEN = "frozen"  # its processes stopped in place (cgroup freezer): a request thaws it in milliseconds
+    SLEEPING = "sleeping"  # killed: a request forks it again (the warm interpreter stays)
+
+
+def idle_tier(sleep_time_s: int | None, freeze_after_s: int, last_activity: float, now: float) -> Tier:
+    """The tier an instance belongs in after `now - last_activity` seconds without visitors: asleep after its
+    sleep time, frozen after `freeze_after_s` (0: never). A Space that never sleeps (None or -1: dev mode, an
+    owner's choice) is never frozen either: it may have work of its own to do without visitors."""
+    idle = now - last_activity
+    if sleep_time_s is None or sleep_time_s < 0:
+        return Tier.RUNNING
+    if idle >= sleep_time_s:
+        return Tier.SLEEPING
+    return Tier.FROZEN if 0 < freeze_after_s <= idle else Tier.RUNNING
+
+
+def pressure_victim(frozen: Mapping[str, float], mem_available: int, min_available: int) -> str | None:
+    """Under memory pressure (MemAvailable below `min_available`, both in bytes) the frozen Space idle the
+    longest falls to the killed tier, one per decision (the next one sees the memory it gave back); None
+    without pressure or with nothing frozen. `frozen`: Space id → its last activity."""
+    if mem_available >= min_available or not frozen:
+        return None
+    return min(frozen, key=lambda sid: (frozen[sid], sid))
+
+
+def cpu_percent(samples: tuple[tuple[float, int], ...], window_s: float = 60.0) -> float | None:
+    """% of one core used between the oldest sample within `window_s` of the newest and the newest; samples are
+    (time, CPU ns so far), oldest first. None with fewer than two samples."""
+    if len(samples) < 2:
+        return None
+    t1, u1 = samples[-1]
+    t0, u0 = next((t, u) for t, u in samples if t1 - t <= window_s)
+    if t1 <= t0:
+        return None
+    return round(max(0, u1 - u0) / 1e9 / (t1 - t0) * 100.0, 2)
+
+
 @dataclass(frozen=True)
 class SpaceView:
     """What the route of one Space depends on."""
@@ -41,6 +85,7 @@ class SpaceView:
     zero_gpu: bool
     error: str | None
     custom_domains: tuple[str, ...] = ()
+    frozen: bool = False  # the frozen tier: its instance runs no code until a request thaws it
 
 
 _STATE = {
@@ -53,6 +98,8 @@ _STATE = {
 def route_for(v: SpaceView) -> Route:
     if v.static_root and v.stage in ("RUNNING", "RUNNING_BUILDING"):
         state, message = RouteState.STATIC, ""
+    elif v.upstream is not None and v.frozen and v.stage in ("RUNNING", "RUNNING_BUILDING"):
+        state, message = RouteState.FROZEN, ""
     elif v.upstream is not None and v.stage in ("RUNNING", "RUNNING_BUILDING", "RUNNING_APP_STARTING"):
         state, message = RouteState.SERVING, ""
     elif v.stage in _STATE:

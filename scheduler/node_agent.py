@@ -1,9 +1,9 @@
 """The node agent (`spacehost node`): registers with the server, beats its heartbeat key in Redis, long-polls
 its assignments and reconciles what runs here to them, and reports what actually runs.
 
-Reconcile, level-triggered: an assignment desired here that does not run is started (the Space's commit fetched
-from the hub's git, its build materialised with this node's backend — environments are content-keyed and cached
-in this node's data dir — then run by the local runtime and exposed on `address:port` by a relay); whatever runs
+Reconcile, level-triggered: an assignment desired here that does not run is started (the build the server shipped
+materialised here by scheduler.materialise — the commit's tree from the hub's git, the environment by its content
+key from this node's cache — then run by the local runtime and exposed on `address:port` by a relay); whatever runs
 here that is no longer desired here (stopped, or withdrawn because this node was lost meanwhile) is stopped.
 What runs is remembered in `node.json` of the data dir: a restarted agent re-adopts its instances and opens their
 relays on the same ports, so the server's routes stay valid."""
@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
 import os
-import subprocess
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -27,10 +28,12 @@ import httpx
 from builder import load_backend
 from builder.backend import BuildContext
 from builder.pipeline import build_commit
+from builder.uv_backend import UvBackend
+from core.artifact import artifact_from_json
 from core.errors import SpacehostError
 from core.hardware import flavor
-from core.ids import SpaceId
 from core.settings import Settings
+from scheduler.materialise import fetch_commit, materialise, shippable
 from scheduler.relay import Relay
 from scheduler.runtimes import load_runtime
 from scheduler.runtimes.base import Instance, LaunchSpec
@@ -57,6 +60,7 @@ class NodeConfig:
     zerogpu_devices: int = 0
     insecure_no_sandbox: bool = False
     redis_url: str | None = None  # default: the server's, given at registration
+    keep_spaces: bool = False  # leave the Spaces running when the agent stops (a restart re-adopts them)
 
 
 @dataclass
@@ -69,12 +73,13 @@ class Local:
     port: int  # the relay's, on the node's address
     log_path: str
     log_pos: int = 0
+    zero: bool = False  # admitted to this node's ZeroGPU broker
     instance: Instance | None = None
     relay: Relay | None = None
 
     def saved(self) -> dict[str, Any]:
         return {"instance_id": self.instance_id, "space_id": self.space_id, "epoch": self.epoch, "port": self.port,
-                "log_path": self.log_path, "log_pos": self.log_pos}
+                "log_path": self.log_path, "log_pos": self.log_pos, "zero": self.zero}
 
 
 def parse_labels(text: str) -> dict[str, str]:
@@ -174,6 +179,38 @@ class NodeAgent:
         log.info("node %s registered at %s (%s)", self.cfg.name, self.cfg.server, self.cfg.address)
         await asyncio.gather(self.reconcile_forever(), self.watch_forever(), self.watch_loop_lag())
 
+    async def serve(self) -> None:
+        """`run` until SIGTERM or SIGINT, then `shutdown`."""
+        main, loop = asyncio.current_task(), asyncio.get_running_loop()
+        assert main is not None
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, main.cancel)
+        try:
+            await self.run()
+        except asyncio.CancelledError:
+            log.info("node %s stopping", self.cfg.name)
+        finally:
+            await self.shutdown()
+
+    async def shutdown(self) -> None:
+        """Stop what runs here and its warm interpreters, reporting each as stopped so that the server places it
+        elsewhere at once (not after the heartbeat expires), unless `keep_spaces`: then it all keeps running
+        for the next agent to re-adopt."""
+        self._stopping.set()
+        for task in list(self.starting.values()):
+            task.cancel()
+        if not self.cfg.keep_spaces:
+            spaces = {l.space_id for l in self.local.values()}
+            await asyncio.gather(*(self.stop_local(iid, f"node {self.cfg.name} stopped") for iid in list(self.local)),
+                                 return_exceptions=True)
+            for sid in spaces:
+                await asyncio.to_thread(self.runtime.forget_space, sid)
+            if (close := getattr(self.runtime, "close", None)) is not None:  # process: zygotes; docker: spares
+                await asyncio.to_thread(close)
+        if self.broker is not None and hasattr(self.broker, "close"):
+            await self.broker.close()
+        await self.http.aclose()
+
     async def reconcile_forever(self) -> None:
         since = -1
         while True:
@@ -216,9 +253,13 @@ class NodeAgent:
         log_path = str(self.settings.path("spaces", spec.space_id, f"run-{iid}.log"))
         try:
             art = await asyncio.to_thread(self.materialise, spec)
-            launch = LaunchSpec(iid, art, spec.env, flavor(spec.hardware), log_path,
-                                secret_values=spec.secret_values)
+            zero = self.broker is not None and flavor(spec.hardware).is_zero
+            env = {**spec.env, **({"SPACES_ZERO_DEVICE_API_URL": self.broker.register_space(spec.space_id)}
+                                  if zero else {})}  # this node's broker: leases of this node's devices
+            launch = LaunchSpec(iid, art, env, flavor(spec.hardware), log_path, secret_values=spec.secret_values)
             inst = await self.runtime.start(launch)
+            if zero and inst.pid:
+                self.broker.broker.set_root_pid(spec.space_id, inst.pid)
         except asyncio.CancelledError:
             raise
         except SpacehostError as e:
@@ -228,27 +269,24 @@ class NodeAgent:
             log.exception("start of %s failed", iid)
             await self.report(iid, epoch, "exited", exit_reason=f"node {self.cfg.name}: {e!r}")
             return
-        local = Local(iid, spec.space_id, epoch, 0, log_path)
+        local = Local(iid, spec.space_id, epoch, 0, log_path, zero=zero)
         await self.expose(local, inst)
         await self.report_running(local)
 
     def materialise(self, spec: NodeSpec) -> Any:
-        """The build of `spec.sha` on this node: the commit fetched from the hub, the env from this node's
-        cache (or built, content-keyed). Blocking."""
-        sid = SpaceId.parse(spec.space_id)
-        bare = self.settings.path("repos", sid.owner, f"{sid.name}.git")
-        if not bare.exists():
-            bare.parent.mkdir(parents=True, exist_ok=True)
-            _git("init", "-q", "--bare", str(bare))
-        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_COUNT": "1",
-               "GIT_CONFIG_KEY_0": "http.extraHeader", "GIT_CONFIG_VALUE_0": f"Authorization: Bearer {self.cfg.token}"}
-        url = f"{self.cfg.server.rstrip('/')}/spaces/{sid.owner}/{sid.name}"
-        _git("-C", str(bare), "fetch", "-q", url, "+refs/heads/*:refs/heads/*", env=env)
+        """The build of `spec.sha` on this node. A shipped process build is materialised (app tree fetched from
+        the hub's git, env from this node's cache by content key); anything else is rebuilt from the commit
+        with this node's backend. Blocking."""
         lines: list[str] = []
-        ctx = BuildContext(log=lines.append)
         try:
+            bare = fetch_commit(self.settings, spec.space_id, spec.sha, self.cfg.server, self.cfg.token)
+            art = artifact_from_json(spec.artifact) if spec.artifact is not None else None
+            if art is not None and shippable(art) and isinstance(self.backend, UvBackend):
+                out = materialise(self.backend, self.settings, art, bare, lines.append)
+                log.info("%s: %s", spec.instance_id, lines[-1] if lines else "materialised")
+                return out
             return build_commit(self.backend, bare, self.settings.path("spaces", spec.space_id), spec.space_id,
-                                spec.sha, ctx)
+                                spec.sha, BuildContext(log=lines.append))
         except SpacehostError as e:
             e.message = f"node {self.cfg.name} could not materialise the build: {e.message}\n" + "\n".join(lines[-20:])
             raise
@@ -279,7 +317,9 @@ class NodeAgent:
             await local.relay.close()
         if local.instance:
             await self.runtime.stop(local.instance)
-        await self.ship_logs(local)
+        self.leave_broker(local)
+        with contextlib.suppress(httpx.HTTPError):
+            await self.ship_logs(local)
         await asyncio.to_thread(self.save)
         await self.report(iid, local.epoch, "stopped", exit_reason=why)
 
@@ -303,10 +343,21 @@ class NodeAgent:
             self.local.pop(local.instance_id, None)
             if local.relay:
                 await local.relay.close()
+            self.leave_broker(local)
             with contextlib.suppress(httpx.HTTPError):
                 await self.ship_logs(local)
             await asyncio.to_thread(self.save)
             await self.report(local.instance_id, local.epoch, "exited", exit_reason=ended.reason)
+
+    def leave_broker(self, local: Local) -> None:
+        """A ZeroGPU Space's instance is gone: its leases end, and unless another instance of it runs here
+        (a swap in progress), the broker forgets it."""
+        if not (local.zero and self.broker is not None):
+            return
+        if any(other.space_id == local.space_id and other.zero for other in self.local.values()):
+            self.broker.space_died(local.space_id)
+        else:
+            self.broker.unregister_space(local.space_id)
 
     async def ship_logs(self, local: Local) -> None:
         """New lines of the instance's log to the server (the Space's run log, its SSE)."""
@@ -332,7 +383,10 @@ class NodeAgent:
             if d is None:
                 await self.runtime.stop(inst)
                 continue
-            await self.expose(Local(**{**d, "instance": None, "relay": None}), inst)
+            local = Local(**{**d, "instance": None, "relay": None})
+            if local.zero and self.broker is not None:  # its device-API URL (stable per key) admitted again
+                self.broker.register_space(local.space_id, inst.pid or None)
+            await self.expose(local, inst)
         await asyncio.to_thread(self.save)
 
     async def _start_broker(self) -> None:
@@ -341,7 +395,8 @@ class NodeAgent:
 
         gateway = await asyncio.to_thread(self.runtime.gateway) if hasattr(self.runtime, "gateway") else None
         hosts = (self.cfg.address, gateway) if gateway else (self.cfg.address,)
-        self.broker = await start_broker(self.settings, self.settings.secret_key(), listen(hosts))
+        self.broker = await start_broker(self.settings, self.settings.secret_key(), listen(hosts),
+                                         is_admin=lambda token: hmac.compare_digest(token, self.cfg.token))
         self.zerogpu_url = self.broker.url
         if gateway:
             await asyncio.to_thread(self.runtime.expose_host_services, {self.broker.url: self.broker.port})  # type: ignore[attr-defined]
@@ -358,13 +413,7 @@ def _read_lines(path: Path, pos: int) -> tuple[list[str], int]:
     return data[:end].decode(errors="replace").splitlines(), pos + end
 
 
-def _git(*args: str, env: dict[str, str] | None = None) -> None:
-    proc = subprocess.run(["git", *args], capture_output=True, text=True, env=env, check=False, timeout=300)
-    if proc.returncode != 0:
-        raise SpacehostError(f"git {args[0] if args[0] != '-C' else args[2]} failed: {proc.stderr.strip()[:500]}")
-
-
 def run_node(cfg: NodeConfig) -> None:
     logging.basicConfig(level=os.environ.get("SPACEHOST_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(NodeAgent(cfg).run())
+    asyncio.run(NodeAgent(cfg).serve())

@@ -56,6 +56,12 @@ def up_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--insecure-no-sandbox", action="store_true", default=_flag("insecure-no-sandbox"),
                    help="run Spaces even where no sandbox works (as plain processes of the spacehost user: any "
                         "Space can read the data dir and every secret); without it such a host runs no Space")
+    p.add_argument("--freeze-after", type=int, default=int(_env("freeze-after", "30") or 30),
+                   help="freeze a Space idle this many seconds (its CPU goes to zero, a request thaws it in "
+                        "milliseconds; 0: never); it is killed after its sleep time as before (default 30)")
+    p.add_argument("--min-available-mb", type=int, default=int(_env("min-available-mb", "1024") or 1024),
+                   help="while MemAvailable is below this, frozen Spaces fall asleep (killed), the longest "
+                        "idle first (default 1024)")
     p.add_argument("--keep-spaces", action="store_true", default=_flag("keep-spaces"),
                    help="leave the Spaces running when spacehost stops, for a restart to re-adopt them "
                         "(default: stop them, SIGTERM then SIGKILL after a grace)")
@@ -74,6 +80,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
         direct_port_base=args.direct_port_base, docker_base_image=args.docker_base_image,
         docker_network=args.docker_network, access_log=args.access_log,
         insecure_no_sandbox=args.insecure_no_sandbox, keep_spaces=args.keep_spaces,
+        freeze_after_s=args.freeze_after, min_available_mb=args.min_available_mb,
     )
 
 

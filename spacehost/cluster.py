@@ -18,7 +18,7 @@ from builder.queue import load_queue
 from core.routes import RouteTable, Upstream
 from core.routes_json import table_to_json
 from core.settings import Settings
-from hub.accounts import Accounts
+from hub.accounts import Accounts, join_token
 from hub.api import cluster as cluster_api
 from hub.app import create_app
 from hub.control import Hub, wildcard_dns_works
@@ -26,6 +26,7 @@ from hub.crypto import SecretBox
 from hub.repos import Repos
 from hub.store import Store
 from scheduler.controller import Controller, env_source_for
+from scheduler.placement import Policy
 from scheduler.runtimes.cluster import HEARTBEAT_EVERY_S, HEARTBEAT_TTL_S, ClusterRuntime, heartbeat_key
 from spacehost.embedded import ProxyHooksImpl, _stop_on_signals, bootstrap_admin, listen, open_store
 from state import cluster as cs
@@ -57,17 +58,20 @@ class ClusterServer:
         s = self.settings
         self.store = store = open_store(s)
         cs.ensure_tables(store)
-        self.accounts = accounts = Accounts(store)
+        self.accounts = accounts = Accounts(store, join_token(s.secret_key()))
         admin = bootstrap_admin(accounts)
         repos = Repos(s.path("repos"))
         box = SecretBox(s.secret_key())
         redis = aioredis.from_url(self.redis_url)
-        self.runtime = runtime = ClusterRuntime(store, redis, box)
+        # Placement policy of this cluster: spread (default) or binpack (denser; see scheduler/placement.py).
+        policy = Policy(os.environ.get("SPACEHOST_PLACEMENT", Policy.SPREAD.value))
+        self.runtime = runtime = ClusterRuntime(store, redis, box, policy=policy)
         socks = listen((self.listen_host,), self.listen_port)
         port = socks[0].getsockname()[1]
         hub_holder: dict[str, Hub] = {}
         # Builds: on `spacehost worker`s through Celery when SPACEHOST_BUILD_QUEUE=celery (make cluster), else here.
-        queue = (load_queue("celery", redis_url=self.redis_url, spaces_root=s.path("spaces"))
+        queue = (load_queue("celery", redis_url=self.redis_url, spaces_root=s.path("spaces"),
+                            secret_key=s.secret_key())
                  if os.environ.get("SPACEHOST_BUILD_QUEUE", "inline") == "celery" else None)
         self.controller = controller = Controller(
             s, store, repos.root, runtime, load_backend("process", s), env_source_for(store, box), self.on_routes,

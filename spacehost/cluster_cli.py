@@ -48,10 +48,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--memory-gb", type=float, default=float(_env("memory-gb", "0") or 0))
     p.add_argument("--redis-url", default=_env("redis-url"), help="default: the server's, given at registration")
     p.add_argument("--insecure-no-sandbox", action="store_true")
-    p = sub.add_parser("nodes", help="cluster: list, cordon, uncordon or drain nodes")
+    p.add_argument("--keep-spaces", action="store_true", default=_env("keep-spaces") not in (None, "", "0"),
+                   help="leave the Spaces running when the agent stops (a restart re-adopts them)")
+    p = sub.add_parser("nodes", help="cluster: list, cordon, uncordon or drain nodes; `token`: the join token that "
+                       "node agents, build workers and proxies use (the cluster API only, no admin)")
     p.add_argument("--server", default=_env("server", "http://127.0.0.1:8081"))
     p.add_argument("--token", default=_env("token") or _env("admin-token"))
-    p.add_argument("action", nargs="?", default="list", choices=["list", "cordon", "uncordon", "drain"])
+    p.add_argument("action", nargs="?", default="list", choices=["list", "cordon", "uncordon", "drain", "token"])
     p.add_argument("name", nargs="?")
 
 
@@ -76,11 +79,16 @@ def run(args: argparse.Namespace) -> int:
                             runtime=args.runtime, cpus=args.cpus, memory_gb=args.memory_gb, gpus=args.gpus,
                             accelerator=args.accelerator, labels=parse_labels(args.labels),
                             zerogpu_devices=args.zerogpu_devices, insecure_no_sandbox=args.insecure_no_sandbox,
-                            redis_url=args.redis_url))
+                            redis_url=args.redis_url, keep_spaces=args.keep_spaces))
         return 0
     headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
     with httpx.Client(base_url=args.server, headers=headers, timeout=30) as c:
-        if args.action == "list":
+        if args.action == "token":
+            r = c.get("/api/admin/cluster/join-token")
+            if r.status_code == 200:
+                print(r.json()["token"])
+                return 0
+        elif args.action == "list":
             r = c.get("/api/admin/nodes")
         elif not args.name:
             print(f"spacehost: nodes {args.action} needs a node name", file=sys.stderr)

@@ -31,7 +31,7 @@ class Role:
     process: subprocess.Popen[bytes]
     log: Path
 
-    def stop(self, timeout: float = 15.0) -> None:
+    def stop(self, timeout: float = 30.0) -> None:  # a node agent stops its Spaces first
         if self.process.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError):
@@ -76,6 +76,15 @@ def wait_http(url: str, role: Role, timeout: float = 90.0) -> None:
     raise RuntimeError(f"{role.name} did not come up at {url}:\n{role.log.read_text(errors='replace')[-3000:]}")
 
 
+def join_token(api: str, admin_token: str) -> str:
+    """What `spacehost nodes token` prints."""
+    r = httpx.get(f"{api}/api/admin/cluster/join-token", headers={"Authorization": f"Bearer {admin_token}"},
+                  timeout=30)
+    if r.status_code != 200:
+        raise RuntimeError(f"no join token from the server: {r.status_code} {r.text[:300]}")
+    return str(r.json()["token"])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="spacehost cluster on this machine")
     ap.add_argument("--data-dir", default=os.environ.get("SPACEHOST_CLUSTER_DIR", ".spacehost-cluster"))
@@ -94,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
         token_file.write_text(os.environ.get("SPACEHOST_ADMIN_TOKEN") or "hf_admin_" + secrets.token_hex(16))
         token_file.chmod(0o600)
     token = token_file.read_text().strip()
+    key_file = root / "secret-key"  # the installation key every role shares (SPACEHOST_SECRET_KEY)
+    if not key_file.exists():
+        old_key = root / "server" / "secret.key"  # a cluster made before the key was shared keeps its own
+        key_file.write_text(old_key.read_text() if old_key.exists() else secrets.token_urlsafe(32))
+        key_file.chmod(0o600)
     services: list[Service] = []
     roles: list[Role] = []
     stopping = False
@@ -110,19 +124,24 @@ def main(argv: list[str] | None = None) -> int:
         pg, redis = services
         api = f"http://127.0.0.1:{args.api_port}"
         env = {**os.environ, "SPACEHOST_DATABASE_URL": pg.url, "SPACEHOST_REDIS_URL": redis.url,
-               "SPACEHOST_ADMIN_TOKEN": token, "SPACEHOST_BUILD_QUEUE": "celery", "SPACEHOST_TOKEN": token}
+               "SPACEHOST_ADMIN_TOKEN": token, "SPACEHOST_BUILD_QUEUE": "celery", "SPACEHOST_TOKEN": token,
+               "SPACEHOST_SECRET_KEY": key_file.read_text().strip()}
         env.pop("SPACEHOST_DATA_DIR", None)
         server = spacehost("server", logs, "server", "--data-dir", str(root / "server"), "--port", str(args.port),
                            "--listen", f"127.0.0.1:{args.api_port}", "--redis-url", redis.url, env=env)
         roles.append(server)
         wait_http(f"{api}/api/whoami-v2", server)
+        # The other roles join with the join token (the cluster API, reading repos), never the admin's.
+        join = join_token(api, token)
+        env = {k: v for k, v in env.items() if k not in ("SPACEHOST_ADMIN_TOKEN", "SPACEHOST_DATABASE_URL")}
+        env["SPACEHOST_TOKEN"] = join
         roles.append(spacehost("worker", logs, "worker", "--redis-url", redis.url, "--server", api,
                                "--data-dir", str(root / "worker"), "--name", "worker1@local", env=env))
-        proxy = spacehost("proxy", logs, "proxy", "--server", api, "--token", token, "--port", str(args.port),
+        proxy = spacehost("proxy", logs, "proxy", "--server", api, "--token", join, "--port", str(args.port),
                           "--data-dir", str(root / "proxy"), env=env)
         roles.append(proxy)
         for name, address in node_roles(args.nodes):
-            roles.append(spacehost(name, logs, "node", "--server", api, "--token", token, "--name", name,
+            roles.append(spacehost(name, logs, "node", "--server", api, "--token", join, "--name", name,
                                    "--address", address, "--data-dir", str(root / name), env=env))
         wait_http(f"http://127.0.0.1:{args.port}/", proxy)
         domain = os.environ.get("SPACEHOST_DOMAIN", "localhost")

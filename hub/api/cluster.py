@@ -1,5 +1,6 @@
 """The cluster API: what node agents and remote proxies call on the server, and the admin's node commands.
-Every route needs an admin's token (a join token from `spacehost nodes token` is one). Long-polls (`since` a
+The routes of nodes, workers and proxies take an admin's token or the join token (`spacehost nodes token`);
+the admin's node commands and the join token itself take an admin's only. Long-polls (`since` a
 version, `wait` seconds) return as soon as something changed."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any, Protocol
 from fastapi import APIRouter, Request
 
 from core.errors import BadRequest, Forbidden, NotFound
+from hub.accounts import join_token
 from hub.bodies import json_body
 from hub.deps import hub_of, required_caller
 
@@ -33,10 +35,11 @@ class ClusterPlane(Protocol):
     async def node_command(self, name: str, command: str) -> dict[str, Any] | None: ...
 
 
-async def _plane(request: Request) -> ClusterPlane:
+async def _plane(request: Request, *, admin: bool = False) -> ClusterPlane:
     p = await required_caller(request)
-    if not p.is_admin:
-        raise Forbidden("the cluster API needs an admin's token (or a join token: `spacehost nodes token`)")
+    if not (p.is_admin or (p.joins_cluster and not admin)):
+        raise Forbidden("this needs an admin's token" if admin else
+                        "the cluster API needs an admin's token or the join token (`spacehost nodes token`)")
     plane = getattr(request.app.state, "cluster", None)
     if plane is None:
         raise NotFound("this server is not in cluster mode")
@@ -124,14 +127,21 @@ async def can_view(request: Request) -> dict[str, Any]:
 
 @router.get("/api/admin/nodes")
 async def nodes(request: Request) -> list[dict[str, Any]]:
-    return await (await _plane(request)).nodes()
+    return await (await _plane(request, admin=True)).nodes()
+
+
+@router.get("/api/admin/cluster/join-token")
+async def cluster_join_token(request: Request) -> dict[str, str]:
+    """The token node agents, build workers and proxies join with (`spacehost nodes token` prints it)."""
+    await _plane(request, admin=True)
+    return {"token": join_token(hub_of(request).settings.secret_key())}
 
 
 @router.post("/api/admin/nodes/{name}/{command}")
 async def node_command(request: Request, name: str, command: str) -> dict[str, Any]:
     if command not in ("cordon", "uncordon", "drain"):
         raise NotFound(f"no node command {command!r}: cordon, uncordon or drain")
-    node = await (await _plane(request)).node_command(name, command)
+    node = await (await _plane(request, admin=True)).node_command(name, command)
     if node is None:
         raise NotFound(f"no node {name!r}")
     return node

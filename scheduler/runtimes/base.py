@@ -48,6 +48,15 @@ class ExitInfo:
     reason: str  # "exited with code 1", "killed: out of memory (limit 16 GiB)", ...
 
 
+@dataclass(frozen=True)
+class Usage:
+    """What one instance costs now: proportional set size over its processes, and its CPU time so far."""
+
+    pss_bytes: int
+    cpu_ns: int | None  # None: no CPU account here
+    processes: int
+
+
 class Runtime(Protocol):
     name: str
 
@@ -65,6 +74,20 @@ class Runtime(Protocol):
 
     async def adopt(self) -> list[Instance]:
         """Instances this runtime left running before a restart (for recovery)."""
+        ...
+
+    async def freeze(self, inst: Instance) -> bool:
+        """Stop every process of the instance where it stands (cgroup freezer, `docker pause`), keeping its
+        memory and sockets; True once frozen, False where this runtime or host cannot (it keeps running).
+        Connections to a frozen instance wait in the kernel's queues until `thaw`."""
+        ...
+
+    async def thaw(self, inst: Instance) -> None:
+        """Let a frozen instance run again; idempotent. `stop` thaws by itself."""
+        ...
+
+    async def usage(self, inst: Instance) -> Usage | None:
+        """Its PSS and CPU time now (None: not measurable here)."""
         ...
 
     def forget_space(self, space_id: str) -> None:

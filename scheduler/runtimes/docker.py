@@ -49,7 +49,7 @@ from hub.crypto import SecretBox
 from sandbox import firewall as fwall
 from sandbox.firewall import Firewall, bridge_firewall, iptables, nameservers
 from scheduler.env import rebase_host_urls
-from scheduler.runtimes.base import ExitInfo, Instance, LaunchSpec
+from scheduler.runtimes.base import ExitInfo, Instance, LaunchSpec, Usage
 from scheduler.runtimes.docker_warm import (
     LABEL_DATA_DIR,
     LABEL_SPARE,
@@ -215,6 +215,27 @@ class DockerRuntime:
 
     async def adopt(self) -> list[Instance]:
         return await asyncio.to_thread(self._adopt)
+
+    async def freeze(self, inst: Instance) -> bool:
+        """`docker pause` (the engine's cgroup freezer)."""
+        return await asyncio.to_thread(self._pause, inst, True)
+
+    async def thaw(self, inst: Instance) -> None:
+        await asyncio.to_thread(self._pause, inst, False)
+
+    async def usage(self, inst: Instance) -> Usage | None:
+        return None  # not measured here yet (the engine's stats call takes a second per container)
+
+    def _pause(self, inst: Instance, pause: bool) -> bool:
+        try:
+            c = self.client.containers.get(inst.container_id or "")
+            if pause and c.status == "running":
+                c.pause()
+            elif not pause and c.status == "paused":
+                c.unpause()
+            return True
+        except docker.errors.APIError:  # NotFound included: it ended meanwhile
+            return False
 
     def describe_isolation(self) -> str:
         return ("Each Space runs in a Docker container as uid 1000 with every capability dropped, no-new-privileges, "
@@ -382,6 +403,8 @@ class DockerRuntime:
         cid = inst.container_id or ""
         try:
             c = self.client.containers.get(cid)
+            if c.status == "paused":  # the frozen tier: a paused container cannot take SIGTERM
+                c.unpause()
             c.stop(timeout=math.ceil(max(0.0, grace_s)))
             self._ended.setdefault(cid, ExitInfo(c.attrs["State"].get("ExitCode"), "stopped"))
             self._join(cid)
@@ -399,7 +422,9 @@ class DockerRuntime:
             if c.labels.get(LABEL_DATA_DIR, self.owner) != self.owner:
                 continue  # another installation's
             rec = self.registry.get(c.id) if LABEL_SPARE in c.labels else None
-            if c.status != "running" or (LABEL_SPARE in c.labels and rec is None):
+            if c.status == "paused":  # frozen when spacehost stopped: it serves again from the start
+                c.unpause()
+            elif c.status != "running" or (LABEL_SPARE in c.labels and rec is None):
                 _remove(c)  # ended while nobody watched, or a spare nobody took: nothing to adopt
                 self.registry.drop(c.id)
                 continue

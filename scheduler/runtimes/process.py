@@ -44,7 +44,8 @@ from core.stages import Sdk
 from sandbox.apptree import writable_copy
 from sandbox.netns import NetAddress, NetworkError, SpaceNetwork, enter_argv
 from scheduler.env import rebase_host_urls
-from scheduler.runtimes.base import ExitInfo, Instance, LaunchSpec
+from scheduler.runtimes import freezer
+from scheduler.runtimes.base import ExitInfo, Instance, LaunchSpec, Usage
 from scheduler.runtimes.sandbox import (
     APP_UID,
     BWRAP,
@@ -229,6 +230,21 @@ class ProcessRuntime:
     async def adopt(self) -> list[Instance]:
         return await asyncio.to_thread(self._adopt)
 
+    async def freeze(self, inst: Instance) -> bool:
+        """Freeze the instance's cgroup (a warm instance's is its zygote's, which serves only its Space)."""
+        state = self._state(inst.instance_id)
+        if state is None or not state.cgroup_dirs:
+            return False
+        return await asyncio.to_thread(freezer.freeze, state.cgroup_dirs)
+
+    async def thaw(self, inst: Instance) -> None:
+        if (state := self._state(inst.instance_id)) is not None:
+            await asyncio.to_thread(freezer.thaw, state.cgroup_dirs)
+
+    async def usage(self, inst: Instance) -> Usage | None:
+        state = self._state(inst.instance_id)
+        return None if state is None else await asyncio.to_thread(freezer.usage, state.cgroup_dirs, state.pid)
+
     def describe_isolation(self) -> str:
         return self.sandbox_state().warning() or describe_isolation(self.support)
 
@@ -238,6 +254,12 @@ class ProcessRuntime:
     def forget_space(self, space_id: str) -> None:
         if self._zygotes is not None:
             self._zygotes.forget(space_id)
+
+    def close(self) -> None:
+        """Kill every warm interpreter (each Space's zygotes and the spares); instances are stopped already.
+        Blocking."""
+        if self._zygotes is not None:
+            self._zygotes.close()
 
     # -- network ----------------------------------------------------------------------------------------------
 
@@ -439,6 +461,7 @@ class ProcessRuntime:
             if self._running(inst):
                 self._signal(state, signal.SIGKILL)
             proc = self._procs.get(iid)
+            freezer.thaw(state.cgroup_dirs)  # v1 holds signals to frozen tasks until the thaw
             if proc is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=5)
@@ -467,6 +490,7 @@ class ProcessRuntime:
         for zdir in self.run_dir.glob("zygote-*"):
             if zdir.name not in in_use:  # its zygote exits with its last child; nothing to adopt
                 from scheduler.runtimes.zygote import remove_zygote_dir
+                freezer.thaw(state.cgroup_dirs)  # frozen when spacehost stopped: it serves again from the start
 
                 remove_zygote_dir(zdir, self.net)
         return found

@@ -1,5 +1,6 @@
 """Per-Space cgroups: memory (no swap), pids and CPU limits, OOM detection, kill-all; on v1 also a devices
-cgroup of its own (created allowing everything, as its parent; the ZeroGPU broker narrows it).
+cgroup of its own (created allowing everything, as its parent; the ZeroGPU broker narrows it), and a freezer and a
+cpuacct cgroup (the frozen tier and the CPU account: scheduler/runtimes/freezer.py).
 
 cgroup v2 (one `cgroup.controllers` hierarchy) and v1 (one hierarchy per controller, as on hosts where
 `/sys/fs/cgroup` is a tmpfs of `memory/`, `pids/`, `cpu/`) are both handled. Each Space's cgroup is nested
@@ -21,7 +22,9 @@ from scheduler.runtimes.sandbox import Limits
 
 ROOT = Path("/sys/fs/cgroup")
 CONTROLLERS = ("memory", "pids", "cpu")
-OPTIONAL_V1 = ("devices",)  # v1 only: lets the ZeroGPU broker allow a Space just the GPUs it leases
+# v1 only: devices lets the ZeroGPU broker allow a Space just the GPUs it leases; freezer and cpuacct carry the
+# frozen tier and the Space's CPU time (v2 has both in every cgroup: cgroup.freeze, cpu.stat)
+OPTIONAL_V1 = ("devices", "freezer", "cpuacct")
 CFS_PERIOD_US = 100_000
 
 

@@ -1,17 +1,22 @@
 """The build queue contract, run over every queue in QUEUES (`inline`, and `celery` with a real `spacehost
 worker` over the session's Redis, fetching commits from a real hub over git smart HTTP). Then what only the
 Celery queue promises: a duplicate delivery does not build again; a worker killed mid-build loses nothing (the
-reaper enqueues the build again and another worker finishes it)."""
+reaper enqueues the build again and another worker finishes it); a build's secrets never cross Redis in the clear
+(sealed with the installation key the server and its workers share)."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import os
+import re
 import secrets
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -34,6 +39,8 @@ from tests.contract.test_build_backend import Log
 from tests.e2e.harness import git
 from tests.hub.conftest import LiveHub
 
+KEY = b"build-queue-test-" + secrets.token_hex(8).encode()  # the cluster's SPACEHOST_SECRET_KEY
+
 GRADIO = {"README.md": "---\nsdk: gradio\n---\n", "app.py": "import gradio as gr\ngr.Interface(str, 'text', 'text').launch()\n"}
 STATIC = {"README.md": "---\nsdk: static\n---\n", "index.html": "<h1>hi</h1>\n"}
 
@@ -44,7 +51,7 @@ class Worker:
     def __init__(self, hub: LiveHub, redis_url: str, data_dir: Path) -> None:
         self.log = data_dir / "worker.log"
         data_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "SPACEHOST_TOKEN": hub.admin}
+        env = {**os.environ, "SPACEHOST_TOKEN": hub.admin, "SPACEHOST_SECRET_KEY": KEY.decode()}
         argv = [sys.executable, "-m", "spacehost.cli", "worker", "--redis-url", redis_url, "--server", hub.url,
                 "--data-dir", str(data_dir), "--name", f"w{secrets.token_hex(3)}@test"]
         with self.log.open("wb") as out:
@@ -110,7 +117,8 @@ def queue(request: pytest.FixtureRequest, live_hub: LiveHub, tmp_path: Path) -> 
                        spaces_root=spaces)
     else:
         request.getfixturevalue("worker")
-        q = load_queue("celery", redis_url=request.getfixturevalue("redis_url"), spaces_root=spaces)
+        q = load_queue("celery", redis_url=request.getfixturevalue("redis_url"), spaces_root=spaces,
+                       secret_key=KEY)
     yield q
     asyncio.run(q.close())
 
@@ -170,9 +178,59 @@ def test_secrets_are_masked_in_shipped_log_lines(queue: BuildQueue, live_hub: Li
 
 # ---- only the Celery queue ----------------------------------------------------------------------------------
 
+def readable_in(command: bytes) -> bytes:
+    """A command as seen, followed by every base64 run in it decoded."""
+    out = [command]
+    for run in re.findall(rb"[A-Za-z0-9+/]{16,}={0,2}", command):
+        with contextlib.suppress(ValueError):
+            out.append(base64.b64decode(run + b"=" * (-len(run) % 4)))
+    return b"\n".join(out)
+
+
+def test_secrets_cross_redis_sealed_and_only_the_shared_key_opens_them(worker: Worker, live_hub: LiveHub,
+                                                                        redis_url: str, tmp_path: Path) -> None:
+    """Every command Redis receives while a build with a secret is queued and built (MONITOR) is free of the
+    secret's value; a server with another key than the worker's gets a build error that says which key."""
+    space_id, sha = _push(live_hub, {**STATIC, "index.html": "<p>sealed</p>\n"})
+    secret = "s3cr3t-" + secrets.token_hex(8)
+    seen: list[bytes] = []
+    monitor = redis.Redis.from_url(redis_url)
+    stop = threading.Event()
+
+    def watch() -> None:
+        with monitor.monitor() as m:
+            for cmd in m.listen():
+                seen.append(str(cmd.get("command", "")).encode())
+                if stop.is_set():
+                    return
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    time.sleep(0.5)
+    q = load_queue("celery", redis_url=redis_url, spaces_root=tmp_path / "ok", secret_key=KEY)
+    try:
+        assert build(q, space_id, sha, secrets={"TOKEN": secret}).sha == sha
+    finally:
+        asyncio.run(q.close())
+        stop.set()
+        redis.Redis.from_url(redis_url).ping()  # one more command ends the monitor's loop
+        t.join(10)
+    readable = [readable_in(c) for c in seen]  # kombu carries a task's arguments base64-encoded
+    assert any(keys.SEALED.encode() in c for c in readable), "the build's message was not seen by MONITOR"
+    assert not any(secret.encode() in c for c in readable)
+
+    other = load_queue("celery", redis_url=redis_url, spaces_root=tmp_path / "other", secret_key=b"another-key")
+    try:
+        with pytest.raises(BuildFailed) as info:
+            build(other, space_id, sha, secrets={"TOKEN": secret + "x"})
+    finally:
+        asyncio.run(other.close())
+    assert "SPACEHOST_SECRET_KEY" in info.value.message
+
+
 def test_duplicate_delivery_does_not_build_again(worker: Worker, live_hub: LiveHub, redis_url: str,
                                                  tmp_path: Path) -> None:
-    q = load_queue("celery", redis_url=redis_url, spaces_root=tmp_path)
+    q = load_queue("celery", redis_url=redis_url, spaces_root=tmp_path, secret_key=KEY)
     space_id, sha = _push(live_hub, STATIC)
     art = build(q, space_id, sha)
     request = BuildRequest.of(space_id, sha, BuildContext(log=print))
@@ -193,7 +251,7 @@ def test_a_killed_worker_loses_nothing(live_hub: LiveHub, redis_url: str, tmp_pa
     """kill -9 of the only worker (parent and pool) while it builds: the lease lapses, the reaper enqueues
     the build again, a new worker finishes it."""
     first = Worker(live_hub, redis_url, tmp_path / "w1")
-    q = load_queue("celery", redis_url=redis_url, spaces_root=tmp_path / "spaces")
+    q = load_queue("celery", redis_url=redis_url, spaces_root=tmp_path / "spaces", secret_key=KEY)
     space_id, sha = _push(live_hub, {**GRADIO, "app.py": GRADIO["app.py"] + "# v2\n"})
     log = Log()
     context = BuildContext(log=log, no_cache=True)
