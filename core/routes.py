@@ -12,10 +12,10 @@ class RouteState(str, Enum):
     STATIC = "static"  # serve files from `static_root`
     STARTING = "starting"  # building or starting: a "please wait" page that refreshes
     SLEEPING = "sleeping"  # hold the request and ask the scheduler to wake the Space
+    FROZEN = "frozen"  # its processes are frozen (the fast tier of sleep): hold the request, wake thaws it
     STOPPED = "stopped"  # paused, or in an error stage: a page that says so
 
 
-    FROZEN = "frozen"  # its processes are frozen (the fast tier of sleep): hold the request, wake thaws it
 @dataclass(frozen=True)
 class Upstream:
     host: str

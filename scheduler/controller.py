@@ -35,13 +35,15 @@ from hub.phases import keep_good_build
 from sandbox.bwrap import APP_UID
 from scheduler import lifecycle
 from scheduler.env import runtime_env
-from scheduler.runtimes.base import Instance, LaunchSpec, Runtime
+from scheduler.runtimes.base import Instance, LaunchSpec, Runtime, Usage
+from scheduler.runtimes.freezer import mem_available
 from sdk_templates import TEMPLATES
 from state.logs import LogFile
 from state.store import SpaceRecord, Store
 
 log = logging.getLogger("spacehost.scheduler")
 DRAIN_GRACE_S = 10.0
+USAGE_EVERY_S = 15.0  # PSS and CPU samples of running Spaces (smaps_rollup costs ~1 ms per process)
 STOP_GRACE_S = 5.0  # SIGTERM, then SIGKILL after this, when a Space is deleted or spacehost stops
 BUILD_GIVE_UP_S = 30.0  # how long a deletion waits for a cancelled build to leave the Space's folder
 KEEP_IMAGES = 3  # per Space, for instant rollback (docker backend); older ones are removed after a redeploy
@@ -63,6 +65,11 @@ class Live:
     starting: Instance | None = None  # started, not yet ready (not yet `instance`)
     gone: bool = False  # the Space was deleted or moved: whatever starts for it is stopped
     probes: int = 0  # health probes of the instance starting now (the runtime API's `healthProbes`)
+    frozen: bool = False  # the frozen tier: `instance` is frozen (lifecycle.Tier)
+    no_freeze: str = ""  # the instance this runtime could not freeze (not tried again)
+    usage: Usage | None = None  # `instance`'s PSS and CPU at the last sample
+    cpu: tuple[tuple[float, int], ...] = ()  # (monotonic time, CPU ns) samples of the last minute
+    since: float = field(default_factory=time.monotonic)  # when `instance` became ready (adopted: when seen)
 
 
 class Controller:
@@ -112,10 +119,26 @@ class Controller:
         extra: dict[str, Any] = {"scheduling": why} if why else {}
         if (live := self.live.get(space_id)) and live.starting is not None:
             extra["healthProbes"] = live.probes
+        if live is not None:
+            extra.update(self._tier_info(space_id, live))
         if self.zero_gpu is None or not hasattr(self.zero_gpu, "space_summary"):
             return extra
         summary = self.zero_gpu.space_summary(space_id)
         return {**extra, "zeroGpu": summary} if summary else extra
+
+    def _tier_info(self, space_id: str, live: Live) -> dict[str, Any]:
+        """spacehost's own runtime info: the tier, and with an instance its PSS (bytes) and CPU (% of a core
+        over the last minute) at the last sample."""
+        if live.instance is None:
+            space = self.store.get_space(space_id)
+            return {"tier": lifecycle.Tier.SLEEPING.value} if space and space.stage == "SLEEPING" else {}
+        tier = lifecycle.Tier.FROZEN if live.frozen else lifecycle.Tier.RUNNING
+        out: dict[str, Any] = {"tier": tier.value, "uptimeSeconds": round(time.monotonic() - live.since)}
+        if live.usage is not None:
+            out["memory"] = {"pss": live.usage.pss_bytes, "processes": live.usage.processes}
+        if (pct := lifecycle.cpu_percent(live.cpu)) is not None:
+            out["cpuPercent"] = pct
+        return out
 
     def shell_target(self, space_id: str) -> tuple[int | None, str | None]:
         live = self.live.get(space_id)
@@ -266,6 +289,7 @@ class Controller:
         """Start `art`, wait until ready, switch the route, drain and stop the old instance."""
         live = self._live(space_id)
         async with live.lock:
+            await self._thaw(space_id, live)  # a warm start forks from the frozen zygote; the old one drains
             space = self.store.get_space(space_id)
             if space is None:
                 return
@@ -300,7 +324,8 @@ class Controller:
             if live.artifact is None or live.artifact.sha != art.sha:
                 live.crashes = ()  # a new version starts with a clean slate; a restart keeps its history
             live.instance, live.artifact = inst, art
-            live.last_activity = time.monotonic()
+            live.last_activity = live.since = time.monotonic()
+            live.cpu, live.usage = (), None
             self._set(space_id, stage="RUNNING", serving_sha=art.sha, error=None)
         if old is not None:
             self._spawn(self._drain_stop(old))
@@ -483,9 +508,15 @@ class Controller:
     def activity(self, space_id: str) -> None:
         if (live := self.live.get(space_id)) is not None:
             live.last_activity = time.monotonic()
+            if live.frozen:  # a request reached it while it was being frozen, or a WebSocket stayed open
+                self._spawn(self._thaw(space_id, live))
 
     async def wake(self, space_id: str) -> None:
         live = self._live(space_id)
+        if live.instance is not None:  # frozen (or thawed by the request's activity a moment ago): a thaw
+            live.last_activity = time.monotonic()
+            await self._thaw(space_id, live)
+            return
         if live.waking is None or live.waking.done():
             live.last_activity = time.monotonic()
             if live.artifact is not None:
@@ -499,6 +530,42 @@ class Controller:
                 await self._check()
             except Exception:
                 log.exception("scheduler tick failed")
+
+    async def _thaw(self, space_id: str, live: Live) -> None:
+        """Leave the frozen tier (idempotent): the instance runs again, the route serves."""
+        if not live.frozen:
+            return
+        live.frozen = False
+        if live.instance is not None:
+            await self.runtime.thaw(live.instance)
+        self.publish()
+
+    async def _freeze(self, space_id: str, live: Live, inst: Instance) -> None:
+        since = live.last_activity
+        if not await self.runtime.freeze(inst):
+            live.no_freeze = inst.instance_id
+            return
+        live.frozen = True
+        if live.last_activity != since or live.instance is not inst:  # a visitor came while it froze
+            await self._thaw(space_id, live)
+            return
+        self.publish()
+
+    async def _sleep(self, space_id: str, live: Live, inst: Instance, why: str) -> None:
+        async with live.lock:
+            live.instance = None
+            live.frozen = False
+            self._set(space_id, stage="SLEEPING")
+            self.run_log(space_id).write(f"==> Sleeping {why}")
+            await self.runtime.stop(inst)  # thaws a frozen one first
+
+    async def _sample(self, live: Live, inst: Instance, now: float) -> None:
+        if live.cpu and now - live.cpu[-1][0] < USAGE_EVERY_S:
+            return
+        usage = await self.runtime.usage(inst)
+        live.usage = usage
+        if usage is not None and usage.cpu_ns is not None:
+            live.cpu = (*(s for s in live.cpu if now - s[0] <= 75.0), (now, usage.cpu_ns))
 
     async def _check(self) -> None:
         now = time.monotonic()
@@ -523,12 +590,23 @@ class Controller:
                     self._spawn(self._restart_later(space_id, live.artifact, delay))
                 if self.zero_gpu:
                     self.zero_gpu.space_died(space_id)
-            elif lifecycle.should_sleep(self._sleep_time(space), live.last_activity, now):
-                async with live.lock:
-                    live.instance = None
-                    self._set(space_id, stage="SLEEPING")
-                    self.run_log(space_id).write("==> Sleeping after inactivity")
-                    await self.runtime.stop(inst)
+                continue
+            sleep_time = self._sleep_time(space)
+            tier = lifecycle.idle_tier(sleep_time, self.settings.freeze_after_s, live.last_activity, now)
+            if tier is lifecycle.Tier.SLEEPING:
+                await self._sleep(space_id, live, inst, "after inactivity")
+                continue
+            if tier is lifecycle.Tier.FROZEN and not live.frozen and live.no_freeze != inst.instance_id:
+                await self._freeze(space_id, live, inst)
+            elif tier is lifecycle.Tier.RUNNING and live.frozen:  # dev mode turned on, or sleep turned off
+                await self._thaw(space_id, live)
+            await self._sample(live, inst, now)
+        frozen = {sid: lv.last_activity for sid, lv in self.live.items() if lv.frozen and lv.instance}
+        victim = lifecycle.pressure_victim(frozen, await asyncio.to_thread(mem_available),
+                                           self.settings.min_available_mb << 20) if frozen else None
+        if victim is not None and (lv := self.live[victim]).instance is not None:
+            await self._sleep(victim, lv, lv.instance, "under memory pressure (MemAvailable below "
+                              f"{self.settings.min_available_mb} MiB)")
 
     async def _restart_later(self, space_id: str, art: Artifact, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -551,7 +629,7 @@ class Controller:
                 static_root=live.artifact.static_root if live.artifact and live.artifact.sdk is Sdk.STATIC else None,
                 headers=cfg.custom_headers if cfg else (), disable_embedding=bool(cfg and cfg.disable_embedding),
                 zero_gpu=flavor(space.hardware).is_zero, error=space.error,
-                custom_domains=domains.get(space.id, ()),
+                custom_domains=domains.get(space.id, ()), frozen=live.frozen and live.instance is not None,
             ))
         table = RouteTable(self.settings.domain, self.hub_upstream, tuple(lifecycle.route_for(v) for v in views),
                            spaces_domain=self.settings.spaces_domain)

@@ -454,6 +454,7 @@ class ProcessRuntime:
             return
         state = self._state(iid)
         if self._running(inst) and state is not None:
+            freezer.thaw(state.cgroup_dirs)  # v1 holds signals to frozen tasks until the thaw
             self._signal(state, signal.SIGTERM)
             deadline = time.monotonic() + grace_s
             while time.monotonic() < deadline and self._running(inst):
@@ -461,7 +462,6 @@ class ProcessRuntime:
             if self._running(inst):
                 self._signal(state, signal.SIGKILL)
             proc = self._procs.get(iid)
-            freezer.thaw(state.cgroup_dirs)  # v1 holds signals to frozen tasks until the thaw
             if proc is not None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=5)
@@ -483,6 +483,7 @@ class ProcessRuntime:
             iid = path.name[: -len(".json")]
             state = self._state(iid)
             if state is not None and start_ticks(state.pid) == state.start_ticks:
+                freezer.thaw(state.cgroup_dirs)  # frozen when spacehost stopped: it serves again from the start
                 found.append(state.instance())
                 continue
             self._cleanup(iid, state)  # stale: ended while nobody watched
@@ -490,7 +491,6 @@ class ProcessRuntime:
         for zdir in self.run_dir.glob("zygote-*"):
             if zdir.name not in in_use:  # its zygote exits with its last child; nothing to adopt
                 from scheduler.runtimes.zygote import remove_zygote_dir
-                freezer.thaw(state.cgroup_dirs)  # frozen when spacehost stopped: it serves again from the start
 
                 remove_zygote_dir(zdir, self.net)
         return found
