@@ -7,7 +7,20 @@ from starlette.responses import Response
 
 from core.errors import SpacehostError
 from core.ids import SpaceId
-from hub.api import catalog, commits, debug, devtools, domains, lfs, manage, repos, runtime, tokens
+from hub.api import (
+    catalog,
+    commits,
+    community,
+    debug,
+    devtools,
+    domains,
+    lfs,
+    manage,
+    refs,
+    repos,
+    runtime,
+    tokens,
+)
 from hub.control import Hub
 from hub.csrf import CsrfGuard
 from hub.errors import handle_spacehost_error
@@ -42,6 +55,8 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(domains.router)
     app.include_router(commits.router)
     app.include_router(lfs.router)
+    app.include_router(refs.router)
+    app.include_router(community.router)
     app.include_router(manage.router)
     app.include_router(tokens.router)
     app.include_router(debug.router)

@@ -160,8 +160,9 @@ def commit_ops(repos: Repos, sid: SpaceId, branch: str, ops: list[CommitOp], mes
                parent: str | None = None) -> tuple[str, bool]:
     """Commit `ops` on top of `branch` (created if the repo is empty) with git plumbing only — no work tree.
     `parent`, when given, must be (a prefix of) the branch head. Returns (commit sha, whether it changed
-    anything); the ref moves with compare-and-swap, so a concurrent push is never overwritten."""
-    ref = f"refs/heads/{branch}"
+    anything); the ref moves with compare-and-swap, so a concurrent push is never overwritten. A `branch` that
+    starts with `refs/` is a full ref (a pull request's `refs/pr/N`)."""
+    ref = branch if branch.startswith("refs/") else f"refs/heads/{branch}"
     head = repos.head(sid, ref)
     if head is None and branch != "main" and repos.head(sid) is not None:
         raise RevisionNotFound(f"Invalid rev id: {branch}")

@@ -23,12 +23,13 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 
 from core.errors import BadRequest, RevisionNotFound
 from core.ids import SpaceId
-from hub.api.repos import _json, touch
 from hub import hotreload
+from hub.api.community import committer, open_discussion
+from hub.api.repos import _json, touch
 from hub.api.views import iso
 from hub.bodies import RawString, ndjson_items, write_content
 from hub.control import Hub
-from hub.deps import base_url, hub_of, visible_space, writable_space
+from hub.deps import base_url, hub_of, visible_space
 from hub.lfs import POINTER_MAX, LfsStore, Pointer, parse_pointer
 from hub.repos import (
     Author,
@@ -45,6 +46,7 @@ from hub.store import SpaceRecord
 
 router = APIRouter()
 PREFIX = "/api/spaces/{owner}/{name}"
+_YES = ("1", "true", "True")
 
 
 # ---- README front matter --------------------------------------------------------------------------------
@@ -127,8 +129,8 @@ def preupload_answer(hub: Hub, space: SpaceRecord, revision: str, files: list[di
 
 @router.post(PREFIX + "/preupload/{revision:path}")
 async def preupload(request: Request, owner: str, name: str, revision: str) -> dict[str, Any]:
-    space, _ = await writable_space(request, owner, name)
     rev, _ = rev_and_path(request, "preupload")
+    space, _ = await committer(request, owner, name, rev, request.query_params.get("create_pr") in _YES)
     body = await _json(request)
     files = body.get("files")
     if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
@@ -198,10 +200,9 @@ def _check_readme(ops: list[CommitOp]) -> None:
 
 @router.post(PREFIX + "/commit/{revision:path}")
 async def commit(request: Request, owner: str, name: str, revision: str) -> JSONResponse:
-    space, principal = await writable_space(request, owner, name)
     rev, _ = rev_and_path(request, "commit")
-    if request.query_params.get("create_pr") in ("1", "true", "True"):
-        raise BadRequest("spacehost has no pull requests: commit to a branch instead (create_pr=False)")
+    create_pr = request.query_params.get("create_pr") in _YES
+    space, principal = await committer(request, owner, name, rev, create_pr)
     rev = rev.removeprefix("refs/heads/")
     hub = hub_of(request)
     sid = SpaceId(space.owner, space.name)
@@ -213,15 +214,21 @@ async def commit(request: Request, owner: str, name: str, revision: str) -> JSON
         message = req.summary + (f"\n\n{req.description}" if req.description.strip() else "") + "\n"
         locks: dict[str, asyncio.Lock] = request.app.state.__dict__.setdefault("commit_locks", {})
         async with locks.setdefault(space.space_id, asyncio.Lock()):
+            pr = await asyncio.to_thread(open_discussion, hub, space, principal, req.summary, req.description,
+                                         True, req.parent) if create_pr else None
+            rev = f"refs/pr/{pr.num}" if pr else rev
             sha, changed = await asyncio.to_thread(commit_ops, hub.repos, sid, rev, req.ops, message, author,
-                                                   req.parent)
+                                                   None if pr else req.parent)
     if changed and rev == "main":
         await asyncio.to_thread(touch, request, space.space_id)
         target = hub.control.reload_target(space.space_id) if hot else None
         if hot is None or not await hotreload.apply(hub.store, target, space, sha, hot):
             await hub.control.pushed(space.space_id, sha)
-    return JSONResponse({"success": True, "commitOid": sha, "hookOutput": "",
-                         "commitUrl": f"{base_url(request)}/spaces/{sid}/commit/{sha}"})
+    answer = {"success": True, "commitOid": sha, "hookOutput": "",
+              "commitUrl": f"{base_url(request)}/spaces/{sid}/commit/{sha}"}
+    if pr is not None:
+        answer["pullRequestUrl"] = f"{base_url(request)}/spaces/{sid}/discussions/{pr.num}"
+    return JSONResponse(answer)
 
 
 # ---- reads: tree, paths-info, resolve -----------------------------------------------------------------------

@@ -10,6 +10,7 @@ from core.ids import SpaceId
 from hub.control import Hub
 from hub.phases import space_phases
 from hub.store import SpaceRecord, utcnow
+from state.community import like_count
 
 
 def iso(t: dt.datetime) -> str:
@@ -97,7 +98,7 @@ def space_view(hub: Hub, space: SpaceRecord, *, full: bool = True) -> dict[str, 
         "sdk": space.sdk,
         "host": url,
         "subdomain": sid.subdomain,
-        "likes": 0,
+        "likes": like_count(hub.store, space.id),
         "tags": [t for t in (space.sdk, "region:local") if t],
         "createdAt": iso(space.created_at),
         "lastModified": iso(space.last_modified),

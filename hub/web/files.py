@@ -20,7 +20,7 @@ from core.ids import SpaceId
 from hub.api.commits import commit_log, resolve_rev
 from hub.deps import hub_of
 from hub.repos import list_tree
-from hub.web.space import page, space_context
+from hub.web.space import api_has, page, space_context
 
 router = APIRouter()
 MAX_VIEW = 1 << 20  # larger files: raw and download only
@@ -104,7 +104,7 @@ async def _writer_context(request: Request, owner: str, name: str) -> dict[str, 
     ctx = await space_context(request, owner, name, "files")
     if not ctx["writer"]:
         raise Forbidden(f"Only members with write access may change {ctx['space'].space_id}")
-    ctx["has_prs"] = any(getattr(r, "path", "").endswith("/discussions") for r in request.app.routes)
+    ctx["has_prs"] = api_has(request, "/api/spaces/{owner}/{name}/discussions")
     return ctx
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -41,9 +41,19 @@ def app_src(request: Request, space: SpaceRecord, viewer: Principal | None) -> s
     return url
 
 
+def route_paths(routes: Iterable[object]) -> Iterator[str]:
+    """The path templates of `routes`, into included routers (FastAPI >= 0.16x keeps an included router whole,
+    as `_IncludedRouter.original_router`, instead of copying its routes; none of ours has a prefix)."""
+    for r in routes:
+        if isinstance(path := getattr(r, "path", None), str):
+            yield path
+        if (inner := getattr(r, "original_router", None)) is not None:
+            yield from route_paths(inner.routes)
+
+
 def api_has(request: Request, path: str) -> bool:
     """Whether the hub serves the API route `path` (a template such as /api/spaces/{owner}/{name}/discussions)."""
-    return any(getattr(r, "path", None) == path for r in request.app.routes)
+    return path in route_paths(request.app.routes)
 
 
 async def space_context(request: Request, owner: str, name: str, tab: str) -> dict[str, Any]:
