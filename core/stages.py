@@ -1,12 +1,13 @@
 """Space stages, with names identical to huggingface_hub's `SpaceStage` (plus `SLEEPING`, which
-huggingface.js and gradio's JS client know)."""
+huggingface.js and gradio's JS client know). A `StrEnum`: a member is its name wherever a string is (the store's
+`stage` column, JSON, f-strings, templates), so code compares and stores members, never raw strings."""
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import Enum, StrEnum
 
 
-class SpaceStage(str, Enum):
+class SpaceStage(StrEnum):
     NO_APP_FILE = "NO_APP_FILE"
     CONFIG_ERROR = "CONFIG_ERROR"
     BUILDING = "BUILDING"

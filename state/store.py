@@ -28,6 +28,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from core.ids import SpaceId, account_key
+from core.stages import SpaceStage
 from state import schema
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ class Space(Base):
     sleep_time: Mapped[int | None] = mapped_column(default=None)  # seconds; -1 never; None flavor default
     paused: Mapped[bool] = mapped_column(default=False)
     head_sha: Mapped[str | None] = mapped_column(String(40), default=None)
-    stage: Mapped[str] = mapped_column(String(24), default="NO_APP_FILE")
+    stage: Mapped[str] = mapped_column(String(24), default=SpaceStage.NO_APP_FILE)
     error: Mapped[str | None] = mapped_column(default=None)
     serving_sha: Mapped[str | None] = mapped_column(String(40), default=None)  # what the route points to
     artifact_dir: Mapped[str | None] = mapped_column(default=None)  # last good build output

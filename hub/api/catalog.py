@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from core.errors import BadRequest, NotFound
+from core.stages import SpaceStage
 from hub.accounts import can_see
 from hub.api.views import runtime_view, space_view
 from hub.control import Hub
@@ -52,7 +53,7 @@ async def semantic_search(request: Request, q: str = "", sdk: str | None = None,
         for s in hub.store.list_spaces():
             if not can_see(p, s.owner, s.private) or (sdk and s.sdk != sdk):
                 continue
-            if not includeNonRunning and s.stage != "RUNNING":
+            if not includeNonRunning and s.stage != SpaceStage.RUNNING:
                 continue
             view = space_view(hub, s, full=False)
             from hub.api.views import card_data

@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import APIRouter, Request, WebSocket
 
 from core.errors import BadRequest, Forbidden
+from core.stages import SpaceStage
 from hub import shell
 from hub.api.repos import _json
 from hub.api.views import runtime_view
@@ -26,7 +27,8 @@ from hub.volumes import parse_volumes
 
 router = APIRouter()
 PREFIX = "/api/spaces/{owner}/{name}"
-RUNNING = ("RUNNING", "RUNNING_BUILDING", "RUNNING_APP_STARTING", "APP_STARTING")
+RUNNING = (SpaceStage.RUNNING, SpaceStage.RUNNING_BUILDING, SpaceStage.RUNNING_APP_STARTING,
+           SpaceStage.APP_STARTING)
 
 
 async def _runtime(request: Request, space_id: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 
 from core.errors import BadRequest, Conflict, Forbidden, NotFound, RepoNotFound, Unauthorized
 from core.ids import SpaceId
+from core.stages import SpaceStage
 from hub.accounts import Principal, can_see
 from hub.api.repos import _json, _visibility, check_address, create_space_row, flush_or_conflict, space_url
 from hub.control import Hub
@@ -106,7 +107,7 @@ async def move(request: Request) -> JSONResponse:
     if head is not None:
         await hub.control.pushed(str(dst), head)
     else:
-        await asyncio.to_thread(hub.store.update_space, str(dst), stage="NO_APP_FILE")
+        await asyncio.to_thread(hub.store.update_space, str(dst), stage=SpaceStage.NO_APP_FILE)
     return JSONResponse({"url": space_url(request, dst)})
 
 

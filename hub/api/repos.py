@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from core.errors import BadRequest, Conflict, Forbidden, RepoNotFound
 from core.hardware import Hardware
 from core.ids import SpaceId
-from core.stages import Sdk
+from core.stages import Sdk, SpaceStage
 from hub.accounts import Principal, can_see
 from hub.api.views import hardware_list, runtime_view, space_view
 from hub.bodies import json_body
@@ -101,7 +101,7 @@ def create_space_row(request: Request, p: Principal, sid: SpaceId, body: dict[st
             raise Conflict("You already created this space repo")
         check_address(hub.store, s, p, sid)
         row = Space(owner=sid.owner, name=sid.name, private=bool(_visibility(body)), sdk=sdk, hardware=hardware,
-                    sleep_time=body.get("sleepTimeSeconds"), stage="NO_APP_FILE",
+                    sleep_time=body.get("sleepTimeSeconds"), stage=SpaceStage.NO_APP_FILE,
                     direct_port=allocate_direct_port(s, hub.settings.direct_port_base or hub.settings.port + 1000))
         s.add(row)
         flush_or_conflict(s, sid)
