@@ -5,10 +5,12 @@ freezer (v1 `freezer/…/freezer.state`; v2 `cgroup.freeze`) and the CPU account
 `cpu.stat` usage_usec). A warm instance lives in its zygote's cgroup, and a zygote serves one Space: freezing
 that cgroup freezes exactly the Space's processes (its app and the interpreter it was forked from).
 
-Frozen tasks keep their memory; on a host without swap nothing moves out, so "reclaimable" means: the frozen
-Space's clean page cache (its env's files, the SDK's .so files) can be dropped by the kernel like anyone's,
-and its anonymous memory is given back at once when it falls to the killed tier (the controller does that
-under memory pressure, longest idle first). v1 cannot kill frozen tasks (signals wait for the thaw), so
+Frozen tasks keep their memory; on a host without swap nothing moves out, so "reclaimable" means: a frozen
+Space's v1 memory cgroup gets a soft limit of 0 (`memory.soft_limit_in_bytes`; lifted on thaw), so under host
+memory pressure the kernel reclaims its pages before a running Space's — on a swapless host its clean page
+cache (the env's files, the SDK's .so files); with swap also its anonymous pages — and its anonymous memory
+is given back at once when it falls to the killed tier (the controller does that while MemAvailable is below
+its threshold, longest idle first). v1 cannot kill frozen tasks (signals wait for the thaw), so
 whoever stops an instance thaws it first (`thaw`, idempotent).
 """
 
@@ -49,6 +51,7 @@ def freeze(dirs: tuple[str, ...], wait_s: float = FREEZE_WAIT_S) -> bool:
                     v1.write_text("THAWED")
                     return False
                 time.sleep(0.01)
+            _soft_limit(dirs, "0")
             return True
         if v2 is not None:
             v2.write_text("1")
@@ -70,8 +73,16 @@ def thaw(dirs: tuple[str, ...]) -> None:
     with contextlib.suppress(OSError):
         if (v1 := _find(dirs, "freezer.state")) is not None:
             v1.write_text("THAWED")
+            _soft_limit(dirs, "-1")
         elif (v2 := _find(dirs, "cgroup.freeze")) is not None:
             v2.write_text("0")
+
+
+def _soft_limit(dirs: tuple[str, ...], value: str) -> None:
+    """v1: reclaim this cgroup first (0) or as anyone (-1: none) under host memory pressure."""
+    with contextlib.suppress(OSError):
+        if (p := _find(dirs, "memory.soft_limit_in_bytes")) is not None:
+            p.write_text(value)
 
 
 def is_frozen(dirs: tuple[str, ...]) -> bool:
