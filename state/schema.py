@@ -14,6 +14,9 @@ Databases made by `create_all` before migrations existed are adopted by revision
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+from collections.abc import Iterator
 from pathlib import Path
 
 from alembic import command
@@ -44,9 +47,10 @@ def current(conn: Connection) -> str | None:
 
 
 def upgrade(engine: Engine) -> None:
-    """Bring the database to the head revision, in one transaction (PostgreSQL: under an advisory lock, so
-    processes that open the store at once migrate it once). Blocking."""
-    with engine.begin() as conn:
+    """Bring the database to the head revision, in one transaction, one process at a time (PostgreSQL: an
+    advisory lock; SQLite: a lock file beside the database), so processes that open the store at once migrate
+    it once. Blocking."""
+    with _sqlite_lock(engine), engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
         if current(conn) == head():
@@ -54,3 +58,14 @@ def upgrade(engine: Engine) -> None:
         cfg = alembic_config()
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+@contextlib.contextmanager
+def _sqlite_lock(engine: Engine) -> Iterator[None]:
+    db = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not db or db == ":memory:":
+        yield
+        return
+    with open(f"{db}.migrate-lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield

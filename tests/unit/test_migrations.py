@@ -5,6 +5,8 @@ checks on PostgreSQL."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -103,3 +105,13 @@ def test_a_create_all_database_is_adopted_with_its_data(tmp_path: Path, label: s
     check_adopted(store)
     add_rows(store)
     check_adopted(Store(url))  # and opens again as a migrated database
+
+
+def test_processes_opening_one_database_at_once_migrate_it_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+    code = f"from state.store import Store; Store({url!r})"
+    procs = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, errors
+    with create_engine(url).connect() as conn:
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [schema.head()]
