@@ -136,14 +136,16 @@ def main(argv: list[str] | None = None) -> int:
         if what == "org":
             p.add_argument("--member", help="user to add (add-member) or the first admin (create)")
             p.add_argument("--role", choices=["read", "write", "admin"], default="write")
+    from spacehost.ps import ps_parser, run_ps
     from spacehost.ssh import run_ssh, ssh_parser
 
     ssh_parser(sub)
+    ps_parser(sub)
     args = parser.parse_args(argv)
     if args.cmd == "ssh":
         return run_ssh(args)
-    if args.cmd == "worker":
-        return run_worker(args)
+    if args.cmd == "ps":
+        return run_ps(args)
     if args.cmd in cluster_cli.COMMANDS:
         return cluster_cli.run(args)
     if args.cmd == "up":
