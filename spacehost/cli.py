@@ -115,10 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="spacehost", description="Self-hosted Hugging Face-style Spaces")
     sub = parser.add_subparsers(dest="cmd", required=True)
     up_parser(sub)
-    worker_parser(sub)
     from spacehost import cluster_cli
 
     cluster_cli.add_parsers(sub)
+    worker_parser(sub)
     for what in ("user", "org", "token"):
         p = sub.add_parser(what, help=f"manage {what}s")
         p.add_argument("--data-dir", default=_env("data-dir", ".spacehost"))
@@ -148,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_ps(args)
     if args.cmd in cluster_cli.COMMANDS:
         return cluster_cli.run(args)
+    if args.cmd == "worker":
+        return run_worker(args)
     if args.cmd == "up":
         from spacehost.embedded import run_embedded
 
