@@ -1,7 +1,11 @@
 """git smart HTTP, served by `git http-backend` (CGI) under /spaces/{owner}/{name}[.git]/.
 
 Auth: Basic with the token as password (the user name is ignored, as on Hugging Face). Clone of a public
-Space needs nothing; push needs write access; a private Space is 404 to anyone who may not read it."""
+Space needs nothing; a private Space is 404 to anyone who may not read it. Push: a write member may update any
+branch or tag and the refs of open pull requests (`refs/pr/N`); the author of an open pull request without write
+access may update that PR's ref only. A pre-receive hook (`PRE_RECEIVE`, enabled per push through git's
+environment config) holds each pushed ref to that. Only a change of `main` is reported (`on_push`): other refs
+deploy nothing."""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import contextlib
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response, StreamingResponse
@@ -21,6 +26,7 @@ from core.ids import SpaceId
 from hub.accounts import Accounts, Principal, can_see
 from hub.repos import Repos
 from hub.store import Store
+from state import community
 
 GIT_PATH = re.compile(r"^/spaces/([^/]+)/([^/]+?)(?:\.git)?(/(?:info/refs|git-upload-pack|git-receive-pack|HEAD))$")
 OnPush = Callable[[SpaceId, str], Awaitable[None]]
@@ -62,9 +68,50 @@ def _challenge(message: str) -> Response:
     return Response(message + "\n", status_code=401, headers={"WWW-Authenticate": 'Basic realm="spacehost"'})
 
 
+PRE_RECEIVE = """#!/bin/sh
+# spacehost: which refs this push may update (hub/git_http.py sets the variables per push).
+# SPACEHOST_PUSH_REFS="*": a write member (branches and tags); SPACEHOST_PR_REFS: open pull requests' refs it may update.
+status=0
+while read -r old new ref; do
+  case "$ref" in
+    refs/heads/main) if [ "$new" = "0000000000000000000000000000000000000000" ]; then
+        echo "spacehost: main cannot be deleted" >&2; status=1; continue; fi ;;
+  esac
+  case "$ref" in
+    refs/pr/*) case " $SPACEHOST_PR_REFS " in *" $ref "*) continue ;; esac
+      echo "spacehost: $ref is not an open pull request you may push to" >&2; status=1 ;;
+    refs/heads/*|refs/tags/*) [ "$SPACEHOST_PUSH_REFS" = "*" ] && continue
+      echo "spacehost: without write access you may push only to your open pull request (refs/pr/N), not $ref" >&2
+      status=1 ;;
+    *) echo "spacehost: refusing $ref: push branches, tags or refs/pr/N" >&2; status=1 ;;
+  esac
+done
+exit $status
+"""
+
+
+def pr_refs(store: Store, space_pk: int, principal: Principal, writer: bool) -> list[str]:
+    """`refs/pr/N` of the open pull requests `principal` may push to: all of them for a writer, else their own."""
+    return [f"refs/pr/{d.num}" for d in community.list_discussions(store, space_pk)
+            if d.is_pr and d.status == community.OPEN and (writer or d.author == principal.user)]
+
+
+def install_hooks(folder: Path) -> Path:
+    """Write the pre-receive hook into `folder` (idempotent); returns the folder, for core.hooksPath."""
+    folder.mkdir(parents=True, exist_ok=True)
+    hook = folder / "pre-receive"
+    if not hook.exists() or hook.read_text() != PRE_RECEIVE:
+        tmp = folder / "pre-receive.tmp"
+        tmp.write_text(PRE_RECEIVE)
+        tmp.chmod(0o755)
+        tmp.replace(hook)
+    return folder
+
+
 class GitHttp:
     def __init__(self, store: Store, accounts: Accounts, repos: Repos, on_push: OnPush) -> None:
         self.store, self.accounts, self.repos, self.on_push = store, accounts, repos, on_push
+        self.hooks = install_hooks(repos.root.parent / "git-hooks")
 
     async def handle(self, request: Request) -> Response:
         m = GIT_PATH.match(request.url.path)
@@ -83,16 +130,22 @@ class GitHttp:
             if principal is None and (push or (space is not None and space.private)):
                 return _challenge("Authentication required")
             raise RepoNotFound(f"Repository not found: spaces/{sid}")
+        allowed: dict[str, str] = {}
         if push:
             if principal is None:
                 return _challenge("Authentication required to push")
-            if not principal.can_write(sid.owner):
+            writer = principal.can_write(sid.owner)
+            prs = await asyncio.to_thread(pr_refs, self.store, space.id, principal, writer)
+            if not writer and not prs:
                 raise Forbidden(f"{principal.user} may not push to {sid}")
+            allowed = {"SPACEHOST_PUSH_REFS": "*" if writer else "", "SPACEHOST_PR_REFS": " ".join(prs),
+                       "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "core.hooksPath",
+                       "GIT_CONFIG_VALUE_0": str(self.hooks)}
         before = await asyncio.to_thread(self.repos.head, sid) if push and tail == "/git-receive-pack" else None
-        return await self._cgi(request, sid, tail, principal, before)
+        return await self._cgi(request, sid, tail, principal, before, allowed)
 
     async def _cgi(self, request: Request, sid: SpaceId, tail: str, principal: Principal | None,
-                   before: str | None) -> Response:
+                   before: str | None, extra_env: dict[str, str]) -> Response:
         env = {
             "GIT_PROJECT_ROOT": str(self.repos.root),
             "GIT_HTTP_EXPORT_ALL": "1",
@@ -104,6 +157,7 @@ class GitHttp:
             "REMOTE_ADDR": request.client.host if request.client else "",
             "GIT_HTTP_MAX_REQUEST_BUFFER": "100M",
             "PATH": "/usr/bin:/bin:/usr/local/bin",
+            **extra_env,
         }
         if enc := request.headers.get("content-encoding"):
             env["HTTP_CONTENT_ENCODING"] = enc

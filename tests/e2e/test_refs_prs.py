@@ -178,6 +178,34 @@ def test_pull_requests(live_hub: LiveHub, tmp_path: Path) -> None:  # noqa: F811
                                                     discussion_status="open")] == [b.num]
 
 
+def test_git_push_to_pull_requests(live_hub: LiveHub, tmp_path: Path) -> None:  # noqa: F811
+    """The PR's author without write access pushes to its refs/pr/N with git, and nowhere else; a stranger
+    cannot push at all; nobody creates a refs/pr/N that is no open pull request, or deletes main."""
+    api = HfApi(endpoint=live_hub.url, token=live_hub.admin)
+    sid = new_space(api, "admin")
+    _, token = live_hub.user(role="read")
+    _, stranger = live_hub.user(role="read")
+    pr = HfApi(endpoint=live_hub.url, token=token).create_pull_request(sid, title="Mine", repo_type="space")
+    work = clone(live_hub, sid, token, tmp_path / "w")
+    commit_file(work, "index.html", HTML.format("by git"), "By git")
+    mine = git_url(live_hub, sid, token)
+    assert git("-C", str(work), "push", "-q", mine, f"HEAD:refs/pr/{pr.num}", check=False).returncode == 0
+    denied = git("-C", str(work), "push", "-q", mine, "HEAD:main", check=False)
+    assert denied.returncode != 0 and "only to your open pull request" in denied.stderr
+    assert git("-C", str(work), "push", "-q", git_url(live_hub, sid, stranger), f"HEAD:refs/pr/{pr.num}",
+               check=False).returncode != 0
+    admin = git_url(live_hub, sid, live_hub.admin)
+    assert "not an open pull request" in git("-C", str(work), "push", "-q", admin, "HEAD:refs/pr/99",
+                                              check=False).stderr
+    assert "main cannot be deleted" in git("-C", str(work), "push", "-q", admin, ":main", check=False).stderr
+    details = api.get_discussion_details(sid, pr.num, repo_type="space")
+    assert [e.summary for e in details.events if e.type == "commit"] == ["By git"]  # type: ignore[attr-defined]
+    assert api.list_repo_refs(sid, repo_type="space", include_pull_requests=True).pull_requests[0].ref == \
+        f"refs/pr/{pr.num}"
+    api.change_discussion_status(sid, pr.num, "closed", repo_type="space")
+    assert git("-C", str(work), "push", "-q", mine, f"HEAD:refs/pr/{pr.num}", check=False).returncode != 0
+
+
 def test_super_squash_history(live_hub: LiveHub) -> None:  # noqa: F811
     api = HfApi(endpoint=live_hub.url, token=live_hub.admin)
     sid = new_space(api, "admin")

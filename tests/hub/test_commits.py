@@ -127,8 +127,6 @@ ERRORS = [
     ("someone else's Space", lambda live, api, rid: deny(live, rid, live.user()[1]), HfHubHTTPError, 403),
     ("anonymous", lambda live, api, rid: deny(live, rid, None), HfHubHTTPError, 401),
     ("unknown token", lambda live, api, rid: deny(live, rid, "hf_nobody"), HfHubHTTPError, 401),
-    ("pull request", lambda live, api, rid: api.upload_file(
-        path_or_fileobj=b"x", path_in_repo="x", repo_id=rid, repo_type="space", create_pr=True), BadRequestError, 400),
     ("file where a folder is", lambda live, api, rid: api.upload_file(
         path_or_fileobj=b"x", path_in_repo="index.html/x", repo_id=rid, repo_type="space"), BadRequestError, 400),
 ]
