@@ -141,8 +141,12 @@ class Controller:
         return out
 
     def shell_target(self, space_id: str) -> tuple[int | None, str | None]:
+        """The process (or container) a shell enters. A shell is a visit: a frozen Space is thawed (the shell
+        joins its cgroups, freezer included); without dev mode it may freeze again once idle."""
         live = self.live.get(space_id)
         inst = live.instance if live else None
+        if live is not None and inst is not None:
+            self.activity(space_id)
         return (inst.pid, inst.container_id) if inst else (None, None)
 
     def zerogpu_quota(self, visitor_key: str) -> dict[str, Any] | None:

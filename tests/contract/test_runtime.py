@@ -249,3 +249,21 @@ def test_instances_do_not_share_a_port(rt: Harness) -> None:
     assert a.upstream != b.upstream
     assert rt.get(a) == rt.get(b) == b"hello from the app"
 
+
+
+def test_frozen_instance_answers_only_after_thaw_and_still_stops(rt: Harness) -> None:
+    inst = rt.start()
+    assert rt.get(inst) == b"hello from the app"
+    assert run(rt.runtime.freeze(inst)) is True
+    url = f"http://{inst.upstream.host}:{inst.upstream.port}/"
+    with pytest.raises((TimeoutError, urllib.error.URLError)):  # accepted by the kernel, never answered
+        urllib.request.urlopen(url, timeout=1.5).read()
+    assert run(rt.runtime.exited(inst)) is None  # frozen is not ended
+    run(rt.runtime.thaw(inst))
+    run(rt.runtime.thaw(inst))  # idempotent
+    assert rt.get(inst, timeout=5) == b"hello from the app"
+    assert run(rt.runtime.freeze(inst)) is True
+    t0 = time.monotonic()
+    run(rt.runtime.stop(inst, grace_s=2))  # a frozen instance is thawed to take its SIGTERM
+    assert time.monotonic() - t0 < 8
+    assert rt.wait_exit(inst) is not None
