@@ -18,6 +18,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,12 +112,11 @@ def run_rebuild(nodes: list[Node], reqs: list[Request]) -> float:
     return len(reqs) / (time.perf_counter() - t0)
 
 
-def live_rows(args: argparse.Namespace) -> list[str]:
+def live_rows(args: argparse.Namespace) -> Iterator[str]:
     """The rows measured on a real local cluster (`--live`): see bench/cluster_live.py."""
-    if not args.live:
-        return []
-    from bench.cluster_live import measure
-    return list(measure(kills=args.kills, pushes=args.pushes))
+    if args.live:
+        from bench.cluster_live import measure
+        yield from measure(kills=args.kills, pushes=args.pushes)
 
 
 def main() -> None:
@@ -154,7 +154,9 @@ def main() -> None:
           f"({', '.join(f'{p.name} {round(len(nodes) * p.share):,}' for p in POOLS)}); "
           f"they ask {load:.1%} of its {binding}, the most contended resource")
     print("\n| what | baseline | measured | target |\n|---|---|---|---|")
-    print("\n".join(rows + live_rows(args)))
+    print("\n".join(rows), flush=True)
+    for row in live_rows(args):
+        print(row, flush=True)
     if example:
         print(f"\nfirst unschedulable Space, as it would read: {example}")
     if not all(math.isfinite(r) for r in rates):
