@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from core.errors import SpacehostError
 from core.hardware import FLAVORS
 from core.ids import SpaceId
+from core.stages import SpaceStage
 from hub.api.views import card_data
 from hub.deps import hub_of
 from hub.store import SpaceRecord
@@ -21,8 +22,10 @@ from hub.web.render import render, viewer_of
 
 router = APIRouter()
 SDKS = ("gradio", "streamlit", "static", "docker")
-STAGES = ("RUNNING", "BUILDING", "APP_STARTING", "SLEEPING", "PAUSED", "BUILD_ERROR", "RUNTIME_ERROR",
-          "CONFIG_ERROR", "NO_APP_FILE")
+STAGES = (  # the filter's choices
+    SpaceStage.RUNNING, SpaceStage.BUILDING, SpaceStage.APP_STARTING, SpaceStage.SLEEPING, SpaceStage.PAUSED,
+    SpaceStage.BUILD_ERROR, SpaceStage.RUNTIME_ERROR, SpaceStage.CONFIG_ERROR, SpaceStage.NO_APP_FILE,
+)
 LICENSES = ("mit", "apache-2.0", "bsd-3-clause", "gpl-3.0", "cc-by-4.0", "openrail", "other")
 
 
