@@ -6,16 +6,19 @@ spacehost: a push to a branch builds nothing, merging a pull request into main d
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from pathlib import Path
+from typing import cast
 
 import httpx
 import pytest
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, RepoFile
 from huggingface_hub.errors import HfHubHTTPError
 
 from tests.e2e.harness import Server, git
+from tests.e2e.hfclients import hf_cli
 from tests.hub.conftest import LiveHub, live_hub  # noqa: F401  (the fixture)
 
 HTML = "<!doctype html><title>t</title><h1>{}</h1>"
@@ -102,7 +105,7 @@ def test_discussions(live_hub: LiveHub) -> None:  # noqa: F811
     assert d.events[0].type == "comment" and d.events[0].content == "On upload."  # type: ignore[attr-defined]
     reply = api.comment_discussion(sid, 1, "Which file?", repo_type="space")
     edited = api.edit_discussion_comment(sid, 1, reply.id, "Which file, please?", repo_type="space")
-    assert edited.content == "Which file, please?" and edited.edited  # type: ignore[attr-defined]
+    assert edited.content == "Which file, please?" and edited.edited
     assert status_of(lambda: them.edit_discussion_comment(sid, 1, reply.id, "no", repo_type="space")) == 403
     them.rename_discussion(sid, 1, "It crashes on upload", repo_type="space")
     api.create_discussion(sid, title="Roadmap", repo_type="space")
@@ -152,7 +155,7 @@ def test_pull_requests(live_hub: LiveHub, tmp_path: Path) -> None:  # noqa: F811
     assert [e.summary for e in pr.events if e.type == "commit"] == ["Say v2", "Add notes", "Style it"]  # type: ignore[attr-defined]
     assert pr.conflicting_files == [] and "+<!doctype html><title>t</title><h1>v2</h1>" in (pr.diff or "")
     refs = api.list_repo_refs(sid, repo_type="space", include_pull_requests=True)
-    assert [r.ref for r in refs.pull_requests] == ["refs/pr/1"]
+    assert [r.ref for r in refs.pull_requests or []] == ["refs/pr/1"]
 
     deploys = live_hub.control.of("pushed")
     assert status_of(lambda: them.merge_pull_request(sid, 1, repo_type="space")) == 403
@@ -200,10 +203,42 @@ def test_git_push_to_pull_requests(live_hub: LiveHub, tmp_path: Path) -> None:  
     assert "main cannot be deleted" in git("-C", str(work), "push", "-q", admin, ":main", check=False).stderr
     details = api.get_discussion_details(sid, pr.num, repo_type="space")
     assert [e.summary for e in details.events if e.type == "commit"] == ["By git"]  # type: ignore[attr-defined]
-    assert api.list_repo_refs(sid, repo_type="space", include_pull_requests=True).pull_requests[0].ref == \
-        f"refs/pr/{pr.num}"
+    prs = api.list_repo_refs(sid, repo_type="space", include_pull_requests=True).pull_requests or []
+    assert [r.ref for r in prs] == [f"refs/pr/{pr.num}"]
     api.change_discussion_status(sid, pr.num, "closed", repo_type="space")
     assert git("-C", str(work), "push", "-q", mine, f"HEAD:refs/pr/{pr.num}", check=False).returncode != 0
+
+
+def test_hf_cli_repos_branch_tag_and_discussions(live_hub: LiveHub, tmp_path: Path) -> None:  # noqa: F811
+    """The real `hf` executable: `hf repos branch|tag` and `hf discussions` (create, comment, list, info, diff,
+    close, merge)."""
+    sid = new_space(HfApi(endpoint=live_hub.url, token=live_hub.admin), "admin")
+
+    def hf(*args: str) -> str:
+        r = hf_cli(cast(Server, live_hub), tmp_path, *args, "--type", "space", token=live_hub.admin)
+        assert r.returncode == 0, f"hf {' '.join(args)}: {r.stdout}{r.stderr}"
+        return r.stdout
+
+    hf("repos", "branch", "create", sid, "dev")
+    hf("repos", "tag", "create", sid, "v1", "-m", "first")
+    assert "v1" in hf("repos", "tag", "list", sid)
+    hf("repos", "tag", "delete", sid, "v1", "--yes")
+    hf("repos", "branch", "delete", sid, "dev")
+    refs = HfApi(endpoint=live_hub.url, token=live_hub.admin).list_repo_refs(sid, repo_type="space")
+    assert [b.name for b in refs.branches] == ["main"] and refs.tags == []
+
+    hf("discussions", "create", sid, "--title", "Question", "--body", "How?")
+    hf("discussions", "comment", sid, "1", "--body", "Like this.")
+    hf("discussions", "close", sid, "1", "--yes")
+    hf("discussions", "create", sid, "--title", "Fix", "--pr")
+    HfApi(endpoint=live_hub.url, token=live_hub.admin).upload_file(
+        path_or_fileobj=b"fixed", path_in_repo="fix.txt", repo_id=sid, repo_type="space", revision="refs/pr/2")
+    assert "fix.txt" in hf("discussions", "diff", sid, "2")
+    listed = json.loads(hf("discussions", "list", sid, "--status", "all", "--json"))
+    assert sorted((d["num"], d["status"]) for d in listed) == [(1, "closed"), (2, "open")]
+    assert "Like this." in hf("discussions", "info", sid, "1", "--json")
+    hf("discussions", "merge", sid, "2", "--yes")
+    assert HfApi(endpoint=live_hub.url).get_discussion_details(sid, 2, repo_type="space").status == "merged"
 
 
 def test_super_squash_history(live_hub: LiveHub) -> None:  # noqa: F811
@@ -211,12 +246,14 @@ def test_super_squash_history(live_hub: LiveHub) -> None:  # noqa: F811
     sid = new_space(api, "admin")
     for i in range(3):
         api.upload_file(path_or_fileobj=f"{i}".encode(), path_in_repo=f"f{i}.txt", repo_id=sid, repo_type="space")
-    before = {f.path: f.blob_id for f in api.list_repo_tree(sid, repo_type="space", recursive=True)}
+    before = {f.path: f.blob_id for f in api.list_repo_tree(sid, repo_type="space", recursive=True)
+              if isinstance(f, RepoFile)}
     assert len(api.list_repo_commits(sid, repo_type="space")) >= 4
     api.super_squash_history(sid, repo_type="space", commit_message="One commit")
     commits = api.list_repo_commits(sid, repo_type="space")
     assert [c.title for c in commits] == ["One commit"]
-    assert {f.path: f.blob_id for f in api.list_repo_tree(sid, repo_type="space", recursive=True)} == before
+    assert {f.path: f.blob_id for f in api.list_repo_tree(sid, repo_type="space", recursive=True)
+              if isinstance(f, RepoFile)} == before
     assert live_hub.control.of("pushed")[-1] == f"{sid}@{commits[0].commit_id}"
     _, read = live_hub.user(role="read")
     assert status_of(lambda: HfApi(endpoint=live_hub.url, token=read).super_squash_history(
