@@ -1,13 +1,14 @@
 """The schema's version: Alembic migrations in state/migrations/versions/, run by `upgrade` whenever a Store
 opens (SQLite embedded, PostgreSQL in a cluster), in place of `create_all`.
 
-Every change to a model in state/store.py or state/cluster.py needs a new revision, or the store and the
+Every change to a model in state/ (store.py, cluster.py, community.py, …) needs a new revision, or the store and the
 database disagree; tests/unit/test_migrations.py fails until the head revision matches the models. To write one
 against a database at head:
 
-    SPACEHOST_DATABASE_URL=sqlite:////tmp/x.db .venv/bin/alembic -c state/migrations/alembic.ini upgrade head
-    SPACEHOST_DATABASE_URL=sqlite:////tmp/x.db .venv/bin/alembic -c state/migrations/alembic.ini \\
-        revision --autogenerate -m "what changed"
+    export SPACEHOST_DATABASE_URL=sqlite:////tmp/x.db
+    .venv/bin/alembic -c state/migrations/alembic.ini upgrade head
+    .venv/bin/alembic -c state/migrations/alembic.ini revision --autogenerate --rev-id 0003 -m "what changed"
+    .venv/bin/alembic -c state/migrations/alembic.ini check   # no output but "No new upgrade operations"
 
 then read and fix what autogenerate wrote (renames come out as drop + add; data moves are yours to write).
 Databases made by `create_all` before migrations existed are adopted by revision 0001 (see its docstring)."""
