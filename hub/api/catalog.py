@@ -16,6 +16,7 @@ from hub.api.views import runtime_view, space_view
 from hub.control import Hub
 from hub.deps import caller, hub_of
 from hub.store import SpaceRecord
+from state.community import like_counts
 from hub.templates import SHIPPED, Template, load_templates
 
 router = APIRouter()
@@ -50,12 +51,13 @@ async def semantic_search(request: Request, q: str = "", sdk: str | None = None,
 
     def find() -> list[dict[str, Any]]:
         hits = []
+        likes = like_counts(hub.store)
         for s in hub.store.list_spaces():
             if not can_see(p, s.owner, s.private) or (sdk and s.sdk != sdk):
                 continue
             if not includeNonRunning and s.stage != SpaceStage.RUNNING:
                 continue
-            view = space_view(hub, s, full=False)
+            view = space_view(hub, s, full=False, likes=likes.get(s.id, 0))
             from hub.api.views import card_data
 
             card = card_data(hub, s)

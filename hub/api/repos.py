@@ -21,6 +21,7 @@ from hub.api.views import hardware_list, runtime_view, space_view
 from hub.bodies import json_body
 from hub.deps import base_url, caller, hub_of, required_caller, visible_space
 from hub.store import Space, SpaceKV, SpaceRecord, Store, utcnow
+from state.community import like_counts
 
 router = APIRouter()
 
@@ -208,7 +209,8 @@ async def list_spaces(request: Request, author: str | None = None, search: str |
     if search:
         spaces = [s for s in spaces if search.lower() in s.space_id.lower()]
     spaces = spaces[:limit] if limit else spaces
-    return [await asyncio.to_thread(space_view, hub, s, full=full) for s in spaces]
+    likes = await asyncio.to_thread(like_counts, hub.store)
+    return [await asyncio.to_thread(space_view, hub, s, full=full, likes=likes.get(s.id, 0)) for s in spaces]
 
 
 @router.get("/api/spaces-hardware")

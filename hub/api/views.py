@@ -83,7 +83,8 @@ def card_data(hub: Hub, space: SpaceRecord) -> dict[str, Any] | None:
     return data
 
 
-def space_view(hub: Hub, space: SpaceRecord, *, full: bool = True) -> dict[str, Any]:
+def space_view(hub: Hub, space: SpaceRecord, *, full: bool = True, likes: int | None = None) -> dict[str, Any]:
+    """A Space as `SpaceInfo` reads it; `likes` from a listing's one count of all (`like_counts`), else counted."""
     sid = SpaceId(space.owner, space.name)
     url = hub.app_url(space)
     view: dict[str, Any] = {
@@ -98,7 +99,7 @@ def space_view(hub: Hub, space: SpaceRecord, *, full: bool = True) -> dict[str, 
         "sdk": space.sdk,
         "host": url,
         "subdomain": sid.subdomain,
-        "likes": like_count(hub.store, space.id),
+        "likes": like_count(hub.store, space.id) if likes is None else likes,
         "tags": [t for t in (space.sdk, "region:local") if t],
         "createdAt": iso(space.created_at),
         "lastModified": iso(space.last_modified),
