@@ -12,7 +12,7 @@ from hub.accounts import Principal, can_see
 from hub.control import Hub
 from hub.csrf import SESSION_COOKIE, Credential, credential
 from hub.sessions import Sessions
-from hub.store import SpaceRecord, utcnow
+from state.store import SpaceRecord, utcnow
 
 
 def hub_of(request: Request) -> Hub:

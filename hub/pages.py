@@ -17,11 +17,11 @@ from hub.api.tokens import may_revoke
 from hub.csrf import SESSION_COOKIE
 from hub.deps import hub_of
 from hub.sessions import Sessions, set_session_cookie
-from hub.store import utcnow
 from hub.web import account, files, home, space
 from hub.web.create import first_commit, starter_readme
 from hub.web.render import render, viewer_of
 from hub.web.space import app_src
+from state.store import utcnow
 
 __all__ = ["app_src", "router"]
 router = APIRouter()

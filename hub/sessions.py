@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from hub.accounts import Accounts, Principal, digest
 from hub.csrf import SESSION_COOKIE
-from hub.store import BrowserSession, Token
+from state.store import BrowserSession, Token
 
 SESSION_TTL = dt.timedelta(days=30)
 

@@ -15,9 +15,9 @@ from hub.accounts import can_see
 from hub.api.views import runtime_view, space_view
 from hub.control import Hub
 from hub.deps import caller, hub_of
-from hub.store import SpaceRecord
-from state.community import like_counts
 from hub.templates import SHIPPED, Template, load_templates
+from state.community import like_counts
+from state.store import SpaceRecord
 
 router = APIRouter()
 

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from core.errors import BadRequest, Conflict, NotFound
 from hub.api.repos import _json
 from hub.deps import hub_of, writable_space
-from hub.store import SpaceDomain
+from state.store import SpaceDomain
 
 router = APIRouter()
 PREFIX = "/api/spaces/{owner}/{name}/domains"

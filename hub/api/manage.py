@@ -17,7 +17,7 @@ from hub.accounts import Principal, can_see
 from hub.api.repos import _json, _visibility, check_address, create_space_row, flush_or_conflict, space_url
 from hub.control import Hub
 from hub.deps import hub_of, required_caller, visible_space, writable_space
-from hub.store import SpaceRecord, utcnow
+from state.store import SpaceRecord, utcnow
 
 router = APIRouter()
 PREFIX = "/api/spaces/{owner}/{name}"

@@ -20,8 +20,8 @@ from hub.accounts import Principal, can_see
 from hub.api.views import hardware_list, runtime_view, space_view
 from hub.bodies import json_body
 from hub.deps import base_url, caller, hub_of, required_caller, visible_space
-from hub.store import Space, SpaceKV, SpaceRecord, Store, utcnow
 from state.community import like_counts
+from state.store import Space, SpaceKV, SpaceRecord, Store, utcnow
 
 router = APIRouter()
 

@@ -14,7 +14,7 @@ from hub.api.repos import _hardware, _json
 from hub.api.views import iso, runtime_view
 from hub.deps import hub_of, visible_space, writable_space
 from hub.logs import sse
-from hub.store import SpaceKV, utcnow
+from state.store import SpaceKV, utcnow
 
 router = APIRouter()
 PREFIX = "/api/spaces/{owner}/{name}"

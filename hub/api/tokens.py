@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from core.errors import Forbidden
 from hub.accounts import Principal
 from hub.deps import hub_of, required_caller
-from hub.store import TokenRecord
+from state.store import TokenRecord
 
 router = APIRouter()
 

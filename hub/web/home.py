@@ -16,9 +16,9 @@ from core.ids import SpaceId
 from core.stages import SpaceStage
 from hub.api.views import card_data
 from hub.deps import hub_of
-from hub.store import SpaceRecord
 from hub.web.cards import PAGE_SIZE, SORTS, CardCache, Query, all_spaces, card_of, select
 from hub.web.render import render, viewer_of
+from state.store import SpaceRecord
 
 router = APIRouter()
 SDKS = ("gradio", "streamlit", "static", "docker")

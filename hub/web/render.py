@@ -19,7 +19,7 @@ from hub.accounts import Principal, can_see
 from hub.csrf import SESSION_COOKIE
 from hub.deps import hub_of
 from hub.sessions import Sessions
-from hub.store import SpaceRecord, utcnow
+from state.store import SpaceRecord, utcnow
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
