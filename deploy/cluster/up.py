@@ -147,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         domain = os.environ.get("SPACEHOST_DOMAIN", "localhost")
         print(f"\nspacehost cluster is up: http://{domain}:{args.port}/  (API {api})\n"
               f"  admin token: {token}  (also in {token_file})\n"
+              f"  join token (spacehost node/worker/proxy on other hosts, with this SPACEHOST_SECRET_KEY: "
+              f"{key_file}): {join}\n"
               f"  PostgreSQL {pg.url.split('@', 1)[1]}, Redis {redis.url}, worker, proxy, "
               f"{', '.join(f'{n} on {a}' for n, a in node_roles(args.nodes))}\n"
               f"  logs: {logs}/*.log   nodes: SPACEHOST_TOKEN={token} spacehost nodes --server {api}\n"

@@ -29,6 +29,14 @@ def _wait_for(pred, timeout: float, what: str, log: Path) -> None:  # type: igno
     raise TimeoutError(f"{what}:\n{log.read_text(errors='replace')[-4000:]}")
 
 
+def started(pid: int) -> str | None:
+    """The process's start time (field 22 of /proc/PID/stat), None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 def push(token: str, port: int, work: Path, name: str, files: dict[str, str]) -> None:
     git("init", "-q", "-b", "main", str(work))
     for path, text in files.items():
@@ -76,7 +84,9 @@ def test_make_cluster_runs_every_role_and_ctrl_c_stops_them(tmp_path: Path) -> N
         _wait_for(lambda: serving("app", "alive"), 400, "the app Space is not served", root / "logs" / "server.log")
         pids = marked(marker)
         assert pids, "the app's process is not found on this host"
-        namespaces = {pid_ns(p) for p in pids}
+        # Every process of its sandbox (the app, its warm interpreter), by pid and start time: a namespace's id
+        # alone may be reused by another sandbox once this one is gone.
+        sandbox = {p: started(p) for ns in {pid_ns(p) for p in pids} for p in in_pid_ns(ns)}
     finally:
         up.send_signal(signal.SIGINT)
         up.wait(120)
@@ -90,7 +100,7 @@ def test_make_cluster_runs_every_role_and_ctrl_c_stops_them(tmp_path: Path) -> N
     while left() and time.monotonic() < deadline:
         time.sleep(0.5)
     assert left() == [], f"processes left: {describe(left())}"
-    stayed = marked(marker) + [p for ns in namespaces for p in in_pid_ns(ns)]
+    stayed = sorted(set(marked(marker)) | {p for p, t in sandbox.items() if started(p) == t})
     assert stayed == [], f"Space processes left after Ctrl-C: {describe(stayed)}"
     with httpx.Client() as c:
         for p in (port, api_port):
