@@ -3,8 +3,11 @@ state, compared by equality and swapped atomically in the proxy (never mutated).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
+
+RELOAD_PORT = 7887  # the `spaces` package's hot-reload server, inside each Gradio Space (huggingface_hub's too)
+RELOAD_SUFFIX = f"--{RELOAD_PORT}"  # `{subdomain}--7887`: that server's host, as HF names it
 
 
 class RouteState(str, Enum):
@@ -37,6 +40,7 @@ class Route:
     disable_embedding: bool = False
     zero_gpu: bool = False  # inject X-IP-Token
     message: str = ""  # shown on STARTING / STOPPED pages
+    writers_only: bool = False  # the Space's reload server: a writer's Bearer token, or nothing (reload_route)
 
 
 @dataclass(frozen=True)
@@ -80,5 +84,24 @@ class RouteTable:
             return "hub"
         spaces = (self.spaces_domain or self.domain).lower()
         if name.endswith("." + spaces):
-            return self.by_subdomain(name[: -len(spaces) - 1])
+            sub = name[: -len(spaces) - 1]
+            route = self.by_subdomain(sub)
+            if route is None and sub.endswith(RELOAD_SUFFIX):
+                base = self.by_subdomain(sub.removesuffix(RELOAD_SUFFIX))
+                return reload_route(base) if base is not None else None
+            return route
         return self.by_custom_domain(name)
+
+
+def reload_route(route: Route) -> Route | None:
+    """The route to `route`'s own hot-reload server: the same Space and state, port RELOAD_PORT at its
+    upstream's address (the Space's network namespace), for its writers only, without the app's extras. None
+    when the Space has no address of its own (a loopback upstream: no sandbox network, or a port Docker
+    published), where port RELOAD_PORT would be the host's, not the Space's."""
+    up = route.upstream
+    if up is not None and (up.host.startswith("127.") or up.host in ("localhost", "::1")):
+        return None
+    return replace(route, subdomain=route.subdomain + RELOAD_SUFFIX,
+                   upstream=Upstream(up.host, RELOAD_PORT) if up is not None else None, direct_port=None,
+                   custom_domains=(), headers=(), disable_embedding=False, private=True, zero_gpu=False,
+                   writers_only=True)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from core.isolation import SandboxState
+from core.routes import Upstream
 from core.settings import Settings
 from hub.accounts import Accounts
 from hub.crypto import SecretBox
@@ -50,6 +51,10 @@ class SpaceControl(Protocol):
     def shell_target(self, space_id: str) -> tuple[int | None, str | None]:
         """Where `spacehost ssh` enters the running Space: (process runtime: the sandbox's leader pid, docker:
         the container id); (None, None) when it does not run here."""
+
+    def reload_target(self, space_id: str) -> tuple[str, Upstream] | None:
+        """The running instance's id and its `spaces` reload server (port 7887 in its own network namespace);
+        None when it does not run here or has no namespace of its own (then a hot reload redeploys)."""
 
 
 def wildcard_dns_works(domain: str) -> bool:

@@ -1,6 +1,6 @@
 """Per-Space settings kept beside secrets and variables (rows of `space_kv`): its volumes (kind `volume`,
-keyed by mount path) and its dev mode (kind `setting`, key `devMode`). Read by the hub's API and by the
-controller when it starts or sleeps the Space."""
+keyed by mount path), its dev mode (kind `setting`, key `devMode`) and its last hot reload (key `hotReloading`,
+hub/hotreload.py). Read by the hub's API and by the controller when it starts or sleeps the Space."""
 
 from __future__ import annotations
 
@@ -27,18 +27,27 @@ def set_volumes(store: Store, space_pk: int, vols: tuple[VolumeSpec, ...]) -> bo
 
 
 def dev_mode(store: Store, space_pk: int) -> bool:
-    row = store.kv(space_pk, SETTING).get(DEV_MODE)
-    return row is not None and row.value == "1"
+    return setting(store, space_pk, DEV_MODE) == "1"
 
 
 def set_dev_mode(store: Store, space_pk: int, enabled: bool) -> bool:
     """Turn dev mode on or off; True when it changed."""
+    old = put_setting(store, space_pk, DEV_MODE, "1" if enabled else "0")
+    return (old == "1") != enabled
+
+
+def setting(store: Store, space_pk: int, key: str) -> str | None:
+    row = store.kv(space_pk, SETTING).get(key)
+    return row.value if row is not None else None
+
+
+def put_setting(store: Store, space_pk: int, key: str, value: str) -> str | None:
+    """Store the Space's setting `key`; the value it had before (None: unset)."""
     with store.session() as s:
         row = s.scalar(select(SpaceKV).where(SpaceKV.space_id == space_pk, SpaceKV.kind == SETTING,
-                                             SpaceKV.key == DEV_MODE))
-        old = row is not None and row.value == "1"
+                                             SpaceKV.key == key))
         if row is None:
-            s.add(SpaceKV(space_id=space_pk, kind=SETTING, key=DEV_MODE, value="1" if enabled else "0"))
-        else:
-            row.value, row.updated_at = ("1" if enabled else "0"), utcnow()
-        return old != enabled
+            s.add(SpaceKV(space_id=space_pk, kind=SETTING, key=key, value=value))
+            return None
+        old, row.value, row.updated_at = row.value, value, utcnow()
+        return str(old)

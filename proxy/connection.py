@@ -15,7 +15,7 @@ import httptools
 
 from core.routes import Route, RouteState, Upstream
 from proxy import auth, pages
-from proxy.decide import Action, Scan, decide, request_head, scan
+from proxy.decide import REPLICAS, Action, Scan, decide, reload_target, request_head, scan
 from proxy.exchange import RETRY_LIMIT, Exchange, Plan, hub_head, plain, space_head
 from proxy.lane import ClientBase
 from proxy.upstream import UpstreamConn
@@ -254,10 +254,16 @@ class ClientConn(ClientBase, asyncio.Protocol):  # type: ignore[misc]
                 return self._forward(ex, srv.table.hub, hub_head(ex, self.fwd), b"")
             return self._local(ex, pages.not_found(head_only=ex.method == "HEAD"))
         route = target
-        url, signed = auth.split_sign_param(ex.url) if "__sign" in ex.url else (ex.url, None)
+        if route.writers_only or ex.url.startswith(REPLICAS):  # the Space's reload server: writers' tokens only
+            reload, url = reload_target(route, ex.url)
+            if reload is None or not srv.may_write(reload, s):
+                return self._local(ex, pages.not_found(head_only=ex.method == "HEAD"))
+            route, signed = reload, None
+        else:
+            url, signed = auth.split_sign_param(ex.url) if "__sign" in ex.url else (ex.url, None)
         credentials = s.authorization or s.hf_authorization or s.cookie is not None or signed
         user, sign_ok = srv.identify(route, s, signed) if credentials else (None, False)
-        allowed = not route.private or (user is not None and srv.can_view(route, user))
+        allowed = route.writers_only or not route.private or (user is not None and srv.can_view(route, user))
         browser = ex.method == "GET" and s.accept_html
         path = url.partition("?")[0]
         action = decide(route, allowed=allowed, browser=browser, path=path, sign_redirect=sign_ok and browser)
@@ -434,12 +440,20 @@ class ClientConn(ClientBase, asyncio.Protocol):  # type: ignore[misc]
             return self.response_done(ex, True)
         self._local(ex, pages.error(502, "the Space closed the connection", retry_after=2), 502)
 
-    def _upstream_of(self, ex: Exchange) -> Upstream:
+    def _route_of(self, ex: Exchange) -> Route | None:
+        """The route `ex` went out on, as the current table has it (for a resend)."""
         route = self.srv.table.by_space(ex.space) if ex.space else None
+        target = self.srv.resolve(ex.scan.host, self.local_port) if route is not None else None
+        if isinstance(target, Route) and (target.writers_only or ex.url.startswith(REPLICAS)):
+            return reload_target(target, ex.url)[0]  # the reload server's, not the app's
+        return route
+
+    def _upstream_of(self, ex: Exchange) -> Upstream:
+        route = self._route_of(ex)
         return route.upstream if route is not None and route.upstream is not None else self.srv.table.hub
 
     def _extra_of(self, ex: Exchange) -> bytes:
-        route = self.srv.table.by_space(ex.space) if ex.space else None
+        route = self._route_of(ex)
         return self.srv.extra_for(route) if route is not None else b""
 
     def response_done(self, ex: Exchange, close: bool) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-from core.routes import Route, RouteState
+from core.routes import Route, RouteState, reload_route
 from proxy.pages import STATUS_PATH
 
 
@@ -44,6 +44,20 @@ def decide(route: Route | None, *, allowed: bool, browser: bool, path: str, sign
     if state is RouteState.STOPPED:
         return Action.STOPPED
     return Action.STARTING  # STARTING, or a SERVING/STATIC route missing its target (a moment in a swap)
+
+
+REPLICAS = "/--replicas/+"  # HF's replica addressing: `/--replicas/+{replica}/{rest}`
+
+
+def reload_target(route: Route, url: str) -> tuple[Route | None, str]:
+    """Where a request for `route` goes, and the URL it carries there. huggingface_hub's hot-reload client
+    prefixes every call with `/--replicas/+{replica}` (a Space here has one replica); such a path reaches the
+    Space's reload server on any host of the Space, prefix removed (a host without wildcard DNS has no
+    `{subdomain}--7887`, only the Space's direct port). Other paths go where the host says, unchanged."""
+    if not url.startswith(REPLICAS):
+        return route, url
+    rest = "/" + url[len(REPLICAS):].partition("/")[2]
+    return (route if route.writers_only else reload_route(route)), rest
 
 
 def embedding_headers(route: Route, hub_origin: str) -> tuple[tuple[str, str], ...]:

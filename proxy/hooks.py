@@ -24,3 +24,8 @@ class ProxyHooks(Protocol):
     def can_view(self, space_id: str, user: str | None) -> bool:
         """Whether `user` may see private Space `space_id`."""
         ...
+
+    def writer_of(self, token: str, space_id: str) -> bool:
+        """Whether hub token `token` may change Space `space_id` (a write token of its owner, of a write
+        member of its org, or of an admin): the reload server's gate. Cached by the proxy for a few seconds."""
+        ...

@@ -64,6 +64,10 @@ class RemoteHooks:
         user = self._cached(("auth", token, None), "/api/cluster/proxy/auth", {"token": token}, "user")
         return str(user) if user else None
 
+    def writer_of(self, token: str, space_id: str) -> bool:
+        """Always False: a proxy apart from the server does not open Spaces' reload servers (yet)."""
+        return False
+
     def can_view(self, space_id: str, user: str | None) -> bool:
         return bool(self._cached(("view", space_id, user), "/api/cluster/proxy/can-view",
                                  {"space_id": space_id, "user": user}, "ok"))

@@ -81,6 +81,7 @@ class ProxyServer:
         self.conns: set[ClientConn] = set()
         self.buckets: dict[str, ratelimit.Bucket] = {}
         self._tokens: dict[str, tuple[float, str | None]] = {}
+        self._writers: dict[tuple[str, str], tuple[float, bool]] = {}  # (token, Space) → (until, writer)
         self._ip_tokens: dict[tuple[str | None, str], tuple[float, str]] = {}
         self._active: dict[str, float] = {}
         self._waking: dict[str, asyncio.Task[None]] = {}
@@ -178,6 +179,21 @@ class ProxyServer:
 
     def can_view(self, route: Route, user: str) -> bool:
         return self.hooks.can_view(route.space_id, user)
+
+    def may_write(self, route: Route, s: Scan) -> bool:
+        """Whether the request's Bearer token (Authorization or X-HF-Authorization; never a cookie) is a
+        writer's of the Space: cached like `user_for_token`."""
+        token = (s.authorization and auth.bearer(s.authorization)) or (
+            s.hf_authorization and auth.bearer(s.hf_authorization))
+        if not token:
+            return False
+        now, key = time.monotonic(), (token, route.space_id)
+        hit = self._writers.get(key)
+        if hit is None or hit[0] <= now:
+            if len(self._writers) > 4096:  # hostile tokens: do not grow without bound
+                self._writers.clear()
+            hit = self._writers[key] = (now + self.limits.token_cache_s, self.hooks.writer_of(token, route.space_id))
+        return hit[1]
 
     def ip_token(self, user: str | None, ip: str) -> str:
         now = time.time()
@@ -309,6 +325,7 @@ class ProxyServer:
             self.buckets = {ip: b for ip, b in self.buckets.items() if not ratelimit.is_full(rl, b, now)}
         mono, wall = time.monotonic(), time.time()
         self._tokens = {t: v for t, v in self._tokens.items() if v[0] > mono}
+        self._writers = {k: v for k, v in self._writers.items() if v[0] > mono}
         self._ip_tokens = {k: v for k, v in self._ip_tokens.items() if wall - v[0] < self.limits.ip_token_reuse_s}
 
 

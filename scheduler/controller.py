@@ -28,7 +28,7 @@ from core.artifact import Artifact
 from core.errors import BuildFailed, ConfigError, SpacehostError
 from core.hardware import flavor
 from core.ids import SpaceId
-from core.routes import RouteTable, Upstream
+from core.routes import Route, RouteState, RouteTable, Upstream, reload_route
 from core.settings import Settings
 from core.stages import Sdk
 from hub.phases import keep_good_build
@@ -148,6 +148,16 @@ class Controller:
         if live is not None and inst is not None:
             self.activity(space_id)
         return (inst.pid, inst.container_id) if inst else (None, None)
+
+    def reload_target(self, space_id: str) -> tuple[str, Upstream] | None:
+        """A hot reload is a visit too: a frozen Space is thawed before its reload server is called."""
+        live = self.live.get(space_id)
+        inst = live.instance if live else None
+        if inst is None or self.runtime.name != "process":
+            return None
+        self.activity(space_id)
+        route = reload_route(Route(space_id, "", RouteState.SERVING, upstream=inst.upstream))
+        return (inst.instance_id, route.upstream) if route is not None and route.upstream is not None else None
 
     def zerogpu_quota(self, visitor_key: str) -> dict[str, Any] | None:
         """A visitor's remaining ZeroGPU quota today (None without a GPU pool)."""

@@ -84,7 +84,9 @@ def _become_app(argv: list[str]) -> None:
         else:
             sys.argv = argv[1:]
             sys.path[0] = os.path.dirname(os.path.abspath(argv[1]))
-            runpy.run_path(argv[1], run_name="__main__")
+            # Absolute, as `python FILE` sets `__main__.__file__` (3.9+): the `spaces` reload server finds the
+            # module to patch by that path.
+            runpy.run_path(os.path.abspath(argv[1]), run_name="__main__")
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
         if not isinstance(e.code, int) and e.code is not None:

@@ -122,6 +122,10 @@ class ProxyHooksImpl:
         p = self.accounts.authenticate(token)
         return p.user if p else None
 
+    def writer_of(self, token: str, space_id: str) -> bool:
+        p, space = self.accounts.authenticate(token), self.store.get_space(space_id)
+        return p is not None and space is not None and p.can_write(space.owner)
+
     def can_view(self, space_id: str, user: str | None) -> bool:
         space = self.store.get_space(space_id)
         if space is None:

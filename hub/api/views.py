@@ -46,9 +46,13 @@ def runtime_view(hub: Hub, space: SpaceRecord) -> dict[str, Any]:
     }
     if space.error:
         view["errorMessage"] = space.error
+    from hub.hotreload import hot_reloading
     from hub.space_settings import dev_mode, volumes
 
     view["devMode"] = dev_mode(hub.store, space.id)
+    target = hub.control.reload_target(space.space_id) if running else None
+    if (hr := hot_reloading(hub.store, space, target[0] if target else None)) is not None:
+        view["hotReloading"] = hr
     if vols := volumes(hub.store, space.id):
         view["volumes"] = [v.as_json() for v in vols]
     view["sandbox"] = hub.sandbox.label()  # spacehost's own: "on", or "off (--insecure-no-sandbox)", …

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import uvicorn
 
+from core.routes import Upstream
 from core.settings import Settings
 from hub.accounts import Accounts
 from hub.app import create_app
@@ -66,6 +67,9 @@ class FakeControl:
 
     def shell_target(self, space_id: str) -> tuple[int | None, str | None]:
         return None, None
+
+    def reload_target(self, space_id: str) -> tuple[str, Upstream] | None:
+        return None
 
     def runtime_extra(self, space_id: str) -> dict[str, Any]:
         return {}

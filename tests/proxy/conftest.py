@@ -47,6 +47,7 @@ class LoopThread:
 class FakeHooks:
     tokens: dict[str, str] = field(default_factory=lambda: {"tok-alice": "alice", "tok-bob": "bob"})
     viewers: set[tuple[str, str]] = field(default_factory=lambda: {("alice/secret", "alice")})
+    writers: set[tuple[str, str]] = field(default_factory=lambda: {("alice/app", "alice")})
     activities: list[str] = field(default_factory=list)
     wakes: list[str] = field(default_factory=list)
 
@@ -61,6 +62,9 @@ class FakeHooks:
 
     def can_view(self, space_id: str, user: str | None) -> bool:
         return (space_id, user or "") in self.viewers
+
+    def writer_of(self, token: str, space_id: str) -> bool:
+        return (space_id, self.tokens.get(token, "")) in self.writers
 
 
 def free_port() -> int:

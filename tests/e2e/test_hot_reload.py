@@ -1,0 +1,84 @@
+"""Issue 14, hot reload: the real `hf spaces hot-reload` (huggingface_hub 2.4.0) against a Gradio Space that
+runs the real `spaces` package's reload server (Gradio starts it on port 7887 inside the Space). The commit
+lands without a build or a restart: the same process answers with the new code, the runtime reports
+`hotReloading`, and only the Space's writers reach the reload server through the proxy."""
+
+from __future__ import annotations
+
+import secrets
+from importlib.metadata import version
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.e2e.harness import Server
+from tests.e2e.hfclients import eventually, gradio_call, hf_cli, new_user
+
+pytestmark = pytest.mark.e2e
+
+APP = """import os
+
+import gradio as gr
+
+
+def greet(name):
+    return f"{GREETING} {name} pid={os.getpid()}"
+
+
+GREETING = "v1"
+demo = gr.Interface(fn=greet, inputs="text", outputs="text", api_name="greet")
+demo.launch()
+"""
+README = f"---\ntitle: Hot\nsdk: gradio\nsdk_version: {version('gradio')}\napp_file: app.py\n---\n"
+
+
+def test_hf_spaces_hot_reload_patches_the_running_process(server: Server, tmp_path: Path) -> None:
+    sid = f"admin/hot-{secrets.token_hex(3)}"
+    assert server.create_space(sid.split("/")[1]).status_code == 200
+    pushed = server.push(sid, {"app.py": APP, "README.md": README,
+                               "requirements.txt": f"spaces=={version('spaces')}\n"})
+    assert pushed.returncode == 0, pushed.stderr
+    with server.api() as c:
+        first = c.get(f"/api/spaces/{sid}").json()["sha"]
+    rt = server.wait_stage(sid, {"RUNNING"}, after_sha=first, timeout=400)
+    assert rt["stage"] == "RUNNING", f"{rt}\n{server.build_log(sid)[-2000:]}"
+    host = server.host(sid)
+    before = gradio_call(host, "greet", "x")
+    assert before.startswith("v1 x pid="), before
+    builds = server.build_log(sid)
+
+    # Gradio starts the reload server in a thread of its own, after the app's port: it answers an unknown
+    # reload with 204 (through the proxy, to the owner's token) once it is up.
+    probe = f"{host}/--replicas/+any/get-reload"
+    auth = {"Authorization": f"Bearer {server.token}"}
+    assert eventually(lambda: httpx.post(probe, json={"reloadId": "none"}, headers=auth, timeout=10)
+                      .status_code == 204, timeout=120)
+
+    local = tmp_path / "app.py"
+    local.write_text(APP.replace('f"{GREETING} {name}', 'f"v2 {GREETING} {name}').replace('"v1"', '"one"'))
+    r = hf_cli(server, tmp_path / "home", "spaces", "hot-reload", sid, "app.py", "-f", str(local), token=server.token)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert "Updated __main__.greet function" in out and 'GREETING = "one"' in out and "UI untouched" in out, out
+
+    after = gradio_call(host, "greet", "x")
+    assert after == f"v2 one x pid={before.split('pid=')[1]}", (before, after)  # same process, new code
+    info = server.runtime(sid)
+    assert info["stage"] == "RUNNING" and info["sha"] == first  # served without a build of the new commit
+    hot = info["hotReloading"]
+    assert isinstance(hot, dict) and hot["status"] == "created" and hot["replicaStatuses"][0][1] == "created"
+    with server.api() as c:
+        head = c.get(f"/api/spaces/{sid}").json()["sha"]
+    assert head != first
+    assert server.build_log(sid) == builds  # nothing was built
+
+    # The reload server, through the proxy, answers the Space's writers only (Bearer token, never a cookie).
+    replica = f"{host}/--replicas/+{hot['replicaStatuses'][0][0]}/get-reload"
+    _, reader = new_user(server, "write")  # a writer of their own Spaces, not of this one
+    for headers in ({}, {"Authorization": f"Bearer {reader}"}, {"Cookie": "spacehost_session=x"}):
+        denied = httpx.post(replica, json={"reloadId": head}, headers=headers, timeout=10)
+        assert denied.status_code == 404, (headers, denied.status_code)
+    with httpx.stream("POST", replica, json={"reloadId": head}, timeout=10,
+                      headers={"Authorization": f"Bearer {server.token}"}) as s:
+        assert s.status_code == 200 and "text/event-stream" in s.headers["content-type"]

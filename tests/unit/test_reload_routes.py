@@ -1,0 +1,64 @@
+"""Issue 14, hot reload: which requests reach a Space's own reload server (port 7887 in its network namespace),
+as pure decisions over the route table."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.routes import RELOAD_PORT, Route, RouteState, RouteTable, Upstream, reload_route
+from proxy.decide import reload_target
+
+APP = Route("alice/app", "alice-app", RouteState.SERVING, upstream=Upstream("10.231.0.7", 45655),
+            direct_port=20001, custom_domains=("app.example",), headers=(("X-A", "1"),), zero_gpu=True)
+TABLE = RouteTable("spaces.test", Upstream("127.0.0.1", 8080), (APP,))
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "want"),
+    [
+        ("alice-app.spaces.test", 80, "app"),
+        ("alice-app--7887.spaces.test", 80, "reload"),
+        ("ALICE-APP--7887.spaces.test:8080", 80, "reload"),
+        ("nobody--7887.spaces.test", 80, None),
+        ("alice-app--7860.spaces.test", 80, None),
+        ("app.example", 80, "app"),
+        ("whatever", 20001, "app"),
+    ],
+    ids=["app", "reload-host", "case-and-port", "unknown-space", "other-port", "custom-domain", "direct-port"],
+)
+def test_resolve(host: str, port: int, want: str | None) -> None:
+    got = TABLE.resolve(host, port)
+    if want is None:
+        assert got is None
+    else:
+        assert isinstance(got, Route) and got.writers_only == (want == "reload")
+
+
+def test_reload_route_is_the_spaces_port_7887_for_writers_only_without_the_apps_extras() -> None:
+    r = reload_route(APP)
+    assert r is not None
+    assert (r.upstream, r.writers_only, r.private) == (Upstream("10.231.0.7", RELOAD_PORT), True, True)
+    assert (r.direct_port, r.custom_domains, r.headers, r.zero_gpu) == (None, (), (), False)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "::1"])
+def test_no_reload_route_where_the_space_has_no_address_of_its_own(host: str) -> None:
+    """Loopback: no sandbox network, or a port Docker published; 7887 there would be the host's."""
+    assert reload_route(Route("a/b", "a-b", RouteState.SERVING, upstream=Upstream(host, 5000))) is None
+
+
+@pytest.mark.parametrize(
+    ("url", "to_reload", "rest"),
+    [
+        ("/--replicas/+abc123/get-reload", True, "/get-reload"),
+        ("/--replicas/+abc123", True, "/"),
+        ("/--replicas/+x/a/b?q=1", True, "/a/b?q=1"),
+        ("/get-reload", False, "/get-reload"),
+        ("/gradio_api/info", False, "/gradio_api/info"),
+    ],
+    ids=["replica-path", "replica-root", "nested-query", "plain-on-app-host", "app-path"],
+)
+def test_replica_paths_reach_the_reload_server(url: str, to_reload: bool, rest: str) -> None:
+    route, got = reload_target(APP, url)
+    assert got == rest
+    assert route is not None and route.writers_only == to_reload
