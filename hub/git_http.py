@@ -3,7 +3,7 @@
 Auth: Basic with the token as password (the user name is ignored, as on Hugging Face). Clone of a public
 Space needs nothing; a private Space is 404 to anyone who may not read it. Push: a write member may update any
 branch or tag and the refs of open pull requests (`refs/pr/N`); the author of an open pull request without write
-access may update that PR's ref only. A pre-receive hook (`PRE_RECEIVE`, enabled per push through git's
+access (but with a write token) may update that PR's ref only. A pre-receive hook (`PRE_RECEIVE`, enabled per push through git's
 environment config) holds each pushed ref to that. Only a change of `main` is reported (`on_push`): other refs
 deploy nothing."""
 
@@ -92,6 +92,8 @@ exit $status
 
 def pr_refs(store: Store, space_pk: int, principal: Principal, writer: bool) -> list[str]:
     """`refs/pr/N` of the open pull requests `principal` may push to: all of them for a writer, else their own."""
+    if principal.token_role != "write":
+        return []
     return [f"refs/pr/{d.num}" for d in community.list_discussions(store, space_pk)
             if d.is_pr and d.status == community.OPEN and (writer or d.author == principal.user)]
 

@@ -1,8 +1,8 @@
 """Discussions, pull requests and likes of a Space through the HF API, in the shapes huggingface_hub 2.4.0 parses
 (`Discussion`, `DiscussionWithDetails`, `deserialize_event`, `UserLikes`).
 
-Anyone signed in who can see a Space may open a discussion or a pull request and comment; the author or a write
-member may rename, close and reopen it; only a write member merges. A pull request is `refs/pr/N`, pushable with
+Anyone with a write token who can see a Space may open a discussion or a pull request, comment and like (a read
+token writes nothing); the author or a write member may rename, close and reopen it; only a write member merges. A pull request is `refs/pr/N`, pushable with
 git or with `create_commit(..., create_pr=True)` / `revision="refs/pr/N"`; its commits are read from git. Merging
 into `main` deploys, like a push."""
 
@@ -71,6 +71,15 @@ def details(hub: Hub, space: SpaceRecord, num: int) -> dict[str, Any]:
     return out
 
 
+async def actor(request: Request) -> Principal:
+    """The caller of a community write (discussion, comment, pull request, like): signed in with a write token.
+    Membership decides where it may push or merge; a read token writes nothing anywhere."""
+    p = await required_caller(request)
+    if p.token_role != "write":
+        raise Forbidden("a read token cannot take part in discussions, pull requests or likes: use a write token")
+    return p
+
+
 def may_moderate(p: Principal, space: SpaceRecord, d: Discussion) -> bool:
     return p.user == d.author or p.can_write(space.owner)
 
@@ -93,7 +102,7 @@ async def list_discussions(request: Request, owner: str, name: str, type: str = 
 @router.post(PREFIX + "/discussions")
 async def create_discussion(request: Request, owner: str, name: str) -> JSONResponse:
     space, _ = await visible_space(request, owner, name)
-    principal = await required_caller(request)
+    principal = await actor(request)
     body = await optional_json(request)
     d = await asyncio.to_thread(open_discussion, hub_of(request), space, principal, str(body.get("title") or ""),
                                 str(body.get("description") or ""), bool(body.get("pullRequest")))
@@ -123,7 +132,7 @@ async def discussion_details(request: Request, owner: str, name: str, num: int) 
 
 async def _acting(request: Request, owner: str, name: str) -> tuple[SpaceRecord, Principal, dict[str, Any]]:
     space, _ = await visible_space(request, owner, name)
-    return space, await required_caller(request), await optional_json(request)
+    return space, await actor(request), await optional_json(request)
 
 
 @router.post(PREFIX + "/discussions/{num}/comment")
@@ -209,7 +218,7 @@ async def merge(request: Request, owner: str, name: str, num: int) -> dict[str, 
 async def like(request: Request, owner: str, name: str) -> Response:
     """POST likes the Space, DELETE takes the like back; both idempotent."""
     space, _ = await visible_space(request, owner, name)
-    p = await required_caller(request)
+    p = await actor(request)
     change = community.like if request.method == "POST" else community.unlike
     await asyncio.to_thread(change, hub_of(request).store, space.id, p.user)
     return JSONResponse({"success": True})
@@ -250,14 +259,14 @@ def pr_number(revision: str) -> int | None:
 
 async def committer(request: Request, owner: str, name: str, revision: str, create_pr: bool
                     ) -> tuple[SpaceRecord, Principal]:
-    """The Space and the caller of a commit (or its preupload) to `revision`: anyone signed in who sees the Space
-    may open a pull request with it; a pull request's ref takes commits from its author and write members; any
+    """The Space and the caller of a commit (or its preupload) to `revision`: anyone with a write token who sees
+    the Space may open a pull request with it; a pull request's ref takes commits from its author and write members; any
     other revision needs write access."""
     num = pr_number(revision)
     if not create_pr and num is None:
         return await writable_space(request, owner, name)
     space, _ = await visible_space(request, owner, name)
-    p = await required_caller(request)
+    p = await actor(request)
     if num is not None and not p.can_write(space.owner):
         d, _ = await asyncio.to_thread(community.get_discussion, hub_of(request).store, space.id, num)
         if d.author != p.user or d.status != community.OPEN:

@@ -97,9 +97,12 @@ def test_branches_and_tags(live_hub: LiveHub, tmp_path: Path) -> None:  # noqa: 
 def test_discussions(live_hub: LiveHub) -> None:  # noqa: F811
     api = HfApi(endpoint=live_hub.url, token=live_hub.admin)
     sid = new_space(api, "admin")
-    visitor, token = live_hub.user(role="read")
+    visitor, token = live_hub.user(role="write")
     them = HfApi(endpoint=live_hub.url, token=token)
 
+    _, read_only = live_hub.user(role="read")
+    assert status_of(lambda: HfApi(endpoint=live_hub.url, token=read_only).create_discussion(
+        sid, title="x", repo_type="space")) == 403, "a read token writes nothing"
     d = them.create_discussion(sid, title="It crashes", description="On upload.", repo_type="space")
     assert (d.num, d.author, d.status, d.is_pull_request) == (1, visitor, "open", False)
     assert d.events[0].type == "comment" and d.events[0].content == "On upload."  # type: ignore[attr-defined]
@@ -131,10 +134,13 @@ def test_discussions(live_hub: LiveHub) -> None:  # noqa: F811
 def test_pull_requests(live_hub: LiveHub, tmp_path: Path) -> None:  # noqa: F811
     api = HfApi(endpoint=live_hub.url, token=live_hub.admin)
     sid = new_space(api, "admin")
-    author, token = live_hub.user(role="read")
+    author, token = live_hub.user(role="write")
     them = HfApi(endpoint=live_hub.url, token=token)
-    _, other_token = live_hub.user(role="read")
+    _, other_token = live_hub.user(role="write")
 
+    _, read_only = live_hub.user(role="read")
+    assert status_of(lambda: HfApi(endpoint=live_hub.url, token=read_only).upload_file(
+        path_or_fileobj=b"x", path_in_repo="x", repo_id=sid, repo_type="space", create_pr=True)) == 403
     info = them.upload_file(path_or_fileobj=HTML.format("v2").encode(), path_in_repo="index.html", repo_id=sid,
                             repo_type="space", create_pr=True, commit_message="Say v2")
     assert info.pr_num == 1 and info.pr_revision == "refs/pr/1"
@@ -186,8 +192,8 @@ def test_git_push_to_pull_requests(live_hub: LiveHub, tmp_path: Path) -> None:  
     cannot push at all; nobody creates a refs/pr/N that is no open pull request, or deletes main."""
     api = HfApi(endpoint=live_hub.url, token=live_hub.admin)
     sid = new_space(api, "admin")
-    _, token = live_hub.user(role="read")
-    _, stranger = live_hub.user(role="read")
+    _, token = live_hub.user(role="write")
+    _, stranger = live_hub.user(role="write")
     pr = HfApi(endpoint=live_hub.url, token=token).create_pull_request(sid, title="Mine", repo_type="space")
     work = clone(live_hub, sid, token, tmp_path / "w")
     commit_file(work, "index.html", HTML.format("by git"), "By git")
@@ -263,7 +269,7 @@ def test_super_squash_history(live_hub: LiveHub) -> None:  # noqa: F811
 def test_likes(live_hub: LiveHub) -> None:  # noqa: F811
     api = HfApi(endpoint=live_hub.url, token=live_hub.admin)
     sid = new_space(api, "admin")
-    fan, token = live_hub.user(role="read")
+    fan, token = live_hub.user(role="write")
     them = HfApi(endpoint=live_hub.url, token=token)
     # huggingface_hub 2.4.0 has unlike() but no like() (HF likes from its web page): the same endpoint by hand.
     for tok in (token, token, live_hub.admin):  # the second like of a user counts once
@@ -276,6 +282,9 @@ def test_likes(live_hub: LiveHub) -> None:  # noqa: F811
     them.unlike(sid, repo_type="space")
     assert api.space_info(sid).likes == 1 and sid not in api.list_liked_repos(fan).spaces
     assert httpx.post(f"{live_hub.url}/api/spaces/{sid}/like").status_code == 401
+    _, read_only = live_hub.user(role="read")
+    assert httpx.post(f"{live_hub.url}/api/spaces/{sid}/like",
+                      headers={"Authorization": f"Bearer {read_only}"}).status_code == 403
 
 
 # ---- a real spacehost: what builds -----------------------------------------------------------------------------
