@@ -44,6 +44,7 @@ from state.store import SpaceRecord, Store
 log = logging.getLogger("spacehost.scheduler")
 DRAIN_GRACE_S = 10.0
 USAGE_EVERY_S = 15.0  # PSS and CPU samples of running Spaces (smaps_rollup costs ~1 ms per process)
+FREEZE_RETRY_S = 10.0  # a freeze that did not settle (a task in an uninterruptible wait, a loaded host)
 STOP_GRACE_S = 5.0  # SIGTERM, then SIGKILL after this, when a Space is deleted or spacehost stops
 BUILD_GIVE_UP_S = 30.0  # how long a deletion waits for a cancelled build to leave the Space's folder
 KEEP_IMAGES = 3  # per Space, for instant rollback (docker backend); older ones are removed after a redeploy
@@ -66,7 +67,7 @@ class Live:
     gone: bool = False  # the Space was deleted or moved: whatever starts for it is stopped
     probes: int = 0  # health probes of the instance starting now (the runtime API's `healthProbes`)
     frozen: bool = False  # the frozen tier: `instance` is frozen (lifecycle.Tier)
-    no_freeze: str = ""  # the instance this runtime could not freeze (not tried again)
+    freeze_failed: float = -1e9  # when the last freeze did not settle (or this runtime cannot): retried later
     usage: Usage | None = None  # `instance`'s PSS and CPU at the last sample
     cpu: tuple[tuple[float, int], ...] = ()  # (monotonic time, CPU ns) samples of the last minute
     since: float = field(default_factory=time.monotonic)  # when `instance` became ready (adopted: when seen)
@@ -557,7 +558,8 @@ class Controller:
     async def _freeze(self, space_id: str, live: Live, inst: Instance) -> None:
         since = live.last_activity
         if not await self.runtime.freeze(inst):
-            live.no_freeze = inst.instance_id
+            live.freeze_failed = time.monotonic()
+            log.info("%s did not freeze (retried in %.0f s)", space_id, FREEZE_RETRY_S)
             return
         live.frozen = True
         if live.last_activity != since or live.instance is not inst:  # a visitor came while it froze
@@ -610,7 +612,7 @@ class Controller:
             if tier is lifecycle.Tier.SLEEPING:
                 await self._sleep(space_id, live, inst, "after inactivity")
                 continue
-            if tier is lifecycle.Tier.FROZEN and not live.frozen and live.no_freeze != inst.instance_id:
+            if tier is lifecycle.Tier.FROZEN and not live.frozen and now - live.freeze_failed >= FREEZE_RETRY_S:
                 await self._freeze(space_id, live, inst)
             elif tier is lifecycle.Tier.RUNNING and live.frozen:  # dev mode turned on, or sleep turned off
                 await self._thaw(space_id, live)
