@@ -20,7 +20,7 @@ from tests.e2e import corpus_checks as c
 from tests.e2e.harness import Server, free_port
 
 pytestmark = pytest.mark.e2e
-BATCH = 8
+BATCH = 6
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,6 @@ APPS = [
     App("blocks_flag", c.blocks_flag, "gr.CSVLogger set up in the app folder; /sepia"),
     App("st_chat_echo", replies("Echo: ping from the corpus"), "st.chat_input echoed, session_state", "streamlit"),
 ]
-BATCHES = [APPS[i:i + BATCH] for i in range(0, len(APPS), BATCH)]
 
 
 def space_files(app: App) -> dict[str, str | bytes]:
@@ -85,16 +84,17 @@ def space_files(app: App) -> dict[str, str | bytes]:
 class Corpus:
     """Deploys the batch of an app when its first test asks, deleting the batch before."""
 
-    def __init__(self, server: Server, workdir: Path) -> None:
+    def __init__(self, server: Server, workdir: Path, apps: list[App]) -> None:
         self.server = server
         self.workdir = workdir
+        self.batches = [apps[i:i + BATCH] for i in range(0, len(apps), BATCH)]  # of the apps selected to run
         self.live: dict[str, dict[str, object]] = {}  # app name → its runtime once terminal
         self.ids: dict[str, str] = {}
         self.timings: dict[str, float] = {}
 
     def runtime(self, app: App) -> dict[str, object]:
         if app.name not in self.live:
-            batch = next(b for b in BATCHES if app in b)
+            batch = next(b for b in self.batches if app in b)
             self._retire()
             self._deploy(batch)
         return self.live[app.name]
@@ -124,11 +124,13 @@ class Corpus:
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpus]:
+def corpus(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpus]:
+    params = [getattr(getattr(item, "callspec", None), "params", {}) for item in request.session.items]
+    chosen = {p["app"].name for p in params if "app" in p}  # only the apps this run selected go up
     srv = Server(tmp_path_factory.mktemp("corpus"), free_port(), "hf_admin_" + secrets.token_hex(8))
     srv.start()
     try:
-        yield Corpus(srv, tmp_path_factory.mktemp("pushes"))
+        yield Corpus(srv, tmp_path_factory.mktemp("pushes"), [a for a in APPS if a.name in chosen])
     finally:
         srv.close()
 
