@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from core.errors import Forbidden
 from core.ids import SpaceId
@@ -94,6 +94,12 @@ async def community_tab(request: Request, owner: str, name: str) -> Response:
     ctx = await space_context(request, owner, name, "community")
     return page(request, "space_community.html", ctx,
                 has_discussions=api_has(request, "/api/spaces/{owner}/{name}/discussions"))
+
+
+@router.get("/spaces/{owner}/{name}/discussions/{num}")
+async def discussion_link(owner: str, name: str, num: int) -> Response:
+    """A discussion's URL as huggingface_hub builds it (`Discussion.url`, `pullRequestUrl`): its entry on the tab."""
+    return RedirectResponse(f"/spaces/{owner}/{name}/discussions#d{num}", status_code=302)
 
 
 @router.get("/spaces/{owner}/{name}/settings")

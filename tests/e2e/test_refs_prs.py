@@ -351,5 +351,8 @@ def test_community_tab_lists_discussions_and_pull_requests(live_hub: LiveHub) ->
             expect(page.locator("#discussions details").nth(0)).to_contain_text("commit ")
             expect(page.locator("#discussions details").nth(0)).to_contain_text("Add x")
             assert page.locator("#discussions b, #discussions i").count() == 0, "text only, never markup"
+            page.goto(f"{live_hub.url}/spaces/{sid}/discussions/1")  # Discussion.url: that entry, opened
+            expect(page.locator("#d1 details")).to_have_attribute("open", "")
+            expect(page.locator("#d1")).to_contain_text("admin: First <i>comment</i>")
         finally:
             browser.close()
