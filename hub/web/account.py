@@ -16,6 +16,7 @@ from hub.accounts import Principal
 from hub.deps import hub_of
 from hub.web.cards import all_spaces
 from hub.web.render import render, viewer_of
+from hub.web.space import api_has
 
 router = APIRouter()
 
@@ -70,7 +71,7 @@ async def admin_page(request: Request) -> Response:
     from hub.api.runtime import quota_settings
 
     hub, quotas = hub_of(request), quota_settings(request)
-    has_nodes = any(getattr(r, "path", None) == "/api/admin/nodes" for r in request.app.routes)
+    has_nodes = api_has(request, "/api/admin/nodes")
 
     def load(viewer: Principal) -> dict[str, Any]:
         if not viewer.is_admin:
