@@ -133,6 +133,7 @@ def measure(*, kills: int, pushes: int) -> Iterator[str]:
             cluster_s = simultaneous_pushes(c.api, pushes)
             print(f"  {pushes} pushes on the cluster: {cluster_s:.0f} s", flush=True)
         embedded = Server(root / "embedded", free_port(), c.token)
+        embedded.data_dir.mkdir(parents=True)
         embedded.start()
         try:
             embedded_s = simultaneous_pushes(embedded, pushes)
