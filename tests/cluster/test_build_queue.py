@@ -198,7 +198,7 @@ def test_secrets_cross_redis_sealed_and_only_the_shared_key_opens_them(worker: W
     stop = threading.Event()
 
     def watch() -> None:
-        with monitor.monitor() as m:
+        with monitor.monitor() as m:  # type: ignore[no-untyped-call]
             for cmd in m.listen():
                 seen.append(str(cmd.get("command", "")).encode())
                 if stop.is_set():
