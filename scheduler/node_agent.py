@@ -254,8 +254,9 @@ class NodeAgent:
         try:
             art = await asyncio.to_thread(self.materialise, spec)
             zero = self.broker is not None and flavor(spec.hardware).is_zero
-            env = {**spec.env, **({"SPACES_ZERO_DEVICE_API_URL": self.broker.register_space(spec.space_id)}
-                                  if zero else {})}  # this node's broker: leases of this node's devices
+            env = {**spec.env, **({"SPACES_ZERO_GPU": "true",  # this node's broker: leases of its own devices
+                                    "SPACES_ZERO_DEVICE_API_URL": self.broker.register_space(spec.space_id)}
+                                   if zero else {})}
             launch = LaunchSpec(iid, art, env, flavor(spec.hardware), log_path, secret_values=spec.secret_values)
             inst = await self.runtime.start(launch)
             if zero and inst.pid:

@@ -15,6 +15,7 @@ import uvicorn
 
 from builder import load_backend
 from builder.queue import load_queue
+from core import static_tree
 from core.routes import RouteTable, Upstream
 from core.routes_json import table_to_json
 from core.settings import Settings
@@ -116,6 +117,11 @@ class ClusterServer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._route_changed.wait(), wait)
         return {"version": self.route_version, "table": self.table}
+
+    async def static_tree(self, space_id: str) -> bytes | None:
+        """The files the static Space serves now (a tar), for proxies apart from this server (core.static_tree)."""
+        root = static_tree.root_of(self.table, space_id)
+        return None if root is None else await asyncio.to_thread(static_tree.tar_of, root)
 
     # ---- nodes ------------------------------------------------------------------------------------------------
     async def register(self, info: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Protocol
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from core.errors import BadRequest, Forbidden, NotFound
 from hub.accounts import join_token
@@ -27,6 +27,7 @@ class ClusterPlane(Protocol):
     async def report(self, node: str, data: dict[str, Any]) -> bool: ...
     async def run_log(self, node: str, instance_id: str, lines: list[str]) -> bool: ...
     async def routes(self, since: int, wait: float) -> dict[str, Any]: ...
+    async def static_tree(self, space_id: str) -> bytes | None: ...
     async def wake(self, space_id: str) -> None: ...
     def activity(self, space_ids: list[str]) -> None: ...
     async def auth(self, token: str) -> str | None: ...
@@ -95,6 +96,15 @@ async def run_log(request: Request, name: str) -> dict[str, Any]:
 @router.get("/api/cluster/routes")
 async def routes(request: Request, since: int = -1, wait: float = 0.0) -> dict[str, Any]:
     return await (await _plane(request)).routes(since, _wait(wait))
+
+
+@router.get("/api/cluster/static/{owner}/{name}")
+async def static_tree(request: Request, owner: str, name: str) -> Response:
+    """The tree a static Space serves, as a tar: remote proxies keep a copy and serve it themselves."""
+    data = await (await _plane(request)).static_tree(f"{owner}/{name}")
+    if data is None:
+        raise NotFound(f"{owner}/{name} serves no static files now")
+    return Response(data, media_type="application/x-tar")
 
 
 @router.post("/api/cluster/proxy/wake")

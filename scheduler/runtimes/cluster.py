@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from core.artifact import artifact_to_json
 from core.errors import LaunchFailed
 from core.hardware import flavor
 from core.isolation import SandboxState
@@ -39,8 +40,9 @@ def heartbeat_key(node: str) -> str:
 
 @dataclass(frozen=True)
 class NodeSpec:
-    """What a node needs to run one instance: the Space at a commit (it materialises the build itself, from the
-    hub's git and its own environment cache) and the runtime env. Sealed in the store: it holds secrets."""
+    """What a node needs to run one instance: the build (the artifact as versioned JSON: the node materialises
+    its app tree from the hub's git and its environment by content key from its own cache) and the runtime env.
+    Sealed in the store: it holds secrets. Version 1 (no artifact: the node rebuilt the commit) still parses."""
 
     instance_id: str
     space_id: str
@@ -48,18 +50,20 @@ class NodeSpec:
     hardware: str
     env: dict[str, str]
     secret_values: tuple[str, ...]
+    artifact: dict[str, Any] | None = None  # core.artifact.artifact_to_json
 
     def to_json(self) -> str:
-        return json.dumps({"v": 1, "instance_id": self.instance_id, "space_id": self.space_id, "sha": self.sha,
-                           "hardware": self.hardware, "env": self.env, "secret_values": list(self.secret_values)})
+        return json.dumps({"v": 2, "instance_id": self.instance_id, "space_id": self.space_id, "sha": self.sha,
+                           "hardware": self.hardware, "env": self.env, "secret_values": list(self.secret_values),
+                           "artifact": self.artifact})
 
     @classmethod
     def from_json(cls, text: str) -> NodeSpec:
         d = json.loads(text)
-        if d.get("v") != 1:
+        if d.get("v") not in (1, 2):
             raise ValueError(f"unknown node spec version {d.get('v')!r}")
         return cls(d["instance_id"], d["space_id"], d["sha"], d["hardware"], dict(d["env"]),
-                   tuple(d["secret_values"]))
+                   tuple(d["secret_values"]), d.get("artifact"))
 
 
 def snapshot(nodes: Iterable[cs.NodeRecord], alive: set[str], placed: Iterable[cs.AssignmentRecord]) -> list[Node]:
@@ -131,7 +135,7 @@ class ClusterRuntime:
                     if node.zerogpu_url and flavor(hardware).is_zero:
                         env["SPACES_ZERO_DEVICE_API_URL"] = node.zerogpu_url
                     sealed = self.box.seal(NodeSpec(spec.instance_id, sid, art.sha, hardware, env,
-                                                    spec.secret_values).to_json())
+                                                    spec.secret_values, artifact_to_json(art)).to_json())
                     a = await asyncio.to_thread(cs.add_assignment, self.store, spec.instance_id, sid, art.sha,
                                                 node.name, hardware, sealed)
                     break

@@ -222,6 +222,7 @@ class ZygotePool:
 
     def _zygote_for(self, key: ZygoteKey, spec: LaunchSpec) -> Zygote:
         """The Space's zygote for this env: its own, else a spare (which becomes its own), else a new one."""
+        self._await_spare(key)
         with self._lock:
             self._evict(key)
             z = self._zygotes.get(key)
@@ -240,6 +241,18 @@ class ZygotePool:
                 self._zygotes[key] = z
             z.last_used = time.monotonic()
             return z
+
+    def _await_spare(self, key: ZygoteKey) -> None:
+        """Without a zygote of its own, wait for a spare of this env that is still starting (well into its
+        imports, often): a second spawn beside it would slow both down (a Space moved onto a node right after the
+        node's previous start)."""
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            with self._lock:
+                own = self._zygotes.get(key)
+                if key.spare() not in self._spawning or (own is not None and own.alive()):
+                    return
+            time.sleep(0.05)
 
     def _stage_tree(self, z: Zygote, app_dir: str, instance_id: str) -> str:
         """A writable copy of `app_dir` for this instance in the zygote's apps dir; drop trees no child runs."""
