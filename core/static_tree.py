@@ -52,8 +52,8 @@ def extract(data: bytes, dest: Path) -> Path:
             tar.extractall(tmp, filter="data")
         tmp.chmod(0o755)
         tmp.rename(dest)
-    except OSError:
+    except (OSError, tarfile.TarError):
         shutil.rmtree(tmp, ignore_errors=True)
-        if not dest.is_dir():
+        if not dest.is_dir():  # else a concurrent extraction won the rename
             raise
     return dest
