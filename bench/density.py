@@ -5,13 +5,18 @@ through the proxy, then measures memory: the proportional set size (PSS: shared 
 users) of every process spacehost runs for them (sandboxes, zygotes, apps), and the drop of the kernel's
 MemAvailable. Baseline in the same run: the RSS and PSS of one plain `python app.py`. The capacity is the
 machine's memory (24 GB, the target's machine, and this one's) divided by the measured memory per Space.
-Run: `.venv/bin/python bench/density.py [--spaces 20]`."""
+CPU: each Space's cgroup CPU time (cpuacct) over 10 s while idle and running, then again once every Space is
+in the frozen tier (--freeze-after), beside a plain app's idle CPU; the runtime info's PSS per Space (what
+`spacehost ps` shows); and how long the last Space took from push to RUNNING.
+Run: `.venv/bin/python bench/density.py [--spaces 20] [--freeze-after 30]`."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -64,8 +69,25 @@ def memory_of(pid: int) -> tuple[int, int]:
     return values.get("Rss", 0), values.get("Pss", 0)
 
 
-def plain_app_memory(python: str) -> tuple[int, int]:
-    """RSS and PSS of one plain `python app.py` once it answers."""
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def cgroup_cpu(srv: Server, window: float = 10.0) -> list[float]:
+    """% of a core each Space's instance cgroup used over `window` seconds (cpuacct.usage)."""
+    dirs = []
+    for state in (srv.data_dir / "run").glob("*.json"):
+        data = json.loads(state.read_text())
+        dirs += [Path(d) for d in data.get("cgroup_dirs", ()) if (Path(d) / "cpuacct.usage").exists()]
+    before = [int((d / "cpuacct.usage").read_text()) for d in dirs]
+    time.sleep(window)
+    after = [int((d / "cpuacct.usage").read_text()) for d in dirs]
+    return [(a - b) / 1e9 / window * 100 for a, b in zip(after, before, strict=True)]
+
+
+def plain_app_memory(python: str) -> tuple[int, int, float]:
+    """RSS and PSS of one plain `python app.py` once it answers, and its idle CPU (% of a core over 10 s)."""
     with tempfile.TemporaryDirectory() as d:
         Path(d, "app.py").write_text(APP.format(tag="plain"))
         port = free_port()
@@ -74,7 +96,10 @@ def plain_app_memory(python: str) -> tuple[int, int]:
         try:
             wait_body(f"http://127.0.0.1:{port}/", "plain", 120)
             time.sleep(1)
-            return memory_of(proc.pid)
+            rss, pss = memory_of(proc.pid)
+            t0 = cpu_ticks(proc.pid)
+            time.sleep(10)
+            return rss, pss, (cpu_ticks(proc.pid) - t0) / os.sysconf("SC_CLK_TCK") / 10 * 100
         finally:
             proc.kill()
             proc.wait()
@@ -83,9 +108,11 @@ def plain_app_memory(python: str) -> tuple[int, int]:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--spaces", type=int, default=20)
+    ap.add_argument("--freeze-after", type=int, default=30)
     args = ap.parse_args()
-    plain_rss, plain_pss = plain_app_memory(sys.executable)
-    srv = Server(Path(tempfile.mkdtemp(prefix="bench-density-")), free_port(), "hf_bench_" + secrets.token_hex(6))
+    plain_rss, plain_pss, plain_cpu = plain_app_memory(sys.executable)
+    srv = Server(Path(tempfile.mkdtemp(prefix="bench-density-")), free_port(), "hf_bench_" + secrets.token_hex(6),
+                 extra_args=("--freeze-after", str(args.freeze_after)))
     srv.start()
     try:
         assert srv.proc is not None
@@ -94,14 +121,23 @@ def main() -> None:
         available_before = meminfo("MemAvailable")
         ids = [f"admin/d{i:03d}-{secrets.token_hex(2)}" for i in range(args.spaces)]
         t0 = time.monotonic()
+        last_start = 0.0
         for n, sid in enumerate(ids, 1):
+            t_push = time.monotonic()
             srv.create_space(sid.split("/")[1])
             assert srv.push(sid, {"app.py": APP.format(tag=sid)}).returncode == 0, srv.log_tail()
             rt = srv.wait_stage(sid, timeout=600)
             assert rt["stage"] == "RUNNING", f"{rt}\n{srv.log_tail()}"
+            last_start = time.monotonic() - t_push
             print(f"\r{n}/{len(ids)} Spaces running ({time.monotonic() - t0:.0f} s)", end="", flush=True)
-        for sid in ids:  # every one answers through the proxy
+        for sid in ids:  # every one answers through the proxy (a frozen one is thawed by it)
             assert httpx.get(srv.host(sid) + "/", timeout=30).status_code == 200
+        running_cpu = cgroup_cpu(srv)  # idle, not yet frozen (within --freeze-after of the requests above)
+        deadline = time.monotonic() + args.freeze_after + 120
+        while time.monotonic() < deadline and any(srv.runtime(s).get("tier") != "frozen" for s in ids):
+            time.sleep(2)
+        frozen_cpu = cgroup_cpu(srv)
+        reported = [int(m.get("pss", 0)) if isinstance(m := srv.runtime(s).get("memory"), dict) else 0 for s in ids]
         settle(120)
         time.sleep(2)
         pids = descendants(srv.proc.pid)
@@ -121,6 +157,15 @@ def main() -> None:
     print(f"| spacehost: PSS of sandboxes, zygotes and apps | {per_pss / 2**20:.0f} MiB | {machine / per_pss:.0f} "
           f"| ≥ 200 |")
     print(f"| spacehost: drop of MemAvailable | {per_drop / 2**20:.0f} MiB | {machine / per_drop:.0f} | ≥ 200 |")
+    print(f"| spacehost: PSS in the runtime info (`spacehost ps`), median | "
+          f"{statistics.median(reported) / 2**20:.0f} MiB | — | — |")
+    print("\n| idle CPU, % of a core | per Space (mean) | all together |")
+    print("|---|---|---|")
+    print(f"| plain `python app.py`, idle | {plain_cpu:.2f} | — |")
+    print(f"| spacehost, running idle | {statistics.mean(running_cpu):.2f} | {sum(running_cpu):.1f} |")
+    print(f"| spacehost, frozen tier | {statistics.mean(frozen_cpu):.3f} | {sum(frozen_cpu):.2f} |")
+    print(f"\nthe last ({n}th) Space took {last_start:.1f} s from push to RUNNING; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"\n(summed RSS {rss / 2**20:.0f} MiB counts shared pages once per process; spacehost itself: RSS "
           f"{own_rss / 2**20:.0f} MiB, PSS {own_pss / 2**20:.0f} MiB before the Spaces)")
 
