@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
-
 _SIGNED = re.compile(r"(__sign=)[^&#\s]*")
 
 
