@@ -45,6 +45,8 @@ log = logging.getLogger("spacehost.scheduler")
 DRAIN_GRACE_S = 10.0
 USAGE_EVERY_S = 15.0  # PSS and CPU samples of running Spaces (smaps_rollup costs ~1 ms per process)
 FREEZE_RETRY_S = 10.0  # a freeze that did not settle (a task in an uninterruptible wait, a loaded host)
+START_ATTEMPTS = 2  # an app that exits before it ever answered is started once more
+START_RETRY_DELAY_S = 1.0
 STOP_GRACE_S = 5.0  # SIGTERM, then SIGKILL after this, when a Space is deleted or spacehost stops
 BUILD_GIVE_UP_S = 30.0  # how long a deletion waits for a cancelled build to leave the Space's folder
 KEEP_IMAGES = 3  # per Space, for instant rollback (docker backend); older ones are removed after a redeploy
@@ -382,23 +384,32 @@ class Controller:
         env = runtime_env(SpaceId.parse(sid), art, fl, space_host=self.app_url(space).split("://", 1)[1],
                           hub_url=self.settings.hub_url, variables=variables, secrets=secrets, zero_gpu_url=zurl)
         rlog = self.run_log(sid)
-        rlog.write(f"==> Starting {sid} at {art.sha[:12]} ({fl.hardware.value})")
-        seq = len(live.crashes) + int(time.time() * 1000) % 100000
-        spec = LaunchSpec(instance_id=f"{space.owner}--{space.name}--{art.sha[:7]}--{seq}", artifact=art, env=env,
-                          flavor=fl, log_path=str(rlog.path), secret_values=tuple(v for v in secrets.values() if v),
-                          volumes=self._volumes(space))
-        try:
-            inst = await self.runtime.start(spec)
-        except SpacehostError as e:
-            rlog.write(f"==> Not started: {e.message}")
-            return None, e.message
-        if zurl and inst.pid:
-            self.zero_gpu.broker.set_root_pid(sid, inst.pid)  # overrunning GPU workers are killed in this tree
-        live.starting = inst
-        try:
-            return await self._until_ready(sid, live, inst, art, rlog)
-        finally:
-            live.starting = None
+        failure = ""
+        for attempt in range(1, START_ATTEMPTS + 1):
+            rlog.write(f"==> Starting {sid} at {art.sha[:12]} ({fl.hardware.value})")
+            seq = len(live.crashes) + int(time.time() * 1000) % 100000
+            spec = LaunchSpec(instance_id=f"{space.owner}--{space.name}--{art.sha[:7]}--{seq}", artifact=art,
+                              env=env, flavor=fl, log_path=str(rlog.path),
+                              secret_values=tuple(v for v in secrets.values() if v), volumes=self._volumes(space))
+            try:
+                inst = await self.runtime.start(spec)
+            except SpacehostError as e:
+                rlog.write(f"==> Not started: {e.message}")
+                return None, e.message
+            if zurl and inst.pid:
+                self.zero_gpu.broker.set_root_pid(sid, inst.pid)  # overrunning GPU workers are killed in this tree
+            live.starting = inst
+            try:
+                ready, failure, exited = await self._until_ready(sid, live, inst, art, rlog)
+            finally:
+                live.starting = None
+            if ready is not None or not exited or live.gone or attempt == START_ATTEMPTS:
+                return ready, failure
+            # Exited before it ever answered. Gradio, for one, gives up when its own first page load is slow (a
+            # busy machine): one more start, as a visitor's retry would, before calling it a RUNTIME_ERROR.
+            rlog.write(f"==> The app exited before it answered; starting it again ({attempt + 1}/{START_ATTEMPTS})")
+            await asyncio.sleep(START_RETRY_DELAY_S)
+        return None, failure
 
     def _volumes(self, space: SpaceRecord) -> tuple[tuple[str, str, bool], ...]:
         """The Space's persistent volumes as (host dir, mount path, read-only), each dir made for uid 1000."""
@@ -421,8 +432,9 @@ class Controller:
         return None if dev_mode(self.store, space.id) else _sleep_time(space)
 
     async def _until_ready(self, sid: str, live: Live, inst: Instance, art: Artifact,
-                           rlog: LogFile) -> tuple[Instance | None, str]:
-        """Probe the started `inst` until it answers (returned), exits, times out or its Space is gone."""
+                           rlog: LogFile) -> tuple[Instance | None, str, bool]:
+        """Probe the started `inst` until it answers (returned), exits, times out or its Space is gone;
+        (the instance or None, why not, whether it exited by itself)."""
         deadline = time.monotonic() + art.config.startup_timeout_s
         path = TEMPLATES[art.sdk].health_path
         url = f"http://{inst.upstream.host}:{inst.upstream.port}{path}"
@@ -432,15 +444,15 @@ class Controller:
             ended = await self.runtime.exited(inst)
             if ended is not None:
                 await asyncio.sleep(0.2)  # let the log reader flush the last lines
-                return None, f"{ended.reason}\n{rlog.tail(20)}"
+                return None, f"{ended.reason}\n{rlog.tail(20)}", True
             with contextlib.suppress(httpx.HTTPError):
                 r = await self._http.get(url, headers={"X-Spacehost-Probe": "1"})
                 if r.status_code < 500:
                     rlog.write(f"==> Ready: {sid} answers on {inst.upstream.host}:{inst.upstream.port}")
-                    return inst, ""
+                    return inst, "", False
             await asyncio.sleep(0.05)  # a warm start answers in ~0.3-0.5 s: poll finely
         await self.runtime.stop(inst)
-        return None, f"the app did not answer within {art.config.startup_timeout_s:.0f}s\n{rlog.tail(20)}"
+        return None, f"the app did not answer within {art.config.startup_timeout_s:.0f}s\n{rlog.tail(20)}", False
 
     async def restart(self, space_id: str, *, factory: bool = False) -> None:
         space = self.store.get_space(space_id)

@@ -218,7 +218,10 @@ class ProcessRuntime:
         if (state := self.sandbox_state()).refuses:
             raise LaunchFailed(state.refusal())
         if self._zygotes is not None and self._zygotes.can_serve(spec):
-            return await asyncio.to_thread(self._zygotes.start, spec)
+            try:
+                return await asyncio.to_thread(self._zygotes.start, spec)
+            except LaunchFailed as e:  # a warm interpreter that did not come up must not fail the start
+                log.warning("%s; starting %s cold instead", e.message, spec.artifact.space_id)
         return await asyncio.to_thread(self._start, spec)
 
     async def exited(self, inst: Instance) -> ExitInfo | None:
