@@ -52,9 +52,10 @@ class SpaceControl(Protocol):
         """Where `spacehost ssh` enters the running Space: (process runtime: the sandbox's leader pid, docker:
         the container id); (None, None) when it does not run here."""
 
-    def reload_target(self, space_id: str) -> tuple[str, Upstream] | None:
+    def reload_target(self, space_id: str, *, visit: bool = True) -> tuple[str, Upstream] | None:
         """The running instance's id and its `spaces` reload server (port 7887 in its own network namespace);
-        None when it does not run here or has no namespace of its own (then a hot reload redeploys)."""
+        None when it does not run here or has no namespace of its own (then a hot reload redeploys). `visit`:
+        a reload is coming (a frozen Space is thawed); False for a look only (the runtime view)."""
 
 
 def wildcard_dns_works(domain: str) -> bool:

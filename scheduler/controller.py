@@ -152,13 +152,15 @@ class Controller:
             self.activity(space_id)
         return (inst.pid, inst.container_id) if inst else (None, None)
 
-    def reload_target(self, space_id: str) -> tuple[str, Upstream] | None:
-        """A hot reload is a visit too: a frozen Space is thawed before its reload server is called."""
+    def reload_target(self, space_id: str, *, visit: bool = True) -> tuple[str, Upstream] | None:
+        """A hot reload is a visit too: a frozen Space is thawed before its reload server is called. A look
+        (`visit=False`: the runtime view, polled by pages and clients) is not, or polling kept Spaces from freezing."""
         live = self.live.get(space_id)
         inst = live.instance if live else None
         if inst is None or self.runtime.name != "process":
             return None
-        self.activity(space_id)
+        if visit:
+            self.activity(space_id)
         route = reload_route(Route(space_id, "", RouteState.SERVING, upstream=inst.upstream))
         return (inst.instance_id, route.upstream) if route is not None and route.upstream is not None else None
 

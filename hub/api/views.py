@@ -50,7 +50,7 @@ def runtime_view(hub: Hub, space: SpaceRecord) -> dict[str, Any]:
     from hub.space_settings import dev_mode, volumes
 
     view["devMode"] = dev_mode(hub.store, space.id)
-    target = hub.control.reload_target(space.space_id) if running else None
+    target = hub.control.reload_target(space.space_id, visit=False) if running else None
     if (hr := hot_reloading(hub.store, space, target[0] if target else None)) is not None:
         view["hotReloading"] = hr
     if vols := volumes(hub.store, space.id):

@@ -68,7 +68,7 @@ class FakeControl:
     def shell_target(self, space_id: str) -> tuple[int | None, str | None]:
         return None, None
 
-    def reload_target(self, space_id: str) -> tuple[str, Upstream] | None:
+    def reload_target(self, space_id: str, *, visit: bool = True) -> tuple[str, Upstream] | None:
         return None
 
     def runtime_extra(self, space_id: str) -> dict[str, Any]:
