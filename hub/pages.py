@@ -53,7 +53,8 @@ def password_token(request: Request, user: str, password: str) -> str | None:
 async def login(request: Request, token: str = Form(""), username: str = Form(""), password: str = Form(""),
                 next: str = Form("/")) -> RedirectResponse:
     if username and password:
-        token = await asyncio.to_thread(password_token, request, username.strip(), password) or ""
+        minted = await asyncio.to_thread(password_token, request, username.strip(), password)
+        token = minted or ""
     opened = await asyncio.to_thread(Sessions(hub_of(request).accounts).open, token, utcnow()) if token else None
     if opened is None:
         return RedirectResponse(f"/login?error=1&next={safe_next(next)}", status_code=303)

@@ -37,15 +37,15 @@ class HeadTooLarge(Exception):
     pass
 
 
-class ClientConn(ClientBase, asyncio.Protocol):  # type: ignore[misc]
+class ClientConn(ClientBase, asyncio.Protocol):
     def __init__(self, srv: ProxyServer, local_port: int, scheme: str) -> None:
-        self.srv = srv
+        self.srv: ProxyServer = srv
         self.limits = limits = srv.limits
-        self.loop = asyncio.get_running_loop()
+        self.loop: asyncio.AbstractEventLoop = asyncio.get_running_loop()
         self.local_port = local_port
         self.scheme = scheme
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
-        self.ip = "unknown"
+        self.ip: str = "unknown"
         self.parser: httptools.HttpRequestParser | None = None
         self.queue: deque[Exchange] = deque()
         self.cur: Exchange | None = None
@@ -73,8 +73,8 @@ class ClientConn(ClientBase, asyncio.Protocol):  # type: ignore[misc]
         self.rl_rate = srv.rate_limit.rate if srv.rate_limit is not None else -1.0
         self.rl_burst = srv.rate_limit.burst if srv.rate_limit is not None else 0.0
         self.fx_up: UpstreamConn | None = None  # the lane's exchange in flight: its upstream, url, head, start
-        self.fx_url = b""
-        self.fx_head = b""
+        self.fx_url: bytes = b""
+        self.fx_head: bytes = b""
         self.fx_start = 0.0
 
     # --- transport events -------------------------------------------------------------------------------

@@ -9,17 +9,23 @@ picks the plain Python bases even where the extension is built (the tests run th
 
 from __future__ import annotations
 
+import importlib
 import os
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 from proxy.decide import KEEP_ALIVE
 from proxy.pages import STATUS_PATH
 
+_lane: ModuleType | None
 try:
-    from proxy import _lane  # type: ignore[attr-defined]
+    _lane = importlib.import_module("proxy._lane")
 except ImportError:  # where the extension could not be built
     _lane = None
 if os.environ.get("SPACEHOST_NO_FAST_LANE"):
     _lane = None
+
+__all__ = ["COMPILED", "ClientBase", "UpstreamBase"]
 
 COMPILED = _lane is not None
 
@@ -40,8 +46,8 @@ class _PyUpstreamBase:
 
 if _lane is not None:
     _lane.configure(STATUS_PATH, KEEP_ALIVE)  # one source for what both paths must agree on
-    ClientBase: type = _lane.ClientBase
-    UpstreamBase: type = _lane.UpstreamBase
+if TYPE_CHECKING:  # mypy checks the subclasses against the compiled bases (proxy/_lane.pyi)
+    from proxy._lane import ClientBase, UpstreamBase
 else:
-    ClientBase = _PyClientBase
-    UpstreamBase = _PyUpstreamBase
+    ClientBase = _lane.ClientBase if _lane is not None else _PyClientBase
+    UpstreamBase = _lane.UpstreamBase if _lane is not None else _PyUpstreamBase

@@ -40,14 +40,14 @@ class Client(Protocol):
     def _adopt(self) -> None: ...
 
 
-class UpstreamConn(UpstreamBase, asyncio.Protocol):  # type: ignore[misc]
+class UpstreamConn(UpstreamBase, asyncio.Protocol):
     # the base holds client, transport, key, idle_since, reusable and fast
     __slots__ = ("complete", "ex", "extra", "got_bytes", "head_buf", "head_only", "in_body", "parser", "pool",
                  "reused", "spliced", "status")
 
     def __init__(self, pool: Pool, key: Upstream) -> None:
         self.pool = pool
-        self.key = key
+        self.key: Upstream = key
         self.transport: asyncio.Transport | None = None
         self.client: Client | None = None
         self.ex: Exchange | None = None

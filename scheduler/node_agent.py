@@ -244,7 +244,11 @@ class NodeAgent:
             elif iid not in self.starting:
                 task = asyncio.ensure_future(self.start_one(a))
                 self.starting[iid] = task
-                task.add_done_callback(lambda _t, i=iid: self.starting.pop(i, None))
+
+                def forget(_t: asyncio.Task[None], i: str = iid) -> None:
+                    self.starting.pop(i, None)
+
+                task.add_done_callback(forget)
 
     # ---- start ------------------------------------------------------------------------------------------------
     async def start_one(self, a: dict[str, Any]) -> None:

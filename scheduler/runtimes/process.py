@@ -42,20 +42,18 @@ from core.routes import Upstream
 from core.settings import Settings
 from core.stages import Sdk
 from sandbox.apptree import writable_copy
+from sandbox.bwrap import APP_UID, BWRAP, interpreter_roots
 from sandbox.netns import NetAddress, NetworkError, SpaceNetwork, enter_argv
 from scheduler.env import rebase_host_urls
 from scheduler.runtimes import freezer
 from scheduler.runtimes.base import ExitInfo, Instance, LaunchSpec, Usage
 from scheduler.runtimes.sandbox import (
-    APP_UID,
-    BWRAP,
     PRLIMIT,
     Limits,
     SandboxMounts,
     app_command,
     app_env,
     format_bytes,
-    interpreter_roots,
     limits_for,
     mask_script,
     sandbox_argv,

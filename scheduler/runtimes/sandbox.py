@@ -30,18 +30,8 @@ from dataclasses import dataclass
 
 from core.hardware import Flavor
 
-# Shared with the build sandbox (builder/build_sandbox.py); the rest re-exported for this package's users.
-from sandbox.bwrap import (
-    APP_UID,  # noqa: F401
-    BWRAP,  # noqa: F401
-    SETPRIV,  # noqa: F401
-    SYSTEM_DIRS,  # noqa: F401
-    SYSTEM_LINKS,  # noqa: F401
-    base_argv,
-    interpreter_roots,  # noqa: F401
-    parent_dirs,
-    unprivileged_tail,
-)
+# Shared with the build sandbox (builder/build_sandbox.py), whose home is sandbox.bwrap.
+from sandbox.bwrap import base_argv, parent_dirs, unprivileged_tail
 
 PRLIMIT = "/usr/bin/prlimit"
 HOME = "/home/user"

@@ -47,13 +47,12 @@ from core.errors import LaunchFailed
 from core.hardware import Flavor
 from core.stages import Sdk
 from sandbox.apptree import writable_copy
+from sandbox.bwrap import APP_UID, interpreter_roots
 from sandbox.netns import NetAddress, SpaceNetwork, enter_argv
 from scheduler.runtimes.base import Instance, LaunchSpec
 from scheduler.runtimes.sandbox import (
-    APP_UID,
     SandboxMounts,
     app_command,
-    interpreter_roots,
     limits_for,
     sandbox_argv,
 )
