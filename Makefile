@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 UV     := $(shell command -v uv 2>/dev/null)
+LINTED := core state sandbox builder scheduler proxy zerogpu hub spacehost sdk_templates deploy tests bench setup.py
 
 .PHONY: up test venv system-deps lint bench clean cluster
 
@@ -24,12 +25,13 @@ cluster: venv
 system-deps:
 	deploy/install-test-deps.sh
 
-test: venv system-deps
+test: lint system-deps
 	$(VENV)/bin/pytest -q tests
 
+# Fails on any finding: ruff over all our code, mypy --strict over every package (config: pyproject.toml).
 lint: venv
-	$(VENV)/bin/ruff check core hub builder scheduler proxy zerogpu spacehost sdk_templates
-	$(VENV)/bin/mypy core
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/mypy
 
 bench: venv
 	$(PY) bench/deploy.py
