@@ -201,6 +201,9 @@ class Controller:
             if inst is not None:
                 self._readmit_zero_gpu(space, inst)
                 live.instance = inst
+                if space.stage in lifecycle.STARTING_STAGES and art is not None and art.sha == inst.sha:
+                    # the start finished while this process was down (a node kept running it): it serves
+                    self._set(sid, stage="RUNNING", serving_sha=inst.sha, error=None)
             if space.stage in ("BUILDING", "RUNNING_BUILDING") and space.head_sha:
                 await self.pushed(sid, space.head_sha)
             elif art is not None and (inst is None or art.sha != inst.sha):

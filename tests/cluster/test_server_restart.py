@@ -51,12 +51,7 @@ def serves(c: Cluster, sid: str, version: str, timeout: float = 400) -> None:
         time.sleep(0.3)
 
 
-WAKING_BUG = ("cluster mode: killed while a woken Space starts on a node, the restarted server leaves it in "
-              "APP_STARTING with nothing placed (embedded mode converges: tests/e2e/test_recovery_stages.py)")
-
-
-@pytest.mark.parametrize("stage", ["building", "first start", "redeploy",
-                                   pytest.param("waking", marks=pytest.mark.xfail(strict=True, reason=WAKING_BUG))])
+@pytest.mark.parametrize("stage", ["building", "first start", "redeploy", "waking"])
 def test_killed_server_converges(cluster: Cluster, stage: str) -> None:  # noqa: F811
     cluster.start_node("n1", "127.0.0.2")
     sid = new_space(cluster)
