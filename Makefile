@@ -7,10 +7,19 @@ LINTED := core state sandbox builder scheduler proxy zerogpu hub spacehost sdk_t
 
 .PHONY: up test venv system-deps lint bench clean cluster
 
+# `make up` installs the server's dependencies and the [client] extra (gradio_client, huggingface_hub), nothing
+# else; the cluster, the tests and the benchmarks add their extras (pyproject.toml) on top.
 $(VENV)/.installed: pyproject.toml setup.py proxy/_lane.c
 	@test -n "$(UV)" || $(PYTHON) -m pip install -q uv
 	uv venv -q --allow-existing -p $(PYTHON) $(VENV)
-	VIRTUAL_ENV=$(VENV) uv pip install -q -e '.[test,cluster]'
+	VIRTUAL_ENV=$(VENV) uv pip install -q -e '.[client]'
+	@touch $@
+
+EXTRAS_cluster := client,cluster
+EXTRAS_test    := client,cluster,test
+EXTRAS_bench   := client,bench
+$(VENV)/.installed-%: $(VENV)/.installed
+	VIRTUAL_ENV=$(VENV) uv pip install -q -e '.[$(EXTRAS_$*)]'
 	@touch $@
 
 venv: $(VENV)/.installed
@@ -19,7 +28,7 @@ up: venv
 	deploy/install-runtime-deps.sh
 	$(VENV)/bin/spacehost up
 
-cluster: venv
+cluster: $(VENV)/.installed-cluster
 	deploy/cluster-up.sh
 
 system-deps:
@@ -29,11 +38,11 @@ test: lint system-deps
 	$(VENV)/bin/pytest -q tests
 
 # Fails on any finding: ruff over all our code, mypy --strict over every package (config: pyproject.toml).
-lint: venv
+lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check $(LINTED)
 	$(VENV)/bin/mypy
 
-bench: venv
+bench: $(VENV)/.installed-bench
 	$(PY) bench/deploy.py
 	$(PY) bench/proxy.py
 	$(PY) bench/zerogpu.py

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -111,6 +112,15 @@ def read_password() -> str:
     return first
 
 
+# Commands that need the [cluster] extra (celery, redis: not installed by `make up`), and its modules they import.
+CLUSTER_EXTRA = {"server": ("redis",), "node": ("redis",), "worker": ("celery", "redis")}
+
+
+def missing_extra(cmd: str) -> list[str]:
+    """The modules of the [cluster] extra that `cmd` needs and this environment lacks."""
+    return [m for m in CLUSTER_EXTRA.get(cmd, ()) if importlib.util.find_spec(m) is None]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="spacehost", description="Self-hosted Hugging Face-style Spaces")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -142,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     ssh_parser(sub)
     ps_parser(sub)
     args = parser.parse_args(argv)
+    if missing := missing_extra(args.cmd):
+        raise SystemExit(f"spacehost {args.cmd}: needs the cluster extra (no {', '.join(missing)} here): "
+                         "pip install 'spacehost[cluster]'")
     if args.cmd == "ssh":
         return run_ssh(args)
     if args.cmd == "ps":
