@@ -20,13 +20,13 @@ from core.errors import LaunchFailed
 from core.hardware import Flavor, Hardware, flavor
 from core.settings import Settings
 from core.stages import Sdk
+from sandbox.bwrap import interpreter_roots
 from scheduler.runtimes.base import ExitInfo, Instance, LaunchSpec
 from scheduler.runtimes.process import ProcessRuntime, Support, describe_isolation, exit_reason
 from scheduler.runtimes.sandbox import (
     SandboxMounts,
     app_command,
     app_env,
-    interpreter_roots,
     mask_line,
     mask_script,
     sandbox_argv,
