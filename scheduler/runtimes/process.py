@@ -46,7 +46,7 @@ from sandbox.bwrap import APP_UID, BWRAP, interpreter_roots
 from sandbox.netns import NetAddress, NetworkError, SpaceNetwork, enter_argv
 from scheduler.env import rebase_host_urls
 from scheduler.runtimes import freezer
-from scheduler.runtimes.base import ExitInfo, Instance, LaunchSpec, Usage
+from scheduler.runtimes.base import ExitInfo, Instance, LaunchSpec, Usage, volume_binds, volume_ro_binds
 from scheduler.runtimes.sandbox import (
     PRLIMIT,
     Limits,
@@ -371,6 +371,7 @@ class ProcessRuntime:
             if self.support.sandbox:
                 mounts = SandboxMounts(str(inst_dir / "app"), art.env_dir, str(inst_dir / "home"),
                                        extra_ro=interpreter_roots(art.env_dir), home_size=limits.home_bytes,
+                                       rw=volume_binds(spec), files_ro=volume_ro_binds(spec),
                                        app_writable=True)
                 has_mem_cg = cg is not None and "memory" in self.support.cgroups.controllers
                 argv = sandbox_argv(mounts, command, status_fd=status, rlimits=None if has_mem_cg else limits)

@@ -150,7 +150,8 @@ class ZygotePool:
         self._spare_threads: list[threading.Thread] = []
 
     def can_serve(self, spec: LaunchSpec) -> bool:
-        return spec.artifact.sdk in (Sdk.GRADIO, Sdk.STREAMLIT) and bool(spec.artifact.env_dir)
+        # A Space with volumes starts cold: a zygote (or a spare) was made without its mounts.
+        return spec.artifact.sdk in (Sdk.GRADIO, Sdk.STREAMLIT) and bool(spec.artifact.env_dir) and not spec.volumes
 
     def start(self, spec: LaunchSpec) -> Instance:
         from scheduler.runtimes.process import InstanceState, free_port, start_ticks
