@@ -155,10 +155,11 @@ def test_sleeping_space_wakes_from_its_page(server: Server, browser: Browser) ->
     with server.api() as c:
         assert c.post(f"/api/spaces/{sid}/sleeptime", json={"seconds": 4}).status_code == 200
     server.wait_stage(sid, {"SLEEPING"}, timeout=120)
+    with server.api() as c:  # asleep now; once woken it must not fall asleep again while a busy CI renders it
+        assert c.post(f"/api/spaces/{sid}/sleeptime", json={"seconds": -1}).status_code == 200
+    assert server.runtime(sid)["stage"] == "SLEEPING"
     page = browser.new_page()
     page.goto(f"http://localhost:{server.port}/spaces/{sid}")
     frame = page.frame_locator("iframe.app")
-    expect(frame.get_by_label("name")).to_be_visible(timeout=120_000)  # a wake, then Gradio's page, on a busy CI
-    with server.api() as c:
-        c.post(f"/api/spaces/{sid}/sleeptime", json={"seconds": -1})
+    expect(frame.get_by_label("name")).to_be_visible(timeout=120_000)  # a wake, then Gradio's page
     shot(page, "woken-from-sleep")
