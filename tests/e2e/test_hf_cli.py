@@ -103,7 +103,7 @@ def test_secrets_variables_settings_logs(server: Server, home: Path, space: str)
     assert "GREETING" not in hf(server, home, "spaces", "variables", "ls", space)
     hf(server, home, "spaces", "settings", space, "--sleep-time", "3600")
     assert api(server).get_space_runtime(space).sleep_time == 3600
-    assert "Starting" in hf(server, home, "spaces", "logs", space, "-n", "50")
+    assert "Starting" in hf(server, home, "spaces", "logs", space, "-n", "300")  # a start logs ~60 lines
     assert hf(server, home, "spaces", "logs", space, "--build", "-n", "20").strip()
     server.wait_stage(space, {"RUNNING"}, timeout=240)
     assert "RUNNING" in hf(server, home, "spaces", "wait", space, "--timeout", "240")
