@@ -34,17 +34,8 @@ cluster: $(VENV)/.installed-cluster
 system-deps:
 	deploy/install-test-deps.sh
 
-# Two pytest processes side by side: most e2e time is spent waiting on servers, apps and builds, so two streams
-# finish well before one on these 2 cores. The cluster, docker and runtime-contract suites in one, everything
-# else in the other (each with its own temp dir); the first's output follows the second's.
-SUITE_A := tests/cluster tests/docker tests/contract
 test: lint system-deps
-	@rm -f .test-a.log; \
-	$(VENV)/bin/pytest -q -p no:cacheprovider --basetemp=/tmp/spacehost-tests-a $(SUITE_A) > .test-a.log 2>&1 & a=$$!; \
-	$(VENV)/bin/pytest -q -p no:cacheprovider --basetemp=/tmp/spacehost-tests-b $(addprefix --ignore=,$(SUITE_A)) tests; b=$$?; \
-	wait $$a; ra=$$?; echo "==> $(SUITE_A)"; cat .test-a.log; \
-	echo "==> tests: $$( [ $$b = 0 ] && echo passed || echo FAILED ); $(SUITE_A): $$( [ $$ra = 0 ] && echo passed || echo FAILED )"; \
-	exit $$(( b || ra ))
+	$(VENV)/bin/pytest -q tests
 
 # Fails on any finding: ruff over all our code, mypy --strict over every package (config: pyproject.toml).
 lint: $(VENV)/.installed-test

@@ -279,7 +279,7 @@ def test_a_fork_bomb_is_contained_and_the_other_space_keeps_answering(world: Wor
     assert pids and max(pids) <= 4096
     t0 = time.monotonic()
     assert victim_answers(world)
-    assert time.monotonic() - t0 < 15
+    assert time.monotonic() - t0 < 30  # contained: an unlimited bomb would leave the machine unusable for minutes
     with world.server.api() as c:  # stop the bomb
         assert c.post(f"/api/spaces/{bomber}/pause").status_code == 200
     world.server.wait_stage(bomber, {"PAUSED"}, timeout=60)
@@ -288,7 +288,7 @@ def test_a_fork_bomb_is_contained_and_the_other_space_keeps_answering(world: Wor
 def test_a_memory_bomb_is_oom_killed_and_says_so(world: World) -> None:
     with contextlib.suppress(Exception):
         world.attack(world.attacker, op="membomb")
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 240
     rt: dict[str, object] = {}
     while time.monotonic() < deadline:
         rt = world.server.runtime(world.attacker.space_id)
