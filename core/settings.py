@@ -80,6 +80,10 @@ class Settings:
     def path(self, *parts: str) -> Path:
         return self.data_dir.joinpath(*parts)
 
+    def cert_dir(self, domain: str) -> Path:
+        """A custom domain's certificate and key (certbot/lego layout: fullchain.pem, privkey.pem)."""
+        return self.path("certs", domain)
+
     def secret_key(self) -> bytes:
         """The installation's key (signing, secret encryption): SPACEHOST_SECRET_KEY or data_dir/secret.key."""
         env = os.environ.get("SPACEHOST_SECRET_KEY")

@@ -29,7 +29,7 @@ from hub.store import Store
 from scheduler.controller import Controller, env_source_for
 from scheduler.placement import Policy
 from scheduler.runtimes.cluster import HEARTBEAT_EVERY_S, HEARTBEAT_TTL_S, ClusterRuntime, heartbeat_key
-from spacehost.embedded import ProxyHooksImpl, _stop_on_signals, bootstrap_admin, listen, open_store
+from spacehost.embedded import ProxyHooksImpl, bootstrap_admin, listen, open_store, serving
 from state import cluster as cs
 
 log = logging.getLogger("spacehost.server")
@@ -87,10 +87,7 @@ class ClusterServer:
         app.state.cluster = self
         server = uvicorn.Server(uvicorn.Config(app, host=self.listen_host, port=port, log_level="warning",
                                                timeout_keep_alive=30))
-        _stop_on_signals(server)
-        serve = asyncio.create_task(server.serve(sockets=socks))
-        while not server.started:
-            await asyncio.sleep(0.02)
+        serve = await serving(server, socks)
         await controller.start()
         watch = asyncio.create_task(runtime.watch_nodes())
         print(f"spacehost server is up: API on http://{self.listen_host}:{port}, Spaces at {s.hub_url}", flush=True)

@@ -203,10 +203,7 @@ class Embedded:
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=hub_port, log_level="warning",
                                                proxy_headers=True, forwarded_allow_ips="127.0.0.1",
                                                timeout_keep_alive=30))
-        _stop_on_signals(server)
-        hub_task = asyncio.create_task(server.serve(sockets=hub_socks))
-        while not server.started:
-            await asyncio.sleep(0.02)
+        hub_task = await serving(server, hub_socks)
         await controller.start()
         quotas = QuotaSettings(s.path("zerogpu", "quotas.json"), accounts)
         controller.set_zerogpu_overrides(await asyncio.to_thread(quotas.resolved))
@@ -271,6 +268,15 @@ class Embedded:
             print(f"  admin token: {self.admin.origin}", flush=True)
             if self.admin.token:
                 print(f"  admin token (shown once, keep it): {self.admin.token}", flush=True)
+
+
+async def serving(server: uvicorn.Server, sockets: list[socket.socket]) -> asyncio.Task[None]:
+    """Start `server` on `sockets` (stopping on SIGINT/SIGTERM) and return its task once it accepts."""
+    _stop_on_signals(server)
+    task = asyncio.create_task(server.serve(sockets=sockets))
+    while not server.started:
+        await asyncio.sleep(0.02)
+    return task
 
 
 def _stop_on_signals(server: uvicorn.Server) -> None:

@@ -10,7 +10,6 @@ import datetime as dt
 import os
 import re
 import shutil
-from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -28,9 +27,6 @@ router = APIRouter()
 PREFIX = "/api/spaces/{owner}/{name}/domains"
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 
-
-def cert_dir(root: Path, domain: str) -> Path:
-    return root / "certs" / domain
 
 
 def check_certificate(domain: str, cert_pem: str, key_pem: str, now: dt.datetime) -> None:
@@ -60,8 +56,7 @@ async def list_domains(request: Request, owner: str, name: str) -> list[dict[str
     hub = hub_of(request)
 
     def listing() -> list[dict[str, Any]]:
-        root = hub.settings.data_dir
-        return [{"domain": d, "stage": "READY", "tls": (cert_dir(root, d) / "fullchain.pem").exists()}
+        return [{"domain": d, "stage": "READY", "tls": (hub.settings.cert_dir(d) / "fullchain.pem").exists()}
                 for d in hub.store.domains().get(space.id, ())]
 
     return await asyncio.to_thread(listing)
@@ -88,7 +83,7 @@ async def add_domain(request: Request, owner: str, name: str) -> list[dict[str, 
                 raise Conflict(f"{domain} is already in use")
             s.add(SpaceDomain(space_id=space.id, domain=domain))
         if cert:
-            d = cert_dir(hub.settings.data_dir, domain)
+            d = hub.settings.cert_dir(domain)
             d.mkdir(parents=True, exist_ok=True)
             (d / "fullchain.pem").write_text(str(cert))
             fd = os.open(d / "privkey.pem", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -113,7 +108,7 @@ async def delete_domain(request: Request, owner: str, name: str) -> list[dict[st
             if row is None:
                 raise NotFound(f"{domain} is not a domain of {space.space_id}")
             s.delete(row)
-        shutil.rmtree(cert_dir(hub.settings.data_dir, domain), ignore_errors=True)
+        shutil.rmtree(hub.settings.cert_dir(domain), ignore_errors=True)
 
     await asyncio.to_thread(drop)
     hub.control.routes_changed()

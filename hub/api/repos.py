@@ -166,7 +166,7 @@ async def delete_repo(request: Request) -> PlainTextResponse:
                 s.delete(row)
         hub.repos.delete(sid)
         for domain in domains:  # its custom domains' certificates and keys
-            shutil.rmtree(hub.settings.path("certs", domain), ignore_errors=True)  # domains.cert_dir's layout
+            shutil.rmtree(hub.settings.cert_dir(domain), ignore_errors=True)
 
     await asyncio.to_thread(drop)  # the row first: nothing starts the Space again while it is cleaned up
     await hub.control.deleted(str(sid))  # processes, route, images, builds and logs; answered once all are gone

@@ -221,7 +221,7 @@ def test_deleting_a_space_removes_its_custom_domains_certificates(live_hub: Live
     r = httpx.post(f"{live_hub.url}/api/spaces/{repo_id}/domains", headers={"Authorization": f"Bearer {live_hub.admin}"},
                    json={"domain": "app.example.org", "certificate": made.cert.read_text(), "key": made.key.read_text()})
     assert r.status_code == 200, r.text
-    certs = live_hub.hub.settings.path("certs", "app.example.org")
+    certs = live_hub.hub.settings.cert_dir("app.example.org")
     assert (certs / "privkey.pem").exists()
     api.delete_repo(repo_id, repo_type="space")
     assert not certs.exists()
