@@ -16,6 +16,7 @@ import httpx
 import pytest
 from huggingface_hub import HfApi, RepoFile
 from huggingface_hub.errors import HfHubHTTPError
+from playwright.sync_api import Browser
 
 from tests.e2e.harness import Server, git
 from tests.e2e.hfclients import hf_cli
@@ -324,35 +325,31 @@ def test_only_main_deploys_and_a_merged_pull_request_does(server: Server, tmp_pa
 
 
 @pytest.mark.browser
-def test_community_tab_lists_discussions_and_pull_requests(live_hub: LiveHub) -> None:  # noqa: F811
+def test_community_tab_lists_discussions_and_pull_requests(live_hub: LiveHub, browser: Browser) -> None:  # noqa: F811
     """Chromium opens the Space page's Community tab: the pull request and the discussion are listed, and opening
     one shows its events (a comment, the PR's commit) as plain text."""
-    from playwright.sync_api import expect, sync_playwright
-
-    from tests.e2e.test_web_ui import CHROMIUM_FLAGS
+    from playwright.sync_api import expect
 
     api = HfApi(endpoint=live_hub.url, token=live_hub.admin)
     sid = new_space(api, "admin")
     api.create_discussion(sid, title="Hello <b>there</b>", description="First <i>comment</i>", repo_type="space")
     api.upload_file(path_or_fileobj=b"x", path_in_repo="x.txt", repo_id=sid, repo_type="space", create_pr=True,
                     commit_message="Add x")
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_FLAGS)
-        try:
-            page = browser.new_page()
-            page.goto(f"{live_hub.url}/spaces/{sid}/discussions")
-            items = page.locator("#discussions summary")
-            expect(items).to_have_count(2)
-            expect(items.nth(0)).to_contain_text("#2 [PR] Add x · open")
-            expect(items.nth(1)).to_contain_text("#1 Hello <b>there</b> · open · by admin")
-            items.nth(1).click()
-            expect(page.locator("#discussions details").nth(1)).to_contain_text("admin: First <i>comment</i>")
-            items.nth(0).click()
-            expect(page.locator("#discussions details").nth(0)).to_contain_text("commit ")
-            expect(page.locator("#discussions details").nth(0)).to_contain_text("Add x")
-            assert page.locator("#discussions b, #discussions i").count() == 0, "text only, never markup"
-            page.goto(f"{live_hub.url}/spaces/{sid}/discussions/1")  # Discussion.url: that entry, opened
-            expect(page.locator("#d1 details")).to_have_attribute("open", "")
-            expect(page.locator("#d1")).to_contain_text("admin: First <i>comment</i>")
-        finally:
-            browser.close()
+    page = browser.new_page()
+    try:
+        page.goto(f"{live_hub.url}/spaces/{sid}/discussions")
+        items = page.locator("#discussions summary")
+        expect(items).to_have_count(2)
+        expect(items.nth(0)).to_contain_text("#2 [PR] Add x · open")
+        expect(items.nth(1)).to_contain_text("#1 Hello <b>there</b> · open · by admin")
+        items.nth(1).click()
+        expect(page.locator("#discussions details").nth(1)).to_contain_text("admin: First <i>comment</i>")
+        items.nth(0).click()
+        expect(page.locator("#discussions details").nth(0)).to_contain_text("commit ")
+        expect(page.locator("#discussions details").nth(0)).to_contain_text("Add x")
+        assert page.locator("#discussions b, #discussions i").count() == 0, "text only, never markup"
+        page.goto(f"{live_hub.url}/spaces/{sid}/discussions/1")  # Discussion.url: that entry, opened
+        expect(page.locator("#d1 details")).to_have_attribute("open", "")
+        expect(page.locator("#d1")).to_contain_text("admin: First <i>comment</i>")
+    finally:
+        page.close()
