@@ -25,12 +25,13 @@ from hub.control import Hub
 from hub.csrf import CsrfGuard
 from hub.errors import handle_spacehost_error
 from hub.git_http import GIT_PATH, GitHttp
+from hub.web import errors as error_pages
 
 
 def create_app(hub: Hub) -> FastAPI:
     app = FastAPI(title="spacehost hub", docs_url="/api/docs", openapi_url="/api/openapi.json", redoc_url=None)
     app.state.hub = hub
-    app.add_exception_handler(SpacehostError, handle_spacehost_error)
+    error_pages.install(app)  # JSON for API clients, a page for a browser
 
     async def on_push(sid: SpaceId, sha: str) -> None:
         await hub.control.pushed(str(sid), sha)
