@@ -205,8 +205,7 @@ class NodeAgent:
                                  return_exceptions=True)
             for sid in spaces:
                 await asyncio.to_thread(self.runtime.forget_space, sid)
-            if (close := getattr(self.runtime, "close", None)) is not None:  # process: zygotes; docker: spares
-                await asyncio.to_thread(close)
+            await asyncio.to_thread(self.runtime.close)  # process: zygotes; docker: spares
         if self.broker is not None and hasattr(self.broker, "close"):
             await self.broker.close()
         await self.http.aclose()
@@ -398,13 +397,13 @@ class NodeAgent:
         from spacehost.embedded import listen
         from zerogpu.embedded import start_broker
 
-        gateway = await asyncio.to_thread(self.runtime.gateway) if hasattr(self.runtime, "gateway") else None
+        gateway = await asyncio.to_thread(self.runtime.gateway)
         hosts = (self.cfg.address, gateway) if gateway else (self.cfg.address,)
         self.broker = await start_broker(self.settings, self.settings.secret_key(), listen(hosts),
                                          is_admin=lambda token: hmac.compare_digest(token, self.cfg.token))
         self.zerogpu_url = self.broker.url
         if gateway:
-            await asyncio.to_thread(self.runtime.expose_host_services, {self.broker.url: self.broker.port})  # type: ignore[attr-defined]
+            await asyncio.to_thread(self.runtime.expose_host_services, {self.broker.url: self.broker.port})
 
 
 def _read_lines(path: Path, pos: int) -> tuple[list[str], int]:

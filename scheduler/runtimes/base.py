@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Protocol
 
 from core.artifact import Artifact
@@ -57,8 +58,21 @@ class Usage:
     processes: int
 
 
+class Ability(StrEnum):
+    """What a runtime can do beyond start, probe, stop and adopt, declared in its `abilities` (the contract suite
+    checks each claim, and that a runtime without one gives the method's neutral answer)."""
+
+    FREEZE = "freeze"  # `freeze` stops an instance in place (True); without: it returns False, it keeps running
+    USAGE = "usage"  # `usage` measures PSS and CPU time; without: it returns None
+    HOT_RELOAD = "hot-reload"  # an instance has a network namespace of its own, its reload server beside the app
+    HOST_NETWORK = "host-network"  # `gateway` and `expose_host_services` let Spaces reach services on the host
+    PLACEMENT = "placement"  # places Spaces on nodes itself: says why one waits (`pending_reason`) and whether
+    # its hardware exists anywhere (the controller does not check this machine's GPUs for it)
+
+
 class Runtime(Protocol):
     name: str
+    abilities: frozenset[Ability]
 
     async def start(self, spec: LaunchSpec) -> Instance:
         """Start the app; return once the process/container exists (not yet ready)."""
@@ -101,4 +115,24 @@ class Runtime(Protocol):
 
     def sandbox_state(self) -> SandboxState:
         """Whether Spaces are sandboxed here; `start` raises LaunchFailed with `refusal()` when it `refuses`."""
+        ...
+
+    def pending_reason(self, space_id: str) -> str | None:
+        """Why the Space is not placed yet, per node in Kubernetes' words (PLACEMENT); None: it is, or this
+        runtime does not place."""
+        ...
+
+    def gateway(self) -> str | None:
+        """The host's address on the Spaces' network (HOST_NETWORK; made if missing), where spacehost binds
+        what Spaces call; None without one. Blocking."""
+        ...
+
+    def expose_host_services(self, services: Mapping[str, int]) -> None:
+        """Base URL on the host → port on the gateway serving the same: Spaces may reach those (HOST_NETWORK;
+        a no-op without). Blocking."""
+        ...
+
+    def close(self) -> None:
+        """Remove what the runtime keeps beside the instances (warm interpreters, spare containers); the
+        instances themselves keep running, to be adopted. Blocking; idempotent."""
         ...

@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +23,7 @@ from core.isolation import SandboxState
 from core.routes import Upstream
 from hub.crypto import SecretBox
 from scheduler.placement import Decision, Node, Policy, Request, place
-from scheduler.runtimes.base import ExitInfo, Instance, LaunchSpec, Usage
+from scheduler.runtimes.base import Ability, ExitInfo, Instance, LaunchSpec, Usage
 from state import cluster as cs
 from state.store import Store
 
@@ -93,6 +93,7 @@ def request_for(space_id: str, hardware: str) -> Request:
 
 class ClusterRuntime:
     name = "cluster"
+    abilities = frozenset({Ability.PLACEMENT})
 
     def __init__(self, store: Store, redis: Any, box: SecretBox, poll_s: float = 0.1,
                  policy: Policy = Policy.SPREAD) -> None:
@@ -217,6 +218,18 @@ class ClusterRuntime:
 
     def sandbox_state(self) -> SandboxState:
         return SandboxState(True)
+
+    def pending_reason(self, space_id: str) -> str | None:
+        return self.scheduling.get(space_id)
+
+    def gateway(self) -> str | None:
+        return None  # Spaces reach the host through their node's runtime
+
+    def expose_host_services(self, services: Mapping[str, int]) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
 
     # -- node loss ------------------------------------------------------------------------------------------------
     async def watch_nodes(self, every_s: float = 0.5) -> None:

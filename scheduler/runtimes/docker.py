@@ -49,7 +49,7 @@ from hub.crypto import SecretBox
 from sandbox import firewall as fwall
 from sandbox.firewall import Firewall, bridge_firewall, iptables, nameservers
 from scheduler.env import rebase_host_urls
-from scheduler.runtimes.base import ExitInfo, Instance, LaunchSpec, Usage
+from scheduler.runtimes.base import Ability, ExitInfo, Instance, LaunchSpec, Usage
 from scheduler.runtimes.docker_warm import (
     LABEL_DATA_DIR,
     LABEL_SPARE,
@@ -180,6 +180,7 @@ def format_bytes(n: int) -> str:
 
 class DockerRuntime:
     name = "docker"
+    abilities = frozenset({Ability.FREEZE, Ability.HOST_NETWORK})
 
     def __init__(self, settings: Settings, machine: Machine | None = None) -> None:
         self.settings = settings
@@ -245,6 +246,9 @@ class DockerRuntime:
 
     def sandbox_state(self) -> SandboxState:
         return SandboxState(True)  # a container is the sandbox: whatever the engine cannot do, it refuses to run
+
+    def pending_reason(self, space_id: str) -> str | None:
+        return None
 
     def close(self) -> None:
         """Remove the spare containers (the Spaces' own keep running, to be adopted). Blocking."""

@@ -46,7 +46,15 @@ from sandbox.bwrap import APP_UID, BWRAP, interpreter_roots
 from sandbox.netns import NetAddress, NetworkError, SpaceNetwork, enter_argv
 from scheduler.env import rebase_host_urls
 from scheduler.runtimes import freezer
-from scheduler.runtimes.base import ExitInfo, Instance, LaunchSpec, Usage, volume_binds, volume_ro_binds
+from scheduler.runtimes.base import (
+    Ability,
+    ExitInfo,
+    Instance,
+    LaunchSpec,
+    Usage,
+    volume_binds,
+    volume_ro_binds,
+)
 from scheduler.runtimes.sandbox import (
     PRLIMIT,
     Limits,
@@ -185,6 +193,7 @@ def start_ticks(pid: int) -> int | None:
 
 class ProcessRuntime:
     name = "process"
+    abilities = frozenset({Ability.FREEZE, Ability.USAGE, Ability.HOT_RELOAD, Ability.HOST_NETWORK})
     WARM_DEFAULT = True
 
     def __init__(self, settings: Settings, warm: bool | None = None, support: Support | None = None) -> None:
@@ -255,6 +264,9 @@ class ProcessRuntime:
     def forget_space(self, space_id: str) -> None:
         if self._zygotes is not None:
             self._zygotes.forget(space_id)
+
+    def pending_reason(self, space_id: str) -> str | None:
+        return None
 
     def close(self) -> None:
         """Kill every warm interpreter (each Space's zygotes and the spares); instances are stopped already.

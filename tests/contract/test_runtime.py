@@ -28,7 +28,7 @@ from core.hardware import Hardware, flavor
 from core.settings import Settings
 from core.stages import Sdk
 from scheduler.runtimes import load_runtime
-from scheduler.runtimes.base import Instance, LaunchSpec, Runtime
+from scheduler.runtimes.base import Ability, Instance, LaunchSpec, Runtime
 
 RUNTIME_NAMES = ["process"]
 VARIANTS = {"process-cold": ("process", {"SPACEHOST_PROCESS_WARM": "0"})}  # also run the process runtime cold
@@ -148,8 +148,7 @@ def rt(request: pytest.FixtureRequest, tmp_path: Path, python_env: str,
     yield h
     for inst in h.started:
         run(h.runtime.stop(inst, grace_s=1))
-    if (zygotes := getattr(h.runtime, "_zygotes", None)) is not None:
-        zygotes.close()  # its zygotes and their network namespaces
+    h.runtime.close()  # its warm interpreters (zygotes) and their network namespaces
 
 
 def host_pids_with(marker: str) -> list[int]:
@@ -267,3 +266,62 @@ def test_frozen_instance_answers_only_after_thaw_and_still_stops(rt: Harness) ->
     run(rt.runtime.stop(inst, grace_s=2))  # a frozen instance is thawed to take its SIGTERM
     assert time.monotonic() - t0 < 8
     assert rt.wait_exit(inst) is not None
+
+
+# ---- abilities: declared in the Protocol, honoured by each runtime ---------------------------------------------
+
+def runtime_classes() -> dict[str, type]:
+    """Every runtime: the name table's, and the cluster's (made by the server, not by name)."""
+    from scheduler.runtimes import RUNTIMES
+    from scheduler.runtimes.cluster import ClusterRuntime
+
+    classes: dict[str, type] = {"cluster": ClusterRuntime}
+    for name, target in RUNTIMES.items():
+        module, _, cls = target.partition(":")
+        classes[name] = getattr(__import__(module, fromlist=[cls]), cls)
+    return classes
+
+
+PROTOCOL_MEMBERS = sorted(n for n in Runtime.__dict__ if not n.startswith("_")) + ["abilities", "name"]
+
+
+@pytest.mark.parametrize("name", sorted(runtime_classes()))
+def test_every_runtime_declares_its_abilities_and_the_whole_protocol(name: str) -> None:
+    cls = runtime_classes()[name]
+    assert cls.name == name
+    assert isinstance(cls.abilities, frozenset) and all(isinstance(a, Ability) for a in cls.abilities)
+    assert [m for m in PROTOCOL_MEMBERS if not callable(getattr(cls, m, None)) and m not in ("abilities", "name")
+            ] == []
+
+
+def test_declared_abilities_are_honoured(rt: Harness) -> None:
+    abilities = rt.runtime.abilities
+    inst = rt.start()
+    assert rt.get(inst) == b"hello from the app"
+    usage = run(rt.runtime.usage(inst))
+    assert (usage is not None and usage.pss_bytes > 0) == (Ability.USAGE in abilities)
+    assert run(rt.runtime.freeze(inst)) == (Ability.FREEZE in abilities)
+    run(rt.runtime.thaw(inst))
+    assert rt.get(inst, timeout=5) == b"hello from the app"
+    assert (rt.runtime.gateway() is not None) == (Ability.HOST_NETWORK in abilities)
+    assert rt.runtime.pending_reason("alice/demo") is None or Ability.PLACEMENT in abilities
+    if Ability.HOT_RELOAD in abilities:  # its own network namespace: an address of its own, not the host's
+        assert inst.upstream.host != "127.0.0.1"
+
+
+def test_a_runtime_without_an_ability_gives_the_neutral_answer(tmp_path: Path) -> None:
+    """The cluster runtime declares none of freeze, usage, host network: each answers as the Protocol says."""
+    from core.routes import Upstream
+    from scheduler.runtimes.cluster import ClusterRuntime
+    from state.store import Store
+
+    rt = ClusterRuntime(Store(f"sqlite:///{tmp_path}/s.db"), redis=None, box=None)  # neither used by these calls
+    assert Ability.FREEZE not in rt.abilities and Ability.USAGE not in rt.abilities
+    inst = Instance("i", "alice/demo", "a" * 40, upstream=Upstream("127.0.0.1", 1))
+    assert run(rt.freeze(inst)) is False and run(rt.usage(inst)) is None
+    assert rt.gateway() is None
+    rt.expose_host_services({"http://127.0.0.1:1": 1})
+    assert rt.pending_reason("alice/demo") is None
+    rt.scheduling["alice/demo"] = "0/2 nodes are available: 2 Insufficient nvidia.com/gpu."
+    assert rt.pending_reason("alice/demo") == "0/2 nodes are available: 2 Insufficient nvidia.com/gpu."
+    rt.close()
