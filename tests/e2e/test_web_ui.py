@@ -184,6 +184,47 @@ def test_set_a_secret_and_change_hardware(server: Server, made: dict[str, object
     assert rt["hardware"]["requested"] == "cpu-upgrade"  # type: ignore[index]
 
 
+def test_volumes_and_dev_mode_from_the_settings_tab(server: Server, browser: Browser) -> None:
+    """Mount two buckets (a bad mount path is refused with the API's reason), unmount them one by one, and turn
+    dev mode on and off, from the Settings tab; the runtime API reads back each change."""
+    name = f"vol-{uuid.uuid4().hex[:6]}"
+    sid = f"admin/{name}"
+    assert server.create_space(name, "static").status_code == 200
+    page = sign_in(browser, server, server.token)
+    page.goto(f"{hub(server)}/spaces/{sid}/settings")
+    volumes = page.locator("#volume-list")
+    expect(volumes).to_have_text("No volume.")
+    page.get_by_label("Bucket (owner/name)").fill("admin/notes")
+    page.get_by_label("Mount path").fill("/usr")
+    page.get_by_role("button", name="Add volume").click()
+    expect(page.locator("#storage-box .result")).to_contain_text("would hide or enter /usr")
+    page.get_by_label("Mount path").fill("/data")
+    page.get_by_role("button", name="Add volume").click()
+    expect(volumes).to_contain_text("admin/notes")
+    page.get_by_label("Bucket (owner/name)").fill("admin/models")
+    page.get_by_label("Mount path").fill("/models")
+    page.get_by_label("Read-only").check()
+    page.get_by_role("button", name="Add volume").click()
+    expect(volumes.locator("tr", has_text="/models")).to_contain_text("read-only")
+    assert server.runtime(sid)["volumes"] == [  # type: ignore[comparison-overlap]
+        {"type": "bucket", "source": "admin/notes", "mountPath": "/data", "readOnly": False},
+        {"type": "bucket", "source": "admin/models", "mountPath": "/models", "readOnly": True}]
+    page.get_by_role("button", name="Unmount /data").click()
+    expect(volumes).not_to_contain_text("admin/notes")
+    expect(volumes).to_contain_text("admin/models")
+    page.get_by_role("button", name="Unmount /models").click()
+    expect(volumes).to_have_text("No volume.")
+    assert "volumes" not in server.runtime(sid)
+    expect(page.locator("#dev-mode-state")).to_have_text("off")
+    page.get_by_role("button", name="Turn dev mode on").click()
+    expect(page.locator("#dev-mode-state")).to_have_text("on")
+    assert server.runtime(sid)["devMode"] is True
+    page.get_by_role("button", name="Turn dev mode off").click()
+    expect(page.locator("#dev-mode-state")).to_have_text("off")
+    assert server.runtime(sid)["devMode"] is False
+    page.context.close()
+
+
 def test_duplicate_then_delete_after_typing_the_name(server: Server, made: dict[str, object]) -> None:
     page = made["page"]
     assert isinstance(page, Page)
