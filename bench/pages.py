@@ -25,12 +25,12 @@ import time
 import httpx
 from sqlalchemy import update
 
+from core.crypto import SecretBox
 from core.ids import SpaceId
 from core.settings import Settings
 from hub.accounts import Accounts
 from hub.app import create_app
 from hub.control import Hub
-from hub.crypto import SecretBox
 from hub.repos import Repos
 from hub.store import Space, Store
 from hub.web.create import first_commit, starter_readme

@@ -1,4 +1,4 @@
-"""The Celery application of cluster mode: builds as tasks over Redis, and the Redis keys that track them.
+"""The Celery application of cluster mode: builds as tasks over Redis.
 
 Celery is a transport here, never the source of truth (the store's stage and head_sha are). Its known ways to
 lose or duplicate a task (../shared/reference/cluster-anchors.md §2) are closed as follows:
@@ -10,76 +10,18 @@ lose or duplicate a task (../shared/reference/cluster-anchors.md §2) are closed
   reaper (builder/celery_queue.py) sees the build's lease key expire and enqueues it again.
 - duplicates (a re-enqueued build whose first message comes back): the task is idempotent by build id: a
   finished build's result is returned, a build that holds a live lease elsewhere is not started twice.
-A build's secrets travel sealed (`seal_secrets`: Fernet under the installation key that the server and its
-workers share, SPACEHOST_SECRET_KEY): Redis and anyone reading it never see them in the clear.
+The Redis keys, limits and sealed secrets that the server and the workers share are in builder/task_keys.py;
+the task's body is builder/worker.py.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
 from typing import Any
 
 from celery import Celery
-from cryptography.fernet import InvalidToken
 
-from core.errors import BuildFailed
-from hub.crypto import SecretBox
-
-QUEUE = "spacehost.builds"
-TASK = "spacehost.build"
-VISIBILITY_TIMEOUT_S = 7200
-TIME_LIMIT_S = 3600  # hard; below VISIBILITY_TIMEOUT_S
-SOFT_TIME_LIMIT_S = 3300  # the build gets this long, then reports BUILD_ERROR itself
-LEASE_TTL_S = 10  # a worker renews its build's lease every LEASE_BEAT_S; a lapsed lease = a vanished worker
-LEASE_BEAT_S = 2
-RESULT_TTL_S = 86400
-LOG_MAXLEN = 20000
-
-
-SEALED = "__sealed__"  # the one key of a build's secrets as they travel
-
-
-def seal_secrets(secrets: Mapping[str, str], key: bytes) -> dict[str, str]:
-    """A build's secrets as its Celery message carries them: one token sealed with `key`."""
-    return {SEALED: SecretBox(key).seal(json.dumps(dict(secrets)))}
-
-
-def open_secrets(travelled: Mapping[str, str], key: bytes | None) -> dict[str, str]:
-    """What `seal_secrets` sealed. A message without secrets may carry `{}`; anything else unsealed, or sealed
-    with another key, is refused (BuildFailed, saying which key to set)."""
-    if not travelled:
-        return {}
-    if set(travelled) != {SEALED}:
-        raise BuildFailed("the build's secrets arrived unsealed; refusing them (server and worker versions differ?)")
-    if key is None:
-        raise BuildFailed("this worker cannot open the build's secrets: set SPACEHOST_SECRET_KEY to the server's")
-    try:
-        opened = json.loads(SecretBox(key).open(travelled[SEALED]))
-    except InvalidToken:
-        raise BuildFailed("the build's secrets do not open with this worker's SPACEHOST_SECRET_KEY: it must be "
-                          "the server's") from None
-    return {str(k): str(v) for k, v in opened.items()}
-
-
-def result_key(build_id: str) -> str:
-    return f"spacehost:build:{build_id}:result"
-
-
-def lease_key(build_id: str) -> str:
-    return f"spacehost:build:{build_id}:lease"
-
-
-def log_key(build_id: str) -> str:
-    return f"spacehost:build:{build_id}:log"
-
-
-def cancel_key(build_id: str) -> str:
-    return f"spacehost:build:{build_id}:cancel"
-
-
-def attempts_key(build_id: str) -> str:
-    return f"spacehost:build:{build_id}:attempts"
+from builder.task_keys import QUEUE, SOFT_TIME_LIMIT_S, TASK, TIME_LIMIT_S, VISIBILITY_TIMEOUT_S
+from builder.worker import run_build
 
 
 def make_app(redis_url: str) -> Celery:
@@ -105,6 +47,4 @@ def make_app(redis_url: str) -> Celery:
 
 
 def _build_task(task: Any, request: dict[str, Any], variables: dict[str, str], secrets: dict[str, str]) -> None:
-    from builder.worker import run_build
-
     run_build(task.app.conf.broker_url, request, variables, secrets)

@@ -17,8 +17,9 @@ from typing import Any
 
 import redis.asyncio as aredis
 
-from builder import celery_app as keys
+from builder import task_keys as keys
 from builder.backend import BuildContext
+from builder.celery_app import make_app
 from builder.pipeline import save_artifact
 from builder.queue import BuildRequest, error_from_json
 from core.artifact import Artifact, artifact_from_json
@@ -63,7 +64,7 @@ class CeleryQueue:
     def __init__(self, redis_url: str, spaces_root: Path, secret_key: bytes) -> None:
         """`secret_key`: the installation key; the builds' secrets travel sealed with it (workers share it)."""
         self.redis_url, self.spaces_root, self._key = redis_url, spaces_root, secret_key
-        self.app = keys.make_app(redis_url)
+        self.app = make_app(redis_url)
 
     async def close(self) -> None:
         await asyncio.to_thread(self.app.close)

@@ -31,7 +31,7 @@ from typing import Any
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
 
-from builder import celery_app as keys
+from builder import task_keys as keys
 from builder.backend import BuildBackend, BuildContext
 from builder.pipeline import build_commit
 from builder.queue import BuildRequest, error_to_json

@@ -14,6 +14,7 @@ from hub.api import (
     debug,
     devtools,
     domains,
+    hints,
     lfs,
     manage,
     refs,
@@ -52,7 +53,7 @@ def create_app(hub: Hub) -> FastAPI:
     app.include_router(repos.router)
     app.include_router(runtime.router)
     app.include_router(devtools.router)
-    devtools.install_warnings(app)
+    hints.install_warnings(app)
     app.include_router(domains.router)
     app.include_router(commits.router)
     app.include_router(lfs.router)

@@ -7,11 +7,11 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from core.crypto import SecretBox
 from core.isolation import SandboxState
 from core.routes import Upstream
 from core.settings import Settings
 from hub.accounts import Accounts
-from hub.crypto import SecretBox
 from hub.logs import LogFile
 from hub.repos import Repos
 from hub.store import SpaceRecord, Store

@@ -1,88 +1,21 @@
-"""`spacehost` command line. Every flag of `up` may also come from `SPACEHOST_<FLAG>`."""
+"""`spacehost` command line. Every flag of `up` may also come from `SPACEHOST_<FLAG>` (spacehost/flags.py)."""
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from core.errors import SpacehostError
 from core.settings import Settings
+from spacehost import cluster_cli
+from spacehost.flags import env, settings_from, up_parser
 from spacehost.worker import run_worker, worker_parser
 
 if TYPE_CHECKING:
     from hub.accounts import Accounts
-
-
-def _env(flag: str, default: str | None = None) -> str | None:
-    return os.environ.get("SPACEHOST_" + flag.upper().replace("-", "_"), default)
-
-
-def _flag(flag: str) -> bool:
-    """A boolean flag's default from `SPACEHOST_<FLAG>`: set and not 0/false/no/off/empty."""
-    return (_env(flag) or "0").strip().lower() not in ("0", "false", "no", "off", "")
-
-
-def up_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("up", help="run spacehost (embedded mode: everything on this machine)")
-    p.add_argument("--data-dir", default=_env("data-dir", ".spacehost"))
-    p.add_argument("--host", default=_env("host", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(_env("port", "8080") or 8080))
-    p.add_argument("--domain", default=_env("domain", "localhost"))
-    p.add_argument("--spaces-domain", default=_env("spaces-domain", ""),
-                   help="serve Spaces at OWNER-NAME.D, a site apart from the hub's (as *.hf.space is apart from "
-                        "huggingface.co); default: subdomains of --domain")
-    p.add_argument("--runtime", choices=["process", "docker"], default=_env("runtime", "process"))
-    p.add_argument("--tls-cert", default=_env("tls-cert"))
-    p.add_argument("--tls-key", default=_env("tls-key"))
-    p.add_argument("--tls", choices=["self-signed"], default=_env("tls"))
-    p.add_argument("--zerogpu-devices", type=int, default=int(_env("zerogpu-devices", "0") or 0),
-                   help="declare N GPUs for hosts where NVML sees none (default: the devices NVML finds)")
-    p.add_argument("--zerogpu-quota-anonymous", type=int, default=int(_env("zerogpu-quota-anonymous", "120") or 120),
-                   help="daily ZeroGPU seconds of an anonymous visitor (default 120)")
-    p.add_argument("--zerogpu-quota-signed-in", type=int, default=int(_env("zerogpu-quota-signed-in", "300") or 300),
-                   help="daily ZeroGPU seconds of a signed-in user (default 300; per user/org: the quotas API)")
-    p.add_argument("--build-ca", default=_env("build-ca"), help="CA bundle trusted by builds (default: SSL_CERT_FILE)")
-    p.add_argument("--docker-base-image", default=_env("docker-base-image", "spacehost/base:bookworm"),
-                   help="image that Space images build FROM (deploy/make-base-image.sh makes it)")
-    p.add_argument("--docker-network", default=_env("docker-network", "spacehost"),
-                   help="bridge network of the Spaces with --runtime docker (made and firewalled by spacehost)")
-    p.add_argument("--direct-port-base", type=int, default=int(_env("direct-port-base", "0") or 0),
-                   help="first per-Space port (default: --port + 1000)")
-    p.add_argument("--access-log", default=_env("access-log", "-"),
-                   help="the proxy's access log: - (standard error, the default), off, or a file path")
-    p.add_argument("--insecure-no-sandbox", action="store_true", default=_flag("insecure-no-sandbox"),
-                   help="run Spaces even where no sandbox works (as plain processes of the spacehost user: any "
-                        "Space can read the data dir and every secret); without it such a host runs no Space")
-    p.add_argument("--freeze-after", type=int, default=int(_env("freeze-after", "30") or 30),
-                   help="freeze a Space idle this many seconds (its CPU goes to zero, a request thaws it in "
-                        "milliseconds; 0: never); it is killed after its sleep time as before (default 30)")
-    p.add_argument("--min-available-mb", type=int, default=int(_env("min-available-mb", "1024") or 1024),
-                   help="while MemAvailable is below this, frozen Spaces fall asleep (killed), the longest "
-                        "idle first (default 1024)")
-    p.add_argument("--keep-spaces", action="store_true", default=_flag("keep-spaces"),
-                   help="leave the Spaces running when spacehost stops, for a restart to re-adopt them "
-                        "(default: stop them, SIGTERM then SIGKILL after a grace)")
-
-
-def settings_from(args: argparse.Namespace) -> Settings:
-    if bool(args.tls_cert) != bool(args.tls_key):
-        raise SystemExit("spacehost: --tls-cert and --tls-key go together")
-    build_ca = args.build_ca or os.environ.get("SSL_CERT_FILE")
-    return Settings(
-        data_dir=Path(args.data_dir), host=args.host, port=args.port, domain=args.domain, runtime=args.runtime,
-        spaces_domain=args.spaces_domain,
-        tls_cert=Path(args.tls_cert) if args.tls_cert else None, tls_key=Path(args.tls_key) if args.tls_key else None,
-        tls=args.tls, zerogpu_devices=args.zerogpu_devices, zerogpu_quota_anonymous_s=args.zerogpu_quota_anonymous,
-        zerogpu_quota_signed_in_s=args.zerogpu_quota_signed_in, build_ca=Path(build_ca) if build_ca else None,
-        direct_port_base=args.direct_port_base, docker_base_image=args.docker_base_image,
-        docker_network=args.docker_network, access_log=args.access_log,
-        insecure_no_sandbox=args.insecure_no_sandbox, keep_spaces=args.keep_spaces,
-        freeze_after_s=args.freeze_after, min_available_mb=args.min_available_mb,
-    )
 
 
 def token_command(accounts: Accounts, args: argparse.Namespace) -> None:
@@ -125,13 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="spacehost", description="Self-hosted Hugging Face-style Spaces")
     sub = parser.add_subparsers(dest="cmd", required=True)
     up_parser(sub)
-    from spacehost import cluster_cli
-
     cluster_cli.add_parsers(sub)
     worker_parser(sub)
     for what in ("user", "org", "token"):
         p = sub.add_parser(what, help=f"manage {what}s")
-        p.add_argument("--data-dir", default=_env("data-dir", ".spacehost"))
+        p.add_argument("--data-dir", default=env("data-dir", str(Settings.data_dir)))
         actions = {"user": ["create"], "org": ["create", "add-member"], "token": ["create", "list", "revoke"]}
         p.add_argument("action", choices=actions[what])
         p.add_argument("name")

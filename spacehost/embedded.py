@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 
 from builder import load_backend
+from core.crypto import SecretBox
 from core.routes import RouteTable, Upstream
 from core.settings import Settings
 from hub.accounts import Accounts
 from hub.app import create_app
 from hub.control import Hub, wildcard_dns_works
-from hub.crypto import SecretBox
 from hub.quotas import QuotaSettings
 from hub.repos import Repos
 from hub.store import Store

@@ -26,7 +26,8 @@ def run_worker(args: argparse.Namespace) -> int:
         raise SystemExit("spacehost worker: --server and --token (or SPACEHOST_SERVER, SPACEHOST_TOKEN) are needed")
     os.environ.update(SPACEHOST_SERVER=args.server, SPACEHOST_TOKEN=args.token, SPACEHOST_DATA_DIR=args.data_dir,
                       SPACEHOST_RUNTIME=args.runtime, SPACEHOST_WORKER_NAME=args.name)
-    from builder.celery_app import QUEUE, make_app
+    from builder.celery_app import make_app  # celery: the [cluster] extra, loaded only here
+    from builder.task_keys import QUEUE
 
     app = make_app(args.redis_url)
     app.worker_main(["worker", "-Q", QUEUE, "-n", args.name, f"--concurrency={args.concurrency}",

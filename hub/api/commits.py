@@ -25,7 +25,8 @@ from core.errors import BadRequest, RevisionNotFound
 from core.ids import SpaceId
 from hub import hotreload
 from hub.api.community import committer, open_discussion
-from hub.api.repos import _json, touch
+from hub.api.fields import json_object
+from hub.api.repos import touch
 from hub.api.views import iso
 from hub.bodies import RawString, ndjson_items, write_content
 from hub.control import Hub
@@ -60,7 +61,7 @@ def readme_problems(text: str) -> tuple[list[str], list[str]]:
 
 @router.post("/api/validate-yaml")
 async def validate_yaml(request: Request) -> JSONResponse:
-    body = await _json(request)
+    body = await json_object(request)
     content = body.get("content")
     if not isinstance(content, str):
         raise BadRequest("send {\"content\": \"<README.md text>\", \"repoType\": \"space\"}")
@@ -131,7 +132,7 @@ def preupload_answer(hub: Hub, space: SpaceRecord, revision: str, files: list[di
 async def preupload(request: Request, owner: str, name: str, revision: str) -> dict[str, Any]:
     rev, _ = rev_and_path(request, "preupload")
     space, _ = await committer(request, owner, name, rev, request.query_params.get("create_pr") in _YES)
-    body = await _json(request)
+    body = await json_object(request)
     files = body.get("files")
     if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
         raise BadRequest("send {\"files\": [{\"path\", \"sample\", \"size\"}, ...]}")

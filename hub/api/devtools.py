@@ -17,9 +17,12 @@ from typing import Any
 from fastapi import APIRouter, Request, WebSocket
 
 from core.errors import BadRequest, Forbidden
+from core.ids import SpaceId
 from core.stages import SpaceStage
 from hub import shell
-from hub.api.repos import _json
+from hub.accounts import can_see
+from hub.api.fields import json_object
+from hub.api.hints import ssh_warning
 from hub.api.views import runtime_view
 from hub.deps import hub_of, writable_space
 from hub.space_settings import set_dev_mode, set_volumes
@@ -42,7 +45,7 @@ async def _runtime(request: Request, space_id: str) -> dict[str, Any]:
 async def put_volumes(request: Request, owner: str, name: str) -> dict[str, Any]:
     """Replace the Space's volumes (buckets of its owner's) and restart it with them mounted."""
     space, p = await writable_space(request, owner, name)
-    vols = parse_volumes(await _json(request))
+    vols = parse_volumes(await json_object(request))
     for v in vols:
         if not p.can_write(v.owner):
             raise Forbidden(f"You cannot write to buckets of {v.owner}")
@@ -67,7 +70,7 @@ async def dev_mode(request: Request, owner: str, name: str) -> dict[str, Any]:
     """`{"enabled": bool}`. On: the Space never sleeps, and one that is not running starts (so `hf spaces
     dev-mode` can wait for RUNNING); `spacehost ssh` opens a shell in it. Off: it sleeps as its hardware says."""
     space, _ = await writable_space(request, owner, name)
-    enabled = (await _json(request)).get("enabled")
+    enabled = (await json_object(request)).get("enabled")
     if not isinstance(enabled, bool):
         raise BadRequest('send {"enabled": true} or {"enabled": false}')
     hub = hub_of(request)
@@ -84,9 +87,6 @@ async def dev_mode(request: Request, owner: str, name: str) -> dict[str, Any]:
 async def _shell_caller(ws: WebSocket, owner: str, name: str) -> tuple[list[str], dict[str, str]] | str:
     """(argv to run, its env) for a caller who may write the Space, or why not. Bearer tokens only: a cookie
     would let any web page open a shell in the visitor's Spaces (cross-site WebSocket hijacking)."""
-    from core.ids import SpaceId
-    from hub.accounts import can_see
-
     hub = hub_of(ws)  # type: ignore[arg-type]
     auth = ws.headers.get("authorization", "")
     token = auth[7:] if auth.lower().startswith("bearer ") else ""
@@ -186,29 +186,3 @@ async def _relay(ws: WebSocket, argv: list[str], env: dict[str, str], tty: bool)
         if master >= 0:
             os.close(master)
     return code
-
-
-def ssh_warning(space_id: str) -> str:
-    """`X-HF-Warning` (printed by huggingface_hub): `hf spaces ssh` dials Hugging Face's own host."""
-    return (f"spacehost-ssh; `hf spaces ssh` connects to Hugging Face's ssh.hf.space, not to this server: "
-            f"for a shell in this Space run `spacehost ssh {space_id}` (HF_ENDPOINT and HF_TOKEN set as for hf)")
-
-
-async def ssh_hint(request: Request, space: Any) -> None:
-    """Ask for the warning on the answer to this request when the Space is in dev mode (where `hf spaces ssh`
-    goes next); shown once per `hf` run."""
-    from hub.space_settings import dev_mode
-
-    if await asyncio.to_thread(dev_mode, hub_of(request).store, space.id):
-        request.state.hf_warning = ssh_warning(space.space_id)
-
-
-def install_warnings(app: Any) -> None:
-    """Send `request.state.hf_warning`, where a route set one, as the `X-HF-Warning` header."""
-
-    @app.middleware("http")  # type: ignore[untyped-decorator]
-    async def hf_warning(request: Request, call_next: Any) -> Any:
-        response = await call_next(request)
-        if warning := getattr(request.state, "hf_warning", None):
-            response.headers["X-HF-Warning"] = warning
-        return response

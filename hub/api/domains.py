@@ -19,7 +19,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy import select
 
 from core.errors import BadRequest, Conflict, NotFound
-from hub.api.repos import _json
+from hub.api.fields import json_object
 from hub.deps import hub_of, writable_space
 from state.store import SpaceDomain
 
@@ -65,7 +65,7 @@ async def list_domains(request: Request, owner: str, name: str) -> list[dict[str
 @router.post(PREFIX)
 async def add_domain(request: Request, owner: str, name: str) -> list[dict[str, Any]]:
     space, _ = await writable_space(request, owner, name)
-    body = await _json(request)
+    body = await json_object(request)
     domain = str(body.get("domain", "")).strip().lower().rstrip(".")
     hub = hub_of(request)
     ours = {hub.settings.domain, hub.settings.space_domain}
@@ -98,7 +98,7 @@ async def add_domain(request: Request, owner: str, name: str) -> list[dict[str, 
 @router.delete(PREFIX)
 async def delete_domain(request: Request, owner: str, name: str) -> list[dict[str, Any]]:
     space, _ = await writable_space(request, owner, name)
-    domain = str((await _json(request)).get("domain", "")).lower()
+    domain = str((await json_object(request)).get("domain", "")).lower()
     hub = hub_of(request)
 
     def drop() -> None:

@@ -14,7 +14,8 @@ from core.errors import BadRequest, Conflict, Forbidden, NotFound, RepoNotFound,
 from core.ids import SpaceId
 from core.stages import SpaceStage
 from hub.accounts import Principal, can_see
-from hub.api.repos import _json, _visibility, check_address, create_space_row, flush_or_conflict, space_url
+from hub.api.fields import json_object, visibility
+from hub.api.repos import check_address, create_space_row, flush_or_conflict, space_url
 from hub.control import Hub
 from hub.deps import hub_of, required_caller, visible_space, writable_space
 from state.store import SpaceRecord, utcnow
@@ -33,7 +34,7 @@ def duplicate_body(hub: Hub, src: SpaceRecord, body: dict[str, Any]) -> dict[str
     for item in body.get("variables") or []:
         if isinstance(item, dict) and isinstance(item.get("key"), str):
             variables[item["key"]] = item
-    private = _visibility(body)
+    private = visibility(body)
     return {"sdk": src.sdk, "hardware": body.get("hardware"), "sleepTimeSeconds": body.get("sleepTimeSeconds"),
             "private": src.private if private is None else private, "secrets": body.get("secrets") or [],
             "variables": list(variables.values())}
@@ -52,7 +53,7 @@ async def duplicate(request: Request, owner: str, name: str) -> JSONResponse:
     src, p = await visible_space(request, owner, name)
     if p is None:
         raise Unauthorized("You must be authenticated to duplicate a Space")
-    body = await _json(request)
+    body = await json_object(request)
     dst = SpaceId.parse(str(body.get("repository") or f"{p.user}/{name}"))
     if not p.can_write(dst.owner):
         raise Forbidden(f"You don't have the rights to create a Space under {dst.owner}")
@@ -74,7 +75,7 @@ async def duplicate(request: Request, owner: str, name: str) -> JSONResponse:
 @router.post("/api/repos/move")
 async def move(request: Request) -> JSONResponse:
     p = await required_caller(request)
-    body = await _json(request)
+    body = await json_object(request)
     if body.get("type", "space") != "space":
         raise BadRequest("spacehost hosts Spaces only: send type 'space'")
     src, dst = SpaceId.parse(str(body.get("fromRepo", ""))), SpaceId.parse(str(body.get("toRepo", "")))
@@ -116,10 +117,10 @@ async def move(request: Request) -> JSONResponse:
 @router.put(PREFIX + "/settings")
 async def settings(request: Request, owner: str, name: str) -> dict[str, Any]:
     space, p = await writable_space(request, owner, name)
-    body = await _json(request)
+    body = await json_object(request)
     if body.get("gated") not in (None, False):
         raise BadRequest("Spaces cannot be gated")
-    private = _visibility(body)
+    private = visibility(body)
     if private is not None:
         if not p.can_admin(space.owner):
             raise Forbidden(f"Only admins of {space.owner} may change the visibility of {space.space_id}")
@@ -174,7 +175,7 @@ async def create_org(request: Request) -> dict[str, Any]:
     p = await required_caller(request)
     if p.token_role != "write":
         raise Forbidden("creating an organization needs a write token")
-    body = await _json(request)
+    body = await json_object(request)
     org = str(body.get("name", ""))
     hub = hub_of(request)
 
@@ -190,7 +191,7 @@ async def create_org(request: Request) -> dict[str, Any]:
 async def set_member(request: Request, org: str, user: str) -> dict[str, Any]:
     p = await required_caller(request)
     _org_admin(p, org)
-    role = str((await _json(request)).get("role", "read"))
+    role = str((await json_object(request)).get("role", "read"))
     await asyncio.to_thread(hub_of(request).accounts.set_member, org, user, role)
     from hub.api.runtime import apply_quotas
 
@@ -212,7 +213,7 @@ async def create_user(request: Request) -> dict[str, Any]:
     p = await required_caller(request)
     if not (p.is_admin and p.token_role == "write"):
         raise Forbidden("only a spacehost admin (with a write token) may create users")
-    body = await _json(request)
+    body = await json_object(request)
     acct = await asyncio.to_thread(hub_of(request).accounts.create, str(body.get("name", "")),
                                    admin=bool(body.get("admin")), fullname=str(body.get("fullname") or ""))
     return {"name": acct.name, "fullname": acct.fullname, "isAdmin": acct.is_admin}
@@ -224,7 +225,7 @@ async def create_token(request: Request, user: str) -> dict[str, Any]:
     p = await required_caller(request)
     if p.token_role != "write" or not (p.user == user or p.is_admin):
         raise Forbidden("a token is made by its user or an admin, with a write token")
-    body = await _json(request)
+    body = await json_object(request)
     role, display = str(body.get("role", "write")), str(body.get("displayName") or "token")
     token = await asyncio.to_thread(hub_of(request).accounts.create_token, user, role=role, display_name=display)
     return {"token": token, "role": role, "displayName": display}

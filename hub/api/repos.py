@@ -13,48 +13,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from core.errors import BadRequest, Conflict, Forbidden, RepoNotFound
-from core.hardware import Hardware
 from core.ids import SpaceId
 from core.stages import Sdk, SpaceStage
 from hub.accounts import Principal, can_see
+from hub.api.fields import hardware_name, json_object, kv_items, visibility
+from hub.api.hints import ssh_hint
 from hub.api.views import hardware_list, runtime_view, space_view
-from hub.bodies import json_body
 from hub.deps import base_url, caller, hub_of, required_caller, visible_space
 from state.community import like_counts
 from state.store import Space, SpaceKV, SpaceRecord, Store, utcnow
 
 router = APIRouter()
-
-
-async def _json(request: Request) -> dict[str, Any]:
-    body = await json_body(request, hub_of(request).settings.max_json_bytes)
-    if not isinstance(body, dict):
-        raise BadRequest("request body must be a JSON object")
-    return body
-
-
-def _visibility(body: dict[str, Any]) -> bool | None:
-    if "visibility" in body and body["visibility"] is not None:
-        if body["visibility"] not in ("public", "private", "protected"):
-            raise BadRequest("visibility must be public, private or protected")
-        return bool(body["visibility"] == "private")
-    if "private" in body and body["private"] is not None:
-        return bool(body["private"])
-    return None
-
-
-def _kv_items(body: dict[str, Any], key: str) -> list[tuple[str, str, str | None]]:
-    items = body.get(key) or []
-    if not isinstance(items, list) or not all(isinstance(i, dict) and isinstance(i.get("key"), str) for i in items):
-        raise BadRequest(f"{key} must be a list of {{key, value, description?}}")
-    return [(i["key"], str(i.get("value", "")), i.get("description")) for i in items]
-
-
-def _hardware(value: object) -> str:
-    try:
-        return Hardware(value).value
-    except ValueError:
-        raise BadRequest(f"unknown hardware {value!r}; one of {', '.join(h.value for h in Hardware)}") from None
 
 
 def allocate_direct_port(s: Any, base: int) -> int:
@@ -95,13 +64,13 @@ def create_space_row(request: Request, p: Principal, sid: SpaceId, body: dict[st
     sdk = body.get("sdk")
     if sdk is not None and sdk not in [s.value for s in Sdk]:
         raise BadRequest(f"Invalid sdk {sdk!r}: one of gradio, streamlit, docker, static")
-    hardware = _hardware(body["hardware"]) if body.get("hardware") else "cpu-basic"
-    secrets, variables = _kv_items(body, "secrets"), _kv_items(body, "variables")
+    hardware = hardware_name(body["hardware"]) if body.get("hardware") else "cpu-basic"
+    secrets, variables = kv_items(body, "secrets"), kv_items(body, "variables")
     with hub.store.session() as s:
         if hub.store.space(s, sid.owner, sid.name) is not None:
             raise Conflict("You already created this space repo")
         check_address(hub.store, s, p, sid)
-        row = Space(owner=sid.owner, name=sid.name, private=bool(_visibility(body)), sdk=sdk, hardware=hardware,
+        row = Space(owner=sid.owner, name=sid.name, private=bool(visibility(body)), sdk=sdk, hardware=hardware,
                     sleep_time=body.get("sleepTimeSeconds"), stage=SpaceStage.NO_APP_FILE,
                     direct_port=allocate_direct_port(s, hub.settings.direct_port_base or hub.settings.port + 1000))
         s.add(row)
@@ -121,7 +90,7 @@ def space_url(request: Request, sid: SpaceId) -> str:
 @router.post("/api/repos/create")
 async def create_repo(request: Request) -> JSONResponse:
     p = await required_caller(request)
-    body = await _json(request)
+    body = await json_object(request)
     if body.get("type") != "space":
         raise BadRequest("spacehost hosts Spaces only: send type 'space'")
     sid = SpaceId.of(body.get("organization") or p.user, str(body.get("name", "")))
@@ -148,7 +117,7 @@ async def create_repo(request: Request) -> JSONResponse:
 @router.delete("/api/repos/delete")
 async def delete_repo(request: Request) -> PlainTextResponse:
     p = await required_caller(request)
-    body = await _json(request)
+    body = await json_object(request)
     sid = SpaceId.of(body.get("organization") or p.user, str(body.get("name", "")))
     hub = hub_of(request)
     space = await asyncio.to_thread(hub.store.get_space, str(sid))
@@ -180,8 +149,6 @@ async def space_info(request: Request, owner: str, name: str, revision: str | No
     hub = hub_of(request)
     if revision and revision != "main" and space.head_sha:
         await asyncio.to_thread(hub.repos.resolve, SpaceId(owner, name), revision)
-    from hub.api.devtools import ssh_hint
-
     await ssh_hint(request, space)
     return await asyncio.to_thread(space_view, hub, space)
 

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.artifact import artifact_to_json
+from core.crypto import SecretBox
 from core.errors import LaunchFailed
 from core.hardware import flavor
 from core.isolation import SandboxState
 from core.routes import Upstream
-from hub.crypto import SecretBox
 from scheduler.placement import Decision, Node, Policy, Request, place
 from scheduler.runtimes.base import Ability, ExitInfo, Instance, LaunchSpec, Usage
 from state import cluster as cs

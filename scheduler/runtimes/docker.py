@@ -40,12 +40,12 @@ import docker.errors
 import docker.types
 
 from builder.docker_backend import LABEL_SHA, LABEL_SPACE, masker
+from core.crypto import SecretBox
 from core.errors import LaunchFailed
 from core.isolation import SandboxState
 from core.routes import Upstream
 from core.settings import Settings
 from core.stages import Sdk
-from hub.crypto import SecretBox
 from sandbox import firewall as fwall
 from sandbox.firewall import Firewall, bridge_firewall, iptables, nameservers
 from scheduler.env import rebase_host_urls

@@ -35,7 +35,7 @@ from cryptography.fernet import InvalidToken
 
 from builder.docker_backend import LABEL_SHA, LABEL_SPACE
 from builder.dockerfile import LABEL_WARM, WARM_IN_IMAGE, warm_version
-from hub.crypto import SecretBox
+from core.crypto import SecretBox
 
 log = logging.getLogger("spacehost.docker")
 

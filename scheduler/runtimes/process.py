@@ -26,7 +26,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -34,11 +33,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
 
 from core.errors import LaunchFailed
 from core.isolation import SandboxState
-from core.routes import Upstream
 from core.settings import Settings
 from core.stages import Sdk
 from sandbox.apptree import writable_copy
@@ -55,6 +52,7 @@ from scheduler.runtimes.base import (
     volume_binds,
     volume_ro_binds,
 )
+from scheduler.runtimes.instances import InstanceState, free_port, start_ticks
 from scheduler.runtimes.sandbox import (
     PRLIMIT,
     Limits,
@@ -67,12 +65,10 @@ from scheduler.runtimes.sandbox import (
     sandbox_argv,
 )
 from scheduler.runtimes.sandbox_cgroup import CgroupHost, SpaceCgroup
+from scheduler.runtimes.zygote import ZygotePool, remove_zygote_dir
 from sdk_templates import TEMPLATES
 
 log = logging.getLogger(__name__)
-
-# Joins the cgroups before exec'ing the sandbox, so no process of the Space ever runs outside them.
-JOIN_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
 
 
 @dataclass(frozen=True)
@@ -115,37 +111,6 @@ def describe_isolation(support: Support | None = None) -> str:
             f"{limits[0].upper()}{limits[1:]}.")
 
 
-@dataclass(frozen=True)
-class InstanceState:
-    """The JSON state file of one running instance."""
-
-    instance_id: str
-    space_id: str
-    sha: str
-    pid: int
-    start_ticks: int  # /proc/<pid>/stat starttime: tells our pid from a recycled one
-    port: int
-    log_path: str
-    cgroup_version: int = 0
-    cgroup_dirs: tuple[str, ...] = ()
-    memory_limit: int = 0
-    zygote: str = ""  # warm start: the zygote whose child this is (its cgroup is the zygote's)
-    status_path: str = ""  # where the exit code is written ({"exit-code": N} lines)
-    oom_base: int = 0  # the cgroup's OOM kill count at start (a zygote's cgroup outlives instances)
-    ip: str = ""  # the address of its network namespace ("": the host's loopback, no sandbox)
-    netns: str = ""  # the namespace it owns (a warm instance uses its zygote's, owned by the zygote)
-
-    def instance(self) -> Instance:
-        return Instance(self.instance_id, self.space_id, self.sha, Upstream(self.ip or "127.0.0.1", self.port),
-                        pid=self.pid)
-
-    @classmethod
-    def load(cls, path: Path) -> InstanceState:
-        data = json.loads(path.read_text())
-        data["cgroup_dirs"] = tuple(data.get("cgroup_dirs", ()))
-        return cls(**data)
-
-
 def exit_reason(code: int | None, oom_kills: int, memory_limit: int, cgroups: bool) -> ExitInfo:
     """Why an instance ended, from its exit status (128+N: signal N, bubblewrap's convention) and OOM count."""
     if oom_kills:
@@ -175,22 +140,6 @@ def space_memory_cap(machine: int, operator_max: str) -> int:
         raise LaunchFailed(f"SPACEHOST_SPACE_MEMORY_MAX={operator_max!r} is not a size") from None
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_ticks(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot, None if it does not exist (or is a zombie)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return None if fields[0] in ("Z", "X") else int(fields[19])
-
-
 class ProcessRuntime:
     name = "process"
     abilities = frozenset({Ability.FREEZE, Ability.USAGE, Ability.HOT_RELOAD, Ability.HOST_NETWORK})
@@ -213,11 +162,7 @@ class ProcessRuntime:
         if warm is None:
             warm = os.environ.get("SPACEHOST_PROCESS_WARM", "1" if self.WARM_DEFAULT else "0") not in ("0", "")
         self.warm = warm and self.support.sandbox
-        self._zygotes: Any = None
-        if self.warm:
-            from scheduler.runtimes.zygote import ZygotePool
-
-            self._zygotes = ZygotePool(self)
+        self._zygotes = ZygotePool(self) if self.warm else None
 
     # -- Runtime Protocol -------------------------------------------------------------------------------------
 
@@ -394,7 +339,7 @@ class ProcessRuntime:
                 argv = [PRLIMIT, f"--as={limits.memory_bytes}", "--", *command] if os.path.exists(PRLIMIT) else command
                 cwd = str(inst_dir / "app")
             if cg is not None:
-                argv = ["/bin/sh", "-c", JOIN_CGROUPS, "sh", *cg.procs_files, "--", *argv]
+                argv = cg.joined(argv)
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=w, stderr=w, env=env, cwd=cwd,
                                     pass_fds=(status,), start_new_session=True)
         except OSError as e:
@@ -504,8 +449,6 @@ class ProcessRuntime:
         in_use = {s.zygote for i in found if (s := self._state(i.instance_id)) and s.zygote}
         for zdir in self.run_dir.glob("zygote-*"):
             if zdir.name not in in_use:  # its zygote exits with its last child; nothing to adopt
-                from scheduler.runtimes.zygote import remove_zygote_dir
-
                 remove_zygote_dir(zdir, self.net)
         return found
 

@@ -22,6 +22,8 @@ from scheduler.runtimes.sandbox import Limits
 
 ROOT = Path("/sys/fs/cgroup")
 CONTROLLERS = ("memory", "pids", "cpu")
+# Joins the cgroups before exec'ing the sandbox, so no process of the Space ever runs outside them.
+JOIN_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 125; shift; done; shift; exec "$@"'
 # v1 only: devices lets the ZeroGPU broker allow a Space just the GPUs it leases; freezer and cpuacct carry the
 # frozen tier and the Space's CPU time (v2 has both in every cgroup: cgroup.freeze, cpu.stat)
 OPTIONAL_V1 = ("devices", "freezer", "cpuacct")
@@ -131,6 +133,10 @@ class SpaceCgroup:
     @property
     def procs_files(self) -> tuple[str, ...]:
         return tuple(os.path.join(d, "cgroup.procs") for d in self.dirs)
+
+    def joined(self, argv: list[str]) -> list[str]:
+        """`argv` run from inside these cgroups: the shell joins them, then execs it."""
+        return ["/bin/sh", "-c", JOIN_CGROUPS, "sh", *self.procs_files, "--", *argv]
 
     def join(self, pid: int) -> None:
         for f in self.procs_files:

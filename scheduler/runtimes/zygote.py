@@ -50,6 +50,7 @@ from sandbox.apptree import writable_copy
 from sandbox.bwrap import APP_UID, interpreter_roots
 from sandbox.netns import NetAddress, SpaceNetwork, enter_argv
 from scheduler.runtimes.base import Instance, LaunchSpec
+from scheduler.runtimes.instances import InstanceState, free_port, start_ticks
 from scheduler.runtimes.sandbox import (
     SandboxMounts,
     app_command,
@@ -154,8 +155,6 @@ class ZygotePool:
         return spec.artifact.sdk in (Sdk.GRADIO, Sdk.STREAMLIT) and bool(spec.artifact.env_dir) and not spec.volumes
 
     def start(self, spec: LaunchSpec) -> Instance:
-        from scheduler.runtimes.process import InstanceState, free_port, start_ticks
-
         art = spec.artifact
         key = ZygoteKey(art.space_id, art.env_dir or "", spec.flavor.hardware.value, art.sdk)
         z = self._zygote_for(key, spec)
@@ -336,9 +335,7 @@ class ZygotePool:
         argv = sandbox_argv(mounts, command, status_fd=status, rlimits=None if has_mem_cg else limits)
         argv = enter_argv(addr, argv) if addr else argv
         if cg is not None:
-            from scheduler.runtimes.process import JOIN_CGROUPS
-
-            argv = ["/bin/sh", "-c", JOIN_CGROUPS, "sh", *cg.procs_files, "--", *argv]
+            argv = cg.joined(argv)
         env = {k: v for k, v in rt.space_env(space_env, key.env_dir, 0, addr).items()
                if k not in ("PORT", "GRADIO_SERVER_PORT")}
         with open(zdir / "zygote.log", "ab") as out:

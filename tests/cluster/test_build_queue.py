@@ -24,8 +24,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from builder import celery_app as keys
 from builder import load_backend
+from builder import task_keys as keys
 from builder.backend import BuildContext
 from builder.celery_queue import CeleryQueue
 from builder.detect import NoAppFile

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 import uvicorn
 
+from core.crypto import SecretBox
 from core.routes import Upstream
 from core.settings import Settings
 from hub.accounts import Accounts
 from hub.app import create_app
 from hub.control import Hub
-from hub.crypto import SecretBox
 from hub.repos import Repos
 from hub.store import Store
 from tests.e2e.harness import free_port

@@ -14,11 +14,11 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from core.crypto import SecretBox
 from core.settings import Settings
 from hub.accounts import Accounts
 from hub.app import create_app
 from hub.control import Hub
-from hub.crypto import SecretBox
 from hub.repos import Repos
 from hub.store import Store
 from tests.hub.conftest import FakeControl

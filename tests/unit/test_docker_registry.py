@@ -7,7 +7,7 @@ import json
 import stat
 from pathlib import Path
 
-from hub.crypto import SecretBox
+from core.crypto import SecretBox
 from scheduler.runtimes.docker_warm import Registry
 
 SECRET = "sk-live-4f1c9a7e2b"

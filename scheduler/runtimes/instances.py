@@ -1,0 +1,60 @@
+"""The record of one running instance of the process runtime (a JSON state file per instance, so a restarted
+spacehost adopts what still runs), and the host facts it is made of: a free port, a process's start time."""
+
+from __future__ import annotations
+
+import json
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.routes import Upstream
+from scheduler.runtimes.base import Instance
+
+
+@dataclass(frozen=True)
+class InstanceState:
+    """The JSON state file of one running instance."""
+
+    instance_id: str
+    space_id: str
+    sha: str
+    pid: int
+    start_ticks: int  # /proc/<pid>/stat starttime: tells our pid from a recycled one
+    port: int
+    log_path: str
+    cgroup_version: int = 0
+    cgroup_dirs: tuple[str, ...] = ()
+    memory_limit: int = 0
+    zygote: str = ""  # warm start: the zygote whose child this is (its cgroup is the zygote's)
+    status_path: str = ""  # where the exit code is written ({"exit-code": N} lines)
+    oom_base: int = 0  # the cgroup's OOM kill count at start (a zygote's cgroup outlives instances)
+    ip: str = ""  # the address of its network namespace ("": the host's loopback, no sandbox)
+    netns: str = ""  # the namespace it owns (a warm instance uses its zygote's, owned by the zygote)
+
+    def instance(self) -> Instance:
+        return Instance(self.instance_id, self.space_id, self.sha, Upstream(self.ip or "127.0.0.1", self.port),
+                        pid=self.pid)
+
+    @classmethod
+    def load(cls, path: Path) -> InstanceState:
+        data = json.loads(path.read_text())
+        data["cgroup_dirs"] = tuple(data.get("cgroup_dirs", ()))
+        return cls(**data)
+
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot, None if it does not exist (or is a zombie)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] in ("Z", "X") else int(fields[19])
