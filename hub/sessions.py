@@ -1,10 +1,14 @@
 """Browser sessions: signing in with a token opens an opaque, revocable session whose random id is the cookie
 (the store keeps its SHA-256 only). The token itself never goes into a cookie. Sign-out deletes the session;
-revoking the token deletes every session it opened (`Accounts.revoke_token`)."""
+revoking the token deletes every session it opened (`Accounts.revoke_token`).
+
+A private Space's URL token and cookie (proxy/auth.py) name the credential that minted them (`credential_of`),
+and the proxy honours them only while `Sessions.live` says so: revoking the token or signing out ends them."""
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 import secrets
 
 from sqlalchemy import delete, select
@@ -15,6 +19,13 @@ from hub.csrf import SESSION_COOKIE
 from state.store import BrowserSession, Token
 
 SESSION_TTL = dt.timedelta(days=30)
+_CRED = re.compile(r"t([0-9]+)(?:\.s([0-9a-f]{64}))?")
+
+
+def credential_of(token_id: int, session_id: str | None) -> str:
+    """The `cred` of what a caller mints: "t<token id>", with ".s<session digest>" for a browser session (its
+    SHA-256, as the store keeps it: it does not open the session)."""
+    return f"t{token_id}" + (f".s{digest(session_id)}" if session_id else "")
 
 
 def set_session_cookie(response: Response, session_id: str, *, secure: bool) -> None:
@@ -50,6 +61,20 @@ class Sessions:
             token_id = s.scalar(select(BrowserSession.token_id).where(
                 BrowserSession.digest == digest(session_id), BrowserSession.expires_at > now))
         return None if token_id is None else self.accounts.principal_where(Token.id == token_id)
+
+    def live(self, cred: str, now: dt.datetime) -> bool:
+        """Whether the credential `credential_of` named still stands: its token exists and, for a browser
+        session, that session is open and unexpired. False for anything malformed."""
+        m = _CRED.fullmatch(cred)
+        if m is None:
+            return False
+        token_id, session = int(m.group(1)), m.group(2)
+        with self.store.session() as s:
+            if session is None:
+                return s.get(Token, token_id) is not None
+            return s.scalar(select(BrowserSession.id).where(
+                BrowserSession.digest == session, BrowserSession.token_id == token_id,
+                BrowserSession.expires_at > now)) is not None
 
     def close(self, session_id: str) -> bool:
         """Sign-out: the session is gone for good (a copy of the cookie is worthless). False if it was not live."""

@@ -1,14 +1,20 @@
 """Private-Space access: short-lived signed URL tokens (`__sign=`), the Space-scoped cookie they are
 exchanged for, bearer extraction, and stripping of hub credentials. Pure functions; the clock is a parameter.
 
-A URL token is an HS256 JWT {sub: user, space: space_id, exp, typ: "space-url"} signed with the installation
-secret; the hub mints it (`sign_space_url_token`) for the iframe of a private Space and for gradio's JS client
+A URL token is an HS256 JWT {sub: user, space: space_id, cred, exp, typ: "space-url"} signed with the
+installation secret; the hub mints it (`sign_space_url_token`) for the iframe of a private Space and for gradio's JS client
 (`/api/spaces/{id}/jwt`). The proxy trades it for a cookie (typ "space-cookie") named per Space, because
-cookies are not port-isolated: Spaces reached on direct ports of one host would otherwise share it."""
+cookies are not port-isolated: Spaces reached on direct ports of one host would otherwise share it.
+
+`cred` names the hub credential that minted the token (the hub's format, opaque here: its token id and, from a
+browser, its session); the cookie carries it on. Both are honoured only while that credential is live
+(`ProxyHooks.credential_live`, asked again every few seconds), so revoking a token or signing out ends a
+private Space's cookie within seconds, not at its 12 h expiry. A token or cookie without `cred` is refused."""
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode
 
 import jwt
@@ -21,41 +27,61 @@ COOKIE_TTL_S = 12 * 3600
 COOKIE_PREFIX = "spacehost-space-"
 
 
-def _sign(secret: bytes, typ: str, space_id: str, user: str, now: float, ttl: float) -> str:
-    claims = {"sub": user, "space": space_id, "typ": typ, "iat": int(now), "exp": int(now + ttl)}
+@dataclass(frozen=True)
+class SpacePass:
+    """What a valid URL token or Space cookie says: who, and the hub credential that minted it."""
+
+    user: str
+    cred: str
+
+
+def _sign(secret: bytes, typ: str, space_id: str, grant: SpacePass, now: float, ttl: float) -> str:
+    claims = {"sub": grant.user, "cred": grant.cred, "space": space_id, "typ": typ, "iat": int(now),
+              "exp": int(now + ttl)}
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def sign_space_url_token(secret: bytes, space_id: str, user: str, now: float, ttl: float) -> str:
-    """A token for `?__sign=` that grants `user` access to private `space_id` until `now + ttl`."""
-    return _sign(secret, URL_TOKEN, space_id, user, now, ttl)
+def sign_space_url_token(secret: bytes, space_id: str, user: str, now: float, ttl: float, cred: str) -> str:
+    """A token for `?__sign=` that grants `user` access to private `space_id` until `now + ttl`, while the hub
+    credential `cred` stays live."""
+    return _sign(secret, URL_TOKEN, space_id, SpacePass(user, cred), now, ttl)
 
 
-def verify_space_token(secret: bytes, token: str, space_id: str, now: float, typ: str = URL_TOKEN) -> str | None:
-    """The user a token names, or None if it is forged, expired, of another type or for another Space."""
+def verify_space_pass(secret: bytes, token: str, space_id: str, now: float, typ: str = URL_TOKEN) -> SpacePass | None:
+    """What a token says, or None if it is forged, expired, of another type, for another Space or without
+    `cred`. Whether `cred` is still live is the caller's to ask."""
     try:
         claims = jwt.decode(token, secret, algorithms=[ALGORITHM], options={"verify_exp": False})
     except jwt.PyJWTError:
         return None
-    user = claims.get("sub")
+    user, cred = claims.get("sub"), claims.get("cred")
     if (
         claims.get("typ") != typ
         or claims.get("space") != space_id
         or not isinstance(user, str)
+        or not isinstance(cred, str)
+        or not cred
         or float(claims.get("exp", 0)) < now
     ):
         return None
-    return user
+    return SpacePass(user, cred)
+
+
+def verify_space_token(secret: bytes, token: str, space_id: str, now: float, typ: str = URL_TOKEN) -> str | None:
+    """The user a token names (`verify_space_pass`), or None."""
+    grant = verify_space_pass(secret, token, space_id, now, typ)
+    return grant.user if grant else None
 
 
 def cookie_name(space_id: str) -> str:
     return COOKIE_PREFIX + hashlib.sha256(space_id.encode()).hexdigest()[:16]
 
 
-def space_cookie(secret: bytes, space_id: str, user: str, now: float, *, secure: bool) -> str:
-    """`Set-Cookie` value for the Space's own host. SameSite=None needs Secure (browsers drop it otherwise),
-    so without TLS the cookie is Lax: top-level visits work, third-party iframes fall back to `__sign`."""
-    value = _sign(secret, COOKIE_TOKEN, space_id, user, now, COOKIE_TTL_S)
+def space_cookie(secret: bytes, space_id: str, grant: SpacePass, now: float, *, secure: bool) -> str:
+    """`Set-Cookie` value for the Space's own host, for the URL token's `grant`. SameSite=None needs Secure
+    (browsers drop it otherwise), so without TLS the cookie is Lax: top-level visits work, third-party iframes
+    fall back to `__sign`."""
+    value = _sign(secret, COOKIE_TOKEN, space_id, grant, now, COOKIE_TTL_S)
     # Partitioned (CHIPS): browsers that block third-party cookies still keep this one inside the hub's iframe,
     # keyed by the top-level site.
     attrs = "; SameSite=None; Secure; Partitioned" if secure else "; SameSite=Lax"

@@ -262,11 +262,11 @@ class ClientConn(ClientBase, asyncio.Protocol):
         else:
             url, signed = auth.split_sign_param(ex.url) if "__sign" in ex.url else (ex.url, None)
         credentials = s.authorization or s.hf_authorization or s.cookie is not None or signed
-        user, sign_ok = srv.identify(route, s, signed) if credentials else (None, False)
+        user, grant = srv.identify(route, s, signed) if credentials else (None, None)
         allowed = route.writers_only or not route.private or (user is not None and srv.can_view(route, user))
         browser = ex.method == "GET" and s.accept_html
         path = url.partition("?")[0]
-        action = decide(route, allowed=allowed, browser=browser, path=path, sign_redirect=sign_ok and browser)
+        action = decide(route, allowed=allowed, browser=browser, path=path, sign_redirect=grant is not None and browser)
         if action is Action.NOT_FOUND:
             return self._local(ex, pages.not_found(head_only=ex.method == "HEAD"))
         ex.space = route.space_id
@@ -285,7 +285,7 @@ class ClientConn(ClientBase, asyncio.Protocol):
             return None
         from proxy.local import respond
 
-        return respond(self, ex, action, route, url, user)
+        return respond(self, ex, action, route, url, grant)
 
     def _forward_planned(self, ex: Exchange, s: Scan, plan: Plan) -> None:
         ex.space = plan.route.space_id

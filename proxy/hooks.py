@@ -21,6 +21,12 @@ class ProxyHooks(Protocol):
         seconds."""
         ...
 
+    def credential_live(self, cred: str) -> bool:
+        """Whether the hub credential named in a Space's URL token or cookie (`proxy/auth.py`: a token id, a
+        browser session) still exists: False once revoked, signed out or expired. Cached by the proxy for a
+        couple of seconds."""
+        ...
+
     def can_view(self, space_id: str, user: str | None) -> bool:
         """Whether `user` may see private Space `space_id`."""
         ...

@@ -21,7 +21,9 @@ NO_STORE = ("Cache-Control", "no-store")
 READ_CHUNK = 256 * 1024
 
 
-def respond(conn: ClientConn, ex: Exchange, action: Action, route: Route, url: str, user: str | None) -> None:
+def respond(conn: ClientConn, ex: Exchange, action: Action, route: Route, url: str,
+            grant: auth.SpacePass | None) -> None:
+    """The proxy's own answer; `grant` is what the request's valid `__sign` grants (SIGN_REDIRECT's cookie)."""
     srv = conn.srv
     extra = srv.extra_for(route)
     head_only = ex.method == "HEAD"
@@ -33,12 +35,12 @@ def respond(conn: ClientConn, ex: Exchange, action: Action, route: Route, url: s
         ex.task = conn.loop.create_task(_static(conn, ex, route, url, extra))
         return
     if action is Action.SIGN_REDIRECT:
-        assert user is not None
+        assert grant is not None
         # Browsers accept Secure cookies from loopback origins over plain HTTP (a secure context), which lets a
         # private Space's cookie be SameSite=None and work inside the hub's cross-site iframe without TLS.
         name = (scan.host or "").rsplit(":", 1)[0].lower()
         loopback = name in ("localhost", "127.0.0.1") or name.endswith(".localhost")
-        cookie = auth.space_cookie(srv.secret, route.space_id, user, time.time(),
+        cookie = auth.space_cookie(srv.secret, route.space_id, grant, time.time(),
                                    secure=conn.scheme == "https" or loopback)
         headers = (("Location", url), ("Set-Cookie", cookie), NO_STORE)
         return conn._local(ex, pages.response(302, b"", headers=headers, extra=extra))

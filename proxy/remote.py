@@ -26,6 +26,7 @@ from proxy.server import ProxyServer
 
 log = logging.getLogger("spacehost.proxy")
 AUTH_CACHE_S = 5.0  # token → user and can-view answers are asked again after this…
+CRED_CACHE_S = 1.0  # …a minting credential's liveness sooner (a revoked token's Space cookies die with it)
 AUTH_STALE_S = 600.0  # …and reused this long while the server cannot be reached (HTTP's stale-if-error)
 SERVER_AWAY_S = 2.0  # after a failed call, no call for this long: no per-request stall while the server is down
 AUTH_CACHE_MAX = 10_000
@@ -61,10 +62,11 @@ class RemoteHooks:
         with contextlib.suppress(httpx.HTTPError):
             await self.http.post("/api/cluster/proxy/wake", json={"space_id": space_id}, timeout=600)
 
-    def _cached(self, key: tuple[str, str, str | None], call: str, body: dict[str, object], field: str) -> object:
+    def _cached(self, key: tuple[str, str, str | None], call: str, body: dict[str, object], field: str,
+                fresh_s: float = AUTH_CACHE_S) -> object:
         now = time.monotonic()
         hit = self._cache.get(key)
-        if hit and now - hit[0] < AUTH_CACHE_S:
+        if hit and now - hit[0] < fresh_s:
             return hit[1]
         if now >= self._away_until:
             try:
@@ -109,6 +111,10 @@ class RemoteHooks:
     def user_for_token(self, token: str) -> str | None:
         user = self._cached(("auth", token, None), "/api/cluster/proxy/auth", {"token": token}, "user")
         return str(user) if user else None
+
+    def credential_live(self, cred: str) -> bool:
+        return bool(self._cached(("cred", cred, None), "/api/cluster/proxy/credential", {"cred": cred}, "live",
+                                 CRED_CACHE_S))
 
     def writer_of(self, token: str, space_id: str) -> bool:
         """Always False: a proxy apart from the server does not open Spaces' reload servers (yet)."""

@@ -35,6 +35,7 @@ class Limits:
     connect_timeout: float = 10.0
     pool_idle: float = 4.0  # below uvicorn's 5 s keep-alive, so pooled connections are rarely stale
     token_cache_s: float = 10.0  # user_for_token results
+    credential_cache_s: float = 2.0  # credential_live results: a revoked token's Space cookies die this soon
     ip_token_reuse_s: float = 30.0  # an X-IP-Token (valid 600 s) is re-minted after this
     # activity() for open WebSockets and responses in flight (an SSE stream): below the frozen tier's idle time,
     # so a Space with a visitor connected is never frozen under it
@@ -82,6 +83,7 @@ class ProxyServer:
         self.buckets: dict[str, ratelimit.Bucket] = {}
         self._tokens: dict[str, tuple[float, str | None]] = {}
         self._writers: dict[tuple[str, str], tuple[float, bool]] = {}  # (token, Space) → (until, writer)
+        self._creds: dict[str, tuple[float, bool]] = {}  # hub credential → (until, live)
         self._ip_tokens: dict[tuple[str | None, str], tuple[float, str]] = {}
         self._active: dict[str, float] = {}
         self._waking: dict[str, asyncio.Task[None]] = {}
@@ -158,9 +160,25 @@ class ProxyServer:
         self._tokens[token] = (now + self.limits.token_cache_s, user)
         return user
 
-    def identify(self, route: Route, s: Scan, signed: str | None) -> tuple[str | None, bool]:
-        """(the visitor's user name or None, whether a valid `__sign` came with the request). Filters the
-        hub's and the proxy's own cookies out of `s.cookie` on the way."""
+    def credential_live(self, cred: str) -> bool:
+        """Whether the hub credential behind a URL token or Space cookie still stands (`ProxyHooks`), asked again
+        after `credential_cache_s`."""
+        now = time.monotonic()
+        hit = self._creds.get(cred)
+        if hit is None or hit[0] <= now:
+            if len(self._creds) > 4096:  # forged ones cannot get here (signed), but do not grow without bound
+                self._creds.clear()
+            hit = self._creds[cred] = (now + self.limits.credential_cache_s, self.hooks.credential_live(cred))
+        return hit[1]
+
+    def _live_pass(self, token: str, space_id: str, typ: str) -> auth.SpacePass | None:
+        grant = auth.verify_space_pass(self.secret, token, space_id, time.time(), typ)
+        return grant if grant is not None and self.credential_live(grant.cred) else None
+
+    def identify(self, route: Route, s: Scan, signed: str | None) -> tuple[str | None, auth.SpacePass | None]:
+        """(the visitor's user name or None, what a valid `__sign` that came with the request grants). Filters
+        the hub's and the proxy's own cookies out of `s.cookie` on the way. URL tokens and cookies count only
+        while the hub credential that minted them is live."""
         user = None
         token = (s.authorization and auth.bearer(s.authorization)) or (
             s.hf_authorization and auth.bearer(s.hf_authorization)
@@ -170,12 +188,13 @@ class ProxyServer:
         if s.cookie is not None:
             s.cookie, value = auth.filter_cookies(s.cookie, self.drop_cookies, auth.cookie_name(route.space_id))
             if user is None and value:
-                user = auth.verify_space_token(self.secret, value, route.space_id, time.time(), auth.COOKIE_TOKEN)
+                cookie = self._live_pass(value, route.space_id, auth.COOKIE_TOKEN)
+                user = cookie.user if cookie else None
         if signed:
-            signer = auth.verify_space_token(self.secret, signed, route.space_id, time.time())
-            if signer is not None:
-                return (user or signer), True
-        return user, False
+            grant = self._live_pass(signed, route.space_id, auth.URL_TOKEN)
+            if grant is not None:
+                return (user or grant.user), grant
+        return user, None
 
     def can_view(self, route: Route, user: str) -> bool:
         return self.hooks.can_view(route.space_id, user)
@@ -326,6 +345,7 @@ class ProxyServer:
         mono, wall = time.monotonic(), time.time()
         self._tokens = {t: v for t, v in self._tokens.items() if v[0] > mono}
         self._writers = {k: v for k, v in self._writers.items() if v[0] > mono}
+        self._creds = {k: v for k, v in self._creds.items() if v[0] > mono}
         self._ip_tokens = {k: v for k, v in self._ip_tokens.items() if wall - v[0] < self.limits.ip_token_reuse_s}
 
 

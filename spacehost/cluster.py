@@ -205,6 +205,10 @@ class ClusterServer:
         assert self._hooks is not None
         return await asyncio.to_thread(self._hooks.can_view, space_id, user)
 
+    async def credential_live(self, cred: str) -> bool:
+        assert self._hooks is not None
+        return await asyncio.to_thread(self._hooks.credential_live, cred)
+
 
 def run_server(settings: Settings, redis_url: str, listen_host: str, listen_port: int) -> None:
     logging.basicConfig(level=os.environ.get("SPACEHOST_LOG_LEVEL", "INFO"),

@@ -122,6 +122,12 @@ class ProxyHooksImpl:
         p = self.accounts.authenticate(token)
         return p.user if p else None
 
+    def credential_live(self, cred: str) -> bool:
+        from hub.sessions import Sessions
+        from state.store import utcnow
+
+        return Sessions(self.accounts).live(cred, utcnow())
+
     def writer_of(self, token: str, space_id: str) -> bool:
         p, space = self.accounts.authenticate(token), self.store.get_space(space_id)
         return p is not None and space is not None and p.can_write(space.owner)

@@ -32,6 +32,7 @@ class ClusterPlane(Protocol):
     def activity(self, space_ids: list[str]) -> None: ...
     async def auth(self, token: str) -> str | None: ...
     async def can_view(self, space_id: str, user: str | None) -> bool: ...
+    async def credential_live(self, cred: str) -> bool: ...
     async def nodes(self) -> list[dict[str, Any]]: ...
     async def node_command(self, name: str, command: str) -> dict[str, Any] | None: ...
 
@@ -133,6 +134,13 @@ async def can_view(request: Request) -> dict[str, Any]:
     body = await _body(request)
     user = body.get("user")
     return {"ok": await (await _plane(request)).can_view(str(body["space_id"]), str(user) if user else None)}
+
+
+@router.post("/api/cluster/proxy/credential")
+async def credential_live(request: Request) -> dict[str, Any]:
+    """Whether the hub credential a private Space's cookie names still stands (proxy/auth.py)."""
+    body = await _body(request)
+    return {"live": await (await _plane(request)).credential_live(str(body.get("cred", "")))}
 
 
 @router.get("/api/admin/nodes")

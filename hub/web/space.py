@@ -16,7 +16,9 @@ from core.errors import Forbidden
 from core.ids import SpaceId
 from hub.accounts import Principal
 from hub.api.views import runtime_view, sleep_seconds
+from hub.csrf import SESSION_COOKIE
 from hub.deps import hub_of
+from hub.sessions import credential_of
 from hub.store import SpaceRecord
 from hub.web.home import card_cache, hardware_choices
 from hub.web.render import render, templates, visible
@@ -36,7 +38,9 @@ def app_src(request: Request, space: SpaceRecord, viewer: Principal | None) -> s
     if space.private and viewer is not None:
         from proxy.auth import sign_space_url_token
 
-        token = sign_space_url_token(hub.signing_key, space.space_id, viewer.user, time.time(), SIGNED_URL_TTL_S)
+        cred = credential_of(viewer.token_id, request.cookies.get(SESSION_COOKIE))  # pages: sessions only
+        token = sign_space_url_token(hub.signing_key, space.space_id, viewer.user, time.time(), SIGNED_URL_TTL_S,
+                                     cred)
         url += f"?__sign={token}"
     return url
 

@@ -48,6 +48,7 @@ class FakeHooks:
     tokens: dict[str, str] = field(default_factory=lambda: {"tok-alice": "alice", "tok-bob": "bob"})
     viewers: set[tuple[str, str]] = field(default_factory=lambda: {("alice/secret", "alice")})
     writers: set[tuple[str, str]] = field(default_factory=lambda: {("alice/app", "alice")})
+    live: set[str] = field(default_factory=lambda: {"t1"})  # hub credentials not revoked
     activities: list[str] = field(default_factory=list)
     wakes: list[str] = field(default_factory=list)
 
@@ -62,6 +63,9 @@ class FakeHooks:
 
     def can_view(self, space_id: str, user: str | None) -> bool:
         return (space_id, user or "") in self.viewers
+
+    def credential_live(self, cred: str) -> bool:
+        return cred in self.live
 
     def writer_of(self, token: str, space_id: str) -> bool:
         return (space_id, self.tokens.get(token, "")) in self.writers

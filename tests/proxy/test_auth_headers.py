@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import httpx
+import jwt
 import pytest
 
 from core import iptoken
@@ -45,7 +46,7 @@ def test_private_space_access(env: Env, headers: dict[str, str], status: int) ->
 
 def test_sign_param_becomes_space_cookie(env: Env) -> None:
     private(env)
-    token = sign_space_url_token(SECRET, "alice/secret", "alice", time.time(), 60)
+    token = sign_space_url_token(SECRET, "alice/secret", "alice", time.time(), 60, "t1")
     r = get(env, f"/app?x=1&__sign={token}", Accept="text/html")
     assert r.status_code == 302 and r.headers["location"] == "/app?x=1"
     cookie = r.headers["set-cookie"]
@@ -60,14 +61,31 @@ def test_sign_param_becomes_space_cookie(env: Env) -> None:
     assert r.status_code == 200 and r.json()["query"] == "q=2"
 
 
+def test_space_cookie_dies_with_its_credential(env: Env) -> None:
+    private(env)
+    token = sign_space_url_token(SECRET, "alice/secret", "alice", time.time(), 60, "t1")
+    cookie = get(env, f"/?__sign={token}", Accept="text/html").headers["set-cookie"].split(";", 1)[0]
+    assert get(env, Cookie=cookie).status_code == 200
+    env.hooks.live.discard("t1")  # the hub revoked the token (or closed the session) that minted it
+    deadline = time.monotonic() + env.proxy.limits.credential_cache_s + 3
+    while get(env, Cookie=cookie).status_code == 200:
+        assert time.monotonic() < deadline, "the cookie outlived its credential"
+        time.sleep(0.1)
+    assert get(env, Cookie=cookie).status_code == 404
+    assert get(env, f"/?__sign={token}", Accept="text/html").status_code == 404  # and so did the URL token
+
+
 @pytest.mark.parametrize(
     "token",
     [
-        sign_space_url_token(SECRET, "alice/secret", "alice", time.time() - 120, 60),
-        sign_space_url_token(SECRET, "alice/other", "alice", time.time(), 60),
-        sign_space_url_token(b"another-secret-another-secret-xx", "alice/secret", "alice", time.time(), 60),
+        sign_space_url_token(SECRET, "alice/secret", "alice", time.time() - 120, 60, "t1"),
+        sign_space_url_token(SECRET, "alice/other", "alice", time.time(), 60, "t1"),
+        sign_space_url_token(b"another-secret-another-secret-xx", "alice/secret", "alice", time.time(), 60, "t1"),
+        sign_space_url_token(SECRET, "alice/secret", "alice", time.time(), 60, "t2"),
+        jwt.encode({"sub": "alice", "space": "alice/secret", "typ": auth.URL_TOKEN, "exp": int(time.time()) + 60},
+                   SECRET, algorithm=auth.ALGORITHM),
     ],
-    ids=["expired", "other-space", "forged"],
+    ids=["expired", "other-space", "forged", "revoked-credential", "no-credential"],
 )
 def test_bad_sign_refused(env: Env, token: str) -> None:
     private(env)

@@ -1,16 +1,24 @@
 """Browser sessions are opaque and revocable; tokens can be listed and revoked (API, page, CLI), and a revoked
-token is refused everywhere (the real-server part — git, the proxy — is in test_spaces_domain.py)."""
+token is refused everywhere (the real-server part — git, the proxy — is in test_spaces_domain.py). A private
+Space's proxy cookie dies with the token or browser session that minted it, within seconds (real server)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import re
+import secrets
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 
+import httpx
+import pytest
 from sqlalchemy import select
 
 from hub.store import BrowserSession
-from tests.e2e.harness import ROOT
+from tests.e2e.harness import ROOT, Server, free_port
 from tests.security.inprocess import HUB, Browser, InProcessHub, inproc, run
 
 __all__ = ["inproc"]
@@ -138,3 +146,76 @@ def test_cli_lists_and_revokes_tokens(inproc: InProcessHub) -> None:
             return (await c.get("/api/whoami-v2")).status_code
 
     assert run(api()) == 401
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = Server(tmp_path_factory.mktemp("spacehost"), free_port(), "hf_admin_" + secrets.token_hex(8))
+    srv.start()
+    yield srv
+    srv.close()
+
+
+def private_static_space(server: Server) -> tuple[str, str, str]:
+    """(user, their token, the Space's host) of a new user's running private static Space."""
+    user = "u" + secrets.token_hex(3)
+    with server.api() as c:
+        c.post("/api/users", json={"name": user}).raise_for_status()
+        token = str(c.post(f"/api/users/{user}/tokens", json={"displayName": "laptop"}).json()["token"])
+    sid = f"{user}/secret"
+    assert server.create_space("secret", "static", private=True, token=token).status_code == 200
+    assert server.push(sid, {"index.html": "<h1>private</h1>"}, token=token).returncode == 0
+    server.wait_stage(sid, {"RUNNING"}, timeout=120)
+    return user, token, f"{user}-secret.localhost:{server.port}"
+
+
+@contextlib.contextmanager
+def signed_in(server: Server, token: str) -> Iterator[httpx.Client]:
+    """A browser signed in to the hub with `token` (a session cookie)."""
+    with httpx.Client(base_url=server.url, timeout=30) as browser:
+        r = browser.post("/login", data={"token": token}, headers={"Origin": server.url})
+        assert r.status_code == 303 and "spacehost_session" in browser.cookies
+        yield browser
+
+
+def space_cookie(server: Server, browser: httpx.Client, sid: str, host: str) -> str:
+    """What a browser does: the Space page's iframe URL (`__sign`), traded at the proxy for the Space cookie."""
+    sign = re.search(r"__sign=([A-Za-z0-9._-]+)", browser.get(f"/spaces/{sid}").text)
+    assert sign, "no signed iframe URL on the private Space's page"
+    r = httpx.get(f"{server.url}/?__sign={sign.group(1)}", headers={"Host": host, "Accept": "text/html"})
+    assert r.status_code == 302, r.text
+    return r.headers["set-cookie"].split(";", 1)[0]
+
+
+def refused_within(server: Server, host: str, cookie: str, bound_s: float) -> float:
+    """Seconds until the proxy refuses the cookie (404, as for a Space one may not see); fails past `bound_s`."""
+    t0 = time.monotonic()
+    while (r := httpx.get(f"{server.url}/", headers={"Host": host, "Cookie": cookie})).status_code == 200:
+        assert time.monotonic() - t0 < bound_s, f"the Space cookie still opens the private Space after {bound_s}s"
+        time.sleep(0.1)
+    assert r.status_code == 404, r.text
+    return time.monotonic() - t0
+
+
+@pytest.mark.e2e
+def test_a_space_cookie_dies_with_its_revoked_token(server: Server) -> None:
+    user, token, host = private_static_space(server)
+    with signed_in(server, token) as browser:
+        cookie = space_cookie(server, browser, f"{user}/secret", host)
+    opened = httpx.get(f"{server.url}/", headers={"Host": host, "Cookie": cookie})
+    assert opened.status_code == 200 and "private" in opened.text
+    # the operator's revocation, straight into the store the running server reads
+    assert cli("token", "revoke", user, "laptop", "--data-dir", str(server.data_dir)).returncode == 0
+    refused_within(server, host, cookie, bound_s=5.0)  # the proxy asks again every 2 s
+
+
+@pytest.mark.e2e
+def test_a_space_cookie_dies_with_its_signed_out_session(server: Server) -> None:
+    user, token, host = private_static_space(server)
+    with signed_in(server, token) as browser:
+        cookie = space_cookie(server, browser, f"{user}/secret", host)
+        assert httpx.get(f"{server.url}/", headers={"Host": host, "Cookie": cookie}).status_code == 200
+        assert browser.post("/logout", headers={"Origin": server.url}).status_code == 303
+    refused_within(server, host, cookie, bound_s=5.0)
+    with server.api(token) as c:  # the token itself was not revoked: only what the session minted died
+        assert c.get("/api/whoami-v2").status_code == 200
