@@ -6,6 +6,7 @@ the pages goes through the JSON API."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
@@ -16,6 +17,7 @@ from hub.api.repos import create_space_row
 from hub.api.tokens import may_revoke
 from hub.csrf import SESSION_COOKIE
 from hub.deps import hub_of
+from hub.login_limit import LoginLimiter
 from hub.sessions import Sessions, set_session_cookie
 from hub.web import account, files, home, space
 from hub.web.create import first_commit, starter_readme
@@ -40,6 +42,15 @@ async def login_form(request: Request, error: int = 0, next: str = "/") -> Respo
                   next=safe_next(next))
 
 
+def login_limiter(request: Request) -> LoginLimiter:
+    """The app's one table of failed password sign-ins."""
+    state = request.app.state
+    if not hasattr(state, "login_limiter"):
+        state.login_limiter = LoginLimiter()
+    limiter: LoginLimiter = state.login_limiter
+    return limiter
+
+
 def password_token(request: Request, user: str, password: str) -> str | None:
     """A fresh token for a browser session of `user`, if `password` is theirs (the session acts with it, and
     revoking it on the tokens page signs the browser out)."""
@@ -51,9 +62,18 @@ def password_token(request: Request, user: str, password: str) -> str | None:
 
 @router.post("/login")
 async def login(request: Request, token: str = Form(""), username: str = Form(""), password: str = Form(""),
-                next: str = Form("/")) -> RedirectResponse:
+                next: str = Form("/")) -> Response:
+    """Open a browser session for a token, or for a user's password (throttled: `hub.login_limit`)."""
     if username and password:
+        limiter, client, now = login_limiter(request), request.client.host if request.client else "", time.monotonic()
+        if not (v := limiter.check(client, username, now)).allowed:
+            page = render(request, "login.html", await viewer_of(request), status_code=429,
+                          title="Sign in · spacehost", limited=v, next=safe_next(next))
+            page.headers["Retry-After"] = str(v.retry_after_s)
+            return page
         minted = await asyncio.to_thread(password_token, request, username.strip(), password)
+        if minted is None:
+            limiter.failed(client, username, now)
         token = minted or ""
     opened = await asyncio.to_thread(Sessions(hub_of(request).accounts).open, token, utcnow()) if token else None
     if opened is None:

@@ -184,6 +184,47 @@ def test_set_a_secret_and_change_hardware(server: Server, made: dict[str, object
     assert rt["hardware"]["requested"] == "cpu-upgrade"  # type: ignore[index]
 
 
+def test_volumes_and_dev_mode_from_the_settings_tab(server: Server, browser: Browser) -> None:
+    """Mount two buckets (a bad mount path is refused with the API's reason), unmount them one by one, and turn
+    dev mode on and off, from the Settings tab; the runtime API reads back each change."""
+    name = f"vol-{uuid.uuid4().hex[:6]}"
+    sid = f"admin/{name}"
+    assert server.create_space(name, "static").status_code == 200
+    page = sign_in(browser, server, server.token)
+    page.goto(f"{hub(server)}/spaces/{sid}/settings")
+    volumes = page.locator("#volume-list")
+    expect(volumes).to_have_text("No volume.")
+    page.get_by_label("Bucket (owner/name)").fill("admin/notes")
+    page.get_by_label("Mount path").fill("/usr")
+    page.get_by_role("button", name="Add volume").click()
+    expect(page.locator("#storage-box .result")).to_contain_text("would hide or enter /usr")
+    page.get_by_label("Mount path").fill("/data")
+    page.get_by_role("button", name="Add volume").click()
+    expect(volumes).to_contain_text("admin/notes")
+    page.get_by_label("Bucket (owner/name)").fill("admin/models")
+    page.get_by_label("Mount path").fill("/models")
+    page.get_by_label("Read-only").check()
+    page.get_by_role("button", name="Add volume").click()
+    expect(volumes.locator("tr", has_text="/models")).to_contain_text("read-only")
+    assert server.runtime(sid)["volumes"] == [  # type: ignore[comparison-overlap]
+        {"type": "bucket", "source": "admin/notes", "mountPath": "/data", "readOnly": False},
+        {"type": "bucket", "source": "admin/models", "mountPath": "/models", "readOnly": True}]
+    page.get_by_role("button", name="Unmount /data").click()
+    expect(volumes).not_to_contain_text("admin/notes")
+    expect(volumes).to_contain_text("admin/models")
+    page.get_by_role("button", name="Unmount /models").click()
+    expect(volumes).to_have_text("No volume.")
+    assert "volumes" not in server.runtime(sid)
+    expect(page.locator("#dev-mode-state")).to_have_text("off")
+    page.get_by_role("button", name="Turn dev mode on").click()
+    expect(page.locator("#dev-mode-state")).to_have_text("on")
+    assert server.runtime(sid)["devMode"] is True
+    page.get_by_role("button", name="Turn dev mode off").click()
+    expect(page.locator("#dev-mode-state")).to_have_text("off")
+    assert server.runtime(sid)["devMode"] is False
+    page.context.close()
+
+
 def test_duplicate_then_delete_after_typing_the_name(server: Server, made: dict[str, object]) -> None:
     page = made["page"]
     assert isinstance(page, Page)
@@ -204,12 +245,30 @@ def test_duplicate_then_delete_after_typing_the_name(server: Server, made: dict[
     assert page.goto(f"{hub(server)}/spaces/admin/{copy}").status == 404  # type: ignore[union-attr]
 
 
-def test_tokens_create_and_revoke_and_password_sign_in(server: Server, browser: Browser) -> None:
+def password_user(server: Server, password: str = "correct horse battery") -> str:
+    """A new user with `password`, made as an operator does (`spacehost user create NAME --password`)."""
     user = f"web{uuid.uuid4().hex[:6]}"
     cli = subprocess.run([sys.executable, "-m", "spacehost.cli", "user", "create", user, "--password",
-                          "--data-dir", str(server.data_dir)], input="correct horse battery\n", text=True,
+                          "--data-dir", str(server.data_dir)], input=password + "\n", text=True,
                          capture_output=True, cwd=ROOT, check=False)
     assert cli.returncode == 0, cli.stderr
+    return user
+
+
+def password_sign_in(page: Page, server: Server, user: str, password: str) -> int:
+    """Submit the user+password form; the status of the page it leads to."""
+    page.goto(f"{hub(server)}/login")
+    page.get_by_label("User name").fill(user)
+    page.get_by_label("Password").fill(password)
+    with page.expect_navigation() as nav:
+        page.get_by_role("button", name="Sign in").nth(1).click()
+    response = nav.value
+    assert response is not None
+    return response.status
+
+
+def test_tokens_create_and_revoke_and_password_sign_in(server: Server, browser: Browser) -> None:
+    user = password_user(server)
     page = browser.new_context().new_page()
     page.goto(f"{hub(server)}/login")
     page.get_by_label("User name").fill(user)
@@ -238,6 +297,30 @@ def test_tokens_create_and_revoke_and_password_sign_in(server: Server, browser: 
         assert c.get("/api/whoami-v2").status_code == 401
     page.locator("#tokens tr", has_text="this session").get_by_role("button").click()
     expect(page).to_have_url(f"{hub(server)}/login")  # revoking the session's own token signs it out
+    page.context.close()
+
+
+def test_failed_passwords_are_throttled_and_others_sign_in(server: Server, browser: Browser) -> None:
+    """Five wrong passwords for one account in a minute: the next try, the right password included, is a 429
+    that says how long to wait; another account signs in from the same browser, and the throttled user's
+    token still works."""
+    victim, other = password_user(server), password_user(server)
+    page = browser.new_context().new_page()
+    for _ in range(5):
+        assert password_sign_in(page, server, victim, "wrong password") == 200  # the form again, with an error
+        expect(page.get_by_role("alert")).to_contain_text("did not work")
+    assert password_sign_in(page, server, victim, "correct horse battery") == 429
+    expect(page.get_by_role("alert")).to_contain_text(re.compile(r"Too many failed sign-ins for this account: "
+                                                                 r"try the password again in \d+ seconds"))
+    r = page.request.post(f"{hub(server)}/login", form={"username": victim, "password": "correct horse battery"},
+                          headers={"Origin": hub(server)}, max_redirects=0)
+    assert r.status == 429 and 0 < int(r.headers["retry-after"]) <= 60
+    assert password_sign_in(page, server, other, "correct horse battery") == 200
+    expect(page.locator("header")).to_contain_text(other)
+    token = subprocess.run([sys.executable, "-m", "spacehost.cli", "token", "create", victim, "--data-dir",
+                            str(server.data_dir)], text=True, capture_output=True, cwd=ROOT, check=True)
+    with server.api(token.stdout.strip().split()[-1]) as c:
+        assert c.get("/api/whoami-v2").json()["name"] == victim
     page.context.close()
 
 

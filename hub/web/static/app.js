@@ -1,6 +1,8 @@
 // spacehost's web UI: a small layer over plain HTML forms (no build step).
-// - <form data-api=URL data-method=POST [data-then=reload|goto:URL|show] [data-body=ndjson-edit]>: sends
+// - <form data-api=URL data-method=POST [data-then=reload|goto:URL|show] [data-body=commit|volume]>: sends
 //   the fields as JSON (same-origin, with the session cookie, as hub.csrf wants), shows errors in the form.
+//   A field with data-json sends its value parsed (true, a list); data-body=volume adds the _source,
+//   _mountPath and _readOnly fields to the list in the `volumes` field.
 // - [data-live=OWNER/NAME]: the Space's stage and phases, live over SSE.
 // - pre[data-log=URL]: a log streamed over SSE.
 // - [data-dropzone]: drag and drop (or pick) files and commit them.
@@ -19,7 +21,8 @@
     const body = {};
     for (const el of form.elements) {
       if (!el.name || el.disabled) continue;
-      if (el.type === "checkbox") body[el.name] = el.checked;
+      if (el.dataset.json !== undefined) body[el.name] = JSON.parse(el.value);
+      else if (el.type === "checkbox") body[el.name] = el.checked;
       else if (el.type === "radio") { if (el.checked) body[el.name] = el.value; }
       else if (el.type === "number") { if (el.value !== "") body[el.name] = Number(el.value); }
       else if (el.value !== "" || el.dataset.keepEmpty !== undefined) body[el.name] = el.value;
@@ -76,6 +79,8 @@
         type = "application/x-ndjson";
         if (f.create_pr) url += (url.includes("?") ? "&" : "?") + "create_pr=1";
       } else {
+        if (form.dataset.body === "volume")
+          f.volumes = f.volumes.concat([{ type: "bucket", source: f._source, mountPath: f._mountPath, readOnly: f._readOnly }]);
         for (const k of Object.keys(f)) if (k.startsWith("_")) delete f[k];
         body = (form.dataset.method || "POST") === "GET" ? undefined : JSON.stringify(f);
       }
