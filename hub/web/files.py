@@ -58,11 +58,11 @@ async def tree_page(request: Request, owner: str, name: str, rest: str) -> Respo
     hub, space = hub_of(request), ctx["space"]
 
     def listing() -> tuple[list[Any], list[dict[str, Any]]]:
-        sha = resolve_rev(hub, space, rev)
-        if sha is None:
+        last = commit_log(hub, space, rev, 1)  # resolves `rev` once: its id is the commit to list
+        if not last:
             return [], []
-        items = list_tree(hub.repos, SpaceId(owner, name), sha, path)
-        return sorted(items, key=lambda i: (i.kind != "tree", i.path.lower())), commit_log(hub, space, rev, 1)
+        items = list_tree(hub.repos, SpaceId(owner, name), last[0]["id"], path)
+        return sorted(items, key=lambda i: (i.kind != "tree", i.path.lower())), last
 
     items, last = await asyncio.to_thread(listing)
     return page(request, "files_tree.html", ctx, rev=rev, path=path, items=items, last=last[0] if last else None,
