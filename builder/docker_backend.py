@@ -5,6 +5,11 @@ SDK's build call has no BuildKit secrets. Its output is streamed line by line in
 values masked. Secrets are build secrets (`RUN --mount=type=secret,id=NAME`, files 0600 that live only for
 the build), never build args; variables are build args. Image listing and GC use the docker SDK.
 
+Build steps run on Docker's default bridge (`--network=default`), never the host's network: before each build
+spacehost (re)installs that bridge's firewall (sandbox/dockernet.py): the package indexes and the public
+internet are reachable, the host's ports (hub, broker, loopback services) and private ranges are not. Without
+those rules no build runs (fails closed).
+
 Static Spaces need no image: the proxy serves their files from the checkout (`Artifact.static_root`).
 """
 
@@ -37,6 +42,8 @@ from core.artifact import Artifact
 from core.errors import BuildFailed
 from core.settings import Settings
 from core.stages import Sdk
+from sandbox import firewall as fwall
+from sandbox.dockernet import DEFAULT_NETWORK, bridge_of, build_firewall, forward_chain
 
 DOCKER_CLI = "/usr/bin/docker"  # Debian's 20.10 client: BuildKit secrets without a `# syntax=` pull
 SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
@@ -94,8 +101,9 @@ class DockerBackend:
         work.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=work, prefix="build-") as tmp:
             context, dockerfile = _context(rec, plan, Path(tmp))
-            argv = [self.docker_cli, "build", "--progress=plain", "--network=host", "-t", tag, "-f", str(dockerfile),
-                    "--label", f"{LABEL_SPACE}={plan.space_id}", "--label", f"{LABEL_SHA}={plan.sha}"]
+            self._firewall_build_network(ctx)
+            argv = [self.docker_cli, "build", "--progress=plain", "--network=default", "-t", tag,
+                    "-f", str(dockerfile), "--label", f"{LABEL_SPACE}={plan.space_id}", "--label", f"{LABEL_SHA}={plan.sha}"]
             if ctx.no_cache:
                 argv.append("--no-cache")
             for k, v in rec.build_args:
@@ -105,6 +113,16 @@ class DockerBackend:
             ctx.log(f"--> docker build -t {tag}" + (" --no-cache" if ctx.no_cache else ""))
             self._run(argv, ctx, masker(ctx.secrets.values()))
         return dataclasses.replace(art, image=tag)
+
+    def _firewall_build_network(self, ctx: BuildContext) -> None:
+        """Install the egress rules of the default bridge, where BuildKit runs the steps; BuildFailed if not."""
+        try:
+            bridge = bridge_of(self.client.networks.get(DEFAULT_NETWORK).attrs)
+            fwall.apply(build_firewall(bridge, fwall.host_resolvers(), forward_chain()))
+        except (docker.errors.DockerException, fwall.FirewallError) as e:
+            raise BuildFailed(f"the builds' network could not be firewalled, so no build runs: {e}") from None
+        ctx.log(f"--> network: Docker's default bridge ({bridge.interface}): package indexes reachable, "
+                "no port of the host, no private range")
 
     def _build_ca(self) -> str | None:
         """The CA bundle builds trust: `build_ca` (must exist), else $SSL_CERT_FILE, else the system's."""

@@ -131,9 +131,10 @@ def own_tree(root: Path, uid: int) -> None:
 
 
 @contextlib.contextmanager
-def build_network(ctx: BuildContext) -> Iterator[Callable[[list[str]], list[str]]]:
+def build_network(ctx: BuildContext, install_tag: str) -> Iterator[Callable[[list[str]], list[str]]]:
     """A network namespace of the build's own (sandbox/netns.py: the package indexes through NAT, not the
-    host's loopback, other sandboxes or private ranges), as a function wrapping an argv to run inside it.
+    host's loopback, other sandboxes or private ranges), on the bridge of the install `install_tag`, as a
+    function wrapping an argv to run inside it.
     Where that module is absent the build shares the host's network (said in the build log); where it is
     present but cannot set a namespace up, the build fails (closed)."""
     try:
@@ -142,7 +143,7 @@ def build_network(ctx: BuildContext) -> Iterator[Callable[[list[str]], list[str]
         ctx.log("--> network: the host's (no per-build network namespace on this install)")
         yield lambda argv: argv
         return
-    net = SpaceNetwork.from_env()
+    net = SpaceNetwork.for_install(install_tag)
     name = f"build-{uuid.uuid4().hex[:12]}"
     try:
         addr = net.create(name)
@@ -298,7 +299,7 @@ class UvBackend:
             mounts = BuildMounts(source_dir=plan.source_dir, env_work=str(work), env_path=str(final),
                                  cache_dir=str(cache), uv=uv_binary(), ca_file=str(ca) if ca else None,
                                  interpreter_roots=interpreter_prefix(python), tree_copies=tuple(copies))
-            with build_network(ctx) as enter:
+            with build_network(ctx, self.settings.install_tag) as enter:
                 yield UvRun(enter(build_argv(mounts, [])), build_env(os.environ, ca_in_sandbox(mounts.ca_file)),
                             [UV_MOUNT], "/", str(final))
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -36,7 +37,8 @@ class Settings:
     direct_port_base: int = 0  # 0: port + 1000
     build_ca: Path | None = None  # CA bundle trusted by builds (TLS-intercepting proxies)
     docker_base_image: str = "spacehost/base:bookworm"
-    docker_network: str = "spacehost"  # the bridge network of the Spaces (runtime docker), made by spacehost
+    # The bridge network of the Spaces (runtime docker), made by spacehost; "": one per install (spaces_network)
+    docker_network: str = ""
     insecure_no_sandbox: bool = False  # run Spaces even without a working sandbox (said loudly everywhere)
     keep_spaces: bool = False  # leave Spaces running when spacehost stops (a restart re-adopts them)
     access_log: str = "-"  # the proxy's access log: "-" standard error, "off", or a file path
@@ -76,6 +78,17 @@ class Settings:
     def space_domain(self) -> str:
         """The domain whose subdomains are the Spaces (`spaces_domain`, else the hub's own)."""
         return self.spaces_domain or self.domain
+
+    @property
+    def install_tag(self) -> str:
+        """A short name of this installation (a hash of its data dir): what it names its bridges, docker network
+        and firewall chains after, so that two installs on one machine never share them."""
+        return hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:8]
+
+    @property
+    def spaces_network(self) -> str:
+        """The docker network of the Spaces: `docker_network`, else `spacehost-<install_tag>`."""
+        return self.docker_network or f"spacehost-{self.install_tag}"
 
     def path(self, *parts: str) -> Path:
         return self.data_dir.joinpath(*parts)

@@ -112,6 +112,15 @@ def nameservers(resolv_conf: str) -> tuple[str, ...]:
     return tuple(found)
 
 
+def host_resolvers() -> tuple[str, ...]:
+    """The IPv4 nameservers of this host's /etc/resolv.conf (none if it cannot be read)."""
+    try:
+        with open("/etc/resolv.conf") as f:
+            return nameservers(f.read())
+    except OSError:
+        return ()
+
+
 def is_private(addr: str) -> bool:
     ip = ipaddress.ip_address(addr)
     return any(ip in ipaddress.ip_network(n) for n in PRIVATE_NETS)

@@ -2,11 +2,12 @@
 
 Interface (stable; the process runtime and the builder use it):
 
-    net = SpaceNetwork.from_env()            # bridge `spacehost1`, subnet 10.231.0.0/16 (SPACEHOST_SANDBOX_*)
+    net = SpaceNetwork.for_install(tag)      # bridge `shbr<tag>`, a free /21 of 10.224.0.0/12 (SPACEHOST_SANDBOX_*)
     addr = net.create("zygote-1a2b3c")      # -> NetAddress(name, netns_path="/run/netns/zygote-1a2b3c", ip, gateway)
     argv = enter_argv(addr, ["bwrap", ...]) # nsenter --net=<netns_path> -- bwrap ...  (bubblewrap keeps the netns)
     net.remove("zygote-1a2b3c")             # idempotent; also after a restart (state lives under /run)
     net.expose(owner, {hub_port, broker_port})  # which gateway ports every namespace may connect to
+    net.remove_if_unused()                   # at shutdown: the bridge and its rules go once no namespace is left
 
 What a namespace gets: `lo` up, `eth0` (a veth whose host end is a port of the bridge, isolated from every
 other port: no frame passes between two namespaces), one IPv4 address from the subnet (no IPv6 at all), a
@@ -18,8 +19,10 @@ Whatever cannot be set up raises NetworkError: callers must then not start the s
 
 Addresses are leased by files under /run/spacehost/net/<bridge>/ (created O_EXCL: concurrent processes never
 get the same one), so they survive a spacehost restart exactly as long as the namespaces do (/run/netns).
-Exposed ports are kept per owner (a data dir) in the same place: several spacehost installs on one machine
-share the bridge, and the firewall opens the union of their ports.
+Each install (a data dir, `Settings.install_tag`) has a bridge of its own, named after it, with a subnet of
+its own (the bridge's, once it exists; else the first /21 of 10.224.0.0/12 from the one the tag hashes to that
+overlaps no route and no resolver of the host), and so its own firewall chains: a Space of one install cannot
+reach another install's gateway ports (the INPUT rules of its bridge accept its own gateway only).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ NETNS_DIR = Path("/run/netns")
 STATE_ROOT = Path("/run/spacehost/net")
 DEFAULT_BRIDGE = "spacehost1"
 DEFAULT_SUBNET = "10.231.0.0/16"  # outside Docker's default pools (172.17-31/16, 192.168/16)
+SUBNET_POOL, SUBNET_PREFIX = "10.224.0.0/12", 21  # per-install subnets: 512 of 2046 addresses each
 NSENTER = "/usr/bin/nsenter"
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -86,6 +90,30 @@ def route_conflicts(subnet: str, routes: str, bridge: str) -> list[str]:
     return found
 
 
+def install_bridge(tag: str) -> str:
+    """The bridge of the install `tag` (12 characters: the firewall's chain names carry all of it)."""
+    return "shbr" + tag[:8]
+
+
+def pick_subnet(tag: str, bridge: str, routes: str, avoid: Iterable[str] = (), pool: str = SUBNET_POOL,
+                prefix: int = SUBNET_PREFIX) -> str:
+    """The subnet of `bridge`: the one its route in `routes` (`ip -4 -o route` text) shows when it exists, else
+    the first slot of `pool` (walking from the one `tag` hashes to) that overlaps no route and holds no address
+    of `avoid` (the host's resolvers: a bridge over one would capture its DNS)."""
+    for line in routes.splitlines():
+        parts = line.split()
+        if parts and parts[0] != "default" and f" dev {bridge} " in f" {line} " and "/" in parts[0]:
+            return str(ipaddress.ip_network(parts[0], strict=False))
+    slots = list(ipaddress.IPv4Network(pool).subnets(new_prefix=prefix))
+    start = int(hashlib.sha256(tag.encode()).hexdigest(), 16) % len(slots)
+    blocked = [ipaddress.IPv4Address(a) for a in avoid]
+    for i in range(len(slots)):
+        slot = slots[(start + i) % len(slots)]
+        if not route_conflicts(str(slot), routes, bridge) and not any(a in slot for a in blocked):
+            return str(slot)
+    raise NetworkError(f"no free /{prefix} left in {pool} for the sandbox bridge: set SPACEHOST_SANDBOX_SUBNET")
+
+
 def ruleset(bridge: str, subnet: str, ports: Iterable[int], resolvers: tuple[str, ...]) -> firewall.Firewall:
     """The bridge's firewall (see sandbox/firewall.py), for the exposed `ports` of the gateway."""
     gateway = str(next(ipaddress.ip_network(subnet).hosts()))
@@ -100,16 +128,33 @@ class SpaceNetwork:
         self.gateway = str(next(self.network.hosts()))
         self.state = state_root / bridge
         self._ready = False
+        self._unusable = ""  # why no subnet could be chosen (for_install)
 
     @classmethod
-    def from_env(cls) -> SpaceNetwork:
-        return cls(os.environ.get("SPACEHOST_SANDBOX_BRIDGE", DEFAULT_BRIDGE),
-                   os.environ.get("SPACEHOST_SANDBOX_SUBNET", DEFAULT_SUBNET))
+    def for_install(cls, tag: str) -> SpaceNetwork:
+        """The network of the install `tag`: SPACEHOST_SANDBOX_BRIDGE / SPACEHOST_SANDBOX_SUBNET where the
+        operator set them, else its own bridge (`install_bridge`) and subnet (`pick_subnet`)."""
+        bridge = os.environ.get("SPACEHOST_SANDBOX_BRIDGE") or install_bridge(tag)
+        subnet = os.environ.get("SPACEHOST_SANDBOX_SUBNET")
+        if not subnet:
+            try:
+                resolvers = firewall.nameservers(Path("/etc/resolv.conf").read_text())
+            except OSError:
+                resolvers = ()
+            try:
+                subnet = pick_subnet(tag, bridge, _ip("-4", "-o", "route", "show"), resolvers)
+            except NetworkError as e:  # said by ensure(): nothing starts on this network
+                net = cls(bridge, DEFAULT_SUBNET)
+                net._unusable = str(e)
+                return net
+        return cls(bridge, subnet)
 
     # -- the bridge and its firewall ---------------------------------------------------------------------------
 
     def ensure(self) -> str:
         """The bridge up and firewalled (made if missing); returns the gateway address."""
+        if self._unusable:
+            raise NetworkError(self._unusable)
         with self._locked():
             if not self._ready or not Path(f"/sys/class/net/{self.bridge}").exists():
                 self._make_bridge()
@@ -137,6 +182,16 @@ class SpaceNetwork:
             with contextlib.suppress(OSError, ValueError, KeyError):
                 out.update(int(p) for p in json.loads(f.read_text())["ports"])
         return out
+
+    def remove_if_unused(self) -> bool:
+        """Tear the bridge down if no namespace on it is in use any more (spacehost stopping with its Spaces
+        stopped); keep it while one is (`--keep-spaces`: a restart re-adopts them). Returns whether it went."""
+        self.prune(min_age_s=0)
+        names = self.state / "names"
+        if names.is_dir() and any(names.iterdir()):
+            return False
+        self.teardown()
+        return True
 
     def teardown(self) -> None:
         """Remove the bridge and its rules (uninstall, tests); namespaces still on it lose their network."""

@@ -7,7 +7,7 @@ Hugging Face, `$HOME` — an anonymous volume that Docker fills from the image, 
 `$HOME/app` stay where the image put them and stay writable (also the working directory, when it lies outside
 `$HOME`). The volumes go with the container.
 
-Network: every Space joins one user-defined bridge made by spacehost (`settings.docker_network`, labelled
+Network: every Space joins one user-defined bridge made by spacehost (`settings.spaces_network`, one per install, labelled
 `spacehost.network`, no inter-container traffic). `host.docker.internal` names the host's address on it (the
 bridge gateway), where spacehost serves what Spaces call — the hub and the ZeroGPU broker, announced with
 `expose_host_services`, whose URLs in the app's env are rebased onto that name. Egress (the pure `firewall`,
@@ -23,7 +23,6 @@ values masked. A container that ended is removed once `exited()` has read why.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import math
 import os
@@ -47,7 +46,8 @@ from core.routes import Upstream
 from core.settings import Settings
 from core.stages import Sdk
 from sandbox import firewall as fwall
-from sandbox.firewall import Firewall, bridge_firewall, iptables, nameservers
+from sandbox.dockernet import Bridge, bridge_of, forward_chain
+from sandbox.firewall import Firewall, bridge_firewall, nameservers
 from scheduler.env import rebase_host_urls
 from scheduler.runtimes.base import Ability, ExitInfo, Instance, LaunchSpec, Usage
 from scheduler.runtimes.docker_warm import (
@@ -79,15 +79,6 @@ class Machine:
     @classmethod
     def this(cls) -> Machine:
         return cls(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), os.cpu_count() or 1)
-
-
-@dataclass(frozen=True)
-class Bridge:
-    """The Spaces' user-defined bridge network, as the engine made it."""
-
-    name: str
-    interface: str  # the host side: br-<network id[:12]>
-    gateway: str  # the host's address on it, what HOST_ALIAS names inside a container
 
 
 def firewall(bridge: Bridge, host_ports: tuple[int, ...], resolvers: tuple[str, ...],
@@ -241,7 +232,7 @@ class DockerRuntime:
     def describe_isolation(self) -> str:
         return ("Each Space runs in a Docker container as uid 1000 with every capability dropped, no-new-privileges, "
                 "a read-only root and the flavor's memory, CPU and pids limits, on the bridge network "
-                f"{self.settings.docker_network!r} (no traffic between Spaces; only the hub and broker ports of "
+                f"{self.settings.spaces_network!r} (no traffic between Spaces; only the hub and broker ports of "
                 "the host; private ranges rejected).")
 
     def sandbox_state(self) -> SandboxState:
@@ -251,8 +242,15 @@ class DockerRuntime:
         return None
 
     def close(self) -> None:
-        """Remove the spare containers (the Spaces' own keep running, to be adopted). Blocking."""
+        """Remove the spare containers (the Spaces' own keep running, to be adopted), and the network once no
+        container is left on it (spacehost stopped its Spaces). Blocking."""
         self.spares.close()
+        with self._net_lock:
+            net = self._find_network()
+        if net is not None:
+            net.reload()  # a listing leaves out the containers
+            if not net.attrs.get("Containers"):
+                self.remove_network()
 
     def forget_space(self, space_id: str) -> None:
         """The Space is deleted: remove the spares started from its images, so the images can go. Blocking."""
@@ -280,8 +278,8 @@ class DockerRuntime:
             net = self._find_network()
             if net is None:
                 return
-            bridge = _bridge_of(net)
-            fwall.remove(firewall(bridge, (), (), _forward_chain()))
+            bridge = bridge_of(net.attrs)
+            fwall.remove(firewall(bridge, (), (), forward_chain()))
             net.remove()
             self._bridge = None
 
@@ -291,19 +289,19 @@ class DockerRuntime:
                 net = self._find_network()
                 if net is None:
                     net = self.client.networks.create(
-                        self.settings.docker_network, driver="bridge", check_duplicate=True,
+                        self.settings.spaces_network, driver="bridge", check_duplicate=True,
                         labels={LABEL_NETWORK: "spaces"}, options={"com.docker.network.bridge.enable_icc": "false"})
                     net.reload()
                 elif LABEL_NETWORK not in (net.attrs.get("Labels") or {}):
                     raise LaunchFailed(f"docker network {net.name!r} exists and was not made by spacehost: "
                                        "remove it or choose another --docker-network")
-                bridge = _bridge_of(net)
+                bridge = bridge_of(net.attrs)
                 self._apply_firewall(bridge)
                 self._bridge = bridge
             return self._bridge
 
     def _find_network(self) -> Any:
-        name = self.settings.docker_network
+        name = self.settings.spaces_network
         return next((n for n in self.client.networks.list(names=[name]) if n.name == name), None)
 
     def _apply_firewall(self, bridge: Bridge) -> None:
@@ -313,7 +311,7 @@ class DockerRuntime:
         except OSError:
             resolvers = ()
         try:
-            fwall.apply(firewall(bridge, self.host_ports, resolvers, _forward_chain()))
+            fwall.apply(firewall(bridge, self.host_ports, resolvers, forward_chain()))
         except fwall.FirewallError as e:
             raise LaunchFailed(f"cannot set the egress rules of the Spaces' network: {e}") from None
         log.info("egress rules of %s (%s): host ports %s", bridge.name, bridge.interface, list(self.host_ports))
@@ -502,18 +500,6 @@ def _run_kwargs(plan: ContainerPlan) -> dict[str, Any]:
     if plan.gpus:
         kwargs["device_requests"] = [docker.types.DeviceRequest(count=plan.gpus, capabilities=[["gpu"]])]
     return kwargs
-
-
-def _bridge_of(net: Any) -> Bridge:
-    ipam = (net.attrs.get("IPAM") or {}).get("Config") or [{}]
-    gateway = ipam[0].get("Gateway") or str(next(ipaddress.ip_network(ipam[0]["Subnet"]).hosts()))
-    iface = (net.attrs.get("Options") or {}).get("com.docker.network.bridge.name") or f"br-{net.id[:12]}"
-    return Bridge(net.name, iface, gateway)
-
-
-def _forward_chain() -> str:
-    """DOCKER-USER, where the engine manages iptables (it never touches it); FORWARD itself otherwise."""
-    return "DOCKER-USER" if iptables("-S", "DOCKER-USER").returncode == 0 else "FORWARD"
 
 
 def _published_port(attrs: dict[str, Any]) -> int:

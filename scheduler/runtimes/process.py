@@ -155,7 +155,7 @@ class ProcessRuntime:
         self._procs: dict[str, subprocess.Popen[bytes]] = {}  # instance id → sandbox leader (our children)
         self._filters: dict[str, subprocess.Popen[bytes]] = {}  # instance id → its log filter
         self._ended: dict[str, ExitInfo] = {}
-        self.net = SpaceNetwork.from_env() if self.support.sandbox else None
+        self.net = SpaceNetwork.for_install(settings.install_tag) if self.support.sandbox else None
         self.host_urls: dict[str, str] = {}  # base URL on the host → as a Space reaches it (the gateway)
         if (warning := self.sandbox_state().warning()) is not None:
             log.warning("%s", warning)
@@ -239,13 +239,15 @@ class ProcessRuntime:
     def expose_host_services(self, services: Mapping[str, int]) -> None:
         """Base URL on the host → the port on the gateway serving the same: the firewall opens those ports to
         Spaces and their env URLs (HF_ENDPOINT, SPACES_ZERO_DEVICE_API_URL) are rebased onto the gateway. An
-        empty mapping withdraws them (at shutdown). Blocking."""
+        empty mapping withdraws them (at shutdown: then the bridge goes too, unless Spaces still use it). Blocking."""
         if self.net is None:
             return
         gateway = self.net.gateway
         self.host_urls = {base: f"http://{gateway}:{port}" for base, port in services.items()}
         try:
             self.net.expose(str(self.settings.data_dir), services.values())
+            if not services:
+                self.net.remove_if_unused()
         except NetworkError as e:
             log.error("the Spaces' network is not available, no Space will start: %s", e)
 

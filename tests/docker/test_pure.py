@@ -20,12 +20,12 @@ from core.errors import BuildFailed, LaunchFailed
 from core.hardware import Hardware, flavor
 from core.settings import Settings
 from core.stages import Sdk
+from sandbox.dockernet import Bridge, bridge_of, build_firewall
 from sandbox.firewall import nameservers, restore_script
 from scheduler.env import rebase_host_urls
 from scheduler.runtimes.base import LaunchSpec
 from scheduler.runtimes.docker import (
     HOST_ALIAS,
-    Bridge,
     Machine,
     container_plan,
     exit_info,
@@ -245,6 +245,26 @@ def test_firewall_rejects_private_ranges_but_dns_to_the_hosts_resolvers() -> Non
     rejected = [r[1] for r in fwd if "REJECT" in r]
     assert rejected == ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10"]
     assert fwd[-1] == ("-j", "RETURN")  # public addresses: on to Docker's own rules
+
+
+DOCKER0 = {"Name": "bridge", "Id": "1387f8e2663c" * 5, "IPAM": {"Config": [{"Subnet": "172.17.0.0/16"}]},
+           "Options": {"com.docker.network.bridge.name": "docker0"}}
+
+
+def test_build_steps_reach_no_port_of_the_host_and_no_private_range() -> None:
+    bridge = bridge_of(DOCKER0)
+    assert bridge == Bridge("bridge", "docker0", "172.17.0.1")  # no IPAM gateway: the subnet's first address
+    fw = build_firewall(bridge, ("10.255.255.53",))
+    chains = dict(fw.chains)
+    assert chains["SPACEHOST-IN-docker0"] == (  # replies only: not the hub, the broker, nor any loopback service
+        ("-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"),
+        ("-j", "REJECT", "--reject-with", "icmp-admin-prohibited"))
+    fwd = chains["SPACEHOST-FWD-docker0"]
+    assert [r[1] for r in fwd if "REJECT" in r] == ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+                                                    "169.254.0.0/16", "100.64.0.0/10"]
+    assert fwd[-1] == ("-j", "RETURN")  # the package indexes: on to Docker's own rules and NAT
+    assert ("DOCKER-USER", ("-i", "docker0", "-j", "SPACEHOST-FWD-docker0")) in fw.jumps
+    assert bridge_of({**DOCKER0, "Options": {}}).interface == "br-1387f8e2663c"  # a user-defined network
 
 
 def test_restore_script_swaps_the_chains_and_adds_only_missing_jumps() -> None:

@@ -27,6 +27,7 @@ import httpx
 import pytest
 from gradio_client import Client
 
+from core.settings import Settings
 from sandbox.netns import SpaceNetwork
 from tests.e2e.harness import Server, free_port
 
@@ -201,7 +202,7 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                       "SPACEHOST_SPACE_MEMORY_MAX": str(MEMORY_MAX)})
     srv.data_dir.mkdir()
     srv.start()
-    gateway = SpaceNetwork.from_env().ensure()
+    gateway = SpaceNetwork.for_install(Settings(data_dir=srv.data_dir).install_tag).ensure()
     gw_sock, gw_port = listener(gateway)
     lo_sock, lo_port = listener("127.0.0.1")
     try:

@@ -12,7 +12,16 @@ import pytest
 
 from core.stages import Sdk
 from sandbox.firewall import REJECT
-from sandbox.netns import SpaceNetwork, enter_argv, host_veth, route_conflicts, ruleset
+from sandbox.netns import (
+    SUBNET_POOL,
+    SpaceNetwork,
+    enter_argv,
+    host_veth,
+    install_bridge,
+    pick_subnet,
+    route_conflicts,
+    ruleset,
+)
 from scheduler.runtimes.sandbox import app_command, app_env
 from sdk_templates import TEMPLATES
 
@@ -27,6 +36,43 @@ ROUTES = ("default via 192.0.2.1 dev eth0\n172.17.0.0/16 dev docker0 proto kerne
 ], ids=["free", "docker0", "own-bridge-ignored"])
 def test_route_conflicts(subnet: str, routes: str, conflicts: list[str]) -> None:
     assert route_conflicts(subnet, routes, "spacehost1") == conflicts
+
+
+def _slot(tag: str) -> str:
+    """The subnet `tag` hashes to on a host with no route in the pool."""
+    return pick_subnet(tag, install_bridge(tag), "default via 192.0.2.1 dev eth0\n")
+
+
+@pytest.mark.parametrize(("routes", "avoid", "expected"), [
+    ("default via 192.0.2.1 dev eth0\n", (), "hashed"),
+    ("10.229.8.0/21 dev shbrabcd0123 proto kernel scope link src 10.229.8.1 linkdown\n", (), "10.229.8.0/21"),
+    ("{hashed} dev shbrother proto kernel scope link src x\n", (), "next"),
+    ("default via 192.0.2.1 dev eth0\n", ("{hashed_host}",), "next"),
+    ("10.224.0.0/12 dev vpn0 scope link\n", (), None),
+], ids=["free-pool-takes-the-hashed-slot", "existing-bridge-keeps-its-subnet", "slot-of-another-install-skipped",
+        "slot-holding-a-resolver-skipped", "pool-full"])
+def test_each_install_gets_a_subnet_of_its_own(routes: str, avoid: tuple[str, ...], expected: str | None) -> None:
+    import ipaddress
+
+    tag = "abcd0123"
+    hashed = _slot(tag)
+    nxt = str(ipaddress.ip_network(hashed).broadcast_address + 1) + "/21"
+    host = str(ipaddress.ip_network(hashed).network_address + 53)
+    routes, avoid = routes.format(hashed=hashed), tuple(a.format(hashed_host=host) for a in avoid)
+    if expected is None:
+        with pytest.raises(OSError, match="no free /21"):
+            pick_subnet(tag, install_bridge(tag), routes, avoid)
+        return
+    want = {"hashed": hashed, "next": nxt}.get(expected, expected)
+    assert pick_subnet(tag, install_bridge(tag), routes, avoid) == want
+    assert ipaddress.ip_network(want).subnet_of(ipaddress.ip_network(SUBNET_POOL))  # type: ignore[arg-type]
+
+
+def test_install_names_fit_interface_and_chain_limits() -> None:
+    bridge = install_bridge("0123456789abcdef")
+    assert bridge == "shbr01234567" and len(bridge) <= 15  # IFNAMSIZ
+    assert all(len(name) <= 28 for name, _ in ruleset(bridge, "10.224.0.0/21", [1], ()).chains)  # iptables' limit
+    assert _slot("aaaaaaaa") != _slot("bbbbbbbb")  # two installs start from different slots
 
 
 def test_ruleset_opens_gateway_ports_closes_the_bridge_and_masquerades() -> None:
