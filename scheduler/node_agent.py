@@ -58,6 +58,8 @@ class NodeConfig:
     accelerator: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     zerogpu_devices: int = 0
+    zerogpu_quota_anonymous_s: int = 120  # daily GPU seconds per tier; set every node and the server alike
+    zerogpu_quota_signed_in_s: int = 300
     insecure_no_sandbox: bool = False
     redis_url: str | None = None  # default: the server's, given at registration
     keep_spaces: bool = False  # leave the Spaces running when the agent stops (a restart re-adopts them)
@@ -101,6 +103,8 @@ class NodeAgent:
     def __init__(self, cfg: NodeConfig) -> None:
         self.cfg = cfg
         self.settings = Settings(data_dir=cfg.data_dir, runtime=cfg.runtime, zerogpu_devices=cfg.zerogpu_devices,
+                                 zerogpu_quota_anonymous_s=cfg.zerogpu_quota_anonymous_s,
+                                 zerogpu_quota_signed_in_s=cfg.zerogpu_quota_signed_in_s,
                                  insecure_no_sandbox=cfg.insecure_no_sandbox)
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
         self.runtime = load_runtime(cfg.runtime, self.settings)
@@ -111,6 +115,7 @@ class NodeAgent:
         self.starting: dict[str, asyncio.Task[None]] = {}
         self.zerogpu_url: str | None = None
         self.broker: Any = None
+        self.ledger: Any = None  # the cluster's quota ledger (RedisLedger), connected once registered
         self._state_path = cfg.data_dir / "node.json"
         self._stopping = threading.Event()
 
@@ -175,6 +180,8 @@ class NodeAgent:
             await self._start_broker()
         await self.adopt()
         reg = await self.register()
+        if self.ledger is not None:
+            self.ledger.connect(self.cfg.redis_url or reg["redis_url"])
         self.heartbeat_thread(self.cfg.redis_url or reg["redis_url"])
         log.info("node %s registered at %s (%s)", self.cfg.name, self.cfg.server, self.cfg.address)
         await asyncio.gather(self.reconcile_forever(), self.watch_forever(), self.watch_loop_lag())
@@ -396,11 +403,16 @@ class NodeAgent:
     async def _start_broker(self) -> None:
         from spacehost.embedded import listen
         from zerogpu.embedded import start_broker
+        from zerogpu.redis_ledger import RedisLedger
 
         gateway = await asyncio.to_thread(self.runtime.gateway)
         hosts = (self.cfg.address, gateway) if gateway else (self.cfg.address,)
+        # Quotas are cluster-wide: every node's broker charges the one ledger in the cluster's Redis. Until the
+        # node has registered (and so knows the Redis URL) its broker refuses leases, as when Redis is unreachable.
+        self.ledger = RedisLedger(self.cfg.name)
         self.broker = await start_broker(self.settings, self.settings.secret_key(), listen(hosts),
-                                         is_admin=lambda token: hmac.compare_digest(token, self.cfg.token))
+                                         is_admin=lambda token: hmac.compare_digest(token, self.cfg.token),
+                                         ledger=self.ledger)
         self.zerogpu_url = self.broker.url
         if gateway:
             await asyncio.to_thread(self.runtime.expose_host_services, {self.broker.url: self.broker.port})

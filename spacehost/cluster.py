@@ -16,7 +16,6 @@ import uvicorn
 from builder import load_backend
 from builder.queue import load_queue
 from core import static_tree
-from core.crypto import SecretBox
 from core.routes import RouteTable, Upstream
 from core.routes_json import table_to_json
 from core.settings import Settings
@@ -24,6 +23,7 @@ from hub.accounts import Accounts, join_token
 from hub.api import cluster as cluster_api
 from hub.app import create_app
 from hub.control import Hub, wildcard_dns_works
+from hub.crypto import SecretBox
 from hub.repos import Repos
 from hub.store import Store
 from scheduler.controller import Controller, env_source_for
@@ -77,7 +77,7 @@ class ClusterServer:
         self.controller = controller = Controller(
             s, store, repos.root, runtime, load_backend("process", s), env_source_for(store, box), self.on_routes,
             app_url=lambda space: hub_holder["hub"].app_url(space), hub_upstream=Upstream(self.listen_host, port),
-            build_queue=queue)
+            build_queue=queue, zero_gpu_quota=cluster_quota(s, self.redis_url))
         hub = Hub(s, store, accounts, repos, box, controller, wildcard_dns=wildcard_dns_works(s.space_domain),
                   signing_key=s.secret_key(), sandbox=runtime.sandbox_state())
         hub_holder["hub"] = hub
@@ -205,9 +205,16 @@ class ClusterServer:
         assert self._hooks is not None
         return await asyncio.to_thread(self._hooks.can_view, space_id, user)
 
-    async def credential_live(self, cred: str) -> bool:
-        assert self._hooks is not None
-        return await asyncio.to_thread(self._hooks.credential_live, cred)
+
+def cluster_quota(settings: Settings, redis_url: str) -> Any:
+    """What `hf spaces zero-gpu quota` reads on the server: the cluster-wide ledger every node's broker charges."""
+    import time
+
+    from zerogpu.embedded import limits_from
+    from zerogpu.ledger import LedgerQuota
+    from zerogpu.redis_ledger import RedisLedger
+
+    return LedgerQuota(RedisLedger("server", redis_url), limits_from(settings), time.time)
 
 
 def run_server(settings: Settings, redis_url: str, listen_host: str, listen_port: int) -> None:

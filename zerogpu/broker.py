@@ -23,6 +23,7 @@ from typing import Any
 from core.errors import NotFound
 from core.iptoken import Visitor, verify
 from zerogpu.gate import DeviceGate, Killer, ProcessGate, TreeKiller
+from zerogpu.ledger import Hold, Ledger, LedgerUnavailable, LocalLedger
 from zerogpu.metrics import Metrics, render
 from zerogpu.policy import (
     Admission,
@@ -38,8 +39,7 @@ from zerogpu.policy import (
     reserved_s,
 )
 from zerogpu.pool import Pool, nvml_utilization
-from zerogpu.quota import GpuSize, Limits, QuotaStatus, charge, charged_seconds, status
-from zerogpu.store import UsageStore
+from zerogpu.quota import GpuSize, Limits, QuotaStatus, charged_seconds, status
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,15 @@ class Queued:
     ask: Ask
     reason: QueuingReason
     waiter: asyncio.Future[Granted | None]  # a grant, or None: timed out / the Space went away
+
+
+@dataclass(frozen=True)
+class Unsent:
+    """A charge the ledger could not take when its lease ended; sent again by `tick`."""
+
+    visitor: str
+    seconds: float
+    at: float
 
 
 @dataclass(frozen=True)
@@ -86,19 +95,25 @@ def _resolve(fut: asyncio.Future[Granted | None], value: Granted | None) -> None
 
 class Broker:
     """Leases GPUs of `pool` to registered Spaces. `secret` verifies X-IP-Tokens and derives each Space's
-    URL token. `clock` is wall time (quota windows are persisted). `state_dir` keeps quota usage across
-    restarts. `killer` ends workers (default `TreeKiller`: only inside a Space's own process tree)."""
+    URL token. `clock` is wall time (quota windows are persisted). `ledger` keeps quota usage (default: a
+    `LocalLedger` in `state_dir`, kept across restarts; a cluster's node passes the shared `RedisLedger`).
+    `killer` ends workers (default `TreeKiller`: only inside a Space's own process tree).
+
+    Ledger unreachable (`LedgerUnavailable`): a new `/schedule` is refused with it (fail-closed, HTTP 503: the
+    cluster-wide quota cannot be checked); leases already granted run and end as usual, their charges kept in
+    `unsent` and sent by `tick` once the ledger answers again, before any new lease is admitted."""
 
     def __init__(self, pool: Pool, secret: bytes, *, clock: Callable[[], float] = time.time,
                  limits: Limits | None = None, config: PolicyConfig | None = None,
                  state_dir: Path | None = None, killer: Killer | None = None,
-                 gate: DeviceGate | None = None) -> None:
+                 gate: DeviceGate | None = None, ledger: Ledger | None = None) -> None:
         self.pool, self.secret, self.clock = pool, secret, clock
         self.limits = limits or Limits()
         self.config = config or PolicyConfig()
         self.killer: Killer = killer or TreeKiller()
         self.gate: DeviceGate = gate or ProcessGate()
-        self.usage = UsageStore(state_dir / "zerogpu-usage.json" if state_dir else None)
+        self.ledger: Ledger = ledger or LocalLedger(state_dir / "zerogpu-usage.json" if state_dir else None)
+        self.unsent: list[Unsent] = []
         self.metrics = Metrics()
         self._lock = threading.RLock()
         self._spaces: dict[str, str] = {}  # URL token → Space
@@ -170,10 +185,31 @@ class Broker:
         return Identity(key=v.key, signed_in=v.user is not None)
 
     def quota_for(self, visitor_key: str) -> QuotaStatus:
+        """The visitor's quota: the ledger's usage (cluster-wide with a RedisLedger), reserved here and by other
+        brokers. Raises LedgerUnavailable."""
         with self._lock:
             now = self.clock()
-            reserved = reserved_s(visitor_key, tuple(self._queue.values()), tuple(self._leases.values()))
-            return status(self.limits, visitor_key, self.usage.get(visitor_key), reserved, now)
+            acct = self.ledger.account(visitor_key, now)
+            return status(self.limits, visitor_key, acct.usage, self._reserved(visitor_key) + acct.held_elsewhere,
+                          now)
+
+    def _reserved(self, visitor_key: str) -> int:
+        return reserved_s(visitor_key, tuple(self._queue.values()), tuple(self._leases.values()))
+
+    def _hold(self, visitor_key: str, now: float, extra_s: int = 0) -> Hold:
+        """This broker's hold for the visitor: what it reserves (+ `extra_s` about to be), until every ask and
+        lease it could have for them is over (queue timeout + the longest duration + grace)."""
+        c = self.config
+        until = now + c.queue_timeout_s + self.limits.max_duration_for(visitor_key) + c.grace_s
+        return Hold(float(self._reserved(visitor_key) + extra_s), until)
+
+    def _send_unsent(self) -> None:
+        """Charges of leases that ended while the ledger was unreachable, oldest first. Raises LedgerUnavailable
+        (what is not sent stays)."""
+        while self.unsent:
+            u = self.unsent[0]
+            self.ledger.charge(u.visitor, u.seconds, u.at, self._hold(u.visitor, self.clock()))
+            self.unsent.pop(0)
 
     def set_quota_override(self, visitor_key: str, daily_s: int | None) -> None:
         overrides = dict(self.limits.overrides)
@@ -190,13 +226,22 @@ class Broker:
     # -- the device protocol ------------------------------------------------------------------------------
 
     def schedule(self, space_id: str, who: Identity, duration_s: int, size: GpuSize,
-                 task_id: int) -> Granted | Rejected | Queued:
-        """Admit and try to grant now; else queue (call from the event loop the waiter should live on)."""
+                 task_id: int, loop: asyncio.AbstractEventLoop | None = None) -> Granted | Rejected | Queued:
+        """Admit and try to grant now; else queue. The waiter lives on `loop` (default: the running one; pass
+        it when calling from a thread, as the ledger may block). Raises LedgerUnavailable (fail-closed)."""
         with self._lock:
             now = self.clock()
             ask = Ask(pysecrets.token_hex(8), space_id, who.key, duration_s, size, task_id, now)
-            reserved = reserved_s(who.key, tuple(self._queue.values()), tuple(self._leases.values()))
-            adm = admit(ask, self.limits, self.usage.get(who.key), reserved, now)
+            reserved, limits = self._reserved(who.key), self.limits
+            try:
+                self._send_unsent()
+                adm = self.ledger.admit(
+                    who.key, now, lambda acct: admit(ask, limits, acct.usage, reserved + acct.held_elsewhere, now),
+                    lambda a: self._hold(who.key, now, ask.cost_s) if a.result is ApproveResult.APPROVED else None)
+            except LedgerUnavailable as e:
+                self.metrics.outcomes["ledger-unavailable"] += 1
+                log.warning("ZeroGPU lease for %s refused: %s", space_id, e.message)
+                raise
             if adm.result is not ApproveResult.APPROVED:
                 self.metrics.outcomes[adm.result.value] += 1
                 return Rejected(adm)
@@ -204,7 +249,7 @@ class Broker:
             granted = self._tick(now)
             if (g := granted.get(ask.ask_id)) is not None:
                 return g
-            fut: asyncio.Future[Granted | None] = asyncio.get_running_loop().create_future()
+            fut: asyncio.Future[Granted | None] = (loop or asyncio.get_running_loop()).create_future()
             self._waiters[ask.ask_id] = fut
             return Queued(ask, self._last_waiting.get(ask.ask_id, QueuingReason.NODE), fut)
 
@@ -212,7 +257,8 @@ class Broker:
         """The caller went away while queued: drop the ask, or give back a grant it never received."""
         with self._lock:
             self._waiters.pop(ask_id, None)
-            if self._queue.pop(ask_id, None) is not None:
+            if (ask := self._queue.pop(ask_id, None)) is not None:
+                self._lower_hold(ask.visitor)
                 return
             if delivered is not None and delivered.lease.token in self._leases:
                 self._end(self._leases[delivered.lease.token], self.clock(), outcome="abandoned")
@@ -250,10 +296,22 @@ class Broker:
     # -- the loop -----------------------------------------------------------------------------------------
 
     def tick(self) -> None:
-        """Timeouts, expiries and grants due now; then persist quota usage."""
+        """Timeouts, expiries and grants due now; then charges not sent yet, and the ledger's upkeep."""
         with self._lock:
-            self._tick(self.clock())
-            self.usage.flush()
+            now = self.clock()
+            self._tick(now)
+            try:
+                self._send_unsent()
+            except LedgerUnavailable as e:
+                log.warning("%d ZeroGPU charge(s) wait for the quota ledger: %s", len(self.unsent), e.message)
+            self.ledger.tick(now)
+
+    def _lower_hold(self, visitor_key: str) -> None:
+        """An ask of the visitor left without a lease: hold less (best effort; a stale hold only expires)."""
+        try:
+            self.ledger.hold(visitor_key, self._hold(visitor_key, self.clock()))
+        except LedgerUnavailable as e:
+            log.warning("ZeroGPU hold of %s not lowered: %s", visitor_key, e.message)
 
     def _tick(self, now: float) -> dict[str, Granted]:
         p = plan(Snapshot(self.pool, tuple(self._queue.values()), tuple(self._leases.values()),
@@ -267,7 +325,8 @@ class Broker:
             self._warm.remove(w)
             self.killer.kill(w.space_id, w.pid)
         for ask_id in p.timed_out:
-            self._queue.pop(ask_id, None)
+            if (gone := self._queue.pop(ask_id, None)) is not None:
+                self._lower_hold(gone.visitor)
             self.metrics.outcomes["queue-timeout"] += 1
             if (fut := self._waiters.pop(ask_id, None)) is not None:
                 _resolve(fut, None)
@@ -291,7 +350,12 @@ class Broker:
     def _end(self, lease: Lease, now: float, outcome: str) -> None:
         self._leases.pop(lease.token, None)
         cost = charged_seconds(lease.granted_at, lease.duration_s, lease.size, now)
-        self.usage.put(lease.visitor, charge(self.usage.get(lease.visitor), cost, now))
+        try:
+            self.ledger.charge(lease.visitor, cost, now, self._hold(lease.visitor, now))
+        except LedgerUnavailable as e:  # the lease ends all the same; its charge is sent once the ledger is back
+            log.warning("ZeroGPU charge of %.1fs to %s kept until the quota ledger answers: %s", cost,
+                        lease.visitor, e.message)
+            self.unsent.append(Unsent(lease.visitor, cost, now))
         self.metrics.charge(lease.space_id, lease.visitor, cost, now)
         self.metrics.outcomes[outcome] += 1
         self.gate.revoke(lease.space_id, self._devices[lease.device])
@@ -301,7 +365,7 @@ class Broker:
         while True:
             await asyncio.sleep(interval_s)
             try:
-                self.tick()
+                await asyncio.to_thread(self.tick)  # the ledger may be a network call
             except Exception:  # keep the timer alive whatever one pass hit
                 log.exception("ZeroGPU tick failed")
 
@@ -331,7 +395,9 @@ class Broker:
 
     def close(self) -> None:
         with self._lock:
-            self.usage.flush()
+            with contextlib.suppress(LedgerUnavailable):
+                self._send_unsent()
+            self.ledger.tick(self.clock())
             for fut in self._waiters.values():
                 with contextlib.suppress(RuntimeError):
                     _resolve(fut, None)

@@ -20,6 +20,7 @@ import uvicorn
 from core.settings import Settings
 from zerogpu.broker import Broker
 from zerogpu.gate import TreeKiller, gate_for_host
+from zerogpu.ledger import Ledger
 from zerogpu.pool import detect_pool
 from zerogpu.quota import Limits, QuotaStatus, Tier
 from zerogpu.server import IsAdmin, create_app
@@ -80,6 +81,9 @@ class BrokerServer:
     def quota_for(self, visitor_key: str) -> QuotaStatus:
         return self.broker.quota_for(visitor_key)
 
+    def set_quota_overrides(self, overrides: dict[str, int]) -> None:
+        self.broker.set_quota_overrides(overrides)
+
     async def close(self) -> None:
         self.broker.close()
         if self._server is not None:
@@ -91,18 +95,24 @@ class BrokerServer:
                 await asyncio.wait_for(t, 5)
 
 
+def limits_from(settings: Settings) -> Limits:
+    """The quota limits an installation's settings give (each tier's maximum duration at least HF's)."""
+    tiers = {Tier.ANONYMOUS: settings.zerogpu_quota_anonymous_s, Tier.SIGNED_IN: settings.zerogpu_quota_signed_in_s}
+    return Limits(daily_s=tiers, max_duration_s={t: max(s, Limits().max_duration_s[t]) for t, s in tiers.items()})
+
+
 async def start_broker(settings: Settings, key: bytes, sockets: list[socket.socket] | None = None,
-                       is_admin: IsAdmin | None = None) -> BrokerServer | None:
-    """The broker, serving `sockets` if given (closed when there is no device: no broker)."""
+                       is_admin: IsAdmin | None = None, ledger: Ledger | None = None) -> BrokerServer | None:
+    """The broker, serving `sockets` if given (closed when there is no device: no broker). `ledger`: where quota
+    usage lives (default: a local file in the data dir; a cluster node passes the cluster's RedisLedger)."""
     pool = detect_pool(settings.zerogpu_devices)
     if len(pool) == 0:
         for sock in sockets or ():
             sock.close()
         return None
-    tiers = {Tier.ANONYMOUS: settings.zerogpu_quota_anonymous_s, Tier.SIGNED_IN: settings.zerogpu_quota_signed_in_s}
-    limits = Limits(daily_s=tiers, max_duration_s={t: max(s, Limits().max_duration_s[t]) for t, s in tiers.items()})
     killer = TreeKiller()
-    server = BrokerServer(Broker(pool, key, limits=limits, state_dir=Path(settings.path("zerogpu")), killer=killer,
-                                 gate=gate_for_host(pool, killer.roots)), sockets=sockets, is_admin=is_admin)
+    server = BrokerServer(Broker(pool, key, limits=limits_from(settings), state_dir=Path(settings.path("zerogpu")),
+                                 killer=killer, gate=gate_for_host(pool, killer.roots), ledger=ledger),
+                          sockets=sockets, is_admin=is_admin)
     await server.start()
     return server

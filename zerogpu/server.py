@@ -9,7 +9,8 @@ What the package reads, exactly:
   `text/event-stream` read with `iter_text()`, *each chunk parsed as one whole event* (`event: ping`,
   `event: failed`, or `event: succeeded` + one `data:` line) — so every event goes out as its own chunk;
   or 429 JSON `QuotaInfos{left: int, wait: timedelta}` (pydantic reads a number as seconds; `wait < 0`
-  means illegal duration). Headers `X-Authenticated` (`regular` when signed in), `X-Queuing-Reason`,
+  means illegal duration); or 503 `{"detail": …}` when the quota ledger (a cluster's Redis) is unreachable
+  — the package shows its own "No GPU was available", the node logs why. Headers `X-Authenticated` (`regular` when signed in), `X-Queuing-Reason`,
   `X-Approve-Result`, each only with a value of the package's Literal types. Other statuses: 503 is
   "No GPU was available", 401 "Expired ZeroGPU proxy token".
 - `POST /allow?allowToken=&pid=` must answer 200; `POST /release?allowToken=&fail=` 200 (404 is tolerated:
@@ -92,7 +93,9 @@ def create_app(broker: Broker, ping_s: float = 1.0, is_admin: IsAdmin | None = N
         task_id = _int(req, "taskId", 0)
         who = broker.identify(req.query_params.get("token"), req.client.host if req.client else "unknown")
         headers = {"X-Authenticated": "regular"} if who.signed_in else {}
-        out = broker.schedule(space, who, duration, size, task_id)
+        # In a thread: the quota ledger may be the cluster's Redis (LedgerUnavailable → 503 by `on_error`).
+        out = await asyncio.to_thread(broker.schedule, space, who, duration, size, task_id,
+                                      asyncio.get_running_loop())
         if isinstance(out, Granted):
             return JSONResponse(_grant_json(broker, out), headers={**headers, "X-Approve-Result": "approved"})
         if isinstance(out, Rejected):
@@ -114,7 +117,8 @@ def create_app(broker: Broker, ping_s: float = 1.0, is_admin: IsAdmin | None = N
 
     async def release(req: Request) -> Response:
         space = broker.space_for(req.path_params["space"])
-        ok = broker.release(space, req.query_params.get("allowToken", ""), _bool(req, "fail", False))
+        ok = await asyncio.to_thread(broker.release, space, req.query_params.get("allowToken", ""),
+                                     _bool(req, "fail", False))  # it charges the ledger
         return Response(status_code=200 if ok else 404)
 
     async def queue_size(req: Request) -> Response:

@@ -88,7 +88,8 @@ async def zero_gpu_quota(request: Request) -> dict[str, Any]:
     """The caller's ZeroGPU quota in GPU-seconds (`hf spaces zero-gpu quota`; also /api/zerogpu/quota)."""
     p = await caller(request)
     ip = request.headers.get("x-forwarded-for", request.client.host if request.client else "").split(",")[0].strip()
-    quota = hub_of(request).control.zerogpu_quota(f"user:{p.user}" if p else f"ip:{ip}")
+    quota = await asyncio.to_thread(hub_of(request).control.zerogpu_quota,  # cluster: a Redis read
+                                    f"user:{p.user}" if p else f"ip:{ip}")
     if quota is None:
         raise NotFound("this spacehost has no ZeroGPU pool (start it with --zerogpu-devices N or on a GPU host)")
     return hf_quota(quota)

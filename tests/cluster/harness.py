@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -145,3 +146,16 @@ class Cluster:
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n{p.tail()}" for p in self.procs.values())
+
+    @contextlib.contextmanager
+    def serving(self) -> Iterator[Cluster]:
+        """The server and a proxy up for a test's body; the logs printed when it fails; every process stopped."""
+        try:
+            self.start_server()
+            self.start_proxy()
+            yield self
+        except BaseException:
+            print(self.logs())
+            raise
+        finally:
+            self.close()
