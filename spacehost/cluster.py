@@ -16,6 +16,7 @@ import uvicorn
 from builder import load_backend
 from builder.queue import load_queue
 from core import static_tree
+from core.crypto import SecretBox
 from core.routes import RouteTable, Upstream
 from core.routes_json import table_to_json
 from core.settings import Settings
@@ -23,7 +24,6 @@ from hub.accounts import Accounts, join_token
 from hub.api import cluster as cluster_api
 from hub.app import create_app
 from hub.control import Hub, wildcard_dns_works
-from hub.crypto import SecretBox
 from hub.repos import Repos
 from hub.store import Store
 from scheduler.controller import Controller, env_source_for
@@ -204,6 +204,10 @@ class ClusterServer:
     async def can_view(self, space_id: str, user: str | None) -> bool:
         assert self._hooks is not None
         return await asyncio.to_thread(self._hooks.can_view, space_id, user)
+
+    async def credential_live(self, cred: str) -> bool:
+        assert self._hooks is not None
+        return await asyncio.to_thread(self._hooks.credential_live, cred)
 
 
 def cluster_quota(settings: Settings, redis_url: str) -> Any:

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 import httpx
 
+from spacehost.flags import env, settings_from
+
 COMMANDS = ("server", "proxy", "node", "nodes")
-
-
-def _env(flag: str, default: str | None = None) -> str | None:
-    return os.environ.get("SPACEHOST_" + flag.upper().replace("-", "_"), default)
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -24,47 +21,46 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     for action in sub.choices["up"]._actions:
         if action.dest != "help":
             p._add_action(action)
-    p.add_argument("--listen", default=_env("listen", "127.0.0.1:8081"), help="HOST:PORT of the API (default "
+    p.add_argument("--listen", default=env("listen", "127.0.0.1:8081"), help="HOST:PORT of the API (default "
                    "127.0.0.1:8081); proxies and nodes call it")
-    p.add_argument("--redis-url", default=_env("redis-url"))
+    p.add_argument("--redis-url", default=env("redis-url"))
     p = sub.add_parser("proxy", help="cluster: a proxy serving the Spaces, routes from the server")
-    p.add_argument("--server", default=_env("server"), required=_env("server") is None)
-    p.add_argument("--token", default=_env("token"), required=_env("token") is None)
-    p.add_argument("--host", default=_env("host", "127.0.0.1"))
-    p.add_argument("--port", type=int, default=int(_env("port", "8080") or 8080))
-    p.add_argument("--data-dir", default=_env("data-dir", ".spacehost-proxy"))
+    p.add_argument("--server", default=env("server"), required=env("server") is None)
+    p.add_argument("--token", default=env("token"), required=env("token") is None)
+    p.add_argument("--host", default=env("host", "127.0.0.1"))
+    p.add_argument("--port", type=int, default=int(env("port", "8080") or 8080))
+    p.add_argument("--data-dir", default=env("data-dir", ".spacehost-proxy"))
     p = sub.add_parser("node", help="cluster: a node agent running the Spaces assigned to it")
-    p.add_argument("--server", default=_env("server"), required=_env("server") is None)
-    p.add_argument("--token", default=_env("token"), required=_env("token") is None)
-    p.add_argument("--name", default=_env("node-name"), required=_env("node-name") is None)
-    p.add_argument("--address", default=_env("address", "127.0.0.1"))
-    p.add_argument("--data-dir", default=_env("data-dir", ".spacehost-node"))
-    p.add_argument("--runtime", choices=["process", "docker"], default=_env("runtime", "process"))
-    p.add_argument("--zerogpu-devices", type=int, default=int(_env("zerogpu-devices", "0") or 0))
-    p.add_argument("--zerogpu-quota-anonymous", type=int, default=int(_env("zerogpu-quota-anonymous", "120") or 120),
+    p.add_argument("--server", default=env("server"), required=env("server") is None)
+    p.add_argument("--token", default=env("token"), required=env("token") is None)
+    p.add_argument("--name", default=env("node-name"), required=env("node-name") is None)
+    p.add_argument("--address", default=env("address", "127.0.0.1"))
+    p.add_argument("--data-dir", default=env("data-dir", ".spacehost-node"))
+    p.add_argument("--runtime", choices=["process", "docker"], default=env("runtime", "process"))
+    p.add_argument("--zerogpu-devices", type=int, default=int(env("zerogpu-devices", "0") or 0))
+    p.add_argument("--zerogpu-quota-anonymous", type=int, default=int(env("zerogpu-quota-anonymous", "120") or 120),
                    help="daily ZeroGPU seconds per anonymous visitor (the server's and every node's alike)")
-    p.add_argument("--zerogpu-quota-signed-in", type=int, default=int(_env("zerogpu-quota-signed-in", "300") or 300),
+    p.add_argument("--zerogpu-quota-signed-in", type=int, default=int(env("zerogpu-quota-signed-in", "300") or 300),
                    help="daily ZeroGPU seconds per signed-in user (the server's and every node's alike)")
-    p.add_argument("--gpus", type=int, default=int(_env("gpus", "0") or 0), help="GPUs for dedicated GPU flavors")
-    p.add_argument("--accelerator", default=_env("accelerator"), help="a10g, t4, … of --gpus")
-    p.add_argument("--labels", default=_env("labels", ""), help="k=v,… matched by placement")
-    p.add_argument("--cpus", type=float, default=float(_env("cpus", "0") or 0), help="capacity (default: this machine's)")
-    p.add_argument("--memory-gb", type=float, default=float(_env("memory-gb", "0") or 0))
-    p.add_argument("--redis-url", default=_env("redis-url"), help="default: the server's, given at registration")
+    p.add_argument("--gpus", type=int, default=int(env("gpus", "0") or 0), help="GPUs for dedicated GPU flavors")
+    p.add_argument("--accelerator", default=env("accelerator"), help="a10g, t4, … of --gpus")
+    p.add_argument("--labels", default=env("labels", ""), help="k=v,… matched by placement")
+    p.add_argument("--cpus", type=float, default=float(env("cpus", "0") or 0), help="capacity (default: this machine's)")
+    p.add_argument("--memory-gb", type=float, default=float(env("memory-gb", "0") or 0))
+    p.add_argument("--redis-url", default=env("redis-url"), help="default: the server's, given at registration")
     p.add_argument("--insecure-no-sandbox", action="store_true")
-    p.add_argument("--keep-spaces", action="store_true", default=_env("keep-spaces") not in (None, "", "0"),
+    p.add_argument("--keep-spaces", action="store_true", default=env("keep-spaces") not in (None, "", "0"),
                    help="leave the Spaces running when the agent stops (a restart re-adopts them)")
     p = sub.add_parser("nodes", help="cluster: list, cordon, uncordon or drain nodes; `token`: the join token that "
                        "node agents, build workers and proxies use (the cluster API only, no admin)")
-    p.add_argument("--server", default=_env("server", "http://127.0.0.1:8081"))
-    p.add_argument("--token", default=_env("token") or _env("admin-token"))
+    p.add_argument("--server", default=env("server", "http://127.0.0.1:8081"))
+    p.add_argument("--token", default=env("token") or env("admin-token"))
     p.add_argument("action", nargs="?", default="list", choices=["list", "cordon", "uncordon", "drain", "token"])
     p.add_argument("name", nargs="?")
 
 
 def run(args: argparse.Namespace) -> int:
     if args.cmd == "server":
-        from spacehost.cli import settings_from
         from spacehost.cluster import run_server
 
         redis_url = args.redis_url or "redis://127.0.0.1:6379/0"

@@ -10,7 +10,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
 from core.errors import BadRequest, NotFound
-from hub.api.repos import _hardware, _json
+from hub.api.fields import hardware_name, json_object
 from hub.api.views import iso, runtime_view
 from hub.deps import hub_of, visible_space, writable_space
 from hub.logs import sse
@@ -30,8 +30,8 @@ async def _runtime(request: Request, space_id: str) -> dict[str, Any]:
 @router.post(PREFIX + "/hardware")
 async def request_hardware(request: Request, owner: str, name: str) -> dict[str, Any]:
     space, _ = await writable_space(request, owner, name)
-    body = await _json(request)
-    fields: dict[str, Any] = {"hardware": _hardware(body.get("flavor"))}
+    body = await json_object(request)
+    fields: dict[str, Any] = {"hardware": hardware_name(body.get("flavor"))}
     if body.get("sleepTimeSeconds") is not None:
         fields["sleep_time"] = int(body["sleepTimeSeconds"])
     hub = hub_of(request)
@@ -44,7 +44,7 @@ async def request_hardware(request: Request, owner: str, name: str) -> dict[str,
 @router.post(PREFIX + "/sleeptime")
 async def set_sleep_time(request: Request, owner: str, name: str) -> dict[str, Any]:
     space, _ = await writable_space(request, owner, name)
-    body = await _json(request)
+    body = await json_object(request)
     seconds = body.get("seconds")
     if not isinstance(seconds, int) or (seconds < 0 and seconds != -1):
         raise BadRequest("seconds must be a positive integer, or -1 to never sleep")
@@ -79,7 +79,7 @@ async def builds(request: Request, owner: str, name: str) -> dict[str, Any]:
 async def rollback(request: Request, owner: str, name: str) -> dict[str, Any]:
     """Serve a previous commit's kept build again, without rebuilding (spacehost extension)."""
     space, _ = await writable_space(request, owner, name)
-    sha = (await _json(request)).get("sha")
+    sha = (await json_object(request)).get("sha")
     if not isinstance(sha, str) or len(sha) < 7:
         raise BadRequest("send {\"sha\": \"<commit>\"} of a kept build (GET .../builds lists them)")
     kept = [b for b in await asyncio.to_thread(hub_of(request).control.builds, space.space_id) if b.startswith(sha)]
@@ -146,7 +146,7 @@ def _kv_routes(kind: str, path: str) -> None:
     @router.post(PREFIX + path, name=f"add_{kind}")
     async def add_kv(request: Request, owner: str, name: str) -> dict[str, Any]:
         space, _ = await writable_space(request, owner, name)
-        key, value, desc = _key_value(await _json(request), need_value=True)
+        key, value, desc = _key_value(await json_object(request), need_value=True)
         if await asyncio.to_thread(_upsert, request, space.id, kind, key, value, desc):
             await hub_of(request).control.env_changed(space.space_id)
         return {} if kind == "secret" else await asyncio.to_thread(_kv_map, request, space.id, kind)
@@ -154,7 +154,7 @@ def _kv_routes(kind: str, path: str) -> None:
     @router.delete(PREFIX + path, name=f"delete_{kind}")
     async def delete_kv(request: Request, owner: str, name: str) -> dict[str, Any]:
         space, _ = await writable_space(request, owner, name)
-        key, _v, _d = _key_value(await _json(request), need_value=False)
+        key, _v, _d = _key_value(await json_object(request), need_value=False)
         if not await asyncio.to_thread(_delete, request, space.id, kind, key):
             raise NotFound(f"no {kind} {key!r} in {space.space_id}")
         await hub_of(request).control.env_changed(space.space_id)
@@ -224,7 +224,7 @@ async def set_zerogpu_quota(request: Request, name: str) -> dict[str, Any]:
     no setting of its own gets the largest of its orgs'); `{"dailySeconds": null}` goes back to the default."""
     await _site_admin(request)
     hub = hub_of(request)
-    seconds = (await _json(request)).get("dailySeconds")
+    seconds = (await json_object(request)).get("dailySeconds")
     if seconds is not None and (not isinstance(seconds, int) or isinstance(seconds, bool) or seconds < 0):
         raise BadRequest('send {"dailySeconds": <non-negative integer>} or {"dailySeconds": null}')
     if await asyncio.to_thread(hub.accounts.get, name) is None:
