@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from core.routes import Route, RouteState, Upstream
+from core.stages import SpaceStage
 
 BACKOFF_BASE_S = 1.0
 BACKOFF_MAX_S = 30.0
@@ -88,29 +89,36 @@ class SpaceView:
     frozen: bool = False  # the frozen tier: its instance runs no code until a request thaws it
 
 
-_STATE = {
-    "SLEEPING": RouteState.SLEEPING,
-    "PAUSED": RouteState.STOPPED,
-    "STOPPED": RouteState.STOPPED,
+_STATE: dict[str, RouteState] = {
+    SpaceStage.SLEEPING: RouteState.SLEEPING,
+    SpaceStage.PAUSED: RouteState.STOPPED,
+    SpaceStage.STOPPED: RouteState.STOPPED,
 }
+_UP = (SpaceStage.RUNNING, SpaceStage.RUNNING_BUILDING)  # the serving version is up, no new instance starting
+_SERVING = (*_UP, SpaceStage.RUNNING_APP_STARTING)
+_STARTING = (SpaceStage.BUILDING, SpaceStage.APP_STARTING, SpaceStage.RUNNING_APP_STARTING,
+             SpaceStage.RUNNING_BUILDING)
+_FAILED: dict[str, str] = {SpaceStage.NO_APP_FILE: "This Space has no app file yet.",
+                           SpaceStage.CONFIG_ERROR: "Configuration error",
+                           SpaceStage.BUILD_ERROR: "Build error",
+                           SpaceStage.RUNTIME_ERROR: "Runtime error"}
 
 
 def route_for(v: SpaceView) -> Route:
-    if v.static_root and v.stage in ("RUNNING", "RUNNING_BUILDING"):
+    if v.static_root and v.stage in _UP:
         state, message = RouteState.STATIC, ""
-    elif v.upstream is not None and v.frozen and v.stage in ("RUNNING", "RUNNING_BUILDING"):
+    elif v.upstream is not None and v.frozen and v.stage in _UP:
         state, message = RouteState.FROZEN, ""
-    elif v.upstream is not None and v.stage in ("RUNNING", "RUNNING_BUILDING", "RUNNING_APP_STARTING"):
+    elif v.upstream is not None and v.stage in _SERVING:
         state, message = RouteState.SERVING, ""
     elif v.stage in _STATE:
         state = _STATE[v.stage]
-        message = "This Space is paused by its owner." if v.stage == "PAUSED" else "This Space is asleep."
-    elif v.stage in ("BUILDING", "APP_STARTING", "RUNNING_APP_STARTING", "RUNNING_BUILDING"):
+        message = "This Space is paused by its owner." if v.stage == SpaceStage.PAUSED else "This Space is asleep."
+    elif v.stage in _STARTING:
         state, message = RouteState.STARTING, "This Space is building." if "BUILD" in v.stage else "This Space is starting."
     else:
         state = RouteState.STOPPED
-        message = {"NO_APP_FILE": "This Space has no app file yet.", "CONFIG_ERROR": "Configuration error",
-                   "BUILD_ERROR": "Build error", "RUNTIME_ERROR": "Runtime error"}.get(v.stage, v.stage)
+        message = _FAILED.get(v.stage, v.stage)
         if v.error:
             message += ": " + v.error.splitlines()[0][:300]
     return Route(
@@ -122,8 +130,8 @@ def route_for(v: SpaceView) -> Route:
     )
 
 
-STARTING_STAGES = ("APP_STARTING", "RUNNING_APP_STARTING")
-RUNNABLE_STAGES = ("RUNNING", *STARTING_STAGES)
+STARTING_STAGES = (SpaceStage.APP_STARTING, SpaceStage.RUNNING_APP_STARTING)
+RUNNABLE_STAGES = (SpaceStage.RUNNING, *STARTING_STAGES)
 
 
 def recovery_target(stage: str, serving_sha: str | None, head_sha: str | None, head_built: bool) -> str | None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from core.hardware import FLAVORS, Flavor, Hardware, flavor
 from core.ids import SpaceId
+from core.stages import SpaceStage
 from hub.control import Hub
 from hub.phases import space_phases
 from hub.store import SpaceRecord, utcnow
@@ -24,7 +25,7 @@ def sleep_seconds(space: SpaceRecord) -> int | None:
 
 
 def runtime_view(hub: Hub, space: SpaceRecord) -> dict[str, Any]:
-    running = space.stage in ("RUNNING", "RUNNING_BUILDING", "RUNNING_APP_STARTING")
+    running = space.stage in (SpaceStage.RUNNING, SpaceStage.RUNNING_BUILDING, SpaceStage.RUNNING_APP_STARTING)
     f = flavor(space.hardware)
     host = hub.app_url(space).split("://", 1)[1]
     view: dict[str, Any] = {

@@ -14,6 +14,7 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from core.errors import Forbidden
 from core.ids import SpaceId
+from core.stages import SpaceStage
 from hub.accounts import Principal
 from hub.api.views import runtime_view, sleep_seconds
 from hub.csrf import SESSION_COOKIE
@@ -25,7 +26,7 @@ from hub.web.render import render, templates, visible
 
 router = APIRouter()
 SIGNED_URL_TTL_S = 3600
-SERVING = ("RUNNING", "RUNNING_BUILDING", "RUNNING_APP_STARTING")
+SERVING = (SpaceStage.RUNNING, SpaceStage.RUNNING_BUILDING, SpaceStage.RUNNING_APP_STARTING)
 TABS = (("app", "App", ""), ("files", "Files", "/tree/main"), ("logs", "Logs", "/logs"),
         ("community", "Community", "/discussions"), ("settings", "Settings", "/settings"))
 
@@ -157,8 +158,10 @@ async def status_stream(request: Request, owner: str, name: str) -> StreamingRes
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-BADGE_COLORS = {"RUNNING": "#16a34a", "SLEEPING": "#4f46e5", "PAUSED": "#4f46e5", "BUILDING": "#ca8a04",
-                "APP_STARTING": "#ca8a04", "RUNNING_BUILDING": "#16a34a", "RUNNING_APP_STARTING": "#16a34a"}
+BADGE_COLORS: dict[str, str] = {
+    SpaceStage.RUNNING: "#16a34a", SpaceStage.SLEEPING: "#4f46e5", SpaceStage.PAUSED: "#4f46e5",
+    SpaceStage.BUILDING: "#ca8a04", SpaceStage.APP_STARTING: "#ca8a04",
+    SpaceStage.RUNNING_BUILDING: "#16a34a", SpaceStage.RUNNING_APP_STARTING: "#16a34a"}
 
 
 def badge_svg(label: str, value: str, color: str) -> str:

@@ -14,6 +14,7 @@ from builder.backend import BuildContext
 from builder.detect import NoAppFile
 from builder.queue import BuildRequest
 from core.errors import BuildFailed, ConfigError, LaunchFailed, SpacehostError
+from core.stages import SpaceStage
 from scheduler.steps import deploy
 from scheduler.steps.context import Node
 
@@ -23,12 +24,12 @@ log = logging.getLogger("spacehost.scheduler")
 def failure(e: SpacehostError, *, serving: bool, sha: str) -> tuple[str, dict[str, Any]]:
     """(the stage the build ended in, the Space's fields): the previous version keeps serving (the failure
     shows in the runtime info), or the Space shows CONFIG_ERROR, NO_APP_FILE or BUILD_ERROR with the log's tail."""
-    stage = ("CONFIG_ERROR" if isinstance(e, ConfigError) else "NO_APP_FILE" if isinstance(e, NoAppFile)
-             else "BUILD_ERROR")
+    stage = (SpaceStage.CONFIG_ERROR if isinstance(e, ConfigError)
+             else SpaceStage.NO_APP_FILE if isinstance(e, NoAppFile) else SpaceStage.BUILD_ERROR)
     tail = e.log_tail if isinstance(e, (BuildFailed, LaunchFailed)) else ""
     error = e.message + (f"\n{tail}" if tail else "")
     if serving:
-        return stage, {"stage": "RUNNING", "error": f"{stage} for {sha[:12]}: {error}"}
+        return stage, {"stage": SpaceStage.RUNNING, "error": f"{stage} for {sha[:12]}: {error}"}
     return stage, {"stage": stage, "error": error}
 
 
@@ -60,7 +61,8 @@ async def build(node: Node, space_id: str, sha: str, factory: bool, cancel: thre
     except Exception as e:  # a bug, not the user's fault: still say what happened
         log.exception("build of %s failed", space_id)
         blog.write(f"==> BUILD_ERROR: internal error: {e!r}")
-        node.set(space_id, stage="RUNNING" if serving else "BUILD_ERROR", error=f"internal error: {e!r}")
+        node.set(space_id, stage=SpaceStage.RUNNING if serving else SpaceStage.BUILD_ERROR,
+                 error=f"internal error: {e!r}")
         return
     if cancel.is_set():
         return

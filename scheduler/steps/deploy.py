@@ -13,7 +13,7 @@ from core.artifact import Artifact
 from core.errors import SpacehostError
 from core.hardware import flavor
 from core.ids import SpaceId
-from core.stages import Sdk
+from core.stages import Sdk, SpaceStage
 from scheduler.env import runtime_env
 from scheduler.runtimes.base import Ability, Instance, LaunchSpec
 from scheduler.steps import health, sleep
@@ -48,8 +48,8 @@ def failed(*, serving_old: bool, sha: str, failure: str) -> dict[str, Any]:
     """The Space's fields after a start of `sha` that did not come up: the old version keeps serving (the
     failure shows in the runtime info), or there is none and it is a RUNTIME_ERROR."""
     if serving_old:
-        return {"stage": "RUNNING", "error": f"new version {sha[:12]} failed: {failure}"}
-    return {"stage": "RUNTIME_ERROR", "serving_sha": sha, "error": failure}
+        return {"stage": SpaceStage.RUNNING, "error": f"new version {sha[:12]} failed: {failure}"}
+    return {"stage": SpaceStage.RUNTIME_ERROR, "serving_sha": sha, "error": failure}
 
 
 def retry_start(*, ready: bool, exited: bool, gone: bool, attempt: int) -> bool:
@@ -71,19 +71,19 @@ async def deploy(node: Node, space_id: str, art: Artifact) -> None:
         step = plan(paused=space.paused, sdk=art.sdk, waiting_for_hardware=waiting)
         if step is Plan.KEEP_PAUSED:
             live.artifact = art
-            node.set(space_id, stage="PAUSED", serving_sha=art.sha)
+            node.set(space_id, stage=SpaceStage.PAUSED, serving_sha=art.sha)
             return
         if step is Plan.SERVE_STATIC:
             live.instance, live.artifact = None, art
-            node.set(space_id, stage="RUNNING", serving_sha=art.sha, error=None)
+            node.set(space_id, stage=SpaceStage.RUNNING, serving_sha=art.sha, error=None)
             if old:
                 await node.runtime.stop(old)
             return
         if step is Plan.WAIT_FOR_HARDWARE:
             live.artifact = art  # level-triggered: a hardware change or restart tries again
-            node.set(space_id, stage="APP_STARTING", serving_sha=art.sha, error=waiting)
+            node.set(space_id, stage=SpaceStage.APP_STARTING, serving_sha=art.sha, error=waiting)
             return
-        node.set(space_id, stage="RUNNING_APP_STARTING" if old else "APP_STARTING")
+        node.set(space_id, stage=SpaceStage.RUNNING_APP_STARTING if old else SpaceStage.APP_STARTING)
         inst, failure = await start_ready(node, space, art, live)
         if live.gone:  # deleted or moved meanwhile: deleted() stopped what it saw, this is the rest
             if inst is not None:
@@ -99,7 +99,7 @@ async def deploy(node: Node, space_id: str, art: Artifact) -> None:
         live.instance, live.artifact = inst, art
         live.last_activity = live.since = node.clock.monotonic()
         live.cpu, live.usage = (), None
-        node.set(space_id, stage="RUNNING", serving_sha=art.sha, error=None)
+        node.set(space_id, stage=SpaceStage.RUNNING, serving_sha=art.sha, error=None)
     if old is not None:
         node.spawn(drain_stop(node, old))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 
+from core.stages import SpaceStage
 from scheduler.runtimes.base import ExitInfo
 from scheduler.steps import deploy, health, sleep
 from scheduler.steps.context import Node
@@ -52,9 +53,9 @@ def crashed(node: Node, space_id: str, live: Live, ended: ExitInfo, now: float) 
     rlog = node.run_log(space_id)
     rlog.write(f"==> The app stopped: {ended.reason}")
     if crash.delay is None or live.artifact is None:
-        node.set(space_id, stage="RUNTIME_ERROR", error=crash.error(ended.reason, rlog.tail(20)))
+        node.set(space_id, stage=SpaceStage.RUNTIME_ERROR, error=crash.error(ended.reason, rlog.tail(20)))
     else:
-        node.set(space_id, stage="APP_STARTING", error=crash.error(ended.reason, ""))
+        node.set(space_id, stage=SpaceStage.APP_STARTING, error=crash.error(ended.reason, ""))
         node.spawn(deploy.restart_later(node, space_id, live.artifact, crash.delay))
     if node.zero_gpu:
         node.zero_gpu.space_died(space_id)

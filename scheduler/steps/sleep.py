@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass
 from enum import StrEnum
 
+from core.stages import SpaceStage
 from scheduler import lifecycle
 from scheduler.runtimes.base import Ability, Instance
 from scheduler.runtimes.freezer import mem_available
@@ -105,7 +106,7 @@ async def sleep(node: Node, space_id: str, live: Live, inst: Instance, why: str)
     async with live.lock:
         live.instance = None
         live.frozen = False
-        node.set(space_id, stage="SLEEPING")
+        node.set(space_id, stage=SpaceStage.SLEEPING)
         node.run_log(space_id).write(f"==> Sleeping {why}")
         await node.runtime.stop(inst)  # thaws a frozen one first
 
