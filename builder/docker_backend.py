@@ -1,4 +1,5 @@
-"""The `docker` build backend: one image per commit, `spacehost/<owner>--<name>:<sha12>`.
+"""The `docker` build backend: one image per commit, `spacehost/<owner>--<name>:<sha12>`; with a registry
+(`settings.registry`, cluster mode) also pushed there, and the artifact names it by digest (builder/registry.py).
 
 Builds run the Debian `docker` CLI (`/usr/bin/docker build`, BuildKit) as a subprocess, because the docker
 SDK's build call has no BuildKit secrets. Its output is streamed line by line into the build log with secret
@@ -34,6 +35,7 @@ from typing import Any
 import docker
 import docker.errors
 
+from builder import registry
 from builder.backend import BuildContext
 from builder.dockerfile import CA_SECRET, DockerRecipe, image_tag, recipe
 from builder.plan import BuildPlan
@@ -112,6 +114,9 @@ class DockerBackend:
             argv.append(str(context))
             ctx.log(f"--> docker build -t {tag}" + (" --no-cache" if ctx.no_cache else ""))
             self._run(argv, ctx, masker(ctx.secrets.values()))
+        if self.settings.registry:  # cluster: docker nodes pull it by digest (builder/registry.py)
+            return dataclasses.replace(art, image=registry.push(self.client, tag, self.settings.registry,
+                                                                plan.space_id, plan.sha[:12], ctx.log))
         return dataclasses.replace(art, image=tag)
 
     def _firewall_build_network(self, ctx: BuildContext) -> None:

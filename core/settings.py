@@ -39,6 +39,8 @@ class Settings:
     docker_base_image: str = "spacehost/base:bookworm"
     # The bridge network of the Spaces (runtime docker), made by spacehost; "": one per install (spaces_network)
     docker_network: str = ""
+    # Cluster, docker: the registry (host:port) builds push their images to and docker nodes pull them from
+    registry: str = field(default_factory=lambda: os.environ.get("SPACEHOST_REGISTRY", ""))
     insecure_no_sandbox: bool = False  # run Spaces even without a working sandbox (said loudly everywhere)
     keep_spaces: bool = False  # leave Spaces running when spacehost stops (a restart re-adopts them)
     access_log: str = "-"  # the proxy's access log: "-" standard error, "off", or a file path

@@ -2,7 +2,9 @@
 environment's content key; the node writes the commit's tree from the hub's git into its own data dir and takes
 the environment from its cache by that key. Only on a cache miss is the environment built, from the locked
 requirements the planner reads out of that same tree (the backend's `ensure_env`, not the whole build: the
-worker already ran it and reported its errors). Blocking; callers run it off the event loop."""
+worker already ran it and reported its errors). A docker node pulls the build's image by digest from the
+registry instead (`materialise_image`), once: later starts take it from the engine's cache. Blocking; callers
+run it off the event loop."""
 
 from __future__ import annotations
 
@@ -13,15 +15,19 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from builder import registry
 from builder.backend import BuildContext
 from builder.checkout import checkout
 from builder.planner import plan_build
 from builder.uv_backend import MARKER, UvBackend
 from core.artifact import Artifact
-from core.errors import BuildFailed
+from core.errors import BuildFailed, LaunchFailed
 from core.ids import SpaceId
 from core.settings import Settings
+
+Client = Any  # the docker SDK's client
 
 
 def shippable(art: Artifact) -> bool:
@@ -76,6 +82,24 @@ def materialise(backend: UvBackend, settings: Settings, art: Artifact, bare: Pat
     env_dir = backend.ensure_env(plan, BuildContext(log=log))
     log(f"environment {art.env_key} built on this node in {time.monotonic() - t0:.1f}s")
     return dataclasses.replace(out, env_dir=str(env_dir))
+
+
+def materialise_image(client: Client, settings: Settings, art: Artifact, bare: Path, registry_url: str | None,
+                      log: Callable[[str], None]) -> Artifact:
+    """`art` on this docker node: its image (pinned by digest; on `registry_url` when this node reaches the
+    registry under another address) present on the engine, pulled only when not cached, and the commit's tree
+    (a spare container copies it in, scheduler/runtimes/docker_warm.py). Raises LaunchFailed for an image not
+    pinned by digest or one the registry does not give."""
+    assert art.image is not None
+    try:
+        image = registry.on_registry(art.image, registry_url)
+    except ValueError as e:
+        raise LaunchFailed(f"{e}: a docker node runs only images its build pushed to the registry") from None
+    t0 = time.monotonic()
+    registry.pull(client, image, log)
+    src = app_tree(settings, bare, art.space_id, art.sha)
+    log(f"image and app tree ready in {time.monotonic() - t0:.1f}s")
+    return dataclasses.replace(art, image=str(image), app_dir=str(src))
 
 
 def git_has(bare: Path, sha: str) -> bool:

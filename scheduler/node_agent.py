@@ -33,11 +33,18 @@ from core.artifact import artifact_from_json
 from core.errors import SpacehostError
 from core.hardware import flavor
 from core.settings import Settings
-from scheduler.materialise import fetch_commit, materialise, shippable
+from scheduler.materialise import fetch_commit, materialise, materialise_image, shippable
 from scheduler.relay import Relay
 from scheduler.runtimes import load_runtime
 from scheduler.runtimes.base import Instance, LaunchSpec
-from scheduler.runtimes.cluster import HEARTBEAT_EVERY_S, HEARTBEAT_TTL_S, NodeSpec, heartbeat_key
+from scheduler.runtimes.cluster import (
+    HEARTBEAT_EVERY_S,
+    HEARTBEAT_TTL_S,
+    RUNTIME_LABEL,
+    NodeSpec,
+    heartbeat_key,
+)
+from scheduler.runtimes.docker import DockerRuntime
 
 log = logging.getLogger("spacehost.node")
 POLL_WAIT_S = 20.0
@@ -63,6 +70,7 @@ class NodeConfig:
     insecure_no_sandbox: bool = False
     redis_url: str | None = None  # default: the server's, given at registration
     keep_spaces: bool = False  # leave the Spaces running when the agent stops (a restart re-adopts them)
+    registry: str | None = None  # docker: the registry as this node reaches it (default: as the build named it)
 
 
 @dataclass
@@ -127,7 +135,7 @@ class NodeAgent:
             gpus, accel = c.zerogpu_devices, accel or "zero"
         return {"name": c.name, "address": c.address, "cpus": c.cpus or float(os.cpu_count() or 1),
                 "memory_gb": c.memory_gb or round(machine_memory_gb(), 1), "gpus": gpus, "accelerator": accel,
-                "labels": c.labels, "zerogpu_url": self.zerogpu_url}
+                "labels": {**c.labels, RUNTIME_LABEL: c.runtime}, "zerogpu_url": self.zerogpu_url}
 
     async def register(self) -> dict[str, Any]:
         while True:
@@ -286,12 +294,17 @@ class NodeAgent:
 
     def materialise(self, spec: NodeSpec) -> Any:
         """The build of `spec.sha` on this node. A shipped process build is materialised (app tree fetched from
-        the hub's git, env from this node's cache by content key); anything else is rebuilt from the commit
+        the hub's git, env from this node's cache by content key), a shipped image pulled by digest (docker
+        node); anything else is rebuilt from the commit
         with this node's backend. Blocking."""
         lines: list[str] = []
         try:
             bare = fetch_commit(self.settings, spec.space_id, spec.sha, self.cfg.server, self.cfg.token)
             art = artifact_from_json(spec.artifact) if spec.artifact is not None else None
+            if art is not None and art.image is not None and isinstance(self.runtime, DockerRuntime):
+                out = materialise_image(self.runtime.client, self.settings, art, bare, self.cfg.registry, lines.append)
+                log.info("%s: %s", spec.instance_id, " / ".join(lines))
+                return out
             if art is not None and shippable(art) and isinstance(self.backend, UvBackend):
                 out = materialise(self.backend, self.settings, art, bare, lines.append)
                 log.info("%s: %s", spec.instance_id, lines[-1] if lines else "materialised")

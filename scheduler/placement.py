@@ -88,8 +88,7 @@ def fits(node: Node, req: Request) -> tuple[str, ...]:
             why.append("insufficient gpu")
         elif req.flavor.accelerator and node.accelerator != req.flavor.accelerator:
             why.append(f"no {req.flavor.accelerator} gpu")
-    if not req.required_labels <= node.labels:
-        why.append("missing labels")
+    why.extend(f"missing label {label}" for label in sorted(req.required_labels - node.labels))
     return tuple(why)
 
 
@@ -206,8 +205,8 @@ def _unschedulable(nodes: Sequence[Node], c: dict[str, Any], req: Request) -> De
             accels: list[str] = c["accels"]
             want = accels.index(req.flavor.accelerator) if req.flavor.accelerator in accels else -1
             masks.append((f"no {req.flavor.accelerator} gpu", ~short & (c["accel"] != want)))
-    if req.required_labels:
-        masks.append(("missing labels", np.array([not req.required_labels <= n.labels for n in nodes], dtype=bool)))
+    for label in sorted(req.required_labels):
+        masks.append((f"missing label {label}", np.array([label not in n.labels for n in nodes], dtype=bool)))
     # First appearance in a scan of nodes by name, then by reason: the order a per-node count would give.
     present = [(int(np.argmax(m)), k, why, int(np.count_nonzero(m))) for k, (why, m) in enumerate(masks) if m.any()]
     counts = tuple((why, n) for _, _, why, n in sorted(present))

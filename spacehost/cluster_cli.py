@@ -37,6 +37,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--address", default=env("address", "127.0.0.1"))
     p.add_argument("--data-dir", default=env("data-dir", ".spacehost-node"))
     p.add_argument("--runtime", choices=["process", "docker"], default=env("runtime", "process"))
+    p.add_argument("--registry", default=env("registry"), help="docker: the registry (host:port) as this node "
+                   "reaches it; images are pulled from it by digest (default: the address the build pushed to)")
     p.add_argument("--zerogpu-devices", type=int, default=int(env("zerogpu-devices", "0") or 0))
     p.add_argument("--zerogpu-quota-anonymous", type=int, default=int(env("zerogpu-quota-anonymous", "120") or 120),
                    help="daily ZeroGPU seconds per anonymous visitor (the server's and every node's alike)")
@@ -82,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
                             zerogpu_quota_anonymous_s=args.zerogpu_quota_anonymous,
                             zerogpu_quota_signed_in_s=args.zerogpu_quota_signed_in,
                             insecure_no_sandbox=args.insecure_no_sandbox,
-                            redis_url=args.redis_url, keep_spaces=args.keep_spaces))
+                            redis_url=args.redis_url, keep_spaces=args.keep_spaces, registry=args.registry))
         return 0
     headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
     with httpx.Client(base_url=args.server, headers=headers, timeout=30) as c:

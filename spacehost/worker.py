@@ -17,6 +17,8 @@ def worker_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--data-dir", default=env("SPACEHOST_DATA_DIR", ".spacehost-worker"))
     p.add_argument("--runtime", choices=["process", "docker"], default=env("SPACEHOST_RUNTIME", "process"),
                    help="the build backend (as the nodes' runtime)")
+    p.add_argument("--registry", default=env("SPACEHOST_REGISTRY", ""), help="docker: push each image to this "
+                   "registry (host:port), where docker nodes pull it by digest")
     p.add_argument("--name", default=env("SPACEHOST_WORKER_NAME", f"worker@{socket.gethostname()}"))
     p.add_argument("--concurrency", type=int, default=int(env("SPACEHOST_WORKER_CONCURRENCY", "1") or 1))
 
@@ -25,7 +27,8 @@ def run_worker(args: argparse.Namespace) -> int:
     if not args.server or not args.token:
         raise SystemExit("spacehost worker: --server and --token (or SPACEHOST_SERVER, SPACEHOST_TOKEN) are needed")
     os.environ.update(SPACEHOST_SERVER=args.server, SPACEHOST_TOKEN=args.token, SPACEHOST_DATA_DIR=args.data_dir,
-                      SPACEHOST_RUNTIME=args.runtime, SPACEHOST_WORKER_NAME=args.name)
+                      SPACEHOST_RUNTIME=args.runtime, SPACEHOST_WORKER_NAME=args.name,
+                      SPACEHOST_REGISTRY=args.registry)
     from builder.celery_app import make_app  # celery: the [cluster] extra, loaded only here
     from builder.task_keys import QUEUE
 

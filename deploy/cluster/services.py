@@ -1,4 +1,5 @@
-"""Start real PostgreSQL and Redis servers from Debian's packages on loopback, in a directory of their own.
+"""Start real PostgreSQL and Redis servers, and the image registry docker nodes pull from (Distribution, Debian's
+`docker-registry`), from Debian's packages on loopback, in a directory of their own.
 
 Used by `make cluster` (deploy/cluster/up.py) and by the cluster test fixtures (tests/cluster/conftest.py),
 so both start the services the same way. Each server runs as a child process in the foreground (not
@@ -34,7 +35,7 @@ FAST_PG_SETTINGS = {"fsync": "off", "synchronous_commit": "off", "full_page_writ
 
 
 class ServiceError(SpacehostError, RuntimeError):
-    """A local PostgreSQL or Redis server could not be found, initialised or started."""
+    """A local PostgreSQL, Redis or registry server could not be found, initialised or started."""
 
 
 @dataclass
@@ -177,5 +178,39 @@ def start_redis(directory: Path, port: int | None = None, *, host: str = "127.0.
             return bool(client.ping())
         finally:
             client.close()
+
+    return _wait_ready(service, ready, timeout)
+
+
+def registry_config(directory: Path, host: str, port: int) -> str:
+    """Distribution's config: images stored under `directory`/data, plain HTTP on `host:port` (the engine treats
+    a registry on 127.0.0.0/8 as insecure by default, so no TLS is needed on loopback), access log on."""
+    return (f"version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {directory / 'data'}\n  delete:\n    enabled: true\n"
+            f"http:\n  addr: {host}:{port}\n")
+
+
+def start_registry(directory: Path, port: int | None = None, *, host: str = "127.0.0.1",
+                   timeout: float = 30.0) -> Service:
+    """Start Debian's `docker-registry` (Docker's Distribution) on `host:port` with its images under
+    `directory`. The Service's `url` is `host:port`, the registry part of an image reference. Returns once
+    `/v2/` answers."""
+    exe = shutil.which("docker-registry") or "/usr/bin/docker-registry"
+    if not Path(exe).exists():
+        raise ServiceError("docker-registry is not installed (apt-get install docker-registry)")
+    directory.mkdir(parents=True, exist_ok=True)
+    port = port or free_port(host)
+    config, log = directory / "config.yml", directory / "registry.log"
+    config.write_text(registry_config(directory, host, port))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REGISTRY_")}  # would override the config
+    with log.open("ab") as out:
+        proc = subprocess.Popen([exe, "serve", str(config)], stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env=env)
+    service = Service("registry", f"{host}:{port}", port, directory, log, proc)
+
+    def ready() -> bool:
+        import httpx
+
+        return httpx.get(f"http://{host}:{port}/v2/", timeout=2).status_code == 200
 
     return _wait_ready(service, ready, timeout)

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from core.artifact import artifact_to_json
+from core.artifact import Artifact, artifact_to_json
 from core.crypto import SecretBox
 from core.errors import LaunchFailed
 from core.hardware import flavor
@@ -32,6 +32,12 @@ HEARTBEAT_TTL_S = 10  # a node beats every HEARTBEAT_EVERY_S; lost once the key 
 HEARTBEAT_EVERY_S = 2
 START_WAIT_S = 1800.0  # a node may materialise a whole environment before it reports
 ZEROGPU_LABEL = "spacehost.zerogpu=true"
+RUNTIME_LABEL = "spacehost.runtime"  # a node's runtime (process | docker), a label every agent sends
+
+
+def runtime_for(art: Artifact) -> str:
+    """The node runtime that runs `art`: its image on a docker node, anything else on a process node."""
+    return "docker" if art.image else "process"
 
 
 def heartbeat_key(node: str) -> str:
@@ -68,7 +74,8 @@ class NodeSpec:
 
 def snapshot(nodes: Iterable[cs.NodeRecord], alive: set[str], placed: Iterable[cs.AssignmentRecord]) -> list[Node]:
     """Placement's view of the cluster: capacity, what desired instances take, readiness (alive, not cordoned
-    or draining, not lost), labels (`k=v`; nodes with a ZeroGPU broker carry ZEROGPU_LABEL)."""
+    or draining, not lost), labels (`k=v`; nodes with a ZeroGPU broker carry ZEROGPU_LABEL; a node that did not
+    say its runtime, RUNTIME_LABEL, runs processes)."""
     used: dict[str, list[float]] = {}
     for a in placed:
         if a.desired == cs.RUNNING:
@@ -78,17 +85,18 @@ def snapshot(nodes: Iterable[cs.NodeRecord], alive: set[str], placed: Iterable[c
     out = []
     for n in nodes:
         u = used.get(n.name, [0.0, 0.0, 0.0])
-        labels = {f"{k}={v}" for k, v in n.labels} | ({ZEROGPU_LABEL} if n.zerogpu_url else set())
+        labels = {f"{k}={v}" for k, v in {RUNTIME_LABEL: "process", **dict(n.labels)}.items()}
+        labels |= {ZEROGPU_LABEL} if n.zerogpu_url else set()
         out.append(Node(n.name, n.cpus, n.memory_gb, n.gpus, u[0], u[1], int(u[2]),
                         ready=n.name in alive and not (n.cordoned or n.draining or n.lost),
                         accelerator=n.accelerator, labels=frozenset(labels)))
     return out
 
 
-def request_for(space_id: str, hardware: str) -> Request:
+def request_for(space_id: str, hardware: str, runtime: str = "process") -> Request:
     fl = flavor(hardware)
-    return Request(space_id, fl, fl.cpu, fl.memory_gb,
-                   required_labels=frozenset({ZEROGPU_LABEL}) if fl.is_zero else frozenset())
+    labels = {f"{RUNTIME_LABEL}={runtime}"} | ({ZEROGPU_LABEL} if fl.is_zero else set())
+    return Request(space_id, fl, fl.cpu, fl.memory_gb, required_labels=frozenset(labels))
 
 
 class ClusterRuntime:
@@ -116,11 +124,12 @@ class ClusterRuntime:
         found = await self.redis.mget([heartbeat_key(n) for n in names])
         return {n for n, v in zip(names, found, strict=True) if v is not None}
 
-    async def decide(self, space_id: str, hardware: str) -> tuple[Decision, dict[str, cs.NodeRecord]]:
+    async def decide(self, space_id: str, hardware: str,
+                     runtime: str = "process") -> tuple[Decision, dict[str, cs.NodeRecord]]:
         nodes = await asyncio.to_thread(cs.list_nodes, self.store)
         placed = await asyncio.to_thread(cs.assignments, self.store, desired=cs.RUNNING)
         alive = await self.alive(n.name for n in nodes)
-        decision = place(snapshot(nodes, alive, placed), request_for(space_id, hardware), self.policy)
+        decision = place(snapshot(nodes, alive, placed), request_for(space_id, hardware, runtime), self.policy)
         return decision, {n.name: n for n in nodes}
 
     # -- Runtime Protocol ---------------------------------------------------------------------------------------
@@ -129,7 +138,7 @@ class ClusterRuntime:
         hardware = spec.flavor.hardware.value
         while True:
             async with self._placing:
-                decision, nodes = await self.decide(sid, hardware)
+                decision, nodes = await self.decide(sid, hardware, runtime_for(art))
                 if decision.node is not None:
                     node = nodes[decision.node]
                     env = dict(spec.env)

@@ -1,5 +1,5 @@
-"""Real PostgreSQL and Redis servers for the cluster tests, started once per session on loopback in temp dirs
-(the same code `make cluster` uses: deploy/cluster/services.py)."""
+"""Real PostgreSQL and Redis servers, and the image registry (Debian's `docker-registry`), for the cluster tests,
+started once per session on loopback in temp dirs (the same code `make cluster` uses: deploy/cluster/services.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from deploy.cluster.services import Service, start_postgres, start_redis
+from deploy.cluster.services import Service, start_postgres, start_redis, start_registry
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +28,14 @@ def postgres() -> Iterator[Service]:
 @pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     service = start_redis(tmp_path_factory.mktemp("redis"))
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """The registry docker nodes pull from; `url` is its `127.0.0.1:PORT` (plain HTTP: loopback)."""
+    service = start_registry(tmp_path_factory.mktemp("registry"))
     yield service
     service.stop()
 

@@ -106,6 +106,22 @@ class Cluster:
             time.sleep(0.2)
         raise TimeoutError(f"node {name} did not register:\n{p.tail()}")
 
+    def start_worker(self, *extra: str) -> Proc:
+        """A `spacehost worker` (Celery) building for this cluster; the server sends it builds when started with
+        SPACEHOST_BUILD_QUEUE=celery in `env`."""
+        env = {k: v for k, v in self.env.items() if k != "SPACEHOST_DATABASE_URL"}
+        p = Proc("worker", self._cli("worker", "--redis-url", self.redis_url, "--server", self.server_url, "--token",
+                                     self.token, "--data-dir", str(self.root / "worker"), "--name",
+                                     f"worker@{self.root.name}", *extra),
+                 self.root / "worker.log", env)
+        self.procs["worker"] = p
+        p.start()
+        deadline = time.monotonic() + 60
+        while "ready." not in p.tail(200):
+            assert p.proc and p.proc.poll() is None and time.monotonic() < deadline, f"worker:\n{p.tail()}"
+            time.sleep(0.2)
+        return p
+
     def node_dir(self, name: str) -> Path:
         return self.root / "nodes" / name
 
