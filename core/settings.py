@@ -33,7 +33,6 @@ class Settings:
     zerogpu_devices: int = 0
     zerogpu_quota_anonymous_s: int = 120  # daily GPU seconds per anonymous visitor (client IP), as on HF
     zerogpu_quota_signed_in_s: int = 300  # per signed-in user without a setting of its own (API: zerogpu/quotas)
-    direct_ports: str = "auto"  # "auto" | "on" | "off": per-Space ports for hosts without wildcard DNS
     direct_port_base: int = 0  # 0: port + 1000
     build_ca: Path | None = None  # CA bundle trusted by builds (TLS-intercepting proxies)
     docker_base_image: str = "spacehost/base:bookworm"

@@ -9,6 +9,8 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from spacehost.ssh import hf_token
+
 HEADER = ("SPACE", "STAGE", "TIER", "PSS", "CPU %", "UPTIME")
 
 
@@ -49,9 +51,7 @@ def table(rows: list[tuple[str, ...]]) -> str:
 def run_ps(args: argparse.Namespace) -> int:
     import httpx
 
-    from spacehost.ssh import _token
-
-    token = _token(args.token)
+    token = hf_token(args.token)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     with httpx.Client(base_url=args.server.rstrip("/"), headers=headers, timeout=30) as c:
         r = c.get("/api/spaces", params={"author": args.author} if args.author else None)

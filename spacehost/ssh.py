@@ -25,7 +25,8 @@ def ssh_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--token", default=None, help="a write token (default: HF_TOKEN, or the one of `hf auth login`)")
 
 
-def _token(given: str | None) -> str | None:
+def hf_token(given: str | None) -> str | None:
+    """`given`, else the token huggingface_hub would use (HF_TOKEN, or the one of `hf auth login`)."""
     if given:
         return given
     try:
@@ -65,7 +66,7 @@ def run_ssh(args: argparse.Namespace) -> int:
 
     if not args.server:
         raise SystemExit("spacehost ssh: say which hub with --server URL (or HF_ENDPOINT)")
-    token = _token(args.token)
+    token = hf_token(args.token)
     if not token:
         raise SystemExit("spacehost ssh: no token: pass --token, set HF_TOKEN or run `hf auth login`")
     command = [c for c in args.command if c != "--"] if args.command else []

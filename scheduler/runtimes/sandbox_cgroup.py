@@ -30,7 +30,7 @@ OPTIONAL_V1 = ("devices", "freezer", "cpuacct")
 CFS_PERIOD_US = 100_000
 
 
-def _own_paths(proc_cgroup: str) -> dict[str, str]:
+def own_paths(proc_cgroup: str) -> dict[str, str]:
     """controller (or "" for v2) → path of this process's cgroup, from /proc/self/cgroup text."""
     out: dict[str, str] = {}
     for line in proc_cgroup.splitlines():
@@ -58,7 +58,7 @@ class CgroupHost:
         if os.geteuid() != 0:
             return cls(0, ())
         try:
-            own = _own_paths(Path("/proc/self/cgroup").read_text())
+            own = own_paths(Path("/proc/self/cgroup").read_text())
         except OSError:
             return cls(0, ())
         if (ROOT / "cgroup.controllers").exists():

@@ -16,7 +16,7 @@ import pytest
 
 from tests.cluster.harness import Cluster
 from tests.cluster.test_control_plane import cluster  # noqa: F401  (the fixture)
-from tests.e2e.test_recovery_stages import _quietly_delete, exists, files
+from tests.e2e.test_recovery_stages import exists, files, quietly_delete
 
 pytestmark = pytest.mark.e2e
 
@@ -97,7 +97,7 @@ def test_killed_server_while_deleting_stops_it_on_the_node(cluster: Cluster) -> 
     push(cluster, sid, "v1")
     serves(cluster, sid, "v1")
     owner, name = sid.split("/")
-    deleting = threading.Thread(target=lambda: _quietly_delete(cluster.api, owner, name), daemon=True)
+    deleting = threading.Thread(target=lambda: quietly_delete(cluster.api, owner, name), daemon=True)
     deleting.start()
     deadline = time.monotonic() + 60
     while exists(cluster.api, sid):  # the row goes first; stopping on the node follows

@@ -130,7 +130,7 @@ def test_killed_while_deleting(srv: Server) -> None:
     owner, name = sid.split("/")
     folder = srv.data_dir / "spaces" / owner / name
     assert folder.is_dir()
-    deleting = threading.Thread(target=lambda: _quietly_delete(srv, owner, name), daemon=True)
+    deleting = threading.Thread(target=lambda: quietly_delete(srv, owner, name), daemon=True)
     deleting.start()
     deadline = time.monotonic() + 60
     while exists(srv, sid):  # the row goes first; stopping and removing follow
@@ -156,6 +156,6 @@ def _quietly_get(url: str) -> None:
         httpx.get(url + "/", timeout=120)
 
 
-def _quietly_delete(srv: Server, owner: str, name: str) -> None:
+def quietly_delete(srv: Server, owner: str, name: str) -> None:
     with contextlib.suppress(httpx.HTTPError), srv.api() as c:
         c.request("DELETE", "/api/repos/delete", json={"type": "space", "organization": owner, "name": name})

@@ -31,7 +31,7 @@ from scheduler.runtimes.sandbox import (
     mask_script,
     sandbox_argv,
 )
-from scheduler.runtimes.sandbox_cgroup import CgroupHost, SpaceCgroup, _own_paths
+from scheduler.runtimes.sandbox_cgroup import CgroupHost, SpaceCgroup, own_paths
 from sdk_templates import TEMPLATES
 from tests.contract import test_runtime as contract
 
@@ -275,7 +275,7 @@ def test_exit_reasons(code: int | None, ooms: int, cgroups: bool, reason: str) -
 
 
 def test_own_cgroup_paths_parse_v1_and_v2() -> None:
-    assert _own_paths("4:memory:/a/b\n2:cpu,cpuacct:/\n0::/c") == {"memory": "/a/b", "cpu": "/", "cpuacct": "/",
+    assert own_paths("4:memory:/a/b\n2:cpu,cpuacct:/\n0::/c") == {"memory": "/a/b", "cpu": "/", "cpuacct": "/",
                                                                     "": "/c"}
 
 
