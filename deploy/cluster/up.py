@@ -1,7 +1,9 @@
 """`make cluster`: a whole cluster on this machine, as separate processes: PostgreSQL, Redis, `spacehost
 server`, a build worker, a proxy and node agents on their own loopback addresses (127.0.0.2, 127.0.0.3, …),
 each with its own data dir under DIR (default .spacehost-cluster). Prints the URL; Ctrl-C stops all of it, in
-reverse order. Takes the same SPACEHOST_* variables as `make up` (they pass through to the roles).
+reverse order. Takes the same SPACEHOST_* variables as `make up` (they pass through to the roles); with
+SPACEHOST_RUNTIME=docker the worker builds images and the nodes run containers, and a registry (Debian's
+`docker-registry`, on loopback) carries the images from the one to the others.
 
 Run: `deploy/cluster-up.sh [--nodes N] [--data-dir DIR] [--port 8080]`.
 """
@@ -22,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from deploy.cluster.services import Service, start_postgres, start_redis
+from deploy.cluster.services import Service, start_postgres, start_redis, start_registry
 
 
 @dataclass
@@ -126,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         env = {**os.environ, "SPACEHOST_DATABASE_URL": pg.url, "SPACEHOST_REDIS_URL": redis.url,
                "SPACEHOST_ADMIN_TOKEN": token, "SPACEHOST_BUILD_QUEUE": "celery", "SPACEHOST_TOKEN": token,
                "SPACEHOST_SECRET_KEY": key_file.read_text().strip()}
+        if os.environ.get("SPACEHOST_RUNTIME") == "docker":  # the worker pushes there, the nodes pull from it
+            services.append(start_registry(root / "registry"))
+            env["SPACEHOST_REGISTRY"] = services[-1].url
         env.pop("SPACEHOST_DATA_DIR", None)
         server = spacehost("server", logs, "server", "--data-dir", str(root / "server"), "--port", str(args.port),
                            "--listen", f"127.0.0.1:{args.api_port}", "--redis-url", redis.url, env=env)
@@ -149,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
               f"  admin token: {token}  (also in {token_file})\n"
               f"  join token (spacehost node/worker/proxy on other hosts, with this SPACEHOST_SECRET_KEY: "
               f"{key_file}): {join}\n"
-              f"  PostgreSQL {pg.url.split('@', 1)[1]}, Redis {redis.url}, worker, proxy, "
+              f"  PostgreSQL {pg.url.split('@', 1)[1]}, Redis {redis.url}, "
+              f"{''.join(f'registry {s.url}, ' for s in services if s.name == 'registry')}worker, proxy, "
               f"{', '.join(f'{n} on {a}' for n, a in node_roles(args.nodes))}\n"
               f"  logs: {logs}/*.log   nodes: SPACEHOST_TOKEN={token} spacehost nodes --server {api}\n"
               f"  Ctrl-C stops all of it.", flush=True)
