@@ -70,6 +70,7 @@ def _child(req: dict[str, Any], log_fd: int) -> None:
     cwd = str(req["cwd"])
     _link_app(cwd, req.get("app_link"))
     os.chdir(cwd)
+    _share_reload_port(cwd, req.get("app_link"))
     _become_app([str(a) for a in req["argv"]])
 
 
@@ -103,6 +104,48 @@ def _become_app(argv: list[str]) -> None:
         if t is not threading.main_thread() and not t.daemon:
             t.join()
     os._exit(code)
+
+
+def _share_reload_port(tree: str, link: object) -> None:
+    """Hand port 7887 from one version of the app to the next.
+
+    A new version starts beside the one it replaces, in the same network namespace (blue/green), and Gradio
+    (SPACE_ID set) starts the `spaces` reload server on 7887 once, in a thread, giving up on EADDRINUSE: the new
+    version would serve without hot reload, and reloads would patch the old, draining one. So each version's
+    server gives the port up as soon as `link` (/home/user/app) points at another version's tree, and the next
+    version's server waits for it. Imported here, with the app's own environment, only where Gradio would import
+    it anyway."""
+    if "SPACE_ID" not in os.environ or not isinstance(link, str):
+        return
+    try:
+        from spaces import reloading  # type: ignore[import-untyped]
+    except Exception:  # noqa: BLE001 — not installed, or broken: Gradio reports it as it would
+        return
+    start = reloading.start_reload_server
+    mine = os.path.realpath(tree)
+
+    def retire_when_replaced(stop_event: threading.Event) -> None:
+        while not stop_event.wait(0.5):
+            if os.path.realpath(link) != mine:
+                stop_event.set()  # the reload server stops, and frees the port
+
+    def when_free(prerun: Any, postrun: Any, stop_event: threading.Event, port: int = 7887) -> Any:
+        threading.Thread(target=retire_when_replaced, args=(stop_event,), daemon=True).start()
+        while not stop_event.is_set() and not _free(port):
+            stop_event.wait(0.2)
+        return None if stop_event.is_set() else start(prerun, postrun, stop_event, port)
+
+    reloading.start_reload_server = when_free
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT does not count
+        try:
+            s.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
 
 
 def _link_app(tree: str, link: object) -> None:

@@ -82,3 +82,38 @@ def test_hf_spaces_hot_reload_patches_the_running_process(server: Server, tmp_pa
     with httpx.stream("POST", replica, json={"reloadId": head}, timeout=10,
                       headers={"Authorization": f"Bearer {server.token}"}) as s:
         assert s.status_code == 200 and "text/event-stream" in s.headers["content-type"]
+
+
+def test_hot_reload_reaches_the_version_that_replaced_the_first(server: Server, tmp_path: Path) -> None:
+    """A redeploy starts the new version beside the old one in the Space's network namespace, where the old
+    version's reload server holds port 7887 until the swap: the new version's server takes the port once it is
+    free (it used to give up with `address already in use`, leaving the Space without hot reload)."""
+    sid = f"admin/hot2-{secrets.token_hex(3)}"
+    assert server.create_space(sid.split("/")[1]).status_code == 200
+    files = {"README.md": README, "requirements.txt": f"spaces=={version('spaces')}\n"}
+    assert server.push(sid, {"app.py": APP, **files}).returncode == 0
+    assert server.wait_stage(sid, {"RUNNING"}, timeout=400)["stage"] == "RUNNING"
+    host = server.host(sid)
+    first_pid = gradio_call(host, "greet", "x").split("pid=")[1]
+
+    redeployed = APP.replace('"v1"', '"v1b"')
+    assert server.push(sid, {"app.py": redeployed, **files}).returncode == 0
+    with server.api() as c:
+        second = c.get(f"/api/spaces/{sid}").json()["sha"]
+    assert server.wait_stage(sid, {"RUNNING"}, after_sha=second, timeout=400)["stage"] == "RUNNING"
+    served = gradio_call(host, "greet", "x")
+    new_pid = served.split("pid=")[1]
+    assert served.startswith("v1b x") and new_pid != first_pid, served
+
+    local = tmp_path / "app.py"
+    local.write_text(redeployed.replace('f"{GREETING} {name}', 'f"v2 {GREETING} {name}'))
+    auth = {"Authorization": f"Bearer {server.token}"}
+    probe = f"{host}/--replicas/+any/get-reload"
+    assert eventually(lambda: httpx.post(probe, json={"reloadId": "none"}, headers=auth, timeout=10)
+                      .status_code == 204, timeout=120)
+    r = hf_cli(server, tmp_path / "home", "spaces", "hot-reload", sid, "app.py", "-f", str(local), token=server.token)
+    assert r.returncode == 0, r.stdout + r.stderr
+    with server.api() as c:
+        log = c.get(f"/api/spaces/{sid}/logs/run", params={"follow": "false"}).text
+    assert "address already in use" not in log, log[-3000:]
+    assert gradio_call(host, "greet", "x") == f"v2 v1b x pid={new_pid}", (r.stdout + r.stderr, log[-3000:])
