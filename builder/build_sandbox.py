@@ -13,14 +13,22 @@ a `git+…` requirement), so it is confined like the Space itself (sandbox/bwrap
 Not the data dir, other environments, the store, secrets or spacehost's own environment. It runs as
 uid/gid 1000 without capabilities (`no_new_privs`).
 
-The uv cache. Builds share one cache (uid 1000, used by builds only, never mounted into a Space) so that
-the second environment with gradio in it does not download gradio again. A build can write into the cache
-it runs with, so code run by a build could plant a file that a later build installs (cache poisoning).
-Hence (1) `UV_LINK_MODE=copy`: an env never shares an inode with the cache, so nothing written to the cache
-later reaches an env already built; (2) a build that runs code the Space chose (local trees, VCS, URLs,
-other indexes: `BuildPlan.tenant_code`) gets a cache of that Space's own (`cache_for`), so only code from
-the default index ever runs with the shared cache writable. What remains: a malicious package *on the
-index* can poison the shared cache for later builds — the same trust a plain `pip install` of it gives.
+The uv cache. A build can write into the cache it runs with, and whatever it writes there (a rewritten
+file of an unpacked wheel) is what later builds with that cache install: cache poisoning. So a cache is
+only shared by builds that cannot poison it, and an environment only by those who share its cache
+(`attempts`, in order):
+- `shared`: one cache for every owner (uid 1000, builds only, never mounted into a Space), so the second
+  environment with gradio in it does not download gradio again. Only builds that run *no* code at all use
+  it: index requirements installed with `--no-build` (wheels are unpacked, never run; no sdist's setup.py,
+  no build backend). Such an environment keeps the content key (`BuildPlan.env_key`) and is shared by all.
+- `owner`: one cache per account (`owners/<hash>`), for every build that runs code: local trees, VCS, URLs,
+  other indexes (`BuildPlan.tenant_code`), or an index requirement that needs building from source (the
+  `shared` attempt stops with "Building source distributions is disabled" and this one follows). Its code can
+  poison that owner's cache only, and its environment is keyed to the owner (`BuildPlan.owner_env_key`), so
+  a poisoned cache reaches no other owner's Space, whichever requirement lines they share.
+`UV_LINK_MODE=copy`: an env never shares an inode with the cache, so nothing written to a cache later
+reaches an env already built; a finished env is root's (builder/uv_backend.py) and never mounted into
+another build.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from builder.plan import BuildPlan
 from sandbox.bwrap import base_argv, parent_dirs, unprivileged_tail
 
 APP_MOUNT = "/home/user/app"
@@ -96,8 +105,36 @@ def build_env(host_env: Mapping[str, str], ca: str | None, cache: str = CACHE_MO
     return env
 
 
-def cache_for(tenant_code: bool, space_id: str) -> str:
-    """The cache a build uses, relative to the build-cache root: the shared one, or the Space's own."""
-    if not tenant_code:
-        return "shared"
-    return "spaces/" + hashlib.sha256(space_id.encode()).hexdigest()[:20]
+@dataclass(frozen=True)
+class Attempt:
+    """One way to build a plan's environment: with which uv cache (relative to the build-cache root), into
+    which env key, and whether building from source (running code) is allowed."""
+
+    cache: str
+    env_key: str
+    no_build: bool
+    why: str  # for the build log
+
+
+def owner_cache(owner: str) -> str:
+    return "owners/" + hashlib.sha256(owner.encode()).hexdigest()[:20]
+
+
+def attempts(plan: BuildPlan) -> tuple[Attempt, ...]:
+    """The builds to try for `plan`, in order: each but the last gives way to the next when it would have to
+    run code (see the module docstring). Pure."""
+    own = Attempt(owner_cache(plan.owner), plan.owner_env_key, False,
+                  f"this install runs code, so it uses {plan.owner}'s own uv cache and its environment serves "
+                  f"{plan.owner}'s Spaces only")
+    if plan.tenant_code:
+        return (own,)
+    return (Attempt("shared", plan.env_key, True, "wheels from the index only (no code runs): the shared uv cache"),
+            own)
+
+
+NEEDS_BUILD = re.compile(r"building (source distributions|from source) is disabled", re.IGNORECASE)
+
+
+def needs_build(tail: Sequence[str]) -> bool:
+    """Whether a `--no-build` uv run failed for want of building something from source."""
+    return any(NEEDS_BUILD.search(line) for line in tail)

@@ -10,7 +10,8 @@ every Space whose key is equal, so the key must cover the *content* each line in
   checkout): the environment is private to one Space and one commit (`private_to`), never shared.
 
 `tenant_code` says whether the build runs code chosen by the Space rather than fetched from the default index
-(local trees, VCS, URLs, other indexes): such builds get a private uv cache (see builder/build_sandbox.py).
+(local trees, VCS, URLs, other indexes): such builds get their owner's uv cache and an environment for that
+owner's Spaces only (see builder/build_sandbox.py).
 """
 
 from __future__ import annotations

@@ -47,3 +47,14 @@ class BuildPlan:
         if self.private_to:
             inputs["private_to"] = self.private_to
         return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:20]
+
+    @property
+    def owner(self) -> str:
+        """The account the Space belongs to (names are unique case-insensitively)."""
+        return self.space_id.split("/", 1)[0].lower()
+
+    @property
+    def owner_env_key(self) -> str:
+        """The key of this plan's environment when it is built with its owner's own uv cache
+        (builder/build_sandbox.py): such an environment is shared by that owner's Spaces only."""
+        return hashlib.sha256(f"{self.env_key}\0owner:{self.owner}".encode()).hexdigest()[:20]

@@ -1,8 +1,11 @@
 """The `process` build backend: a Space's Python environment, made by `uv`, shared by every Space and push
-with the same dependency inputs (`BuildPlan.env_key`).
+with the same dependency inputs (`BuildPlan.env_key`) — or, when installing it runs code, by the Spaces of one
+owner only (`BuildPlan.owner_env_key`; the uv caches and why: builder/build_sandbox.py).
 
 Contract of `UvBackend.build(plan, ctx)`:
 - `envs/<key>` with its completion marker is reused as is: nothing installed ("environment <key> reused").
+- An index-only plan is first installed with `--no-build` from the shared cache; if that needs a source
+  build, it is built again with the owner's cache into the owner's key (said in the build log).
 - Otherwise the env is built in `envs/.<key>.building` under a per-key file lock (concurrent builds of one key
   wait for each other, the second then reuses), the marker is written last, and the directory is renamed into
   place: a half-built env is never used. Factory rebuilds (`ctx.no_cache`) build afresh with `--refresh`; the
@@ -35,7 +38,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from builder.backend import BuildContext
-from builder.build_sandbox import UV_MOUNT, BuildMounts, build_argv, build_env, ca_in_sandbox, cache_for
+from builder.build_sandbox import (
+    UV_MOUNT,
+    Attempt,
+    BuildMounts,
+    attempts,
+    build_argv,
+    build_env,
+    ca_in_sandbox,
+    needs_build,
+)
 from builder.checkout import make_world_readable
 from builder.plan import BuildPlan
 from builder.planner import install_requirements
@@ -51,6 +63,10 @@ TAIL_LINES = 30
 TRASH_KEEP_S = 3600.0
 PREFERRED_PYTHON = "/usr/bin/python3.11"
 PYTHON_GLOBS = ("/usr/bin/python3.*", "/usr/local/bin/python3.*")
+
+
+class _NeedsBuild(Exception):
+    """A `--no-build` attempt met something that must be built from source: the next attempt follows."""
 
 
 @dataclass(frozen=True)
@@ -178,12 +194,29 @@ def failure_message(tail: Sequence[str]) -> str:
     return f"installing the requirements failed: {text}{hint}"
 
 
-def compile_bytecode(env_dir: Path) -> None:
-    """Write `__pycache__` for everything in the env's site-packages (atomic writes: safe while in use)."""
-    sites = [str(p) for p in env_dir.glob("lib/python3*/site-packages")]
-    if sites:
-        subprocess.run(["nice", "-n", "10", str(env_dir / "bin" / "python"), "-m", "compileall", "-q", "-j", "0",
-                        *sites], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, umask=0o022, check=False)
+def compile_bytecode(env_dir: Path, python: str) -> bool:
+    """Write `__pycache__` for everything in the env's site-packages (atomic writes: safe while in use). This
+    runs as root on a tree a build wrote, so it runs nothing of the env: `python` is the host interpreter the
+    env was made from (not the env's bin/python, which the build could have replaced), isolated and without
+    `site` (no .pth file of the env runs). A tree with a symlinked directory is skipped (False): root would
+    write through it outside the env. The env is root's by now, so nothing can change it after the check."""
+    lib = env_dir / "lib"
+    sites = [str(p) for p in lib.glob("python3*/site-packages")]
+    if not sites or symlinked_dir(lib):
+        return False
+    subprocess.run(["nice", "-n", "10", python, "-I", "-S", "-m", "compileall", "-q", "-j", "0", *sites],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, umask=0o022, check=False)
+    return True
+
+
+def symlinked_dir(root: Path) -> bool:
+    """Whether `root` or any directory entry under it is a symlink to a directory (or is itself a symlink)."""
+    if root.is_symlink():
+        return True
+    for dirpath, dirnames, _ in os.walk(root):  # symlinks to directories are listed in dirnames, not followed
+        if any(os.path.islink(os.path.join(dirpath, d)) for d in dirnames):
+            return True
+    return False
 
 
 class UvBackend:
@@ -212,19 +245,31 @@ class UvBackend:
             ctx.log(f"static Space: no environment needed; serving {root}")
             return replace(art, static_root=root)
         env_dir = self.ensure_env(plan, ctx)
-        return replace(art, env_dir=str(env_dir), env_key=plan.env_key)
+        return replace(art, env_dir=str(env_dir), env_key=env_dir.name)
 
     # ---- environments -----------------------------------------------------------------------------------
 
     def ensure_env(self, plan: BuildPlan, ctx: BuildContext) -> Path:
-        key = plan.env_key
-        final = self.envs / key
-        if not ctx.no_cache and (final / MARKER).exists():
-            ctx.log(f"environment {key} reused (no install)")
-            return final
+        """The plan's environment (see the module docstring): an existing one of any of its attempts' keys,
+        else built by the first attempt that does not give way."""
+        tries = attempts(plan)
+        for attempt in () if ctx.no_cache else tries:
+            if (self.envs / attempt.env_key / MARKER).exists():
+                ctx.log(f"environment {attempt.env_key} reused (no install)")
+                return self.envs / attempt.env_key
         deadline = time.monotonic() + ctx.timeout_s
         self.envs.mkdir(parents=True, exist_ok=True)
         os.chmod(self.envs, 0o755)
+        for attempt in tries[:-1]:
+            try:
+                return self._ensure(plan, ctx, attempt, deadline)
+            except _NeedsBuild:
+                ctx.log("--> a requirement must be built from source (its code runs)")
+        return self._ensure(plan, ctx, tries[-1], deadline)
+
+    def _ensure(self, plan: BuildPlan, ctx: BuildContext, attempt: Attempt, deadline: float) -> Path:
+        key = attempt.env_key
+        final = self.envs / key
         with self._lock(key, ctx, deadline):
             if not ctx.no_cache and (final / MARKER).exists():
                 ctx.log(f"environment {key} reused (no install; built by a concurrent build)")
@@ -233,7 +278,7 @@ class UvBackend:
             work = self.envs / f".{key}.building"
             shutil.rmtree(work, ignore_errors=True)
             try:
-                self._create(plan, ctx, work, final, deadline)
+                python = self._create(plan, ctx, attempt, work, final, deadline)
                 make_world_readable(work)
                 (work / MARKER).write_text(json.dumps({"key": key, "built_at": time.time()}) + "\n")
                 os.chmod(work / MARKER, 0o644)
@@ -244,17 +289,21 @@ class UvBackend:
             ctx.log(f"environment {key} built in {time.monotonic() - t0:.1f}s")
         if self.compile_bytecode:
             ctx.log("compiling bytecode in the background (faster app starts)")
-            threading.Thread(target=compile_bytecode, args=(final,), name=f"pyc-{key}", daemon=True).start()
+            threading.Thread(target=compile_bytecode, args=(final, python), name=f"pyc-{key}", daemon=True).start()
         return final
 
-    def _create(self, plan: BuildPlan, ctx: BuildContext, work: Path, final: Path, deadline: float) -> None:
+    def _create(self, plan: BuildPlan, ctx: BuildContext, attempt: Attempt, work: Path, final: Path,
+                deadline: float) -> str:
+        """Build the env into `work`; the host interpreter it was made from."""
         interpreter, why = choose_python(plan.python_version, discover_pythons())
         ctx.log(f"--> {why}")
-        with self._runner(plan, ctx, work, final, interpreter.path) as run:
+        ctx.log(f"--> {attempt.why}")
+        with self._runner(plan, ctx, attempt.cache, work, final, interpreter.path) as run:
             venv = [*run.uv, "venv", "--relocatable", "--python", interpreter.path, run.env_path]
             self._run([*run.prefix, *venv], ctx, run.env, deadline, run.cwd)
             (work / ".spacehost").mkdir()
             refresh = ["--refresh"] if ctx.no_cache else []
+            refresh += ["--no-build"] if attempt.no_build else []
             python = f"{run.env_path}/bin/python"
             steps = [("pre-requirements.txt", plan.pre_requirements), ("requirements", install_requirements(plan))]
             for name, lines in steps:
@@ -264,15 +313,18 @@ class UvBackend:
                 (work / spec).write_text("\n".join(lines) + "\n")
                 ctx.log(f"--> installing {name}: {', '.join(lines)}")
                 install = [*run.uv, "pip", "install", "--python", python, *refresh, "-r", f"{run.env_path}/{spec}"]
-                self._install([*run.prefix, *install], ctx, run.env, deadline, run.cwd)
+                self._install([*run.prefix, *install], ctx, run.env, deadline, run.cwd, attempt.no_build)
         own_tree(work, 0)  # uid 1000 built it; nothing of it stays writable by a later sandbox
+        return interpreter.path
 
     @contextlib.contextmanager
-    def _runner(self, plan: BuildPlan, ctx: BuildContext, work: Path, final: Path, python: str) -> Iterator[UvRun]:
-        """How the build's uv commands run: in the build sandbox (builder/build_sandbox.py) as uid 1000, the env
-        made at `work` but bound at `final`; or — only with --insecure-no-sandbox — as a plain process with the
-        same scrubbed environment. Either way nothing of spacehost's environment reaches the build."""
-        cache = self.cache_root / cache_for(plan.tenant_code, plan.space_id)
+    def _runner(self, plan: BuildPlan, ctx: BuildContext, cache_name: str, work: Path, final: Path,
+                python: str) -> Iterator[UvRun]:
+        """How the build's uv commands run: in the build sandbox (builder/build_sandbox.py) as uid 1000 with the
+        uv cache `cache_name`, the env made at `work` but bound at `final`; or — only with
+        --insecure-no-sandbox — as a plain process with the same scrubbed environment. Either way nothing of
+        spacehost's environment reaches the build."""
+        cache = self.cache_root / cache_name
         make_build_dir(cache)
         work.mkdir()
         os.chown(work, APP_UID, APP_UID)
@@ -311,9 +363,11 @@ class UvBackend:
         if rc != 0:
             raise BuildFailed(failure_message(tail), log_tail="\n".join(tail[-TAIL_LINES:]))
 
-    def _install(self, argv: list[str], ctx: BuildContext, env: dict[str, str], deadline: float, cwd: str) -> None:
+    def _install(self, argv: list[str], ctx: BuildContext, env: dict[str, str], deadline: float, cwd: str,
+                 no_build: bool) -> None:
         """`uv pip install`, first from the cache alone (no index round trips: ~0.2s instead of ~2s for a
-        Gradio env), then online if the cache lacks something."""
+        Gradio env), then online if the cache lacks something. `no_build` (argv has `--no-build`): _NeedsBuild
+        when that is why it failed."""
         if not ctx.no_cache:
             lines: list[str] = []
             rc, _ = self._exec([*argv, "--offline"], ctx, env, deadline, cwd, lines.append)
@@ -322,7 +376,11 @@ class UvBackend:
                     ctx.log(line)
                 return
             ctx.log("not everything is in the uv cache yet; resolving online")
-        self._run(argv, ctx, env, deadline, cwd)
+        rc, tail = self._exec(argv, ctx, env, deadline, cwd, ctx.log)
+        if rc != 0 and no_build and needs_build(tail):
+            raise _NeedsBuild()
+        if rc != 0:
+            raise BuildFailed(failure_message(tail), log_tail="\n".join(tail[-TAIL_LINES:]))
 
     @staticmethod
     def _exec(argv: list[str], ctx: BuildContext, env: dict[str, str], deadline: float, cwd: str,

@@ -219,6 +219,6 @@ def test_bytecode_is_compiled(tmp_path: Path) -> None:
     (site / "mod.py").write_text("X = 1\n")
     (tmp_path / "env/bin").mkdir()
     (tmp_path / "env/bin/python").symlink_to(sys.executable)
-    compile_bytecode(tmp_path / "env")
+    assert compile_bytecode(tmp_path / "env", sys.executable)
     pyc = list((site / "__pycache__").glob("mod.*.pyc"))
     assert pyc and pyc[0].stat().st_mode & 0o777 == 0o644

@@ -1,8 +1,10 @@
 """Builds are untrusted code: a real push whose requirements.txt installs a local `./evil` package with a
-malicious setup.py, and environments keyed by the bytes of local requirement trees (issue 12)."""
+malicious setup.py, environments keyed by the bytes of local requirement trees, and a build that poisons its
+uv cache reaching no other owner's environment (issue 12)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import secrets
@@ -14,6 +16,7 @@ import pytest
 from gradio_client import Client
 
 from tests.e2e.harness import Server, free_port
+from tests.security.test_spaces_domain import user_with_token
 
 pytestmark = pytest.mark.e2e
 
@@ -28,16 +31,17 @@ gr.Interface(fn=value, inputs="text", outputs="text").launch()
 """
 # Every attempt prints one `ATTACK <what>: <outcome>` line; the build then fails on purpose, so uv puts the
 # build backend's output into the build log (the attacker's own channel out).
-EVIL_SETUP = r'''
-import os, socket, subprocess
-from setuptools import setup
-
+ATTEMPT = r'''
 def attempt(what, fn):
     try:
         print(f"ATTACK {what}: SUCCEEDED {fn()!r}"[:300], flush=True)
     except Exception as e:
         print(f"ATTACK {what}: failed {type(e).__name__}", flush=True)
-
+'''
+EVIL_SETUP = r'''
+import os, socket, subprocess
+from setuptools import setup
+''' + ATTEMPT + r'''
 print("ATTACK env: " + repr(sorted(os.environ.items())), flush=True)
 print("ATTACK uid: " + subprocess.run(["id", "-u"], capture_output=True, text=True).stdout.strip(), flush=True)
 attempt("read secret.key", lambda: open("{data}/secret.key", "rb").read())
@@ -143,3 +147,84 @@ def _head(work: Path) -> str:
     from tests.e2e.harness import git
 
     return git("-C", str(work), "rev-parse", "HEAD").stdout.strip()
+
+
+# six 1.17.0's six.py as its wheel on PyPI has it
+GENUINE_SIX = "c51c91f703d3d4b3696c923cb5fec213e05e75d9215393befac7f2fa6a3904df"
+# Rewrites every six.py in the uv cache this build runs with (the unpacked wheel later builds copy from).
+POISON_SETUP = r"""
+import os
+hits = []
+for d, _, files in os.walk(os.environ["UV_CACHE_DIR"]):
+    for f in files:
+        if f == "six.py":
+            p = os.path.join(d, f)
+            os.chmod(p, 0o644)
+            with open(p, "w") as fh:
+                fh.write("POISONED = True\n")
+            hits.append(p)
+print(f"ATTACK poisoned: {len(hits)}", flush=True)
+raise SystemExit("evil setup.py done")
+"""
+# Reaches for other owners' environments and the uv caches by their host paths.
+STORE_SETUP = "import os\n" + ATTEMPT + r"""
+attempt("write alice env", lambda: open("{alice_six}", "w").write("x"))
+attempt("write bob env", lambda: open("{bob_six}", "w").write("x"))
+attempt("list build caches", lambda: os.listdir("{data}/build-cache"))
+raise SystemExit("evil setup.py done")
+"""
+
+
+def six_of(server: Server, key: str) -> Path:
+    found = list((server.data_dir / "envs" / key).glob("lib/python3*/site-packages/six.py"))
+    assert len(found) == 1, key
+    return found[0]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_poisoned_uv_cache_reaches_no_other_owner(server: Server, tmp_path: Path) -> None:
+    (alice, alice_token), (bob, bob_token) = user_with_token(server), user_with_token(server)
+    base = {"README.md": README, "app.py": SHOW.format(pkg="pkg"), "pre-requirements.txt": "six==1.17.0\n",
+            "requirements.txt": "./pkg\n", **pkg_files("same")}
+
+    # alice's build rewrites the unpacked six wheel in the uv cache it runs with (six arrived there first)
+    a = f"{alice}/app"
+    assert server.create_space("app", token=alice_token).status_code == 200
+    evil = {**base, "requirements.txt": "./evil\n", "evil/setup.py": POISON_SETUP}
+    assert server.push(a, evil, token=alice_token, workdir=tmp_path / "a").returncode == 0
+    assert server.wait_stage(a, timeout=600)["stage"] == "BUILD_ERROR"
+    poisoned = int(re.findall(r"ATTACK poisoned: (\d+)", log_lines(server, a))[0])
+    assert poisoned >= 1, log_lines(server, a)[-3000:]  # the attack works on the cache it is given…
+    assert server.push(a, base, token=alice_token, workdir=tmp_path / "a").returncode == 0
+    rt = server.wait_stage(a, {"RUNNING"}, timeout=900, after_sha=_head(tmp_path / "a"))
+    alice_key = env_key(server.build_log(a))
+    assert six_of(server, alice_key).read_text() == "POISONED = True\n", rt  # …and alice's own Spaces get it
+
+    # bob: byte-identical requirements and ./pkg, so the same content key, yet his own cache and environment
+    b = f"{bob}/app"
+    assert server.create_space("app", token=bob_token).status_code == 200
+    assert server.push(b, base, token=bob_token, workdir=tmp_path / "b").returncode == 0
+    assert server.wait_stage(b, timeout=900)["stage"] == "RUNNING", server.build_log(b)[-3000:]
+    bob_key = env_key(server.build_log(b))
+    assert bob_key != alice_key
+    assert sha256(six_of(server, bob_key)) == GENUINE_SIX
+    assert Client(server.host(b), verbose=False).predict("x", api_name="/value") == "same"
+
+    # a third owner's build cannot reach built environments or the caches
+    mallory, mallory_token = user_with_token(server)
+    m = f"{mallory}/app"
+    assert server.create_space("app", token=mallory_token).status_code == 200
+    setup_py = (STORE_SETUP.replace("{alice_six}", str(six_of(server, alice_key)))
+                .replace("{bob_six}", str(six_of(server, bob_key))).replace("{data}", str(server.data_dir)))
+    files = {"README.md": README, "app.py": SHOW.format(pkg="evil"), "requirements.txt": "./evil\n",
+             "evil/setup.py": setup_py}
+    assert server.push(m, files, token=mallory_token, workdir=tmp_path / "m").returncode == 0
+    assert server.wait_stage(m, timeout=600)["stage"] == "BUILD_ERROR"
+    seen = attacks(log_lines(server, m))
+    for what in ("write alice env", "write bob env", "list build caches"):
+        assert seen.get(what, "").startswith("failed"), (what, seen)
+    assert sha256(six_of(server, bob_key)) == GENUINE_SIX
+    assert (six_of(server, bob_key).stat().st_uid, six_of(server, bob_key).stat().st_mode & 0o022) == (0, 0)
