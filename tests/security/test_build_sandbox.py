@@ -15,6 +15,11 @@ from pathlib import Path
 import pytest
 from gradio_client import Client
 
+from builder.backend import BuildContext
+from builder.build_sandbox import owner_cache
+from builder.planner import plan_build
+from builder.uv_backend import UvBackend
+from core.settings import Settings
 from tests.e2e.harness import Server, free_port
 from tests.security.test_spaces_domain import user_with_token
 
@@ -228,3 +233,24 @@ def test_a_poisoned_uv_cache_reaches_no_other_owner(server: Server, tmp_path: Pa
         assert seen.get(what, "").startswith("failed"), (what, seen)
     assert sha256(six_of(server, bob_key)) == GENUINE_SIX
     assert (six_of(server, bob_key).stat().st_uid, six_of(server, bob_key).stat().st_mode & 0o022) == (0, 0)
+
+
+def test_an_index_sdist_builds_with_its_owners_cache(tmp_path: Path) -> None:
+    """An index requirement without a wheel runs its setup.py: not with the shared cache, and not into an
+    environment other owners would share (the shared `--no-build` attempt gives way)."""
+    backend = UvBackend(Settings(data_dir=tmp_path / "data"))
+    backend.compile_bytecode = False
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "README.md").write_text(README)
+    (src / "app.py").write_text("import gradio\n")
+    (src / "requirements.txt").write_text("antlr4-python3-runtime==4.9.3\n")  # sdist only on PyPI
+    plan = plan_build("Carol/x", "0" * 40, str(src))
+    assert not plan.tenant_code
+    lines: list[str] = []
+    env = backend.ensure_env(plan, BuildContext(log=lines.append))
+    assert env.name == plan.owner_env_key != plan.env_key, lines[-20:]
+    assert any("must be built from source" in line for line in lines), lines[-20:]
+    assert list(env.glob("lib/python3*/site-packages/antlr4/__init__.py"))
+    caches = tmp_path / "data" / "build-cache"
+    assert list((caches / owner_cache("carol")).rglob("antlr4")) and not list((caches / "shared").rglob("antlr4"))
