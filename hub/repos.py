@@ -11,6 +11,7 @@ from pathlib import Path
 
 from core.errors import BadRequest, Conflict, EntryNotFound, RevisionNotFound
 from core.ids import SpaceId
+from hub.lfs import POINTER_MAX, Pointer, parse_pointer
 
 ZERO = "0" * 40
 
@@ -76,6 +77,15 @@ class Repos:
                 entries.append(TreeEntry(path.decode(), int(size), blob.decode()))
         return entries
 
+    def pointers(self, sid: SpaceId, blobs: list[tuple[str, int]]) -> dict[str, Pointer]:
+        """Blob id → the Git LFS pointer that blob is, for those of `blobs` ((blob id, size) pairs) that are one.
+        Only blobs small enough to be a pointer are read, all in one `git cat-file --batch`."""
+        small = sorted({oid for oid, size in blobs if size <= POINTER_MAX})
+        if not small:
+            return {}
+        out = self.git(sid, "cat-file", "--batch", input="".join(f"{oid}\n" for oid in small).encode())
+        return {oid: p for oid, data in split_batch(out) if (p := parse_pointer(data)) is not None}
+
     def read(self, sid: SpaceId, sha: str, path: str) -> bytes:
         proc = subprocess.run(
             ["git", "-C", str(self.path(sid)), "cat-file", "blob", f"{sha}:{path}"], capture_output=True, check=False
@@ -86,6 +96,21 @@ class Repos:
 
     def commit_date(self, sid: SpaceId, sha: str) -> str:
         return self.git(sid, "show", "-s", "--format=%cI", sha).decode().strip()
+
+
+def split_batch(out: bytes) -> list[tuple[str, bytes]]:
+    """(object id, content) of each object in `git cat-file --batch` output (`<oid> <type> <size>\\n<data>\\n`);
+    missing objects (`<oid> missing`) are left out."""
+    objects, pos = [], 0
+    while pos < len(out):
+        end = out.index(b"\n", pos)
+        header = out[pos:end].decode().split()
+        pos = end + 1
+        if len(header) == 3:
+            size = int(header[2])
+            objects.append((header[0], out[pos:pos + size]))
+            pos += size + 1
+    return objects
 
 
 # ---- commits without a work tree (the commit API) ---------------------------------------------------------

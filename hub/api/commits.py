@@ -234,10 +234,20 @@ async def commit(request: Request, owner: str, name: str, revision: str) -> JSON
 
 # ---- reads: tree, paths-info, resolve -----------------------------------------------------------------------
 
-def tree_json(item: TreeItem) -> dict[str, Any]:
+def tree_json(item: TreeItem, pointer: Pointer | None = None) -> dict[str, Any]:
+    """One entry of a tree or paths-info answer, as the Hub gives it: an LFS file's `size` is its content's,
+    with `lfs: {oid (sha256), size, pointerSize}`; `oid` stays the git blob's (the pointer's)."""
     if item.kind == "tree":
         return {"type": "directory", "oid": item.oid, "path": item.path, "size": 0}
-    return {"type": "file", "oid": item.oid, "path": item.path, "size": item.size}
+    if pointer is None:
+        return {"type": "file", "oid": item.oid, "path": item.path, "size": item.size}
+    return {"type": "file", "oid": item.oid, "path": item.path, "size": pointer.size,
+            "lfs": {"oid": pointer.oid, "size": pointer.size, "pointerSize": item.size}}
+
+
+def tree_jsons(hub: Hub, sid: SpaceId, items: list[TreeItem]) -> list[dict[str, Any]]:
+    ptrs = hub.repos.pointers(sid, [(i.oid, i.size) for i in items if i.kind == "blob"])
+    return [tree_json(i, ptrs.get(i.oid)) for i in items]
 
 
 @router.get(PREFIX + "/tree/{rest:path}")
@@ -250,7 +260,8 @@ async def tree(request: Request, owner: str, name: str, rest: str, recursive: bo
         sha = resolve_rev(hub, space, rev)
         if sha is None:
             return []
-        return [tree_json(i) for i in list_tree(hub.repos, SpaceId(owner, name), sha, path, recursive=recursive)]
+        sid = SpaceId(owner, name)
+        return tree_jsons(hub, sid, list_tree(hub.repos, sid, sha, path, recursive=recursive))
 
     return await asyncio.to_thread(listing)
 
@@ -291,15 +302,15 @@ async def paths_info(request: Request, owner: str, name: str, revision: str) -> 
         sha = resolve_rev(hub, space, rev)
         if sha is None:
             return []
-        out = []
+        found = []
         for p in paths:
             item = blob_at(hub.repos, sid, sha, p)
             if item is None:
                 folder = [i for i in list_tree(hub.repos, sid, sha, p.rpartition("/")[0]) if i.path == p]
                 item = folder[0] if folder else None
             if item is not None:
-                out.append(tree_json(item))
-        return out
+                found.append(item)
+        return tree_jsons(hub, sid, found)
 
     return await asyncio.to_thread(info)
 

@@ -112,13 +112,26 @@ def space_view(hub: Hub, space: SpaceRecord, *, full: bool = True, likes: int | 
     if full:
         siblings = []
         if space.head_sha:
-            siblings = [{"rfilename": e.path, "size": e.size, "blobId": e.blob_id}
-                        for e in hub.repos.files(sid, space.head_sha)]
+            siblings = siblings_json(hub, sid, space.head_sha)
         cd = card_data(hub, space)
         view.update({"siblings": siblings, "cardData": cd, "runtime": runtime_view(hub, space)})
         if cd:
             view.update({k: cd[k] for k in ("title", "emoji", "colorFrom", "colorTo") if k in cd})
     return view
+
+
+def siblings_json(hub: Hub, sid: SpaceId, sha: str) -> list[dict[str, Any]]:
+    """The files of commit `sha` as info's `siblings`; an LFS file's `size` is its content's, with
+    `lfs: {sha256, size, pointerSize}` (the Hub's shape there, unlike the tree's `oid`)."""
+    files = hub.repos.files(sid, sha)
+    ptrs = hub.repos.pointers(sid, [(e.blob_id, e.size) for e in files])
+    out = []
+    for e in files:
+        entry: dict[str, Any] = {"rfilename": e.path, "size": e.size, "blobId": e.blob_id}
+        if (p := ptrs.get(e.blob_id)) is not None:
+            entry.update(size=p.size, lfs={"sha256": p.oid, "size": p.size, "pointerSize": e.size})
+        out.append(entry)
+    return out
 
 
 GPU_MODELS = {"t4": ("T4", 16), "l4": ("L4", 24), "l40s": ("L40S", 48), "a10g": ("A10G", 24),

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from gradio_client import Client
-from huggingface_hub import HfApi, constants, hf_hub_download
+from huggingface_hub import HfApi, RepoFile, constants, hf_hub_download
 
 from tests.e2e.harness import Server, free_port
 
@@ -142,3 +142,35 @@ def test_lfs_refuses_bad_content_strangers_and_unsigned_writes(server: Server, t
         down = {**batch, "operation": "download"}
         href = c.post(url + "/batch", json=down, headers=lfs_headers).json()["objects"][0]["actions"]["download"]["href"]
     assert httpx.get(href).content == data
+
+
+def test_tree_paths_info_and_siblings_carry_the_lfs_field(hf_threshold_server: Server, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on the Hub: an LFS file lists with its content's size and `lfs` (sha256, size, pointer size) in
+    list_repo_tree, get_paths_info and space_info(files_metadata=True); a regular file has no `lfs`."""
+    server = hf_threshold_server
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
+    sid = f"admin/lfs-tree-{uuid.uuid4().hex[:6]}"
+    server.create_space(sid.split("/")[1])
+    api = HfApi(endpoint=server.url, token=server.token)
+    big = os.urandom((10 << 20) + 1)
+    (tmp_path / "w.bin").write_bytes(big)
+    api.upload_file(path_or_fileobj=str(tmp_path / "w.bin"), path_in_repo="models/w.bin", repo_id=sid,
+                    repo_type="space")
+    api.upload_file(path_or_fileobj=b"small", path_in_repo="models/small.txt", repo_id=sid, repo_type="space")
+    oid = hashlib.sha256(big).hexdigest()
+    pointer_size = len(server_git_show(server, sid, "main:models/w.bin"))
+
+    tree = {f.path: f for f in api.list_repo_tree(sid, repo_type="space", recursive=True)
+            if isinstance(f, RepoFile)}
+    info = {f.path: f for f in api.get_paths_info(sid, ["models/w.bin", "models/small.txt"], repo_type="space")
+            if isinstance(f, RepoFile)}
+    for files in (tree, info):
+        lfs_file = files["models/w.bin"]
+        assert lfs_file.size == len(big) and lfs_file.lfs is not None
+        assert (lfs_file.lfs.sha256, lfs_file.lfs.size, lfs_file.lfs.pointer_size) == (oid, len(big), pointer_size)
+        assert files["models/small.txt"].lfs is None and files["models/small.txt"].size == 5
+    siblings = {s.rfilename: s for s in api.space_info(sid, files_metadata=True).siblings or []}
+    assert siblings["models/w.bin"].size == len(big) and siblings["models/w.bin"].lfs is not None
+    assert siblings["models/w.bin"].lfs.sha256 == oid and siblings["models/w.bin"].lfs.pointer_size == pointer_size
+    assert siblings["models/small.txt"].lfs is None
