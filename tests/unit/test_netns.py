@@ -105,7 +105,7 @@ def test_apps_listen_on_every_address_of_their_namespace() -> None:
 
 @pytest.fixture
 def net() -> Iterator[SpaceNetwork]:
-    n = SpaceNetwork("shut" + uuid.uuid4().hex[:6], "10.233.0.0/16")
+    n = SpaceNetwork("shut" + uuid.uuid4().hex[:6], "10.199.0.0/24")  # outside the installs' pool (10.224.0.0/12)
     yield n
     n.teardown()
 
