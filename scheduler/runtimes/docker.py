@@ -50,6 +50,8 @@ from sandbox.dockernet import Bridge, bridge_of, forward_chain
 from sandbox.firewall import Firewall, bridge_firewall, nameservers
 from scheduler.env import rebase_host_urls
 from scheduler.runtimes.base import Ability, ExitInfo, Instance, LaunchSpec, Usage
+from scheduler.runtimes.docker_home import capped_run_kwargs, homes_of, sweep_homes
+from scheduler.runtimes.docker_home import release as release_home
 from scheduler.runtimes.docker_warm import (
     LABEL_DATA_DIR,
     LABEL_SPARE,
@@ -59,6 +61,7 @@ from scheduler.runtimes.docker_warm import (
     spare_kwargs,
     warm_key,
 )
+from scheduler.runtimes.process import space_memory_cap
 
 log = logging.getLogger("spacehost.docker")
 
@@ -78,7 +81,10 @@ class Machine:
 
     @classmethod
     def this(cls) -> Machine:
-        return cls(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), os.cpu_count() or 1)
+        """This machine, its memory capped as the operator says (SPACEHOST_SPACE_MEMORY_MAX, as for processes)."""
+        memory = space_memory_cap(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
+                                  os.environ.get("SPACEHOST_SPACE_MEMORY_MAX", ""))
+        return cls(memory, os.cpu_count() or 1)
 
 
 def firewall(bridge: Bridge, host_ports: tuple[int, ...], resolvers: tuple[str, ...],
@@ -186,7 +192,7 @@ class DockerRuntime:
         self.host_ports: tuple[int, ...] = ()  # ports of the gateway that Spaces may connect to
         self.owner = str(settings.data_dir)
         self.registry = Registry(settings.path("docker-instances"), SecretBox(settings.secret_key()))
-        self.spares = SparePool(lambda: self.client, lambda kw: self.client.containers.run(**kw))
+        self.spares = SparePool(lambda: self.client, self._run, _remove)
 
     @property
     def client(self) -> Any:
@@ -336,7 +342,7 @@ class DockerRuntime:
         c = self._take_spare(key, spec, plan, list(cfg.get("Cmd") or ()), home) if key else None
         if c is None:
             try:
-                c = self.client.containers.run(**kwargs)
+                c = self._run(kwargs)
             except docker.errors.APIError as e:
                 raise LaunchFailed(f"docker could not start {image}: {e.explanation or e}") from None
         inst = self._instance(c)
@@ -345,6 +351,16 @@ class DockerRuntime:
             spare = spare_kwargs(kwargs, key, sdk.value, home, keep=(LABEL_DATA_DIR, LABEL_LIMIT))
             self.spares.replenish_later(key, spare, spec.artifact.space_id)
         return inst
+
+    def _run(self, kwargs: dict[str, Any]) -> Any:
+        """`containers.run`, each anonymous volume (the home) a size-capped tmpfs instead (docker_home.py)."""
+        kw, homes = capped_run_kwargs(self.client, kwargs, self.owner)
+        try:
+            return self.client.containers.run(**kw)
+        except BaseException:
+            for name in homes:
+                release_home(self.client, name)
+            raise
 
     def _take_spare(self, key: str, spec: LaunchSpec, plan: ContainerPlan, argv: list[str], home: str) -> Any:
         """A spare container turned into this instance (the SDK already imported), or None."""
@@ -439,6 +455,7 @@ class DockerRuntime:
                 secrets = [env.get(k, "") for k in labels.get(LABEL_SECRETS, "").split(",") if k]
             if labels.get(LABEL_LOG):
                 self._follow(c.id, labels[LABEL_LOG], masker(secrets), since=int(time.time()))
+        sweep_homes(self.client, self.owner)  # of containers that went while nobody watched
         return found
 
     # -- logs -------------------------------------------------------------------------------------------------
@@ -512,6 +529,8 @@ def _published_port(attrs: dict[str, Any]) -> int:
 
 
 def _remove(c: Any) -> None:
+    """Remove the container, its anonymous volumes and its capped homes."""
+    homes = homes_of(c.attrs)
     try:
         c.remove(v=True, force=True)
     except docker.errors.NotFound:
@@ -519,4 +538,6 @@ def _remove(c: Any) -> None:
     except docker.errors.APIError as e:  # removal already in progress
         if "in progress" not in str(e):
             raise
+    for name in homes:
+        release_home(c.client, name)
 

@@ -129,11 +129,14 @@ class Registry:
 
 
 class SparePool:
-    """Spare containers of this spacehost, by warm key. `run` starts a container from run kwargs."""
+    """Spare containers of this spacehost, by warm key. `run` starts a container from run kwargs, `remove`
+    removes one."""
 
-    def __init__(self, client: Callable[[], Any], run: Callable[[dict[str, Any]], Any]) -> None:
+    def __init__(self, client: Callable[[], Any], run: Callable[[dict[str, Any]], Any],
+                 remove: Callable[[Any], None] = lambda c: c.remove(v=True, force=True)) -> None:
         self._client = client
         self._run = run
+        self._remove = remove  # a container and what it mounts
         self._lock = threading.Lock()
         self._spares: list[tuple[str, str, str]] = []  # (key, container id, Space of its image), oldest first
         self._pending: set[str] = set()
@@ -153,7 +156,7 @@ class SparePool:
                 c = self._client().containers.get(cid)
                 if c.status == "running":
                     return c
-                c.remove(v=True, force=True)
+                self._remove(c)
             except docker.errors.APIError:
                 continue
 
@@ -193,7 +196,7 @@ class SparePool:
 
     def remove(self, cid: str) -> None:
         try:
-            self._client().containers.get(cid).remove(v=True, force=True)
+            self._remove(self._client().containers.get(cid))
         except docker.errors.APIError:
             pass
 

@@ -124,6 +124,7 @@ class Server:
         import docker
 
         from scheduler.runtimes.docker import LABEL_DATA_DIR, LABEL_SPACE
+        from scheduler.runtimes.docker_home import sweep_homes
 
         spaces_dir = self.data_dir / "spaces"
         space_ids = {f"{o.name}/{n.name}" for o in spaces_dir.iterdir() if o.is_dir() for n in o.iterdir()
@@ -133,6 +134,7 @@ class Server:
             for c in client.containers.list(all=True, filters={"label": f"{LABEL_DATA_DIR}={self.data_dir}"}):
                 with contextlib.suppress(docker.errors.APIError):
                     c.remove(v=True, force=True)
+            sweep_homes(client, str(self.data_dir))  # their size-capped homes, unmounted
             for sid in space_ids:
                 for image in client.images.list(filters={"label": f"{LABEL_SPACE}={sid}"}):
                     with contextlib.suppress(docker.errors.APIError):

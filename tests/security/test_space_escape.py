@@ -1,12 +1,14 @@
 """Hostile tenants, attacking from inside a real Space (issue 12): real Gradio Spaces pushed through a real
-`spacehost up` (process runtime, bubblewrap sandbox, a network namespace per Space), whose app code performs the
-attack and reports what it could do as JSON. Run against cold starts and warm (zygote) starts.
+`spacehost up`, whose app code performs the attack and reports what it could do as JSON. Run on the process
+runtime (bubblewrap sandbox, a network namespace per Space) with cold starts and warm (zygote) starts, and on the
+docker runtime (a hardened container per Space on spacehost's bridge network, its own firewall rules), where the
+"gateway" is the bridge's and the Space's address is its container's.
 
 The attacker reaches: another Space's files, the data dir, /root, other processes' environments; another Space's
 app port and its `spaces` reload port (7887); the hub's and broker's loopback ports; a dummy host service on
 127.0.0.1 and one on the bridge gateway; 7887 on the gateway. Only the hub's and broker's gateway ports answer.
 Then: a fork bomb (pids limit; the other Space keeps answering), a memory bomb (OOM-killed, "out of memory" in
-the runtime's errorMessage), and filling its home (a size-capped tmpfs; the host's disk untouched).
+the runtime's errorMessage), and filling its home (a size-capped tmpfs; the host's disk untouched). Every case applies to both runtimes.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import os
 import secrets
 import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -23,17 +26,22 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import docker
 import httpx
 import pytest
 from gradio_client import Client
 
 from core.settings import Settings
 from sandbox.netns import SpaceNetwork
+from scheduler.runtimes.docker import HOST_ALIAS, DockerRuntime
+from tests.docker.conftest import BASE_IMAGE, ROOT
 from tests.e2e.harness import Server, free_port
 
 pytestmark = pytest.mark.e2e
 
 MEMORY_MAX = 1536 << 20  # SPACEHOST_SPACE_MEMORY_MAX: every Space's limit here (home: half of it)
+CA = "/etc/ssl/certs/ca-certificates.crt"  # the docker builds' CA bundle (--build-ca)
+RUNTIMES = ["cold", "warm", pytest.param("docker", marks=pytest.mark.docker)]
 VICTIM_SECRET = "victim-secret-" + secrets.token_hex(8)
 VICTIM_FILE = "victim-file-" + secrets.token_hex(8)
 README = "---\ntitle: {title}\nsdk: gradio\n---\n"
@@ -113,7 +121,10 @@ def attack(request):
         except OSError as e:
             error = e.strerror or str(e)
         os.unlink(os.path.expanduser("~/fill"))
-        return json.dumps({"written": written, "error": error})
+        home = os.path.realpath(os.path.expanduser("~"))
+        mounts = [line.split()[1:3] for line in open("/proc/self/mounts")]
+        under = [(m, t) for m, t in mounts if home == m or home.startswith(m.rstrip("/") + "/")]
+        return json.dumps({"written": written, "error": error, "fstype": max(under, key=lambda mt: len(mt[0]))[1]})
     if op == "forkbomb":
         # after a moment: the answer must leave before the bomb takes every pid of this Space, its server's too
         subprocess.Popen([sys.executable, "-c", "import time; time.sleep(2)\n" + BOMB], start_new_session=True)
@@ -130,12 +141,14 @@ gr.Interface(fn=attack, inputs="text", outputs="text").launch()
 
 @dataclass
 class Placed:
-    """A running Space as the host sees it: its namespace address and app port."""
+    """A running Space as the host sees it: its namespace (or container) address and app port."""
 
     space_id: str
     host: str  # the proxy URL
     ip: str
     port: int
+    pid: int = 0  # docker: the container's init as the host sees it
+    home: str = ""  # docker: where its home volume lies on the host
 
 
 @dataclass
@@ -147,6 +160,10 @@ class World:
     ports: dict[str, int]
     gateway_listener: int  # a dummy service on the gateway address, not exposed to Spaces
     loopback_listener: int  # a dummy service on the host's 127.0.0.1
+    network: str = ""  # the docker runtime's bridge network ("": the process runtime)
+
+    def placed(self, sid: str) -> Placed:
+        return placed_container(self.server, sid, self.network) if self.network else placed(self.server, sid)
 
     def attack(self, space: Placed, **req: object) -> dict[str, object]:
         out = Client(space.host, verbose=False).predict(json.dumps(req), api_name="/attack")
@@ -182,6 +199,33 @@ def placed(server: Server, sid: str) -> Placed:
     raise AssertionError(f"no instance state with a namespace address for {sid}")
 
 
+def placed_container(server: Server, sid: str, network: str) -> Placed:
+    """Where the Space's container listens on the bridge, its init's host pid and its home on the host."""
+    client = docker.from_env()
+    prefix = "spacehost-" + sid.replace("/", "--") + "--"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            for c in client.containers.list(filters={"name": prefix}):
+                addr = c.attrs["NetworkSettings"]["Networks"].get(network, {}).get("IPAddress")
+                ports = [int(k.split("/")[0]) for k, v in (c.attrs["NetworkSettings"]["Ports"] or {}).items() if v]
+                if c.name.startswith(prefix) and addr and ports:
+                    home = next(m["Source"] for m in c.attrs["Mounts"] if m["Destination"] == "/home/user")
+                    return Placed(sid, server.host(sid), addr, ports[0], int(c.attrs["State"]["Pid"]), home)
+            time.sleep(0.2)
+    finally:
+        client.close()
+    raise AssertionError(f"no running container with an address on {network} for {sid}")
+
+
+def docker_gateway(network: str) -> str:
+    client = docker.from_env()
+    try:
+        return str(client.networks.get(network).attrs["IPAM"]["Config"][0]["Gateway"])
+    finally:
+        client.close()
+
+
 def push_space(server: Server, name: str, files: dict[str, str], tmp: Path,
                secrets_: dict[str, str] | None = None) -> str:
     sid = f"admin/{name}-{uuid.uuid4().hex[:6]}"
@@ -194,15 +238,26 @@ def push_space(server: Server, name: str, files: dict[str, str], tmp: Path,
     return sid
 
 
-@pytest.fixture(scope="module", params=["cold", "warm"])
+@pytest.fixture(scope="module", params=RUNTIMES)
 def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """One server per runtime, shared by the module's cases (in file order)."""
     tmp = tmp_path_factory.mktemp("escape")
-    srv = Server(tmp / "data", free_port(), "hf_admin_" + secrets.token_hex(8), extra_args=("--zerogpu-devices", "1"),
-                 env={"SPACEHOST_PROCESS_WARM": "1" if request.param == "warm" else "0",
-                      "SPACEHOST_SPACE_MEMORY_MAX": str(MEMORY_MAX)})
+    network = ""
+    args: tuple[str, ...] = ("--zerogpu-devices", "1")
+    env = {"SPACEHOST_SPACE_MEMORY_MAX": str(MEMORY_MAX)}
+    if request.param == "docker":
+        subprocess.run([ROOT / "deploy/start-dockerd.sh"], check=True)
+        subprocess.run([ROOT / "deploy/make-base-image.sh", BASE_IMAGE], check=True)
+        network = f"spacehost-escape-{secrets.token_hex(3)}"
+        args += ("--runtime", "docker", "--docker-base-image", BASE_IMAGE, "--docker-network", network,
+                 "--build-ca", CA)
+    else:
+        env["SPACEHOST_PROCESS_WARM"] = "1" if request.param == "warm" else "0"
+    srv = Server(tmp / "data", free_port(), "hf_admin_" + secrets.token_hex(8), extra_args=args, env=env)
     srv.data_dir.mkdir()
-    srv.start()
-    gateway = SpaceNetwork.for_install(Settings(data_dir=srv.data_dir).install_tag).ensure()
+    srv.start(timeout=120)
+    own_net = SpaceNetwork.for_install(Settings(data_dir=srv.data_dir).install_tag)
+    gateway = docker_gateway(network) if network else own_net.ensure()
     gw_sock, gw_port = listener(gateway)
     lo_sock, lo_port = listener("127.0.0.1")
     try:
@@ -213,11 +268,15 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
             rt = srv.wait_stage(sid, timeout=600)
             assert rt["stage"] == "RUNNING", (rt, srv.log_tail())
         ports = json.loads((srv.data_dir / "ports.json").read_text())
-        yield World(srv, placed(srv, victim), placed(srv, attacker), gateway, ports, gw_port, lo_port)
+        where = World(srv, Placed("", "", "", 0), Placed("", "", "", 0), gateway, ports, gw_port, lo_port, network)
+        where.victim, where.attacker = where.placed(victim), where.placed(attacker)
+        yield where
     finally:
         gw_sock.close()
         lo_sock.close()
         srv.close()
+        if network:
+            DockerRuntime(Settings(docker_network=network)).remove_network()
 
 
 def victim_answers(w: World) -> bool:
@@ -237,13 +296,16 @@ def test_cannot_read_other_spaces_files_the_data_dir_root_or_other_environments(
     victim_tree = next(p for p in world.server.data_dir.rglob("victim.txt") if p.read_text() == VICTIM_FILE)
     paths = [str(victim_tree), str(victim_tree.parent), str(world.server.data_dir),
              str(world.server.data_dir / "state.db"), "/root", "/etc/shadow"]
+    if world.victim.home:  # docker: the victim's running copy, in its home volume on the host
+        paths.append(f"{world.victim.home}/app/victim.txt")
     out = world.attack(world.attacker, op="probe", read=paths, connect=[], needle=VICTIM_SECRET)
     seen = dict(out["read"])  # type: ignore[call-overload]
     # the data dir exists inside only as the path down to the Space's own read-only env: nothing else of it
     assert seen.pop(str(world.server.data_dir)) in (False, ["envs"])
     assert seen == {p: False for p in paths if p != str(world.server.data_dir)}
     assert out["environ"] == []  # no process whose environment holds the victim's secret is even visible
-    assert out["env"] == {"HF_ENDPOINT": f"http://{world.gateway}:{world.ports['hub']}", "GRADIO_SERVER_NAME": "0.0.0.0"}
+    hub = f"{HOST_ALIAS if world.network else world.gateway}:{world.ports['hub']}"  # docker: a name for the gateway
+    assert out["env"] == {"HF_ENDPOINT": f"http://{hub}", "GRADIO_SERVER_NAME": "0.0.0.0"}
 
 
 def test_cannot_connect_to_other_spaces_or_host_services_but_the_hub_and_broker(world: World) -> None:
@@ -267,6 +329,7 @@ def test_filling_the_home_is_capped_and_leaves_the_hosts_disk_alone(world: World
     before = tree_bytes(world.server.data_dir)  # the host's free space moves with everything else on the machine
     out = world.attack(world.attacker, op="fill", limit=4 * MEMORY_MAX)
     assert out["error"] == "No space left on device" and 0 < int(out["written"]) <= MEMORY_MAX // 2  # type: ignore[call-overload]
+    assert out["fstype"] == "tmpfs"  # in memory, counted against the Space's limit: no disk of the host's
     assert tree_bytes(world.server.data_dir) - before < 64 << 20  # nothing of it landed on the host's disk
     assert world.attack(world.attacker, op="probe", read=[], connect=[], needle="-")["pids"]  # still serving
 
@@ -274,11 +337,13 @@ def test_filling_the_home_is_capped_and_leaves_the_hosts_disk_alone(world: World
 def test_a_fork_bomb_is_contained_and_the_other_space_keeps_answering(world: World) -> None:
     bomber = push_space(world.server, "bomber", {"app.py": ATTACKER_APP}, world.server.data_dir.parent)
     assert world.server.wait_stage(bomber, timeout=600)["stage"] == "RUNNING"
-    b = placed(world.server, bomber)
+    b = world.placed(bomber)
     try:
         assert world.attack(b, op="forkbomb") == {"started": True}
         time.sleep(7)
-        pids = [int(Path(f).read_text()) for f in _cgroup_files(world.server, bomber, "pids.current")]
+        files = [str(_cgroup_dir(b.pid, "pids") / "pids.current")] if b.pid else _cgroup_files(
+            world.server, bomber, "pids.current")
+        pids = [int(Path(f).read_text()) for f in files]
         assert pids and max(pids) <= 4096
         t0 = time.monotonic()
         assert victim_answers(world)
@@ -322,3 +387,16 @@ def _cgroup_files(server: Server, sid: str, name: str) -> list[str]:
             if st["space_id"] == sid:
                 out += [str(Path(d) / name) for d in st["cgroup_dirs"] if (Path(d) / name).exists()]
     return out
+
+
+def _cgroup_dir(pid: int, controller: str) -> Path:
+    """The cgroup directory of `controller` (v1) or the unified one (v2) that process `pid` is in."""
+    unified = None
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, names, path = line.split(":", 2)
+        if controller in names.split(","):
+            return Path("/sys/fs/cgroup", controller, path.lstrip("/"))
+        if names == "":
+            unified = Path("/sys/fs/cgroup", path.lstrip("/"))
+    assert unified is not None, f"process {pid} is in no {controller} cgroup"
+    return unified
