@@ -91,11 +91,11 @@ exit $status
 
 
 def pr_refs(store: Store, space_pk: int, principal: Principal, writer: bool) -> list[str]:
-    """`refs/pr/N` of the open pull requests `principal` may push to: all of them for a writer, else their own."""
+    """`refs/pr/N` of the open or draft pull requests `principal` may push to: all of them for a writer, else their own."""
     if principal.token_role != "write":
         return []
     return [f"refs/pr/{d.num}" for d in community.list_discussions(store, space_pk)
-            if d.is_pr and d.status == community.OPEN and (writer or d.author == principal.user)]
+            if d.is_pr and d.status in community.PUSHABLE and (writer or d.author == principal.user)]
 
 
 def install_hooks(folder: Path) -> Path:

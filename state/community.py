@@ -18,7 +18,9 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from core.errors import BadRequest, Forbidden, NotFound
 from state.store import Base, Store, utcnow
 
-OPEN, CLOSED, MERGED = "open", "closed", "merged"
+OPEN, CLOSED, MERGED, DRAFT = "open", "closed", "merged", "draft"
+PUSHABLE = (OPEN, DRAFT)  # a pull request that takes commits (a draft is published by setting it open)
+FILTERS = {"open": (OPEN, DRAFT), "closed": (CLOSED, MERGED)}  # the list API's status filter, as the Hub's
 
 
 class DiscussionRow(Base):
@@ -30,7 +32,7 @@ class DiscussionRow(Base):
     title: Mapped[str] = mapped_column(String(200))
     author: Mapped[str] = mapped_column(String(96))
     is_pr: Mapped[bool] = mapped_column(default=False)
-    status: Mapped[str] = mapped_column(String(8), default=OPEN)  # open | closed | merged
+    status: Mapped[str] = mapped_column(String(8), default=OPEN)  # open | closed | merged | draft
     target_branch: Mapped[str | None] = mapped_column(String(200), default=None)
     base_sha: Mapped[str | None] = mapped_column(String(40), default=None)  # target head when the PR opened
     merge_sha: Mapped[str | None] = mapped_column(String(40), default=None)
@@ -118,15 +120,17 @@ def comment_data(raw: str, author: str, now: dt.datetime, *, edited: bool = Fals
 
 
 def open_discussion(store: Store, space_pk: int, title: str, author: str, description: str, *,
-                    is_pr: bool = False, target_branch: str | None = None, base_sha: str | None = None) -> Discussion:
-    """A new discussion (or pull request) numbered after the Space's last one, with its first comment."""
+                    is_pr: bool = False, target_branch: str | None = None, base_sha: str | None = None,
+                    draft: bool = False) -> Discussion:
+    """A new discussion (or pull request, `draft` or open) numbered after the Space's last one, with its first
+    comment."""
     title = title.strip()
     if not title or len(title) > 200:
         raise BadRequest("a discussion needs a title of 1 to 200 characters")
     with store.session() as s:
         last = s.scalar(select(func.max(DiscussionRow.num)).where(DiscussionRow.space_id == space_pk)) or 0
         row = DiscussionRow(space_id=space_pk, num=last + 1, title=title, author=author, is_pr=is_pr,
-                            target_branch=target_branch, base_sha=base_sha)
+                            target_branch=target_branch, base_sha=base_sha, status=DRAFT if draft else OPEN)
         s.add(row)
         s.flush()
         _event(s, row, "comment", author, comment_data(description, author, utcnow()))

@@ -65,7 +65,7 @@ def details(hub: Hub, space: SpaceRecord, num: int) -> dict[str, Any]:
                                key=lambda e: str(e["createdAt"]))
     out["diff"] = refs.changed_files(hub.repos, sid, base, head) if head and base else ""
     target = d.target_branch or "main"
-    conflicts = refs.conflicts(hub.repos, sid, target, head) if head and d.status == community.OPEN else []
+    conflicts = refs.conflicts(hub.repos, sid, target, head) if head and d.status in community.PUSHABLE else []
     out["filesWithConflicts"] = conflicts
     out["changes"] = {"base": f"refs/heads/{target}", **({"mergeCommitId": d.merge_sha} if d.merge_sha else {})}
     return out
@@ -91,12 +91,13 @@ async def list_discussions(request: Request, owner: str, name: str, type: str = 
                            author: str | None = None, p: int = 0) -> dict[str, Any]:
     space, _ = await visible_space(request, owner, name)
     found = await asyncio.to_thread(community.list_discussions, hub_of(request).store, space.id)
+    wanted = community.FILTERS.get(status, (status,))
     kept = [d for d in found
             if (type == "all" or d.is_pr == (type == "pull_request"))
-            and (status == "all" or d.status == status) and (author is None or d.author == author)]
+            and (status == "all" or d.status in wanted) and (author is None or d.author == author)]
     page = kept[p * PAGE:(p + 1) * PAGE]
     return {"discussions": [discussion_json(space, d) for d in page], "count": len(kept), "start": p * PAGE,
-            "numClosedDiscussions": sum(d.status != community.OPEN for d in kept)}
+            "numClosedDiscussions": sum(d.status in community.FILTERS["closed"] for d in kept)}
 
 
 @router.post(PREFIX + "/discussions")
@@ -105,20 +106,22 @@ async def create_discussion(request: Request, owner: str, name: str) -> JSONResp
     principal = await actor(request)
     body = await optional_json(request)
     d = await asyncio.to_thread(open_discussion, hub_of(request), space, principal, str(body.get("title") or ""),
-                                str(body.get("description") or ""), bool(body.get("pullRequest")))
+                                str(body.get("description") or ""), bool(body.get("pullRequest")), draft=True)
     return JSONResponse({"num": d.num, "url": f"{base_url(request)}/spaces/{space.space_id}/discussions/{d.num}",
                          "pullRequest": d.is_pr})
 
 
 def open_discussion(hub: Hub, space: SpaceRecord, p: Principal, title: str, description: str, pr: bool,
-                    base: str | None = None) -> Discussion:
-    """A new discussion; a pull request gets `refs/pr/N` at `base` (default: main's head)."""
+                    base: str | None = None, *, draft: bool = False) -> Discussion:
+    """A new discussion; a pull request gets `refs/pr/N` at `base` (default: main's head). As on the Hub, a pull
+    request opened empty (`create_discussion(pull_request=True)`, `create_pull_request`) is a `draft`: it takes
+    commits, cannot be merged until set open; one opened with a commit (`create_pr=True`) is open."""
     sid = SpaceId(space.owner, space.name)
     start = base or hub.repos.head(sid) if pr else None
     if pr and start is None:
         raise BadRequest("nothing to open a pull request against: the Space has no commit on main")
     d = community.open_discussion(hub.store, space.id, title, p.user, description, is_pr=pr,
-                                  target_branch="main" if pr else None, base_sha=start)
+                                  target_branch="main" if pr else None, base_sha=start, draft=pr and draft)
     if pr and start:
         refs.create_ref(hub.repos, sid, f"refs/pr/{d.num}", start)
     return d
@@ -188,6 +191,8 @@ async def merge(request: Request, owner: str, name: str, num: int) -> dict[str, 
         raise Forbidden(f"only a write member of {space.owner} may merge a pull request")
     hub = hub_of(request)
     d, _ = await asyncio.to_thread(community.get_discussion, hub.store, space.id, num)
+    if d.is_pr and d.status == community.DRAFT:
+        raise BadRequest(f"#{num} is in draft mode: publish it (set its status to open) to be able to merge it")
     if not d.is_pr or d.status != community.OPEN:
         raise BadRequest(f"#{num} is not an open pull request")
     sid = SpaceId(space.owner, space.name)
@@ -269,6 +274,6 @@ async def committer(request: Request, owner: str, name: str, revision: str, crea
     p = await actor(request)
     if num is not None and not p.can_write(space.owner):
         d, _ = await asyncio.to_thread(community.get_discussion, hub_of(request).store, space.id, num)
-        if d.author != p.user or d.status != community.OPEN:
+        if d.author != p.user or d.status not in community.PUSHABLE:
             raise Forbidden(f"only the author of #{num} or a write member of {space.owner} may push to it")
     return space, p

@@ -175,12 +175,22 @@ def test_pull_requests(live_hub: LiveHub, tmp_path: Path) -> None:  # noqa: F811
     assert {"index.html", "NOTES.md", "style.css"} <= files
     assert status_of(lambda: api.merge_pull_request(sid, 1, repo_type="space")) == 400
 
-    # Two pull requests on the same line: the first merges, the second conflicts and says where.
+    # Two pull requests on the same line: the first merges, the second conflicts and says where. Opened empty,
+    # both are drafts (as on the Hub): they take commits, list as open, and merge only once published.
     a = api.create_pull_request(sid, title="A", repo_type="space")
-    b = api.create_pull_request(sid, title="B", repo_type="space")
+    b = api.create_discussion(sid, title="B", pull_request=True, repo_type="space")
+    assert (a.status, b.status, a.is_pull_request) == ("draft", "draft", True)
     for pr_num, text in ((a.num, "A"), (b.num, "B")):
         api.upload_file(path_or_fileobj=HTML.format(text).encode(), path_in_repo="index.html", repo_id=sid,
                         repo_type="space", revision=f"refs/pr/{pr_num}")
+    assert api.get_discussion_details(sid, a.num, repo_type="space").status == "draft"
+    assert {p.num for p in api.get_repo_discussions(sid, repo_type="space", discussion_status="open")} == {a.num,
+                                                                                                        b.num}
+    assert status_of(lambda: api.merge_pull_request(sid, a.num, repo_type="space")) == 400
+    for pr_num in (a.num, b.num):
+        api.change_discussion_status(sid, pr_num, "open", repo_type="space")  # publish
+    published = api.get_discussion_details(sid, a.num, repo_type="space")
+    assert published.status == "open" and published.events[-1].type == "status-change"
     api.merge_pull_request(sid, a.num, repo_type="space")
     assert api.get_discussion_details(sid, b.num, repo_type="space").conflicting_files == ["index.html"]
     assert status_of(lambda: api.merge_pull_request(sid, b.num, repo_type="space")) == 409
@@ -218,7 +228,7 @@ def test_git_push_to_pull_requests(live_hub: LiveHub, tmp_path: Path) -> None:  
 
 def test_hf_cli_repos_branch_tag_and_discussions(live_hub: LiveHub, tmp_path: Path) -> None:  # noqa: F811
     """The real `hf` executable: `hf repos branch|tag` and `hf discussions` (create, comment, list, info, diff,
-    close, merge)."""
+    close, reopen to publish a draft pull request, merge)."""
     sid = new_space(HfApi(endpoint=live_hub.url, token=live_hub.admin), "admin")
 
     def hf(*args: str) -> str:
@@ -242,8 +252,10 @@ def test_hf_cli_repos_branch_tag_and_discussions(live_hub: LiveHub, tmp_path: Pa
         path_or_fileobj=b"fixed", path_in_repo="fix.txt", repo_id=sid, repo_type="space", revision="refs/pr/2")
     assert "fix.txt" in hf("discussions", "diff", sid, "2")
     listed = json.loads(hf("discussions", "list", sid, "--status", "all", "--json"))
-    assert sorted((d["num"], d["status"]) for d in listed) == [(1, "closed"), (2, "open")]
+    assert sorted((d["num"], d["status"]) for d in listed) == [(1, "closed"), (2, "draft")]
+    assert [d["num"] for d in json.loads(hf("discussions", "list", sid, "--status", "draft", "--json"))] == [2]
     assert "Like this." in hf("discussions", "info", sid, "1", "--json")
+    hf("discussions", "reopen", sid, "2", "--yes")  # publishes the draft: open, mergeable
     hf("discussions", "merge", sid, "2", "--yes")
     assert HfApi(endpoint=live_hub.url).get_discussion_details(sid, 2, repo_type="space").status == "merged"
 
