@@ -44,6 +44,7 @@ from pathlib import Path
 
 from core.errors import SpacehostError
 from sandbox import firewall
+from sandbox.userns import UsernsError, netns_in_userns
 
 NETNS_DIR = Path("/run/netns")
 STATE_ROOT = Path("/run/spacehost/net")
@@ -233,8 +234,10 @@ class SpaceNetwork:
 
     # -- namespaces --------------------------------------------------------------------------------------------
 
-    def create(self, name: str) -> NetAddress:
-        """A fresh namespace `name` with its address (any leftover of that name is removed first)."""
+    def create(self, name: str, owner_pid: int = 0) -> NetAddress:
+        """A fresh namespace `name` with its address (any leftover of that name is removed first). `owner_pid`:
+        the namespace belongs to that process's user namespace (a shared zygote's: sandbox/userns.py), so
+        processes privileged only there can join it; else to the host's."""
         if not NAME_RE.match(name):
             raise NetworkError(f"not a usable namespace name: {name!r}")
         self.remove(name)
@@ -242,7 +245,13 @@ class SpaceNetwork:
         ip = self._lease(name)
         veth, prefix = host_veth(name), self.network.prefixlen
         try:
-            _ip("netns", "add", name)
+            if owner_pid:
+                try:
+                    netns_in_userns(owner_pid, name)
+                except UsernsError as e:
+                    raise NetworkError(str(e)) from None
+            else:
+                _ip("netns", "add", name)
             _ip("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", name)
             _ip("link", "set", veth, "addrgenmode", "none")
             _ip("link", "set", veth, "master", self.bridge)

@@ -6,7 +6,10 @@ argv: <sdk> <status dir> <control fd>. Protocol on the control fd (a Unix stream
   (pid in the sandbox's pid namespace).
 - spacehost → zygote: `{"env": {...}, "argv": [...], "cwd": "...", "app_link": "..."}` with the log pipe's
   write end attached (SCM_RIGHTS): the child gets exactly that env, that argv, stdout/stderr on that pipe, runs
-  in `cwd` (its version's tree) and points the symlink `app_link` at it.
+  in `cwd` (its version's tree) and points the symlink `app_link` at it. With `"shared": true` (a zygote shared by
+  every Space on its env, run in a user namespace of its own: sandbox/userns.py) four more fds follow the log
+  pipe: the Space's tree, its home, its network namespace and a reply socket; the child enters that Space's
+  sandbox (space_entry.py) before anything else, and exits with 125 if it cannot.
 Each child's end is written to `<status dir>/<pid>.json` as `{"exit-code": N}` (128+signal when killed, as
 bubblewrap reports), so spacehost finds it even after a restart. On EOF of the control fd the zygote stops taking
 requests and exits when its last child has.
@@ -22,6 +25,7 @@ put the Space's tree at `<home>/.spacehost-next/app`, its request at `.spacehost
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import runpy
@@ -31,6 +35,9 @@ import socket
 import sys
 import threading
 from typing import Any
+
+ENTRY_FAILED = 125  # a shared zygote's child that could not enter its Space's sandbox
+ENTRY_FDS = 4  # a shared zygote's request carries, after the log fd: tree, home, netns, reply socket
 
 # What `launch()` imports lazily is imported here too (uvicorn's protocol modules, the http server).
 PRELOAD = {
@@ -54,8 +61,22 @@ def _preload(sdk: str) -> None:
             print(f"zygote: not preloading {module}: {e}", file=sys.stderr)
 
 
-def _child(req: dict[str, Any], log_fd: int) -> None:
-    """Become the app. Never returns into the zygote's loop (os._exit on every path)."""
+def _child(req: dict[str, Any], log_fd: int, entry_fds: list[int]) -> None:
+    """Become the app. Never returns into the zygote's loop (os._exit on every path). A shared zygote's child
+    (`entry_fds`: tree, home, netns, reply socket) first enters its Space's sandbox (space_entry.py)."""
+    if entry_fds:
+        try:
+            import importlib.util  # space_entry.py is bound beside this file (-I: not on sys.path)
+
+            spec = importlib.util.spec_from_file_location("space_entry", os.path.join(os.path.dirname(__file__),
+                                                                                      "space_entry.py"))
+            assert spec is not None and spec.loader is not None
+            space_entry = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(space_entry)
+            space_entry.enter(*entry_fds[:3], socket.socket(fileno=entry_fds[3]))
+        except BaseException as e:  # noqa: BLE001 — nothing of the Space's may run after a failed entry
+            os.write(log_fd, f"spacehost: could not enter the Space's sandbox: {e}\n".encode())
+            os._exit(ENTRY_FAILED)
     os.setpgid(0, 0)  # its own group: stop() kills the app and whatever it started, not the zygote
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     devnull = os.open("/dev/null", os.O_RDONLY)
@@ -184,25 +205,30 @@ def main() -> None:
     sdk, status_dir, ctl_fd = sys.argv[1], sys.argv[2], int(sys.argv[3])
     ctl = socket.socket(fileno=ctl_fd)
     _preload(sdk)
+    gc.freeze()  # the imported SDK's objects leave the collector's generations: children do not dirty them
     ctl.sendall(b'{"ready": true}\n')
     lock, live = threading.Lock(), set[int]()
     threading.Thread(target=_reaper, args=(status_dir, lock, live), daemon=True).start()
-    buf = b""
+    buf, fds = b"", list[int]()
     while True:
-        msg, fds, _, _ = socket.recv_fds(ctl, 1 << 20, 4)
+        msg, more, _, _ = socket.recv_fds(ctl, 1 << 20, 64)
         if not msg:
             break
         buf += msg
+        fds += more
         while b"\n" in buf and fds:
             line, buf = buf.split(b"\n", 1)
             req, log_fd = json.loads(line), fds.pop(0)
+            n = ENTRY_FDS if req.get("shared") else 0
+            entry, fds = fds[:n], fds[n:]
             with lock:
                 pid = os.fork()
                 if pid == 0:
                     ctl.close()
-                    _child(req, log_fd)
+                    _child(req, log_fd, entry)
                 live.add(pid)
-            os.close(log_fd)
+            for fd in (log_fd, *entry):
+                os.close(fd)
             ctl.sendall(json.dumps({"started": pid}).encode() + b"\n")
     while True:
         with lock:
