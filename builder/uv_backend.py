@@ -149,24 +149,26 @@ def own_tree(root: Path, uid: int) -> None:
 @contextlib.contextmanager
 def build_network(ctx: BuildContext, install_tag: str) -> Iterator[Callable[[list[str]], list[str]]]:
     """A network namespace of the build's own (sandbox/netns.py: the package indexes through NAT, not the
-    host's loopback, other sandboxes or private ranges), on the bridge of the install `install_tag`, as a
-    function wrapping an argv to run inside it.
+    host's loopback, other sandboxes or private ranges), on the builds' bridge of the install `install_tag`
+    (no port of the host open on it: not the hub's, not the broker's), as a function wrapping an argv to run
+    inside it.
     Where that module is absent the build shares the host's network (said in the build log); where it is
     present but cannot set a namespace up, the build fails (closed)."""
     try:
-        from sandbox.netns import NetworkError, SpaceNetwork, enter_argv
+        from sandbox.netns import NetworkError, builds_network, enter_argv
     except ImportError:
         ctx.log("--> network: the host's (no per-build network namespace on this install)")
         yield lambda argv: argv
         return
-    net = SpaceNetwork.for_install(install_tag)
+    net = builds_network(install_tag)
     name = f"build-{uuid.uuid4().hex[:12]}"
     try:
         addr = net.create(name)
     except NetworkError as e:
         raise BuildFailed(f"the build's network namespace could not be set up: {e}") from None
     try:
-        ctx.log("--> network: a namespace of its own (package indexes reachable, not the host's services)")
+        ctx.log("--> network: a namespace of its own on the builds' bridge (package indexes reachable, no port "
+                "of the host)")
         yield lambda argv: enter_argv(addr, argv)
     finally:
         net.remove(name)

@@ -16,11 +16,15 @@ effect of swapping them in atomically.
 `restore_script` renders the rules for `iptables-restore --noflush`: declaring a chain flushes it, so a whole
 ruleset swaps in one transaction; jumps into the chains are inserted only where missing. `apply` does that and
 raises FirewallError when it cannot (callers fail closed), `remove` takes the rules out again.
+`remove_chains_of` removes whatever chains a bridge left (found by name in `iptables -S`, whatever subnet or
+ports they were made for): how a bridge whose owner died is reaped (sandbox/reap.py).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
+import shlex
 import subprocess
 from dataclasses import dataclass
 
@@ -121,6 +125,22 @@ def host_resolvers() -> tuple[str, ...]:
         return ()
 
 
+def chains_of(interface: str, listing: str) -> tuple[tuple[Rule, ...], tuple[str, ...]]:
+    """From `iptables -S` text of one table: the rules jumping into the chains of `interface` (as arguments of
+    `iptables -D`) and those chains' names."""
+    suffix = interface.removeprefix("br-")[:12]
+    chain = re.compile(rf"^SPACEHOST-[A-Z]+-{re.escape(suffix)}$")
+    chains, jumps = [], []
+    for line in listing.splitlines():
+        parts = shlex.split(line)
+        if len(parts) == 2 and parts[0] == "-N" and chain.match(parts[1]):
+            chains.append(parts[1])
+        elif (parts[:1] == ["-A"] and "-j" in parts[2:-1] and not chain.match(parts[1])
+              and chain.match(parts[parts.index("-j") + 1])):
+            jumps.append(tuple(parts[1:]))
+    return tuple(jumps), tuple(chains)
+
+
 def is_private(addr: str) -> bool:
     ip = ipaddress.ip_address(addr)
     return any(ip in ipaddress.ip_network(n) for n in PRIVATE_NETS)
@@ -163,5 +183,16 @@ def remove(fw: Firewall) -> None:
             while iptables("-D", chain, *rule, table=table).returncode == 0:
                 pass
         for name, _ in chains:
+            iptables("-F", name, table=table)
+            iptables("-X", name, table=table)
+
+
+def remove_chains_of(interface: str) -> None:
+    """Take out every chain of `interface` and every jump into them, in the filter and nat tables (best effort)."""
+    for table in ("filter", "nat"):
+        jumps, chains = chains_of(interface, iptables("-S", table=table).stdout)
+        for rule in jumps:
+            iptables("-D", *rule, table=table)
+        for name in chains:
             iptables("-F", name, table=table)
             iptables("-X", name, table=table)

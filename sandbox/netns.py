@@ -3,6 +3,7 @@
 Interface (stable; the process runtime and the builder use it):
 
     net = SpaceNetwork.for_install(tag)      # bridge `shbr<tag>`, a free /21 of 10.224.0.0/12 (SPACEHOST_SANDBOX_*)
+    builds = builds_network(tag)             # bridge `shbb<tag>` of the install's builds: no gateway port at all
     addr = net.create("zygote-1a2b3c")      # -> NetAddress(name, netns_path="/run/netns/zygote-1a2b3c", ip, gateway)
     argv = enter_argv(addr, ["bwrap", ...]) # nsenter --net=<netns_path> -- bwrap ...  (bubblewrap keeps the netns)
     net.remove("zygote-1a2b3c")             # idempotent; also after a restart (state lives under /run)
@@ -23,12 +24,22 @@ Each install (a data dir, `Settings.install_tag`) has a bridge of its own, named
 its own (the bridge's, once it exists; else the first /21 of 10.224.0.0/12 from the one the tag hashes to that
 overlaps no route and no resolver of the host), and so its own firewall chains: a Space of one install cannot
 reach another install's gateway ports (the INPUT rules of its bridge accept its own gateway only).
+
+Builds (builder/uv_backend.py) run on a second bridge of the install, `shbb<tag>` with a /21 of its own,
+whose firewall exposes no port of the host at all (`expose` refuses): a setup.py reaches the package indexes
+and the host's DNS resolvers, never the hub's or the broker's gateway ports.
+
+Whoever uses a bridge holds a shared flock on `<state>/owner.lock` from its first `ensure` until it exits
+(SIGKILL included: the kernel drops it), and records its pid and start time in `owner.json`. The first
+`ensure` of an install first reaps the bridges of installs that are gone (sandbox/reap.py): owner lock free,
+no namespace in use.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import ipaddress
 import json
@@ -96,6 +107,11 @@ def install_bridge(tag: str) -> str:
     return "shbr" + tag[:8]
 
 
+def build_bridge(tag: str) -> str:
+    """The bridge of the install `tag`'s builds."""
+    return "shbb" + tag[:8]
+
+
 def pick_subnet(tag: str, bridge: str, routes: str, avoid: Iterable[str] = (), pool: str = SUBNET_POOL,
                 prefix: int = SUBNET_PREFIX) -> str:
     """The subnet of `bridge`: the one its route in `routes` (`ip -4 -o route` text) shows when it exists, else
@@ -123,32 +139,42 @@ def ruleset(bridge: str, subnet: str, ports: Iterable[int], resolvers: tuple[str
 
 
 class SpaceNetwork:
-    def __init__(self, bridge: str = DEFAULT_BRIDGE, subnet: str = DEFAULT_SUBNET, state_root: Path = STATE_ROOT):
+    def __init__(self, bridge: str = DEFAULT_BRIDGE, subnet: str = DEFAULT_SUBNET, state_root: Path = STATE_ROOT,
+                 *, tag: str = "", builds: bool = False):
         self.bridge, self.subnet = bridge, str(ipaddress.ip_network(subnet))
         self.network = ipaddress.ip_network(self.subnet)
         self.gateway = str(next(self.network.hosts()))
         self.state = state_root / bridge
+        self.tag = tag  # the install's (for_install, for_builds): its first ensure reaps other installs' leftovers
+        self.builds = builds  # no gateway port is ever exposed
         self._ready = False
         self._unusable = ""  # why no subnet could be chosen (for_install)
+        self._owner: int | None = None  # the fd holding owner.lock
 
     @classmethod
     def for_install(cls, tag: str) -> SpaceNetwork:
         """The network of the install `tag`: SPACEHOST_SANDBOX_BRIDGE / SPACEHOST_SANDBOX_SUBNET where the
         operator set them, else its own bridge (`install_bridge`) and subnet (`pick_subnet`)."""
-        bridge = os.environ.get("SPACEHOST_SANDBOX_BRIDGE") or install_bridge(tag)
-        subnet = os.environ.get("SPACEHOST_SANDBOX_SUBNET")
+        return cls._of(tag, os.environ.get("SPACEHOST_SANDBOX_BRIDGE") or install_bridge(tag), tag,
+                       os.environ.get("SPACEHOST_SANDBOX_SUBNET"), builds=False)
+
+    @classmethod
+    def for_builds(cls, tag: str) -> SpaceNetwork:
+        """The network of the install `tag`'s builds: its own bridge (`build_bridge`) and subnet
+        (SPACEHOST_BUILD_SUBNET, else `pick_subnet` from another hash than the Spaces' one)."""
+        return cls._of(tag, build_bridge(tag), tag + "/builds", os.environ.get("SPACEHOST_BUILD_SUBNET"),
+                       builds=True)
+
+    @classmethod
+    def _of(cls, tag: str, bridge: str, seed: str, subnet: str | None, builds: bool) -> SpaceNetwork:
         if not subnet:
             try:
-                resolvers = firewall.nameservers(Path("/etc/resolv.conf").read_text())
-            except OSError:
-                resolvers = ()
-            try:
-                subnet = pick_subnet(tag, bridge, _ip("-4", "-o", "route", "show"), resolvers)
+                subnet = pick_subnet(seed, bridge, _ip("-4", "-o", "route", "show"), firewall.host_resolvers())
             except NetworkError as e:  # said by ensure(): nothing starts on this network
-                net = cls(bridge, DEFAULT_SUBNET)
+                net = cls(bridge, DEFAULT_SUBNET, tag=tag, builds=builds)
                 net._unusable = str(e)
                 return net
-        return cls(bridge, subnet)
+        return cls(bridge, subnet, tag=tag, builds=builds)
 
     # -- the bridge and its firewall ---------------------------------------------------------------------------
 
@@ -156,7 +182,12 @@ class SpaceNetwork:
         """The bridge up and firewalled (made if missing); returns the gateway address."""
         if self._unusable:
             raise NetworkError(self._unusable)
+        if not self._ready and self.tag:
+            from sandbox.reap import reap_orphans  # it uses this module
+
+            reap_orphans(keep={self.bridge, install_bridge(self.tag), build_bridge(self.tag)})
         with self._locked():
+            self._hold_owner()
             if not self._ready or not Path(f"/sys/class/net/{self.bridge}").exists():
                 self._make_bridge()
             self._apply_firewall(check_only=self._ready)
@@ -165,7 +196,9 @@ class SpaceNetwork:
 
     def expose(self, owner: str, ports: Iterable[int]) -> None:
         """Let every namespace on the bridge connect to `ports` on the gateway, on behalf of `owner`
-        (replacing what that owner exposed before; an empty set withdraws it)."""
+        (replacing what that owner exposed before; an empty set withdraws it). Never on a builds network."""
+        if self.builds and set(ports):
+            raise NetworkError(f"{self.bridge} is the builds' network: no port of the host is exposed on it")
         self.ensure()
         with self._locked():
             path = self.state / "ports" / (hashlib.sha1(owner.encode()).hexdigest()[:16] + ".json")
@@ -204,6 +237,23 @@ class SpaceNetwork:
             shutil.rmtree(self.state / "ports", ignore_errors=True)
             self._ready = False
 
+    def _hold_owner(self) -> None:
+        """Take the shared owner lock (kept until this object or its process goes) and record who holds it."""
+        if self._owner is not None:
+            return
+        self.state.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.state / "owner.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        self._owner = fd
+        with contextlib.suppress(OSError):
+            start = Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()[19]
+            (self.state / "owner.json").write_text(json.dumps({"pid": os.getpid(), "start": int(start)}))
+
+    def __del__(self) -> None:
+        if self._owner is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._owner)
+
     def _make_bridge(self) -> None:
         conflicts = route_conflicts(self.subnet, _ip("-4", "-o", "route", "show"), self.bridge)
         if conflicts:
@@ -220,11 +270,7 @@ class SpaceNetwork:
             raise NetworkError(f"cannot enable IPv4 forwarding for the sandboxes' egress: {e}") from None
 
     def _apply_firewall(self, check_only: bool) -> None:
-        try:
-            resolvers = firewall.nameservers(Path("/etc/resolv.conf").read_text())
-        except OSError:
-            resolvers = ()
-        fw = ruleset(self.bridge, self.subnet, self.exposed_ports(), resolvers)
+        fw = ruleset(self.bridge, self.subnet, () if self.builds else self.exposed_ports(), firewall.host_resolvers())
         if check_only and firewall.installed(fw):
             return
         try:
@@ -289,11 +335,7 @@ class SpaceNetwork:
     def prune(self, min_age_s: float = 60.0) -> list[str]:
         """Remove the namespaces of this bridge that no process uses any more (their owner was killed and
         its state lost), if older than `min_age_s` (one just made may not have its process yet)."""
-        live = set()
-        for d in Path("/proc").iterdir():
-            if d.name.isdigit():
-                with contextlib.suppress(OSError):
-                    live.add(os.stat(d / "ns" / "net").st_ino)
+        live = live_netns()
         gone = []
         names = self.state / "names"
         for lease in list(names.iterdir()) if names.is_dir() else []:
@@ -328,6 +370,23 @@ class SpaceNetwork:
         with open(self.state / "lock", "w") as f:
             fcntl.flock(f, fcntl.LOCK_EX)
             yield
+
+
+@functools.cache
+def builds_network(tag: str) -> SpaceNetwork:
+    """The builds' network of the install `tag`, one per process: it holds the bridge's owner lock while the
+    process lives, so no other install reaps it between two builds."""
+    return SpaceNetwork.for_builds(tag)
+
+
+def live_netns() -> set[int]:
+    """The inodes of the network namespaces some process is in."""
+    live = set()
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            with contextlib.suppress(OSError):
+                live.add(os.stat(d / "ns" / "net").st_ino)
+    return live
 
 
 def _run(argv: list[str], stdin: str | None = None, check: bool = True) -> str:

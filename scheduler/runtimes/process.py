@@ -40,7 +40,7 @@ from core.settings import Settings
 from core.stages import Sdk
 from sandbox.apptree import writable_copy
 from sandbox.bwrap import APP_UID, BWRAP, interpreter_roots
-from sandbox.netns import NetAddress, NetworkError, SpaceNetwork, enter_argv
+from sandbox.netns import NetAddress, NetworkError, SpaceNetwork, builds_network, enter_argv
 from scheduler.env import rebase_host_urls
 from scheduler.runtimes import freezer
 from scheduler.runtimes.base import (
@@ -246,8 +246,9 @@ class ProcessRuntime:
         self.host_urls = {base: f"http://{gateway}:{port}" for base, port in services.items()}
         try:
             self.net.expose(str(self.settings.data_dir), services.values())
-            if not services:
+            if not services:  # stopping: the Spaces' bridge and the builds' one go, unless still in use
                 self.net.remove_if_unused()
+                builds_network(self.settings.install_tag).remove_if_unused()
         except NetworkError as e:
             log.error("the Spaces' network is not available, no Space will start: %s", e)
 

@@ -8,6 +8,7 @@ import hashlib
 import json
 import re
 import secrets
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -254,3 +255,59 @@ def test_an_index_sdist_builds_with_its_owners_cache(tmp_path: Path) -> None:
     assert list(env.glob("lib/python3*/site-packages/antlr4/__init__.py"))
     caches = tmp_path / "data" / "build-cache"
     assert list((caches / owner_cache("carol")).rglob("antlr4")) and not list((caches / "shared").rglob("antlr4"))
+
+
+# Tries the host's ports from the build, then builds a module whose VALUE is what it saw (the app shows it).
+PROBE_SETUP = r'''
+import json, socket
+from setuptools import setup
+seen = {}
+for what, host, port in {targets}:
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+        seen[what] = "open"
+    except OSError as e:
+        seen[what] = "refused " + type(e).__name__
+open("probe.py", "w").write("VALUE = %r\n" % json.dumps(seen))
+setup(name="probe", version="0.1", py_modules=["probe"])
+'''
+
+
+@pytest.fixture
+def with_broker(tmp_path: Path) -> Iterator[Server]:
+    srv = Server(tmp_path / "data", free_port(), "hf_admin_" + secrets.token_hex(8),
+                 extra_args=("--zerogpu-devices", "1"))
+    srv.data_dir.mkdir()
+    srv.start(timeout=120)
+    yield srv
+    srv.close()
+
+
+def test_a_build_reaches_no_port_of_the_host(with_broker: Server, tmp_path: Path) -> None:
+    """A build runs on its install's builds bridge (no gateway port open on it), not on the Spaces' one: its
+    setup.py cannot reach the hub's or the broker's gateway ports, which every Space of the install reaches,
+    nor the build bridge's own gateway; packages from the index still install (six, setuptools)."""
+    from sandbox.netns import SpaceNetwork
+
+    server = with_broker
+    tag = Settings(data_dir=server.data_dir).install_tag
+    ports = json.loads((server.data_dir / "ports.json").read_text())
+    spaces_gw, builds_gw = SpaceNetwork.for_install(tag).gateway, SpaceNetwork.for_builds(tag).gateway
+    targets = [("hub on the Spaces' gateway", spaces_gw, ports["hub"]),
+               ("broker on the Spaces' gateway", spaces_gw, ports["zerogpu"]),
+               ("hub on the builds' gateway", builds_gw, ports["hub"]),
+               ("hub on loopback", "127.0.0.1", ports["hub"])]
+    sid = f"admin/probe-{uuid.uuid4().hex[:6]}"
+    assert server.create_space(sid.split("/")[1]).status_code == 200
+    push = server.push(sid, {"README.md": README, "app.py": "import six\n" + SHOW.format(pkg="probe"),
+                             "requirements.txt": "six==1.17.0\n./probe\n",
+                             "probe/setup.py": PROBE_SETUP.replace("{targets}", repr(targets))}, workdir=tmp_path)
+    assert push.returncode == 0, push.stderr
+    rt = server.wait_stage(sid, timeout=600)
+    assert rt["stage"] == "RUNNING", (rt, log_lines(server, sid)[-3000:])
+    assert "on the builds' bridge" in log_lines(server, sid)
+    seen = json.loads(Client(server.host(sid), verbose=False).predict("x", api_name="/value"))
+    assert set(seen) == {what for what, _, _ in targets}
+    assert all(v.startswith("refused") for v in seen.values()), seen
+    for _, host, port in targets[:2]:  # each of them is really there, seen from the host
+        socket.create_connection((host, port), timeout=3).close()
