@@ -43,6 +43,9 @@ class Settings:
     insecure_no_sandbox: bool = False  # run Spaces even without a working sandbox (said loudly everywhere)
     keep_spaces: bool = False  # leave Spaces running when spacehost stops (a restart re-adopts them)
     access_log: str = "-"  # the proxy's access log: "-" standard error, "off", or a file path
+    # Warm starts (process runtime): "per-space", a zygote in each Space's sandbox; "per-env", one zygote shared by
+    # every Space on an env, each child entering its own Space's sandbox (scheduler/runtimes/shared_zygote.py)
+    zygote: str = "per-space"
     # The frozen tier (scheduler.lifecycle.idle_tier): a Space idle for `freeze_after_s` is frozen (0: never); a
     # frozen one falls to sleep (killed) while MemAvailable is below `min_available_mb`, the longest idle first
     freeze_after_s: int = field(default_factory=lambda: _env_int("freeze_after", 30))
@@ -56,6 +59,9 @@ class Settings:
     # with hf_xet installed wants Xet, not LFS, for "lfs" files (HF_HUB_DISABLE_XET=1 makes it use LFS).
     max_lfs_bytes: int = field(default_factory=lambda: _env_int("max_lfs_bytes", 5 << 30))
     lfs_threshold_bytes: int = field(default_factory=lambda: _env_int("lfs_threshold_bytes", 256 << 20))
+    # Size limit of each persistent volume (bucket), enforced by a loop-mounted ext4 (scheduler/volume_fs.py;
+    # root only): HF's old storage tiers were 20 GB / 150 GB / 1 TB; SPACEHOST_VOLUME_LIMIT_BYTES, 0: no limit
+    volume_limit_bytes: int = field(default_factory=lambda: _env_int("volume_limit_bytes", 20 * 10**9))
 
     def __post_init__(self) -> None:
         """Paths are made absolute once, here, against the working directory at start: nothing downstream

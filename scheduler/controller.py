@@ -27,7 +27,7 @@ from core.routes import Route, RouteState, RouteTable, Upstream, reload_route
 from core.settings import Settings
 from hub.phases import keep_good_build
 from sandbox.bwrap import APP_UID
-from scheduler import lifecycle
+from scheduler import lifecycle, volume_fs
 from scheduler.runtimes.base import Ability, Instance, Runtime
 from scheduler.steps import build, deploy, reconcile, sleep
 from scheduler.steps.context import EnvSource, Node, Volumes
@@ -197,6 +197,7 @@ class Controller:
                 live.build_cancel.set()
         if stop_apps:
             await asyncio.gather(*(self._stop_space(sid, live) for sid, live in list(self.live.items())))
+            await asyncio.to_thread(volume_fs.unmount_all, self.settings.path("volumes"))
         for t in list(self.node.bg):
             t.cancel()
         await self.node.http.aclose()
@@ -231,6 +232,9 @@ class Controller:
 
         out = []
         for v in volumes(self.store, space.id):
+            bucket = self.settings.path(*v.host_parts()[:3])
+            if (why := volume_fs.prepare(bucket, self.settings.volume_limit_bytes, APP_UID)) is not None:
+                log.warning("volume %s of %s: %s", v.source, space.space_id, why)
             host = self.settings.path(*v.host_parts())
             if not host.is_dir():
                 host.mkdir(parents=True, mode=0o755)

@@ -17,7 +17,8 @@ import pytest
 from huggingface_hub import SpaceStage, Volume
 from huggingface_hub.errors import HfHubHTTPError
 
-from tests.e2e.harness import ROOT, Server
+from scheduler import volume_fs
+from tests.e2e.harness import ROOT, Server, free_port
 from tests.e2e.hfclients import api, eventually, gradio_call, hf_cli, hf_env, new_user
 
 pytestmark = pytest.mark.e2e
@@ -174,3 +175,30 @@ def test_pause_and_restart(server: Server, home: Path, space: str) -> None:
     with pytest.raises(HfHubHTTPError):  # not theirs: 403
         api(server, other).set_space_volumes(space, volumes=[Volume(type="bucket", source="admin/b",
                                                                      mount_path="/x")])
+
+
+def test_volume_size_limit_gives_enospc_inside_and_spares_the_host(tmp_path_factory: pytest.TempPathFactory,
+                                                                   home: Path) -> None:
+    """A server whose volumes are capped at 16 MiB (SPACEHOST_VOLUME_LIMIT_BYTES): the Space writes 40 MB to
+    /data and gets ENOSPC; what it wrote below the limit stays; the host holds at most the limit for it."""
+    limit = 16 << 20
+    srv = Server(tmp_path_factory.mktemp("vol"), free_port(), "hf_admin_" + secrets.token_hex(8),
+                 env={"SPACEHOST_VOLUME_LIMIT_BYTES": str(limit)})
+    srv.start()
+    try:
+        sid = f"admin/vol-{secrets.token_hex(3)}"
+        hf(srv, home, "repos", "create", sid, "--type", "space", "--template", "gradio-hello")
+        api(srv).set_space_volumes(sid, volumes=[Volume(type="bucket", source="admin/capped", mount_path="/data")])
+        srv.wait_stage(sid, {"RUNNING"}, timeout=300)
+        script = "echo kept > /data/small; head -c 40000000 /dev/zero > /data/big; echo rc=$?; ls -A /data"
+        p = eventually(lambda: (q := ssh(srv, home, sid, "sh", "-c", script)).stdout.startswith("rc=") and q,
+                       timeout=120)
+        assert p and "No space left on device" in p.stderr and "rc=1" in p.stdout, (p.stdout, p.stderr)
+        assert p.stdout.split()[1:] == ["big", "small"]  # an empty volume at first: no lost+found
+        image = srv.data_dir / "volumes" / "admin" / "capped.img"
+        assert image.stat().st_blocks * 512 <= limit  # all the Space wrote is in there: sparse, never above
+        assert (srv.data_dir / "volumes" / "admin" / "capped" / "small").read_text() == "kept\n"
+    finally:
+        srv.close()
+        volume_fs.unmount_all(srv.data_dir / "volumes")  # spacehost unmounts on stop; this is only a safety net
+    assert not any(volume_fs.mount_points(Path("/proc/self/mountinfo").read_text(), srv.data_dir))
