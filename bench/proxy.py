@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -126,26 +127,35 @@ def serve_splice(port: int, backend_port: int) -> None:
     uvloop.run(main())
 
 
+class BenchHooks:
+    """Public Spaces only, no visitor ever signed in (bench/gradio_traffic.py uses it too)."""
+
+    def activity(self, space_id: str) -> None: ...
+    async def wake(self, space_id: str) -> None: ...
+    def user_for_token(self, token: str) -> str | None:
+        return None
+
+    def credential_live(self, cred: str) -> bool:
+        return False
+
+    def can_view(self, space_id: str, user: str | None) -> bool:
+        return False
+
+    def writer_of(self, token: str, space_id: str) -> bool:
+        return False
+
+
 def serve_proxy(port: int, backend_port: int, mode: str, log_path: str) -> None:
     import uvloop
 
     from core.routes import Route, RouteState, RouteTable, Upstream
     from proxy import AccessLog, Limits, ProxyServer, RateLimit
 
-    class Hooks:
-        def activity(self, space_id: str) -> None: ...
-        async def wake(self, space_id: str) -> None: ...
-        def user_for_token(self, token: str) -> str | None:
-            return None
-
-        def can_view(self, space_id: str, user: str | None) -> bool:
-            return False
-
     up = Upstream("127.0.0.1", backend_port)
     route = Route("bench/app", "bench-app", RouteState.SERVING, upstream=up, headers=HEADERS)
 
     async def main() -> None:
-        p = ProxyServer(RouteTable("bench.test", up, (route,)), Hooks(), host="127.0.0.1", port=port,
+        p = ProxyServer(RouteTable("bench.test", up, (route,)), BenchHooks(), host="127.0.0.1", port=port,
                         secret=b"bench-secret-bench-secret-bench-secret", limits=Limits(),
                         rate_limit=RateLimit(rate=1e9, burst=1e9), fast_lane=mode != "python",
                         access_log=AccessLog.open(log_path) if mode == "logged" else None)
@@ -183,6 +193,15 @@ NGINX_SERVER = """server {{
 
 def start(cmd: list[str], cpu: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(["taskset", "-c", cpu, *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop(procs: Iterable[subprocess.Popen[bytes]], timeout: float = 20) -> None:
+    """SIGTERM to every process, then wait for each."""
+    procs = list(procs)
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        p.wait(timeout)
 
 
 def wait_port(port: int, timeout: float = 10) -> None:
@@ -359,10 +378,7 @@ def main() -> None:
             ws["spacehost"] = ws_rss(procs["spacehost"].pid, pport, n_ws)
             ws["nginx"] = ws_rss(ngx_worker, nport, n_ws)
     finally:
-        for p in procs.values():
-            p.send_signal(signal.SIGTERM)
-        for p in procs.values():
-            p.wait(10)
+        stop(procs.values())
         shutil.rmtree(prefix, ignore_errors=True)
         if group is not None:
             time.sleep(0.2)
