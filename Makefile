@@ -34,8 +34,12 @@ cluster: $(VENV)/.installed-cluster
 system-deps:
 	deploy/install-test-deps.sh
 
+# Random order (pytest-random-order: modules shuffled, tests shuffled within each), a new seed each run, printed
+# first: `make test SEED=N` runs that order again.
 test: lint system-deps
-	$(VENV)/bin/pytest -q tests
+	@seed=$${SEED:-$$(shuf -i 1-99999999 -n 1)}; \
+	echo "make test: random order, seed $$seed (run this order again: make test SEED=$$seed)"; \
+	$(VENV)/bin/pytest -q --random-order-bucket=module --random-order-seed=$$seed tests
 
 # Fails on any finding: ruff over all our code, mypy --strict over every package (config: pyproject.toml).
 lint: $(VENV)/.installed-test

@@ -15,7 +15,7 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -142,12 +142,29 @@ def read_idle(s: socket.socket, idle: float = 0.25) -> bytes:
         out += chunk
 
 
+def read_until(s: socket.socket, done: Callable[[bytes], bool], timeout: float = 30.0) -> bytes:
+    """What arrives until `done` says so, the connection closes, or `timeout` seconds pass (a busy machine may
+    take seconds to answer: wait on the answer, not on a quiet spell)."""
+    deadline = time.monotonic() + timeout
+    out = b""
+    while not done(out) and (left := deadline - time.monotonic()) > 0:
+        s.settimeout(left)
+        try:
+            chunk = s.recv(1 << 20)
+        except TimeoutError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    return out
+
+
 def warm_exchange(lanes: Lanes, proxy: ProxyServer, data: bytes, parts: int = 1) -> tuple[bytes, bytes]:
     """On one connection: a plain GET (the Python path decides and keeps the upstream connection), then
     `data` in `parts` writes. Returns (what the Space received after the warm-up, what the client got)."""
     with socket.create_connection(("127.0.0.1", proxy.port)) as s:
         s.sendall(WARM)
-        assert read_idle(s) .endswith(b"\r\n\r\nok")
+        assert read_until(s, lambda got: got.endswith(b"\r\n\r\nok")).endswith(b"\r\n\r\nok")
         mark = len(lanes.backend.received)
         step = -(-len(data) // parts)
         for k in range(0, len(data), step):
