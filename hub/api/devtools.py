@@ -27,6 +27,7 @@ from hub.api.views import runtime_view
 from hub.deps import hub_of, writable_space
 from hub.space_settings import set_dev_mode, set_volumes
 from hub.volumes import parse_volumes
+from scheduler.runtimes.instances import instance_env
 
 router = APIRouter()
 PREFIX = "/api/spaces/{owner}/{name}"
@@ -106,7 +107,9 @@ async def _shell_caller(ws: WebSocket, owner: str, name: str) -> tuple[list[str]
     if target is None:
         return f"{sid} is not running (stage {space.stage}): start it, or turn dev mode on to keep it up"
     procs = await asyncio.to_thread(shell.cgroup_procs, target)
-    return shell.enter_argv(target, command, procs), await asyncio.to_thread(shell.app_environ, target)
+    env = await asyncio.to_thread(shell.app_environ, target)  # a warm start's: the zygote's, so add its own
+    env |= await asyncio.to_thread(instance_env, hub.settings.path("run"), target)
+    return shell.enter_argv(target, command, procs), env
 
 
 @router.websocket(PREFIX + "/shell")

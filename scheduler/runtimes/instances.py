@@ -4,6 +4,7 @@ spacehost adopts what still runs), and the host facts it is made of: a free port
 from __future__ import annotations
 
 import json
+import os
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,3 +59,27 @@ def start_ticks(pid: int) -> int | None:
         return None
     fields = stat.rsplit(")", 1)[1].split()
     return None if fields[0] in ("Z", "X") else int(fields[19])
+
+
+ENV_FILE = "env.json"
+
+
+def save_env(inst_dir: Path, env: dict[str, str]) -> None:
+    """Keep the env a warm-started instance was given (secrets included) beside its state, root-only (0600, in
+    the 0700 run dir): its /proc environ is the zygote's, so `spacehost ssh` reads this one instead."""
+    fd = os.open(inst_dir / ENV_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(env, f)
+
+
+def instance_env(run_dir: Path, pid: int) -> dict[str, str]:
+    """The env saved for the instance whose process is `pid` (from its state file in `run_dir`); {} if none."""
+    for state_file in run_dir.glob("*.json"):
+        try:
+            state = json.loads(state_file.read_text())
+            if state.get("pid") == pid:
+                env = json.loads((run_dir / str(state["instance_id"]) / ENV_FILE).read_text())
+                return {str(k): str(v) for k, v in env.items()}
+        except (OSError, ValueError, KeyError, AttributeError):
+            continue
+    return {}

@@ -50,7 +50,7 @@ from sandbox.apptree import writable_copy
 from sandbox.bwrap import APP_UID, interpreter_roots
 from sandbox.netns import NetAddress, SpaceNetwork, enter_argv
 from scheduler.runtimes.base import Instance, LaunchSpec
-from scheduler.runtimes.instances import InstanceState, free_port, start_ticks
+from scheduler.runtimes.instances import InstanceState, free_port, save_env, start_ticks
 from scheduler.runtimes.sandbox import (
     SandboxMounts,
     app_command,
@@ -176,6 +176,7 @@ class ZygotePool:
         finally:
             os.close(w)
         pid = host_pid(ns_pid, z.pid_ns) or 0
+        save_env(inst_dir, env)
         cg = z.cgroup
         state = InstanceState(spec.instance_id, art.space_id, art.sha, pid, start_ticks(pid) or 0, port,
                               spec.log_path, cg.version if cg else 0, cg.dirs if cg else (),

@@ -202,3 +202,22 @@ def test_volume_size_limit_gives_enospc_inside_and_spares_the_host(tmp_path_fact
         srv.close()
         volume_fs.unmount_all(srv.data_dir / "volumes")  # spacehost unmounts on stop; this is only a safety net
     assert not any(volume_fs.mount_points(Path("/proc/self/mountinfo").read_text(), srv.data_dir))
+
+
+def test_ssh_shell_of_a_warm_started_space_has_its_secrets_and_variables(server: Server, home: Path,
+                                                                         space: str) -> None:
+    """A warm start's process shows the zygote's env in /proc; the shell still gets the app's own (variables
+    and secrets), and the secret's value reaches no log."""
+    value = "sv-" + secrets.token_hex(8)
+    hf(server, home, "spaces", "variables", "add", space, "-e", "SHELL_VAR=plain")
+    hf(server, home, "spaces", "secrets", "add", space, "-s", f"SHELL_SECRET={value}")
+    server.wait_stage(space, {"RUNNING"}, timeout=240)
+    run_dir = server.data_dir / "run"
+    assert eventually(lambda: any((d / "env.json").exists() for d in run_dir.iterdir() if d.is_dir()),
+                      timeout=60), "the Space was not warm-started"
+    p = eventually(lambda: (q := ssh(server, home, space, "sh", "-c", 'echo "$SHELL_VAR|$SHELL_SECRET"'))
+                   .stdout.strip() == f"plain|{value}" and q, timeout=120)
+    assert p, "the shell lacks the Space's variables or secrets"
+    assert value not in (server.data_dir / "server.log").read_text(errors="replace")
+    hf(server, home, "spaces", "secrets", "delete", space, "SHELL_SECRET", "--yes")
+    hf(server, home, "spaces", "variables", "delete", space, "SHELL_VAR", "--yes")
