@@ -8,17 +8,15 @@ import os
 import secrets
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from huggingface_hub import HfApi
 
 from tests.e2e.harness import Server
 
-T = TypeVar("T")
 HF = str(Path(sys.executable).with_name("hf"))
 
 ECHO_APP = """import os
@@ -70,22 +68,6 @@ def new_user(server: Server, role: str = "write") -> tuple[str, str]:
         r = c.post(f"/api/users/{user}/tokens", json={"role": role})
         r.raise_for_status()
         return user, str(r.json()["token"])
-
-
-def eventually(probe: Callable[[], T | None], timeout: float = 90, every: float = 0.3) -> T:
-    """The first truthy result of `probe` (exceptions count as not yet)."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            got = probe()
-            if got:
-                return got
-            last = got
-        except Exception as e:  # noqa: BLE001 - still converging (restart in progress)
-            last = e
-        time.sleep(every)
-    raise TimeoutError(f"not reached in {timeout}s; last: {last!r}")
 
 
 def gradio_call(host: str, api_name: str, *args: Any, headers: Mapping[str, str] | None = None) -> Any:

@@ -19,7 +19,8 @@ from huggingface_hub.errors import HfHubHTTPError
 
 from scheduler import volume_fs
 from tests.e2e.harness import ROOT, Server, free_port
-from tests.e2e.hfclients import api, eventually, gradio_call, hf_cli, hf_env, new_user
+from tests.e2e.hfclients import api, gradio_call, hf_cli, hf_env, new_user
+from tests.waits import eventually
 
 pytestmark = pytest.mark.e2e
 

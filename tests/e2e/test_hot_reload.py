@@ -13,7 +13,8 @@ import httpx
 import pytest
 
 from tests.e2e.harness import Server
-from tests.e2e.hfclients import eventually, gradio_call, hf_cli, new_user
+from tests.e2e.hfclients import gradio_call, hf_cli, new_user
+from tests.waits import eventually
 
 pytestmark = pytest.mark.e2e
 

@@ -27,6 +27,7 @@ from proxy.connection import ClientConn
 from proxy.pages import STATUS_PATH
 from proxy.upstream import UpstreamConn
 from tests.proxy.conftest import DOMAIN, SECRET, FakeHooks, LoopThread
+from tests.waits import eventually
 
 HOST = b"alice-app.spaces.test"
 WARM = b"GET /ok HTTP/1.1\r\nHost: " + HOST + b"\r\nAccept: */*\r\n\r\n"
@@ -338,8 +339,12 @@ def test_access_log_has_a_line_per_exchange_on_both_paths(lanes: Lanes) -> None:
         proxy.access_log = AccessLog(io.BytesIO())  # type: ignore[arg-type]  # read by new connections
     for proxy in (lanes.fast, lanes.slow):
         warm_exchange(lanes, proxy, req(b"/error?x=1"))
-    time.sleep(1.2)  # the sweeper flushes every second
-    logs = [p.access_log.sink.getvalue().decode() for p in (lanes.fast, lanes.slow)]  # type: ignore[union-attr]
+
+    def flushed() -> list[str] | None:  # the sweeper flushes every second
+        logs = [p.access_log.sink.getvalue().decode() for p in (lanes.fast, lanes.slow)]  # type: ignore[union-attr]
+        return logs if all(len(log.splitlines()) >= 2 for log in logs) else None
+
+    logs = eventually(flushed, timeout=10, every=0.1)
     fast, slow = ([line.split(" ", 1)[1].rsplit(" ", 1)[0] for line in log.splitlines()] for log in logs)
     assert fast == slow  # the same lines but for the time stamp and the duration
     for log in logs:

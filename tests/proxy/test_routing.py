@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+
 import httpx
 import pytest
 
 from core.routes import Route, RouteState
 from proxy import RateLimit
 from tests.proxy.conftest import Env, free_port
+from tests.waits import eventually
 
 HTML = {"Accept": "text/html,application/xhtml+xml"}
 
@@ -41,14 +44,19 @@ def test_host_routing(env: Env, host: str, status: int, reaches: str | None) -> 
         assert "no Space here" in r.text
 
 
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 def test_direct_port_opens_and_closes_with_the_table(env: Env) -> None:
     port = free_port()
     env.update(env.table(env.serving("a/b", direct_port=port)))
-    env.lt.run(__import__("asyncio").sleep(0.2))
-    r = httpx.get(f"http://127.0.0.1:{port}/echo", timeout=5)  # any Host: the port names the Space
+    # any Host: the port names the Space (it opens on the proxy's loop, soon after the swap)
+    r = eventually(lambda: httpx.get(f"http://127.0.0.1:{port}/echo", timeout=5), timeout=10, every=0.05)
     assert r.status_code == 200 and "x-ip-token" in dict(r.json()["headers"])
     env.update(env.table())
-    env.lt.run(__import__("asyncio").sleep(0.2))
+    eventually(lambda: not port_open(port), timeout=10, every=0.05)
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"http://127.0.0.1:{port}/echo", timeout=5)
 
