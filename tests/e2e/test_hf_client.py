@@ -18,12 +18,12 @@ from tests.e2e.hfclients import (
     ECHO_APP,
     ECHO_README,
     api,
-    eventually,
     gradio_call,
     hf_cli,
     new_user,
     run_python,
 )
+from tests.waits import eventually
 
 pytestmark = pytest.mark.e2e
 STATIC_README = "---\ntitle: {title}\nemoji: 📄\nsdk: static\n---\n"
