@@ -4,15 +4,20 @@
  * `proxy.upstream.UpstreamConn`. Their `data_received` handles exactly one shape of traffic itself:
  *
  *   an idle keep-alive client connection whose last plain request was forwarded (`plan`) and whose upstream
- *   connection is kept (`pinned`) sends one whole `GET` head, HTTP/1.1, no body, no credentials, no
- *   connection options, same Host; the Space answers with one whole response that has a Content-Length.
+ *   connection is kept (`pinned`) sends one whole `GET` or `POST` head, HTTP/1.1, no credentials, no
+ *   connection options, same Host, and either no body or a Content-Length body that came whole in the same
+ *   read (Gradio's `POST .../queue/join`); the Space answers with a response whose head comes whole in its
+ *   first read and whose body has a Content-Length or is chunked (Gradio's SSE stream `.../queue/data`):
+ *   that body is relayed read by read as it comes, unbuffered, while a strict chunk parser finds its end.
  *
  * That request is written upstream as the Python path would write it (same bytes: the kept header lines, then
- * the plan's own lines), and that response is written to the client with the Space's header lines inserted.
- * Anything else -- a byte this strict subset does not allow, a head split over two reads, a chunked or
- * partial response, a 1xx/204/304, a rate-limited client -- goes to the Python path (`_data_received`)
- * before anything is consumed; an exchange already started here is first handed over (`_adopt`), so the
- * Python state machine owns every case but this one. Nothing here decides policy: it replays the decision
+ * the plan's own lines, then the body), and that response is written to the client with the Space's header
+ * lines inserted. Anything else -- a byte this strict subset does not allow, a head split over two reads, a
+ * body split from its head, a chunk extension or trailer, a response read until close, a 1xx/204/304, a
+ * rate-limited client, an upgrade -- goes to the Python path (`_data_received`) before anything of that read
+ * is consumed; an exchange already started here is first handed over (`_adopt`), with the response's framing
+ * state when its body is under way (`resume_prefix`: bytes that put a fresh llhttp parser in the same state),
+ * so the Python state machine owns every case but these. Nothing here decides policy: it replays the decision
  * the Python path made for the previous request (see `proxy.exchange.Plan` and `plain`).
  *
  * Grammar accepted (a subset of RFC 9112 that llhttp parses identically): tokens for methods and field names,
@@ -26,6 +31,7 @@
 
 #define MAX_FAST_HEAD 16384
 #define MAX_FAST_HEADERS 100
+#define MAX_FAST_BODY 32768  /* well inside what the Python path keeps to resend (RETRY_LIMIT) */
 
 static PyObject *s_write, *s_time, *s_is_closing, *s_table, *s_buckets, *s_active, *s_note_activity,
     *s_data_received_slow, *s_adopt, *s_access_log, *s_buf, *s_stamp, *s_flush_bytes, *s_flush, *s_host, *s_upstream, *s_added, *s_extra, *s_until, *s_route,
@@ -105,6 +111,10 @@ typedef struct {
     PyObject *client, *transport, *key;
     double idle_since;
     char reusable, fast;
+    /* the response the lane is relaying: its status (0: none under way) and framing state (see body_step) */
+    int rstatus;
+    char rframe, rstate, rdigits;
+    long long rleft;
 } UpstreamBase;
 
 static PyTypeObject UpstreamBaseType;
@@ -202,7 +212,7 @@ static int note_activity(ClientBase *self, double now) {
 
 /* What a request header means to the lane: the Python path's `proxy.decide._STRIP` and `scan`. A header in
  * neither list is forwarded as sent. */
-typedef enum { HOST, DROP, KEEP_ALIVE_ONLY, OTHER_PATH } Rule;
+typedef enum { HOST, DROP, KEEP_ALIVE_ONLY, OTHER_PATH, LENGTH } Rule;
 typedef struct {
     const char *name;
     Rule rule;
@@ -217,7 +227,8 @@ static NameRule REQUEST_RULES[] = {
     /* credentials, a body, connection options, probes: decided by the Python path */
     {"authorization", OTHER_PATH}, {"x-hf-authorization", OTHER_PATH}, {"cookie", OTHER_PATH},
     {"connection", KEEP_ALIVE_ONLY},  /* what browsers and most clients send: the lane's own default */
-    {"upgrade", OTHER_PATH}, {"content-length", OTHER_PATH},
+    {"content-length", LENGTH},  /* forwarded as sent; the body must have come whole with the head */
+    {"upgrade", OTHER_PATH},
     {"transfer-encoding", OTHER_PATH}, {"expect", OTHER_PATH}, {"x-spacehost-probe", OTHER_PATH},
     {NULL, HOST},
 };
@@ -226,30 +237,55 @@ static void init_rules(void) {
     for (NameRule *r = REQUEST_RULES; r->name; r++) r->len = (Py_ssize_t)strlen(r->name);
 }
 
-/* Parse `data` as one whole fast-lane request and build the head for the Space. Returns a new bytes object,
- * Py_None (borrowed: not this lane's) or NULL with an exception set. `url` gets a new reference on success. */
+/* The offset just past the first CRLFCRLF in buf[0, n), or 0 */
+static Py_ssize_t head_end(const char *buf, Py_ssize_t n) {
+    Py_ssize_t limit = n < MAX_FAST_HEAD ? n : MAX_FAST_HEAD;
+    for (Py_ssize_t i = 0; i + 4 <= limit; i++)
+        if (buf[i] == '\r' && buf[i + 1] == '\n' && buf[i + 2] == '\r' && buf[i + 3] == '\n') return i + 4;
+    return 0;
+}
+
+/* A Content-Length value of 1 to 15 digits, or -1 */
+static long long parse_length(const char *p, Py_ssize_t n) {
+    if (n == 0 || n > 15) return -1;
+    long long v = 0;
+    for (Py_ssize_t k = 0; k < n; k++) {
+        if (p[k] < '0' || p[k] > '9') return -1;
+        v = v * 10 + (p[k] - '0');
+    }
+    return v;
+}
+
+/* Parse `data` as one whole fast-lane request (head, and its whole Content-Length body if any) and build what
+ * goes to the Space. Returns a new bytes object, Py_None (borrowed: not this lane's) or NULL with an exception
+ * set. `url` gets a new reference on success. */
 static PyObject *build_request(ClientBase *self, const char *buf, Py_ssize_t n, PyObject **url) {
-    if (n > MAX_FAST_HEAD || n < 18 || memcmp(buf, "GET /", 5) != 0) return Py_None;
-    if (memcmp(buf + n - 4, "\r\n\r\n", 4) != 0) return Py_None;
-    Py_ssize_t i = 4;
-    while (i < n) {
+    Py_ssize_t m;  /* the method's length */
+    if (n >= 5 && memcmp(buf, "GET /", 5) == 0) m = 3;
+    else if (n >= 6 && memcmp(buf, "POST /", 6) == 0) m = 4;
+    else return Py_None;
+    Py_ssize_t hn = head_end(buf, n);
+    if (hn < m + 15 || n - hn > MAX_FAST_BODY) return Py_None;
+    Py_ssize_t i = m + 1;
+    while (i < hn) {
         unsigned char c = (unsigned char)buf[i];
         if (c == ' ') break;
         if (c <= 0x20 || c >= 0x7f || c == '#') return Py_None;
         i++;
     }
-    Py_ssize_t url_end = i;
-    if (status_path_len && url_end - 4 >= status_path_len && memcmp(buf + 4, status_path, status_path_len) == 0)
+    Py_ssize_t url_end = i, u0 = m + 1;
+    if (status_path_len && url_end - u0 >= status_path_len && memcmp(buf + u0, status_path, status_path_len) == 0)
         return Py_None;
-    for (Py_ssize_t k = 4; k + 6 <= url_end; k++)
+    for (Py_ssize_t k = u0; k + 6 <= url_end; k++)
         if (buf[k] == '_' && memcmp(buf + k, "__sign", 6) == 0) return Py_None;
-    if (n - i < 11 || memcmp(buf + i, " HTTP/1.1\r\n", 11) != 0) return Py_None;
+    if (hn - i < 11 || memcmp(buf + i, " HTTP/1.1\r\n", 11) != 0) return Py_None;
     i += 11;
     Field fields[MAX_FAST_HEADERS];
     char keep[MAX_FAST_HEADERS];
     int count = 0, host_seen = 0;
-    Py_ssize_t out_len = url_end + 11;  /* "GET " + url + " HTTP/1.1\r\n" */
-    Py_ssize_t end = n - 2;  /* the final CRLF */
+    long long length = -1;
+    Py_ssize_t out_len = url_end + 11;  /* method + " " + url + " HTTP/1.1\r\n" */
+    Py_ssize_t end = hn - 2;  /* the final CRLF */
     while (i < end) {
         if (count == MAX_FAST_HEADERS) return Py_None;
         Field *f = &fields[count];
@@ -264,15 +300,17 @@ static PyObject *build_request(ClientBase *self, const char *buf, Py_ssize_t n, 
             else if (r->rule == KEEP_ALIVE_ONLY) {
                 if (!name_is(f->value, f->value_len, "keep-alive")) return Py_None;
                 k = 0;
+            } else if (r->rule == LENGTH) {
+                if (length >= 0 || (length = parse_length(f->value, f->value_len)) < 0) return Py_None;
             } else if (host_seen++ || !str_equals(self->c_host, f->value, f->value_len)) return Py_None;  /* HOST */
             break;
         }
         keep[count++] = (char)k;
         if (k) out_len += f->name_len + 2 + f->value_len + 2;
     }
-    if (i != end || !host_seen) return Py_None;
+    if (i != end || !host_seen || n - hn != (length < 0 ? 0 : length)) return Py_None;
     Py_ssize_t added_len = PyBytes_GET_SIZE(self->c_added);
-    out_len += added_len + keep_alive_len;
+    out_len += added_len + keep_alive_len + (n - hn);
     PyObject *head = PyBytes_FromStringAndSize(NULL, out_len);
     if (head == NULL) return NULL;
     char *o = PyBytes_AS_STRING(head);
@@ -287,8 +325,9 @@ static PyObject *build_request(ClientBase *self, const char *buf, Py_ssize_t n, 
         *o++ = '\r', *o++ = '\n';
     }
     memcpy(o, PyBytes_AS_STRING(self->c_added), (size_t)added_len), o += added_len;
-    memcpy(o, keep_alive, (size_t)keep_alive_len);
-    *url = PyBytes_FromStringAndSize(buf + 4, url_end - 4);
+    memcpy(o, keep_alive, (size_t)keep_alive_len), o += keep_alive_len;
+    memcpy(o, buf + hn, (size_t)(n - hn));  /* the body, as llhttp hands it to the Python path */
+    *url = PyBytes_FromStringAndSize(buf + u0, url_end - u0);
     if (*url == NULL) {
         Py_DECREF(head);
         return NULL;
@@ -437,8 +476,70 @@ static PyTypeObject ClientBaseType = {
 /* ------------------------------------------------------------------------------------------------------ */
 /* Response side                                                                                           */
 
-/* Whether `data` is one whole response of the accepted shape: sets the offset of the head's final CRLF. */
-static int whole_response(const char *buf, Py_ssize_t n, Py_ssize_t *final_crlf, int *status) {
+enum { F_LENGTH = 1, F_CHUNKED };
+/* where the body stands: in a chunk-size line (none or some digits read, or its CR read), in data (`rleft`
+ * bytes left), after data (CR or LF due), after the last chunk's size line (the final CRLF due), ended */
+enum { B_SIZE0, B_SIZE, B_SIZE_LF, B_DATA, B_DATA_CR, B_DATA_LF, B_LAST_CR, B_LAST_LF, B_END };
+
+typedef struct {
+    char frame, state, digits;
+    long long left;
+} Body;
+
+static int hexval(unsigned char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Advance `b` over buf[0, n): 1 if every byte fits the strict framing (a chunked body of bare hex sizes, no
+ * extension, no trailer) and none lies past the body's end, else 0 (`b` is then meaningless). */
+static int body_step(Body *b, const char *buf, Py_ssize_t n) {
+    if (b->frame == F_LENGTH) {
+        if (n > b->left) return 0;
+        b->left -= n;
+        b->state = b->left ? B_DATA : B_END;
+        return 1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)buf[i];
+        int v;
+        switch (b->state) {
+        case B_SIZE0:
+        case B_SIZE:
+            if ((v = hexval(c)) >= 0) {
+                if (b->digits == 15) return 0;
+                b->left = b->left * 16 + v, b->digits++, b->state = B_SIZE;
+            } else if (c == '\r' && b->state == B_SIZE) {
+                b->state = B_SIZE_LF;
+            } else {
+                return 0;
+            }
+            break;
+        case B_SIZE_LF:
+            if (c != '\n') return 0;
+            b->digits = 0, b->state = b->left ? B_DATA : B_LAST_CR;
+            break;
+        case B_DATA: {
+            Py_ssize_t take = n - i < b->left ? n - i : (Py_ssize_t)b->left;
+            i += take - 1, b->left -= take;
+            if (b->left == 0) b->state = B_DATA_CR;
+            break;
+        }
+        case B_DATA_CR: if (c != '\r') return 0; b->state = B_DATA_LF; break;
+        case B_DATA_LF: if (c != '\n') return 0; b->state = B_SIZE0, b->left = 0; break;
+        case B_LAST_CR: if (c != '\r') return 0; b->state = B_LAST_LF; break;
+        case B_LAST_LF: if (c != '\n') return 0; b->state = B_END; break;
+        default: return 0;  /* B_END: bytes after the end of the response */
+        }
+    }
+    return 1;
+}
+
+/* Whether `data` starts with a whole response head of the accepted shape: sets the offset of the head's final
+ * CRLF, the status and the body's initial framing state. */
+static int response_head(const char *buf, Py_ssize_t n, Py_ssize_t *final_crlf, int *status, Body *body) {
     if (n < 19 || memcmp(buf, "HTTP/1.1 ", 9) != 0) return 0;
     for (int k = 9; k < 12; k++)
         if (buf[k] < '0' || buf[k] > '9') return 0;
@@ -453,6 +554,7 @@ static int whole_response(const char *buf, Py_ssize_t n, Py_ssize_t *final_crlf,
     if (i + 1 >= n || buf[i + 1] != '\n') return 0;
     i += 2;
     long long length = -1;
+    int chunked = 0;
     Py_ssize_t limit = n < MAX_FAST_HEAD ? n : MAX_FAST_HEAD;
     int count = 0;
     while (1) {
@@ -466,21 +568,23 @@ static int whole_response(const char *buf, Py_ssize_t n, Py_ssize_t *final_crlf,
         Py_ssize_t next = parse_field(buf, i, limit, &f);
         if (next == 0) return 0;
         if (f.name_len == 14 && name_is(f.name, f.name_len, "content-length")) {
-            if (length >= 0 || f.value_len == 0 || f.value_len > 15) return 0;
-            length = 0;
-            for (Py_ssize_t k = 0; k < f.value_len; k++) {
-                if (f.value[k] < '0' || f.value[k] > '9') return 0;
-                length = length * 10 + (f.value[k] - '0');
-            }
-        } else if ((f.name_len == 17 && name_is(f.name, f.name_len, "transfer-encoding")) ||
-                   (f.name_len == 10 && name_is(f.name, f.name_len, "connection"))) {
+            if (length >= 0 || (length = parse_length(f.value, f.value_len)) < 0) return 0;
+        } else if (f.name_len == 17 && name_is(f.name, f.name_len, "transfer-encoding")) {
+            if (chunked++ || !name_is(f.value, f.value_len, "chunked")) return 0;
+        } else if ((f.name_len == 10 && name_is(f.name, f.name_len, "connection")) ||
+                   (f.name_len == 16 && name_is(f.name, f.name_len, "proxy-connection")) ||
+                   (f.name_len == 7 && name_is(f.name, f.name_len, "upgrade"))) {
             return 0;
         }
         i = next;
     }
-    if (length < 0 || n - (i + 2) != length) return 0;
+    if (chunked == (length >= 0)) return 0;  /* both (llhttp refuses) or neither (read until close) */
     *final_crlf = i;
     *status = code;
+    body->frame = chunked ? F_CHUNKED : F_LENGTH;
+    body->state = chunked ? B_SIZE0 : (length ? B_DATA : B_END);
+    body->left = chunked ? 0 : length;
+    body->digits = 0;
     return 1;
 }
 
@@ -510,13 +614,16 @@ static int log_exchange(ClientBase *c, int status, double ms) {
     if (tail_len < 0 || tail_len >= (int)sizeof(tail)) tail_len = snprintf(tail, sizeof(tail), " %d ?ms\n", status);
     Py_ssize_t stamp_len = PyBytes_GET_SIZE(stamp), url_len = PyBytes_GET_SIZE(c->fx_url);
     Py_ssize_t old = PyByteArray_GET_SIZE(buf);
-    Py_ssize_t line = stamp_len + 1 + ip_len + 5 + host_len + url_len + tail_len;
+    Py_ssize_t m = PyBytes_Check(c->fx_head) && PyBytes_AS_STRING(c->fx_head)[0] == 'P' ? 4 : 3;  /* POST, GET */
+    Py_ssize_t line = stamp_len + 1 + ip_len + m + 2 + host_len + url_len + tail_len;
     if (PyByteArray_Resize(buf, old + line) < 0) goto out;
     char *o = PyByteArray_AS_STRING(buf) + old;
     memcpy(o, PyBytes_AS_STRING(stamp), (size_t)stamp_len), o += stamp_len;
     *o++ = ' ';
     memcpy(o, ip, (size_t)ip_len), o += ip_len;
-    memcpy(o, " GET ", 5), o += 5;
+    *o++ = ' ';
+    memcpy(o, PyBytes_AS_STRING(c->fx_head), (size_t)m), o += m;
+    *o++ = ' ';
     memcpy(o, host, (size_t)host_len), o += host_len;
     memcpy(o, PyBytes_AS_STRING(c->fx_url), (size_t)url_len), o += url_len;
     memcpy(o, tail, (size_t)tail_len);
@@ -544,6 +651,20 @@ static PyObject *upstream_slow(PyObject *self, PyObject *client, PyObject *data)
     return slow(self, data);
 }
 
+/* The exchange is over: the upstream connection goes back to its client, which waits for its next request. */
+static int finish(UpstreamBase *self, ClientBase *c, double now) {
+    int status = self->rstatus;
+    self->fast = 0;
+    self->rstatus = 0;
+    self->idle_since = now;
+    Py_CLEAR(self->client);
+    Py_XSETREF(c->up, Py_NewRef(Py_None));
+    Py_XSETREF(c->pinned, c->fx_up);  /* the reference fx_up held */
+    c->fx_up = Py_NewRef(Py_None);
+    c->deadline = now + c->keepalive_timeout;
+    return c->log_access ? log_exchange(c, status, (now - c->fx_start) * 1000) : 0;
+}
+
 static PyObject *upstream_data_received(UpstreamBase *self, PyObject *data) {
     if (!self->fast) return slow((PyObject *)self, data);
     PyObject *cobj = self->client;
@@ -553,50 +674,83 @@ static PyObject *upstream_data_received(UpstreamBase *self, PyObject *data) {
     }
     ClientBase *c = (ClientBase *)cobj;
     Py_INCREF(cobj);  /* the handover below may drop self->client */
-    PyObject *result = NULL;
+    PyObject *result = NULL, *out;
     Py_ssize_t crlf;
     int status;
     const char *buf = PyBytes_AS_STRING(data);
     Py_ssize_t n = PyBytes_GET_SIZE(data);
-    if (c->closing || c->cplan == NULL || c->transport == NULL || (PyObject *)self != c->fx_up ||
-        !whole_response(buf, n, &crlf, &status)) {
-        result = upstream_slow((PyObject *)self, cobj, data);
-        goto done;
-    }
-    PyObject *out;
-    Py_ssize_t extra_len = PyBytes_GET_SIZE(c->c_extra);
-    if (extra_len) {
-        out = PyBytes_FromStringAndSize(NULL, n + extra_len);
-        if (out == NULL) goto done;
-        char *o = PyBytes_AS_STRING(out);
-        memcpy(o, buf, (size_t)crlf);
-        memcpy(o + crlf, PyBytes_AS_STRING(c->c_extra), (size_t)extra_len);
-        memcpy(o + crlf + extra_len, buf + crlf, (size_t)(n - crlf));
-    } else {
+    Body body = {self->rframe, self->rstate, self->rdigits, self->rleft};
+    if (c->closing || c->cplan == NULL || c->transport == NULL || (PyObject *)self != c->fx_up)
+        goto handover;
+    if (self->rstatus == 0) {  /* the response's first bytes: its whole head, and what came of its body */
+        if (!response_head(buf, n, &crlf, &status, &body) || !body_step(&body, buf + crlf + 2, n - crlf - 2))
+            goto handover;
+        Py_ssize_t extra_len = PyBytes_GET_SIZE(c->c_extra);
+        if (extra_len) {
+            out = PyBytes_FromStringAndSize(NULL, n + extra_len);
+            if (out == NULL) goto done;
+            char *o = PyBytes_AS_STRING(out);
+            memcpy(o, buf, (size_t)crlf);
+            memcpy(o + crlf, PyBytes_AS_STRING(c->c_extra), (size_t)extra_len);
+            memcpy(o + crlf + extra_len, buf + crlf, (size_t)(n - crlf));
+        } else {
+            out = Py_NewRef(data);
+        }
+        self->rstatus = status;
+    } else {  /* more of a body under way, relayed as it comes */
+        if (!body_step(&body, buf, n)) goto handover;
         out = Py_NewRef(data);
     }
+    self->rframe = body.frame, self->rstate = body.state, self->rdigits = body.digits, self->rleft = body.left;
     double now = loop_time(c->loop);
     if (now < 0 && PyErr_Occurred()) {
         Py_DECREF(out);
         goto done;
     }
-    /* the exchange is over before the write: a write that fails closes the client, which finds it idle */
-    self->fast = 0;
-    self->idle_since = now;
-    Py_CLEAR(self->client);
-    Py_XSETREF(c->up, Py_NewRef(Py_None));
-    Py_XSETREF(c->pinned, c->fx_up);  /* the reference fx_up held */
-    c->fx_up = Py_NewRef(Py_None);
-    c->deadline = now + c->keepalive_timeout;
+    int logged = 0;
+    if (body.state == B_END) {
+        /* the exchange is over before the write: a write that fails closes the client, which finds it idle */
+        logged = finish(self, c, now);
+    } else {
+        c->deadline = now + c->stream_idle_timeout;  /* as the Python path's `touch` */
+    }
     PyObject *r = PyObject_CallMethodOneArg(c->transport, s_write, out);
     Py_DECREF(out);
     if (r == NULL) goto done;
     Py_DECREF(r);
-    if (c->log_access && log_exchange(c, status, (now - c->fx_start) * 1000) < 0) goto done;
+    if (logged < 0) goto done;
     result = Py_NewRef(Py_None);
+    goto done;
+handover:
+    result = upstream_slow((PyObject *)self, cobj, data);
 done:
     Py_DECREF(cobj);
     return result;
+}
+
+/* Bytes that put a fresh llhttp response parser where this connection's parser would be if it had parsed the
+ * lane's response so far: the same status, framing and place in the body (see `UpstreamConn.resume`). */
+static PyObject *upstream_resume_prefix(UpstreamBase *self, PyObject *unused) {
+    (void)unused;
+    char out[128];
+    int len, st = self->rstate;
+    long long left = self->rleft;
+    if (self->rstatus == 0 || st == B_END) {
+        PyErr_SetString(PyExc_RuntimeError, "no response under way on the lane");
+        return NULL;
+    }
+    if (self->rframe == F_LENGTH) {
+        len = snprintf(out, sizeof(out), "HTTP/1.1 %d X\r\nContent-Length: %lld\r\n\r\n", self->rstatus, left);
+        return PyBytes_FromStringAndSize(out, len);
+    }
+    len = snprintf(out, sizeof(out), "HTTP/1.1 %d X\r\nTransfer-Encoding: chunked\r\n\r\n", self->rstatus);
+    const char *tails[] = {[B_DATA_CR] = "1\r\nx", [B_DATA_LF] = "1\r\nx\r", [B_LAST_CR] = "0\r\n",
+                           [B_LAST_LF] = "0\r\n\r"};
+    if (st == B_SIZE) len += snprintf(out + len, sizeof(out) - len, "%llx", left);
+    else if (st == B_SIZE_LF) len += snprintf(out + len, sizeof(out) - len, "%llx\r", left);
+    else if (st == B_DATA) len += snprintf(out + len, sizeof(out) - len, "%llx\r\n", left);
+    else if (st != B_SIZE0) len += snprintf(out + len, sizeof(out) - len, "%s", tails[st]);
+    return PyBytes_FromStringAndSize(out, len);
 }
 
 static int upstream_traverse(UpstreamBase *self, visitproc visit, void *arg) {
@@ -622,12 +776,15 @@ static PyMemberDef upstream_members[] = {
     {"idle_since", T_DOUBLE, offsetof(UpstreamBase, idle_since), 0, NULL},
     {"reusable", T_BOOL, offsetof(UpstreamBase, reusable), 0, NULL},
     {"fast", T_BOOL, offsetof(UpstreamBase, fast), 0, NULL},
+    {"rstatus", T_INT, offsetof(UpstreamBase, rstatus), 0, NULL},
     {NULL, 0, 0, 0, NULL},
 };
 
 static PyMethodDef upstream_methods[] = {
     {"data_received", (PyCFunction)upstream_data_received, METH_O,
      "Relay a fast-lane response, or hand the bytes to `_data_received`."},
+    {"resume_prefix", (PyCFunction)upstream_resume_prefix, METH_NOARGS,
+     "Bytes that put a fresh llhttp parser in the state of the response the lane is relaying."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -677,7 +834,7 @@ static PyObject *configure(PyObject *mod, PyObject *args) {
 
 static PyObject *request_rules(PyObject *mod, PyObject *unused) {
     (void)mod, (void)unused;
-    static const char *names[] = {"host", "drop", "keep-alive only", "other path"};
+    static const char *names[] = {"host", "drop", "keep-alive only", "other path", "length"};
     PyObject *d = PyDict_New();
     if (d == NULL) return NULL;
     for (const NameRule *r = REQUEST_RULES; r->name; r++) {

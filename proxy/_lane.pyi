@@ -31,14 +31,16 @@ class ClientBase:
     def data_received(self, data: bytes) -> None: ...
 
 class UpstreamBase:
-    __slots__ = ("client", "fast", "idle_since", "key", "reusable", "transport")
+    __slots__ = ("client", "fast", "idle_since", "key", "reusable", "rstatus", "transport")
     client: Any
     transport: Any
     key: Any
     idle_since: float
     reusable: bool
     fast: bool
+    rstatus: int
     def data_received(self, data: bytes) -> None: ...
+    def resume_prefix(self) -> bytes: ...
 
 def configure(status_path: str, keep_alive: bytes, /) -> None: ...
 def request_rules() -> dict[str, str]: ...

@@ -394,13 +394,15 @@ class ClientConn(ClientBase, asyncio.Protocol):
 
     # --- the fast lane's exchanges -------------------------------------------------------------------
     def _adopt(self) -> None:
-        """Take over the exchange the fast lane started (its request went upstream, nothing of its response
-        was consumed): from here on it is an ordinary exchange of this connection."""
+        """Take over the exchange the fast lane started (its request went upstream; of its response, nothing,
+        or the head and part of the body were relayed): from here on it is an ordinary exchange of this
+        connection."""
         up, plan = self.fx_up, self.plan
         assert up is not None and plan is not None
         self.fx_up = None
         up.fast = False
-        ex = Exchange("GET", self.fx_url.decode("latin-1"), True, False, Scan(host=plan.host), self.fx_start)
+        method = self.fx_head[: self.fx_head.index(b" ")].decode()  # GET or POST (its body went with the head)
+        ex = Exchange(method, self.fx_url.decode("latin-1"), True, False, Scan(host=plan.host), self.fx_start)
         ex.started = ex.complete = True
         ex.space = plan.route.space_id
         ex.sent = [self.fx_head]
@@ -408,6 +410,8 @@ class ClientConn(ClientBase, asyncio.Protocol):
         self.queue.append(ex)
         up.reused = True  # a kept connection: one resend if it turns out closed
         up.attach(self, ex, plan.extra)
+        if up.rstatus:  # the lane relayed the head and part of the body
+            up.resume()
         self.up = up
         ex.sink = up.transport
 

@@ -2,8 +2,9 @@
 was at hand, plain Python ones that send every byte down the Python path. Either way `ClientConn` and
 `UpstreamConn` define `_data_received` (the full state machine) and the base's `data_received` decides.
 
-The compiled lane carries one shape of traffic by itself (a whole plain GET to the upstream connection the
-client already holds, answered by a whole Content-Length response) and replays the decision the Python path
+The compiled lane carries one shape of traffic by itself (a whole plain GET, or POST with its whole
+Content-Length body, to the upstream connection the client already holds, answered by a Content-Length or
+chunked response relayed read by read: Gradio's queue/join and its SSE stream) and replays the decision the Python path
 made for that connection's previous request; `COMPILED` says which one is in use. SPACEHOST_NO_FAST_LANE=1
 picks the plain Python bases even where the extension is built (the tests run the proxy suite so once)."""
 
@@ -38,10 +39,13 @@ class _PyClientBase:
 
 
 class _PyUpstreamBase:
-    __slots__ = ("client", "fast", "idle_since", "key", "reusable", "transport")
+    __slots__ = ("client", "fast", "idle_since", "key", "reusable", "rstatus", "transport")
 
     def data_received(self, data: bytes) -> None:
         self._data_received(data)  # type: ignore[attr-defined]
+
+    def resume_prefix(self) -> bytes:
+        raise RuntimeError("no response under way on the lane")  # rstatus stays 0 without the compiled lane
 
 
 if _lane is not None:

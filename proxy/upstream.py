@@ -7,8 +7,9 @@ while llhttp follows the framing only to learn where the response ends so the co
 Usually head and body go through llhttp in one call; HEAD replies, 1xx, 204 and 304 are parsed head first.
 A connection whose response ended cleanly goes back to its client connection (`park`), which reuses it for
 its next request to the same upstream, or to the pool. A response to a request the fast lane sent
-(`fast`) is relayed by the base class (`proxy.lane`) when it comes whole, and handed to the client connection
-(`_adopt`) otherwise, before `_data_received` sees it."""
+(`fast`) is relayed by the base class (`proxy.lane`) while it keeps to the lane's shape (a whole head, then a
+Content-Length or plainly chunked body, read by read), and handed to the client connection (`_adopt`, which
+calls `resume` when part of the body was relayed) otherwise, before `_data_received` sees it."""
 
 from __future__ import annotations
 
@@ -64,6 +65,7 @@ class UpstreamConn(UpstreamBase, asyncio.Protocol):
         self.status = 0
         self.reusable = True
         self.fast = False
+        self.rstatus = 0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport
@@ -86,6 +88,18 @@ class UpstreamConn(UpstreamBase, asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self.complete = True
+
+    def resume(self) -> None:
+        """Carry on, on the Python path, the response whose head and part of whose body the fast lane relayed
+        (`rstatus`, attached to the adopted exchange): a fresh parser is put where this connection's would be
+        by the base's `resume_prefix` (same status, framing and place in the body), so what follows is parsed
+        and relayed exactly as if this path had seen the response from its first byte."""
+        assert self.ex is not None
+        self.parser = httptools.HttpResponseParser(self)
+        self.parser.feed_data(self.resume_prefix())
+        self.rstatus = 0
+        self.ex.status = self.status
+        self.in_body = self.got_bytes = True
 
     def _data_received(self, data: bytes) -> None:
         """Every byte the fast lane does not relay (called by the base class's `data_received`)."""

@@ -1,4 +1,5 @@
-"""The fast lane (proxy/_lane.c) carries plain GETs on a warm keep-alive connection. Whatever it carries must
+"""The fast lane (proxy/_lane.c) carries plain GETs and POSTs with a whole body on a warm keep-alive connection,
+and their Content-Length or chunked responses read by read (Gradio's queue/join and SSE). Whatever it carries must
 reach the Space and the client byte for byte as the Python path sends it, and everything outside its shape
 must fall through to the Python path: each case runs on a proxy with the lane and on one without, and the
 bytes are compared."""
@@ -27,9 +28,9 @@ from proxy.connection import ClientConn
 from proxy.pages import STATUS_PATH
 from proxy.upstream import UpstreamConn
 from tests.proxy.conftest import DOMAIN, SECRET, FakeHooks, LoopThread
-from tests.waits import eventually
 
 HOST = b"alice-app.spaces.test"
+SSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
 WARM = b"GET /ok HTTP/1.1\r\nHost: " + HOST + b"\r\nAccept: */*\r\n\r\n"
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
 RESPONSES = {
@@ -46,6 +47,25 @@ RESPONSES = {
     b"/error": [b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops"],
     b"/late": [b"", OK],  # answered 30 ms later
     b"/obs": [b"HTTP/1.1 200 OK\r\nX-Name: caf\xe9\r\nContent-Length: 2\r\n\r\nok"],
+    # streamed bodies, read by read: the lane relays them while they keep to its strict framing, and hands the
+    # rest over from whatever state the body is in (one case per state of the lane's chunk parser)
+    b"/sse": [SSE, b"5\r\nhello\r\n", b"6\r\n world\r\n", b"0\r\n\r\n"],
+    b"/sse-split": [SSE + b"a\r\n01234", b"56789\r", b"\n0\r", b"\n\r", b"\n"],
+    b"/sse-in-size": [SSE + b"1", b"0;e=1\r\n" + b"x" * 16 + b"\r\n0\r\n\r\n"],
+    b"/sse-size-cr": [SSE + b"2\r", b"\nab\r\n0\r\nX-Trailer: 1\r\n\r\n"],
+    b"/sse-in-data": [SSE + b"4\r\nab", b"cd\r\n0;x\r\n\r\n"],
+    b"/sse-data-cr": [SSE + b"2\r\nab", b"\r\n1;x\r\nz\r\n0\r\n\r\n"],
+    b"/sse-data-lf": [SSE + b"2\r\nab\r", b"\n1;x\r\nz\r\n0\r\n\r\n"],
+    b"/sse-last-cr": [SSE + b"0\r\n", b"X-Trailer: 1\r\n\r\n"],
+    b"/sse-last-lf": [SSE + b"0\r\n\r", b"\nHTTP/1.1 200 OK\r\n"],
+    b"/sse-at-boundary": [SSE + b"2\r\nab\r\n", b"zz\r\n"],
+    b"/sse-bad-data": [SSE + b"a\r\n01234", b"56789\rX"],
+    b"/sse-huge-size": [SSE + b"1234567890abcdef0\r\n"],
+    b"/length-then-extra": [b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhe", b"lloEXTRA"],
+    b"/close-delimited": [b"HTTP/1.1 200 OK\r\n\r\nuntil close"],
+    b"/cl-and-te": [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"],
+    b"/te-gzip": [b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"],
+    b"/proxy-connection": [b"HTTP/1.1 200 OK\r\nProxy-Connection: close\r\nContent-Length: 2\r\n\r\nok"],
 }
 
 
@@ -54,12 +74,14 @@ class RawBackend:
     """A Space that answers each request head by its path with fixed bytes, and records what it received."""
 
     received: list[bytes] = field(default_factory=list)
+    opened: int = 0  # connections accepted
 
     def protocol(self) -> asyncio.Protocol:
         backend = self
 
         class Conn(asyncio.Protocol):
             def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                backend.opened += 1
                 self.t: asyncio.Transport = transport  # type: ignore[assignment]
                 self.buf = b""
                 self.served = 0
@@ -184,6 +206,11 @@ def req(path: bytes = b"/ok", headers: bytes = b"", method: bytes = b"GET", host
     return method + b" " + path + b" HTTP/1.1\r\nHost: " + host + b"\r\n" + headers + b"\r\n"
 
 
+def post(length: bytes, body: bytes = b"", headers: bytes = b"", path: bytes = b"/ok") -> bytes:
+    """A POST with a Content-Length of `length` (as written) and `body`."""
+    return req(path, headers + b"Content-Length: " + length + b"\r\n", b"POST") + body
+
+
 def test_the_extension_is_built() -> None:
     # make test installs with a C compiler: the lane must be there, or the benchmark measures something else
     assert lane.COMPILED
@@ -198,7 +225,8 @@ def test_the_lane_never_forwards_a_header_the_python_path_strips_or_reads() -> N
     # (accept, if-none-match: browsers and static files only), has a rule
     assert {n.decode() for n in decide._STRIP} <= handled
     assert {"authorization", "x-hf-authorization", "cookie", "upgrade", "x-spacehost-probe",
-            "transfer-encoding", "content-length"} <= {n for n, r in rules.items() if r == "other path"}
+            "transfer-encoding", "expect"} <= {n for n, r in rules.items() if r == "other path"}
+    assert rules["content-length"] == "length"  # forwarded as sent, and the body must come whole with the head
 
 
 def test_the_proxy_suite_passes_without_the_extension() -> None:
@@ -230,6 +258,23 @@ CASES = {
     "upstream-closes": (req(b"/close"), 1),
     "upstream-extra-bytes": (req(b"/extra"), 1),
     "upstream-obs-text": (req(b"/obs"), 1),
+    "sse": (req(b"/sse"), 1),
+    "sse-split": (req(b"/sse-split"), 1),
+    "sse-in-size": (req(b"/sse-in-size"), 1),
+    "sse-size-cr": (req(b"/sse-size-cr"), 1),
+    "sse-in-data": (req(b"/sse-in-data"), 1),
+    "sse-data-cr": (req(b"/sse-data-cr"), 1),
+    "sse-data-lf": (req(b"/sse-data-lf"), 1),
+    "sse-last-cr": (req(b"/sse-last-cr"), 1),
+    "sse-last-lf": (req(b"/sse-last-lf"), 1),
+    "sse-at-boundary": (req(b"/sse-at-boundary"), 1),
+    "sse-bad-data": (req(b"/sse-bad-data"), 1),
+    "sse-huge-size": (req(b"/sse-huge-size"), 1),
+    "length-then-extra": (req(b"/length-then-extra"), 1),
+    "close-delimited": (req(b"/close-delimited"), 1),
+    "te-gzip": (req(b"/te-gzip"), 1),
+    "proxy-connection": (req(b"/proxy-connection"), 1),
+    "post-answered-by-a-stream": (req(b"/sse", method=b"POST", headers=b"Content-Length: 3\r\n") + b"abc", 1),
     "kept-connection-dropped": (req(b"/drop"), 1),
     "cookie": (req(headers=b"Cookie: spacehost_session=hub; theme=dark\r\n"), 1),
     "authorization": (req(headers=b"Authorization: Bearer tok-alice\r\n"), 1),
@@ -238,7 +283,26 @@ CASES = {
     "connection-upgrade": (req(headers=b"Connection: keep-alive, Upgrade\r\n"), 1),
     "huge-header": (req(headers=b"X-Big: " + b"a" * 40_000 + b"\r\n"), 1),
     "head": (req(method=b"HEAD"), 1),
-    "post": (req(method=b"POST", headers=b"Content-Length: 3\r\n") + b"abc", 1),
+    "post": (post(b"3", b"abc"), 1),
+    "post-empty": (post(b"0"), 1),
+    "post-leading-zeros": (post(b"003", b"abc"), 1),
+    "post-body-with-crlfs": (post(b"8", b"\r\n\r\nGET "), 1),
+    "post-split-body": (post(b"300", b"b" * 300), 2),
+    "post-body-too-long": (post(b"2", b"abc"), 1),
+    "post-body-too-short": (post(b"9", b"abc"), 1),
+    "post-two-lengths": (post(b"3", b"abc", headers=b"Content-Length: 3\r\n"), 1),
+    "post-length-space": (post(b"3 ", b"abc"), 1),
+    "post-length-sign": (post(b"+3", b"abc"), 1),
+    "post-huge-length": (post(b"1234567890123456", b"abc"), 1),
+    "post-big-body": (post(b"40000", b"c" * 40000), 1),
+    "post-chunked": (req(method=b"POST", headers=b"Transfer-Encoding: chunked\r\n") + b"3\r\nabc\r\n0\r\n\r\n", 1),
+    "post-expect": (post(b"3", b"abc", headers=b"Expect: 100-continue\r\n"), 1),
+    "post-cookie": (post(b"3", b"abc", headers=b"Cookie: a=b\r\n"), 1),
+    "post-sign-param": (post(b"3", b"abc", path=b"/ok?__sign=x"), 1),
+    "post-then-pipelined": (post(b"3", b"abc" + req()), 1),
+    "get-with-body": (req(headers=b"Content-Length: 3\r\n") + b"abc", 1),
+    "put": (req(method=b"PUT", headers=b"Content-Length: 3\r\n") + b"abc", 1),
+    "patch-like-post": (b"POSTX /ok HTTP/1.1\r\nHost: " + HOST + b"\r\n\r\n", 1),
     "obs-text-header": (req(headers=b"X-Name: caf\xe9\r\n"), 1),
     "upper-case-host": (req(host=HOST.upper()), 1),
     "other-host": (req(host=b"hub.spaces.test"), 1),
@@ -263,6 +327,80 @@ def test_same_bytes_as_the_python_path(lanes: Lanes, data: bytes, parts: int) ->
     assert normalized(fast_up) == normalized(slow_up)
     assert normalized(fast_down) == normalized(slow_down)
     assert fast_down  # every case gets an answer of some kind
+
+
+STREAMED = [k.decode()[1:] for k in RESPONSES if k.startswith((b"/sse", b"/length-"))] + [
+    "split", "head-then-body", "cl-and-te", "te-gzip", "proxy-connection", "close-delimited"]
+
+
+HANDED_OVER_MIDWAY = {"sse-in-size", "sse-size-cr", "sse-in-data", "sse-data-cr", "sse-data-lf", "sse-last-cr",
+                      "sse-last-lf", "sse-at-boundary", "sse-bad-data", "length-then-extra"}
+
+
+@pytest.mark.parametrize("path", STREAMED)
+def test_after_a_streamed_response_both_paths_reuse_or_drop_the_upstream_alike(
+    lanes: Lanes, monkeypatch: pytest.MonkeyPatch, path: str
+) -> None:
+    """Whether the lane relayed a body to its end or handed it over midway, the client's next request finds the
+    connections as the Python path leaves them: the same bytes, and a new upstream connection only where the
+    Python path also opens one."""
+    resumed = []
+    resume = UpstreamConn.resume
+
+    def counted(self: UpstreamConn) -> None:
+        resumed.append(1)
+        resume(self)
+
+    monkeypatch.setattr(UpstreamConn, "resume", counted)
+    outs = []
+    for proxy in (lanes.fast, lanes.slow):
+        opened = lanes.backend.opened
+        with socket.create_connection(("127.0.0.1", proxy.port)) as s:
+            s.sendall(WARM)
+            read_idle(s, 0.1)
+            mark = len(lanes.backend.received)
+            s.sendall(req(b"/" + path.encode()))
+            got = read_idle(s, 0.2)
+            try:
+                s.sendall(req(b"/error"))
+                got += b"|" + read_idle(s, 0.15)
+            except OSError:  # the Python path closed the client connection too: compared below
+                got += b"|closed"
+        outs.append((normalized(b"".join(lanes.backend.received[mark:])), normalized(got),
+                     lanes.backend.opened - opened))
+    assert outs[0] == outs[1]
+    assert len(resumed) == (path in HANDED_OVER_MIDWAY)  # the lane's half of the case ran as intended
+
+
+def test_gradio_shaped_traffic_skips_the_python_path(lanes: Lanes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After the first request of a connection, a POST with its body (queue/join), its answer in two reads, and
+    a chunked event stream in several (queue/data) are carried by the lane from end to end."""
+    calls = count_python_path(monkeypatch)
+    join = req(b"/head-then-body", method=b"POST", headers=b"Content-Type: application/json\r\nContent-Length: 9\r\n")
+    with socket.create_connection(("127.0.0.1", lanes.fast.port), timeout=5) as s:
+        s.sendall(WARM)
+        read_idle(s, 0.1)
+        for _ in range(3):
+            s.sendall(join + b'{"a": 1}\n')
+            assert read_idle(s, 0.1).endswith(b"\r\n\r\nhello")
+            s.sendall(req(b"/sse", headers=b"Accept: text/event-stream\r\n"))
+            assert read_idle(s, 0.1).endswith(b"6\r\n world\r\n0\r\n\r\n")
+    assert calls == {"client": 1, "upstream": 1}
+    assert lanes.backend.opened == 1
+    assert b"".join(lanes.backend.received).count(b'\r\n\r\n{"a": 1}\n') == 3
+
+
+def test_a_client_gone_mid_stream_ends_the_exchange_on_both_paths(lanes: Lanes) -> None:
+    for proxy in (lanes.fast, lanes.slow):
+        with socket.create_connection(("127.0.0.1", proxy.port)) as s:
+            s.sendall(WARM)
+            read_idle(s, 0.1)
+            s.sendall(req(b"/sse"))
+            assert s.recv(65536).startswith(b"HTTP/1.1 200 OK")
+        deadline = time.monotonic() + 5
+        while proxy.conns and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not proxy.conns
 
 
 def test_a_request_sent_while_the_lanes_exchange_is_in_flight_is_answered_after_it(lanes: Lanes) -> None:
@@ -336,26 +474,24 @@ def test_lane_requests_count_as_visits(lanes: Lanes) -> None:
 
 def test_access_log_has_a_line_per_exchange_on_both_paths(lanes: Lanes) -> None:
     for proxy in (lanes.fast, lanes.slow):
-        proxy.access_log = AccessLog(io.BytesIO())  # type: ignore[arg-type]  # read by new connections
+        proxy.access_log = AccessLog(io.BytesIO())  # read by new connections
     for proxy in (lanes.fast, lanes.slow):
         warm_exchange(lanes, proxy, req(b"/error?x=1"))
-
-    def flushed() -> list[str] | None:  # the sweeper flushes every second
-        logs = [p.access_log.sink.getvalue().decode() for p in (lanes.fast, lanes.slow)]  # type: ignore[union-attr]
-        return logs if all(len(log.splitlines()) >= 2 for log in logs) else None
-
-    logs = eventually(flushed, timeout=10, every=0.1)
+        warm_exchange(lanes, proxy, req(b"/sse", method=b"POST", headers=b"Content-Length: 1\r\n") + b"x")
+    time.sleep(1.2)  # the sweeper flushes every second
+    logs = [p.access_log.sink.getvalue().decode() for p in (lanes.fast, lanes.slow)]  # type: ignore[union-attr]
     fast, slow = ([line.split(" ", 1)[1].rsplit(" ", 1)[0] for line in log.splitlines()] for log in logs)
     assert fast == slow  # the same lines but for the time stamp and the duration
     for log in logs:
         lines = log.splitlines()
-        assert len(lines) == 2, log
+        assert len(lines) == 4, log
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ 127\.0\.0\.1 GET "
                             r"alice-app\.spaces\.test/error\?x=1 500 \d+\.\dms", lines[1]), lines[1]
+        assert re.fullmatch(r"\S+ 127\.0\.0\.1 POST alice-app\.spaces\.test/sse 200 \d+\.\dms", lines[3]), lines[3]
 
 
 def test_access_log_lines_wait_for_a_flush_or_a_full_buffer() -> None:
-    log = AccessLog(io.BytesIO(), flush_bytes=200)  # type: ignore[arg-type]
+    log = AccessLog(io.BytesIO(), flush_bytes=200)
     log.add("1.2.3.4", "GET", "a-b.example.org/x", 200, 1.25)
     assert log.sink.getvalue() == b""  # type: ignore[attr-defined]
     log.flush()
