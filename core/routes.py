@@ -41,6 +41,8 @@ class Route:
     zero_gpu: bool = False  # inject X-IP-Token
     message: str = ""  # shown on STARTING / STOPPED pages
     writers_only: bool = False  # the Space's reload server: a writer's Bearer token, or nothing (reload_route)
+    address: str | None = None  # the Space's own address where `upstream` is not in its network (Docker's
+    # published port): its reload server's host
 
 
 @dataclass(frozen=True)
@@ -94,14 +96,15 @@ class RouteTable:
 
 
 def reload_route(route: Route) -> Route | None:
-    """The route to `route`'s own hot-reload server: the same Space and state, port RELOAD_PORT at its
-    upstream's address (the Space's network namespace), for its writers only, without the app's extras. None
-    when the Space has no address of its own (a loopback upstream: no sandbox network, or a port Docker
-    published), where port RELOAD_PORT would be the host's, not the Space's."""
+    """The route to `route`'s own hot-reload server: the same Space and state, port RELOAD_PORT at the Space's
+    own address (`address`, else its upstream's: the Space's network namespace or container), for its writers
+    only, without the app's extras. None when the Space has no address of its own (a loopback upstream and no
+    `address`: no sandbox network), where port RELOAD_PORT would be the host's, not the Space's."""
     up = route.upstream
-    if up is not None and (up.host.startswith("127.") or up.host in ("localhost", "::1")):
+    host = route.address or (up.host if up is not None else None)
+    if up is not None and (host is None or host.startswith("127.") or host in ("localhost", "::1")):
         return None
     return replace(route, subdomain=route.subdomain + RELOAD_SUFFIX,
-                   upstream=Upstream(up.host, RELOAD_PORT) if up is not None else None, direct_port=None,
+                   upstream=Upstream(host, RELOAD_PORT) if up is not None and host else None, direct_port=None,
                    custom_domains=(), headers=(), disable_embedding=False, private=True, zero_gpu=False,
-                   writers_only=True)
+                   writers_only=True, address=None)

@@ -118,7 +118,7 @@ class Controller:
             return None
         if visit:
             self.activity(space_id)
-        route = reload_route(Route(space_id, "", RouteState.SERVING, upstream=inst.upstream))
+        route = reload_route(Route(space_id, "", RouteState.SERVING, upstream=inst.upstream, address=inst.address))
         return (inst.instance_id, route.upstream) if route is not None and route.upstream is not None else None
 
     def zerogpu_quota(self, visitor_key: str) -> dict[str, Any] | None:

@@ -87,6 +87,7 @@ class SpaceView:
     error: str | None
     custom_domains: tuple[str, ...] = ()
     frozen: bool = False  # the frozen tier: its instance runs no code until a request thaws it
+    address: str | None = None  # the instance's own address, where not its upstream's (Instance.address)
 
 
 _STATE: dict[str, RouteState] = {
@@ -127,6 +128,7 @@ def route_for(v: SpaceView) -> Route:
         static_root=v.static_root if state is RouteState.STATIC else None,
         private=v.private, direct_port=v.direct_port, custom_domains=v.custom_domains, headers=v.headers,
         disable_embedding=v.disable_embedding, zero_gpu=v.zero_gpu, message=message,
+        address=v.address if state is RouteState.SERVING else None,
     )
 
 

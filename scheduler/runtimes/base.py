@@ -41,6 +41,8 @@ class Instance:
     upstream: Upstream
     pid: int | None = None  # process runtime: the sandbox's leader pid
     container_id: str | None = None  # docker runtime
+    address: str | None = None  # its own network's address where `upstream` is not in it (docker: the port is
+    # published on the host's loopback): where its reload server (RELOAD_PORT) listens
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,8 @@ class Ability(StrEnum):
 
     FREEZE = "freeze"  # `freeze` stops an instance in place (True); without: it returns False, it keeps running
     USAGE = "usage"  # `usage` measures PSS and CPU time; without: it returns None
-    HOT_RELOAD = "hot-reload"  # an instance has a network namespace of its own, its reload server beside the app
+    HOT_RELOAD = "hot-reload"  # an instance has a network of its own (its upstream's host, or `address` where the
+    # upstream is a port published on the host), its reload server beside the app
     HOST_NETWORK = "host-network"  # `gateway` and `expose_host_services` let Spaces reach services on the host
     PLACEMENT = "placement"  # places Spaces on nodes itself: says why one waits (`pending_reason`) and whether
     # its hardware exists anywhere (the controller does not check this machine's GPUs for it)

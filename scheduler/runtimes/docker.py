@@ -13,6 +13,8 @@ bridge gateway), where spacehost serves what Spaces call — the hub and the Zer
 `expose_host_services`, whose URLs in the app's env are rebased onto that name. Egress (the pure `firewall`,
 applied atomically with iptables-restore): to the host itself only those ports; to private ranges (10/8,
 172.16/12, 192.168/16, 169.254/16, 100.64/10) nothing but DNS to the host's resolvers; public addresses as usual.
+The app is reached at its port published on 127.0.0.1; the container's own address on the bridge
+(`Instance.address`) is where the proxy and the hub reach its hot-reload server (core/routes.reload_route).
 
 Containers carry the labels `spacehost.space`, `spacehost.sha`, `spacehost.instance` and `spacehost.data-dir`,
 so `adopt()` finds its own after a spacehost restart (spare containers, which start Gradio and Streamlit Spaces
@@ -177,7 +179,7 @@ def format_bytes(n: int) -> str:
 
 class DockerRuntime:
     name = "docker"
-    abilities = frozenset({Ability.FREEZE, Ability.HOST_NETWORK})
+    abilities = frozenset({Ability.FREEZE, Ability.HOST_NETWORK, Ability.HOT_RELOAD})
 
     def __init__(self, settings: Settings, machine: Machine | None = None) -> None:
         self.settings = settings
@@ -391,14 +393,16 @@ class DockerRuntime:
     def _instance(self, c: Any) -> Instance:
         labels = self._labels(c)
         host_port = _published_port(c.attrs)
-        if not host_port or not c.attrs["State"].get("Pid"):  # filled in a moment after the start
-            c.reload()
+        network = self.settings.spaces_network
+        if not host_port or not c.attrs["State"].get("Pid") or not container_address(c.attrs, network):
+            c.reload()  # filled in a moment after the start
             host_port = _published_port(c.attrs)
         # The container's init as the host sees it: the ZeroGPU broker kills overrunning workers only below
         # it (mapping the pids the `spaces` package reports from inside the container) and seals its devices.
         pid = int(c.attrs["State"].get("Pid") or 0) or None
         return Instance(labels[LABEL_INSTANCE], labels[LABEL_SPACE], labels[LABEL_SHA],
-                        Upstream("127.0.0.1", host_port), pid=pid, container_id=c.id)
+                        Upstream("127.0.0.1", host_port), pid=pid, container_id=c.id,
+                        address=container_address(c.attrs, network))
 
     def _exited(self, inst: Instance) -> ExitInfo | None:
         cid = inst.container_id or ""
@@ -517,6 +521,13 @@ def _run_kwargs(plan: ContainerPlan) -> dict[str, Any]:
     if plan.gpus:
         kwargs["device_requests"] = [docker.types.DeviceRequest(count=plan.gpus, capabilities=[["gpu"]])]
     return kwargs
+
+
+def container_address(attrs: dict[str, Any], network: str) -> str | None:
+    """The container's own address on the Spaces' `network` (where its reload server listens, beside the app),
+    from its inspected attrs; None when it is not on that network."""
+    net = ((attrs.get("NetworkSettings") or {}).get("Networks") or {}).get(network) or {}
+    return str(net.get("IPAddress") or "") or None
 
 
 def _published_port(attrs: dict[str, Any]) -> int:

@@ -28,6 +28,7 @@ def space_view(space: SpaceRecord, live: Live, custom_domains: tuple[str, ...]) 
         headers=cfg.custom_headers if cfg else (), disable_embedding=bool(cfg and cfg.disable_embedding),
         zero_gpu=flavor(space.hardware).is_zero, error=space.error,
         custom_domains=custom_domains, frozen=live.frozen and live.instance is not None,
+        address=live.instance.address if live.instance else None,
     )
 
 

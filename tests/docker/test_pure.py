@@ -7,6 +7,7 @@ import json
 import tarfile
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -27,6 +28,7 @@ from scheduler.runtimes.base import LaunchSpec
 from scheduler.runtimes.docker import (
     HOST_ALIAS,
     Machine,
+    container_address,
     container_plan,
     exit_info,
     firewall,
@@ -281,7 +283,7 @@ def test_nameservers() -> None:
     assert nameservers(conf) == ("10.255.255.53", "9.9.9.9")
 
 
-WARM_IMAGE = {"Config": {"Labels": {LABEL_WARM: warm_version()}, "Env": ["HOME=/home/user"]},
+WARM_IMAGE: dict[str, Any] = {"Config": {"Labels": {LABEL_WARM: warm_version()}, "Env": ["HOME=/home/user"]},
               "RootFS": {"Layers": ["sha256:base", "sha256:deps", "sha256:app-v1"]}}
 LIMITS = {"memory": 2 << 30, "cpus": 2_000_000_000, "port": 7860}
 
@@ -336,3 +338,16 @@ def test_recipe_bakes_the_warm_launcher_in_after_the_dependencies() -> None:
     assert rec.dockerfile.index("uv pip install") < rec.dockerfile.index(WARM_IN_IMAGE) < rec.dockerfile.index(
         "COPY --chown=1000:1000 app/")
     assert f"LABEL {LABEL_WARM}={warm_version()}" in rec.dockerfile
+
+
+@pytest.mark.parametrize(
+    ("networks", "want"),
+    [({"spaces": {"IPAddress": "172.30.0.5"}}, "172.30.0.5"),
+     ({"spaces": {"IPAddress": ""}}, None),
+     ({"bridge": {"IPAddress": "172.17.0.2"}}, None),
+     (None, None)],
+    ids=["on-the-spaces-network", "not-started-yet", "another-network-only", "no-network"])
+def test_container_address_is_its_own_on_the_spaces_network(networks: dict[str, Any] | None,
+                                                            want: str | None) -> None:
+    """Where the proxy reaches the container's reload server (its app port is published on loopback)."""
+    assert container_address({"NetworkSettings": {"Networks": networks}}, "spaces") == want

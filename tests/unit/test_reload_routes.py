@@ -47,6 +47,17 @@ def test_no_reload_route_where_the_space_has_no_address_of_its_own(host: str) ->
     assert reload_route(Route("a/b", "a-b", RouteState.SERVING, upstream=Upstream(host, 5000))) is None
 
 
+def test_a_space_reached_at_a_published_port_reloads_at_its_own_address() -> None:
+    """Docker: the app's port is published on the host's loopback; the reload server is at the container's
+    address on the Spaces' bridge. A route that is not serving has no upstream, and no reload upstream either."""
+    published = Route("a/b", "a-b", RouteState.SERVING, upstream=Upstream("127.0.0.1", 5000), address="172.30.0.5")
+    r = reload_route(published)
+    assert r is not None and (r.upstream, r.writers_only, r.address) == (Upstream("172.30.0.5", RELOAD_PORT), True,
+                                                                        None)
+    asleep = reload_route(Route("a/b", "a-b", RouteState.SLEEPING, address=None))
+    assert asleep is not None and asleep.upstream is None
+
+
 @pytest.mark.parametrize(
     ("url", "to_reload", "rest"),
     [
