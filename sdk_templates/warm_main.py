@@ -139,7 +139,7 @@ def _share_reload_port(tree: str, link: object) -> None:
     if "SPACE_ID" not in os.environ or not isinstance(link, str):
         return
     try:
-        from spaces import reloading  # type: ignore[import-untyped]
+        from spaces import reloading
     except Exception:  # noqa: BLE001 — not installed, or broken: Gradio reports it as it would
         return
     start = reloading.start_reload_server

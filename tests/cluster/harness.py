@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -140,14 +141,14 @@ class Cluster:
             time.sleep(0.1)
         raise TimeoutError(f"{p.name} did not come up:\n{p.tail()}")
 
-    def nodes(self) -> list[dict[str, object]]:
+    def nodes(self) -> list[dict[str, Any]]:
         with self.api.api() as c:
             r = c.get("/api/admin/nodes")
             r.raise_for_status()
             return list(r.json())
 
     def node_of(self, space_id: str) -> str | None:
-        return next((str(n["name"]) for n in self.nodes() if space_id in n["spaces"]), None)  # type: ignore[operator]
+        return next((str(n["name"]) for n in self.nodes() if space_id in n["spaces"]), None)
 
     def get(self, space_id: str, path: str = "/", timeout: float = 5) -> httpx.Response:
         """A visitor's request through the proxy, by the Space's subdomain."""

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -52,7 +53,7 @@ def cluster(tmp_path: Path, fresh_postgres_url: str, redis_url: str) -> Iterator
 
 def push_space(c: Cluster, hardware: str | None = None) -> str:
     name = f"s-{uuid.uuid4().hex[:6]}"
-    extra = {"hardware": hardware} if hardware else {}
+    extra: dict[str, Any] = {"hardware": hardware} if hardware else {}
     assert c.api.create_space(name, **extra).status_code == 200
     sid = f"admin/{name}"
     pushed = c.api.push(sid, {"app.py": APP, "README.md": README})
@@ -77,7 +78,7 @@ def test_push_lands_on_a_node_and_serves_through_the_proxy(cluster: Cluster) -> 
     wait_serving(cluster, sid)
     assert cluster.node_of(sid) == "n1"
     (node,) = cluster.nodes()
-    assert node["ready"] and node["allocated"]["cpu"] == 2  # type: ignore[index]
+    assert node["ready"] and node["allocated"]["cpu"] == 2
     # the app's own lines, written on the node, reach the hub's run log (SSE)
     with cluster.api.api() as api:
         deadline = time.monotonic() + 20

@@ -280,12 +280,12 @@ def test_frozen_instance_answers_only_after_thaw_and_still_stops(rt: Harness) ->
 
 # ---- abilities: declared in the Protocol, honoured by each runtime ---------------------------------------------
 
-def runtime_classes() -> dict[str, type]:
+def runtime_classes() -> dict[str, Any]:
     """Every runtime: the name table's, and the cluster's (made by the server, not by name)."""
     from scheduler.runtimes import RUNTIMES
     from scheduler.runtimes.cluster import ClusterRuntime
 
-    classes: dict[str, type] = {"cluster": ClusterRuntime}
+    classes: dict[str, Any] = {"cluster": ClusterRuntime}
     for name, target in RUNTIMES.items():
         module, _, cls = target.partition(":")
         classes[name] = getattr(__import__(module, fromlist=[cls]), cls)
@@ -325,7 +325,7 @@ def test_a_runtime_without_an_ability_gives_the_neutral_answer(tmp_path: Path) -
     from scheduler.runtimes.cluster import ClusterRuntime
     from state.store import Store
 
-    rt = ClusterRuntime(Store(f"sqlite:///{tmp_path}/s.db"), redis=None, box=None)  # neither used by these calls
+    rt = ClusterRuntime(Store(f"sqlite:///{tmp_path}/s.db"), redis=None, box=None)  # type: ignore[arg-type]  # unused here
     assert Ability.FREEZE not in rt.abilities and Ability.USAGE not in rt.abilities
     inst = Instance("i", "alice/demo", "a" * 40, upstream=Upstream("127.0.0.1", 1))
     assert run(rt.freeze(inst)) is False and run(rt.usage(inst)) is None

@@ -28,10 +28,11 @@ import pytest
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 
+from builder.docker_backend import LABEL_SPACE
 from builder.dockerfile import WARM_IN_IMAGE, image_tag
 from core.settings import Settings
 from scheduler.controller import KEEP_IMAGES
-from scheduler.runtimes.docker import HOST_ALIAS, LABEL_SPACE, DockerRuntime
+from scheduler.runtimes.docker import HOST_ALIAS, DockerRuntime
 from scheduler.runtimes.docker_warm import LABEL_SPARE
 from tests.docker.conftest import BASE_IMAGE
 from tests.e2e.harness import Server, free_port
@@ -192,7 +193,7 @@ def test_pushed_space_runs_in_a_container_and_answers_gradio_client(up: Up) -> N
     assert c.attrs["HostConfig"]["ExtraHosts"] == [f"{HOST_ALIAS}:{up.gateway()}"]
     # The broker knows the container's init (host pid): it seals the pool's GPUs in the container's devices
     # cgroup and kills overrunning workers only in that tree.
-    assert up.server.runtime(up.space_id)["zeroGpu"]["deviceAccess"] == "devices cgroup"  # type: ignore[index]
+    assert up.server.runtime(up.space_id)["zeroGpu"]["deviceAccess"] == "devices cgroup"
     (ready,) = started_to_ready(up.server.data_dir / "spaces" / up.space_id / "run.log")
     print(f"\nfirst push → RUNNING: {up.timings['first push → RUNNING']:.1f}s; container start → answering:"
           f" {ready:.1f}s")

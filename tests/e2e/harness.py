@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -123,8 +124,9 @@ class Server:
         """Containers of this data dir (Spaces' and spares), and the images of this server's Spaces."""
         import docker
 
-        from scheduler.runtimes.docker import LABEL_DATA_DIR, LABEL_SPACE
+        from builder.docker_backend import LABEL_SPACE
         from scheduler.runtimes.docker_home import sweep_homes
+        from scheduler.runtimes.docker_warm import LABEL_DATA_DIR
 
         spaces_dir = self.data_dir / "spaces"
         space_ids = {f"{o.name}/{n.name}" for o in spaces_dir.iterdir() if o.is_dir() for n in o.iterdir()
@@ -182,7 +184,7 @@ class Server:
             "--allow-empty")
         return git("-C", str(work), "push", "-q", url, "HEAD:main", check=False)
 
-    def runtime(self, space_id: str) -> dict[str, object]:
+    def runtime(self, space_id: str) -> dict[str, Any]:
         with self.api() as c:
             r = c.get(f"/api/spaces/{space_id}/runtime")
             r.raise_for_status()

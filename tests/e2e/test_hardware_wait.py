@@ -7,7 +7,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from huggingface_hub import HfApi
+from huggingface_hub import HfApi, SpaceHardware
 
 from tests.e2e.harness import Server
 
@@ -19,7 +19,7 @@ APP = "import gradio as gr\ngr.Interface(fn=lambda x: x, inputs='text', outputs=
 def test_t4_flavor_waits_for_hardware_on_a_machine_without_one(server: Server, tmp_path: Path) -> None:
     sid = f"admin/gpu-wait-{uuid.uuid4().hex[:6]}"
     server.create_space(sid.split("/")[1])
-    HfApi(endpoint=server.url, token=server.token).request_space_hardware(sid, "t4-small")
+    HfApi(endpoint=server.url, token=server.token).request_space_hardware(sid, SpaceHardware.T4_SMALL)
     assert server.push(sid, {"app.py": APP}, workdir=tmp_path / "w").returncode == 0
     deadline = time.monotonic() + 240
     rt = server.runtime(sid)

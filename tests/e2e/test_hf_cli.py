@@ -142,8 +142,11 @@ def test_volume_persists_across_restart_and_delete(server: Server, home: Path, s
 
 def test_spacehost_ssh_runs_inside_the_sandbox_for_writers_only(server: Server, home: Path, space: str) -> None:
     server.wait_stage(space, {"RUNNING"}, timeout=240)
-    p = eventually(lambda: (q := ssh(server, home, space, "sh", "-c", "id -u; pwd; touch x && echo w; exit 7"))
-                   .returncode == 7 and q, timeout=120)
+    def ran() -> subprocess.CompletedProcess[str] | None:  # the shell's answer, once the Space takes one
+        q = ssh(server, home, space, "sh", "-c", "id -u; pwd; touch x && echo w; exit 7")
+        return q if q.returncode == 7 else None
+
+    p = eventually(ran, timeout=120)
     assert p.stdout.split() == ["1000", "/home/user/app", "w"]
     assert ssh(server, home, space, "cat", "/root/.bashrc").returncode != 0  # the host's /root is not there
     _, reader = new_user(server, "write")
@@ -192,8 +195,11 @@ def test_volume_size_limit_gives_enospc_inside_and_spares_the_host(tmp_path_fact
         api(srv).set_space_volumes(sid, volumes=[Volume(type="bucket", source="admin/capped", mount_path="/data")])
         srv.wait_stage(sid, {"RUNNING"}, timeout=300)
         script = "echo kept > /data/small; head -c 40000000 /dev/zero > /data/big; echo rc=$?; ls -A /data"
-        p = eventually(lambda: (q := ssh(srv, home, sid, "sh", "-c", script)).stdout.startswith("rc=") and q,
-                       timeout=120)
+        def wrote() -> subprocess.CompletedProcess[str] | None:
+            q = ssh(srv, home, sid, "sh", "-c", script)
+            return q if q.stdout.startswith("rc=") else None
+
+        p = eventually(wrote, timeout=120)
         assert p and "No space left on device" in p.stderr and "rc=1" in p.stdout, (p.stdout, p.stderr)
         assert p.stdout.split()[1:] == ["big", "small"]  # an empty volume at first: no lost+found
         image = srv.data_dir / "volumes" / "admin" / "capped.img"

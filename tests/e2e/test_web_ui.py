@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, FilePayload, Page, expect
 
 from tests.e2e.harness import ROOT, Server
 
@@ -81,8 +81,8 @@ def made(server: Server, browser: Browser) -> Iterator[dict[str, object]]:
         new MutationObserver(() => window.seen.push(s.textContent)).observe(s, {childList: true}); }""")
     # Upload app.py from the browser (the file picker of the drop zone), committed in one commit.
     page.get_by_role("link", name="upload files from the browser").click()
-    page.locator("#files").set_input_files([{"name": "app.py", "mimeType": "text/x-python",
-                                             "buffer": APP.encode()}])
+    page.locator("#files").set_input_files([FilePayload(name="app.py", mimeType="text/x-python",
+                                                        buffer=APP.encode())])
     expect(page.locator(".picked")).to_have_text("app.py")
     page.get_by_label("Commit message").fill("Add application file")
     page.get_by_role("button", name="Commit upload").click()
@@ -112,8 +112,8 @@ def test_create_upload_and_watch_it_build_live(server: Server, made: dict[str, o
         expect(phases).to_contain_text(label)
     shot(page, "web-build-phases")
     rt = server.runtime(str(made["sid"]))
-    assert rt["phases"]["current"] == "running"  # type: ignore[index]
-    names = [p["name"] for p in rt["phases"]["phases"]]  # type: ignore[index]
+    assert rt["phases"]["current"] == "running"
+    names = [p["name"] for p in rt["phases"]["phases"]]
     assert names[0] == "queued" and "resolving" in names and names[-1] == "running"
 
 
@@ -181,7 +181,7 @@ def test_set_a_secret_and_change_hardware(server: Server, made: dict[str, object
     expect(page.locator("#hardware-current")).to_have_text("CPU upgrade")
     shot(page, "web-settings", full=True)
     rt = server.runtime(str(made["sid"]))
-    assert rt["hardware"]["requested"] == "cpu-upgrade"  # type: ignore[index]
+    assert rt["hardware"]["requested"] == "cpu-upgrade"
 
 
 def test_volumes_and_dev_mode_from_the_settings_tab(server: Server, browser: Browser) -> None:
@@ -206,7 +206,7 @@ def test_volumes_and_dev_mode_from_the_settings_tab(server: Server, browser: Bro
     page.get_by_label("Read-only").check()
     page.get_by_role("button", name="Add volume").click()
     expect(volumes.locator("tr", has_text="/models")).to_contain_text("read-only")
-    assert server.runtime(sid)["volumes"] == [  # type: ignore[comparison-overlap]
+    assert server.runtime(sid)["volumes"] == [
         {"type": "bucket", "source": "admin/notes", "mountPath": "/data", "readOnly": False},
         {"type": "bucket", "source": "admin/models", "mountPath": "/models", "readOnly": True}]
     page.get_by_role("button", name="Unmount /data").click()

@@ -74,6 +74,9 @@ class FakeControl:
     def runtime_extra(self, space_id: str) -> dict[str, Any]:
         return {}
 
+    def zerogpu_quota(self, visitor_key: str) -> dict[str, Any] | None:
+        return None
+
     def of(self, kind: str) -> list[str]:
         return [arg for k, arg in self.calls if k == kind]
 

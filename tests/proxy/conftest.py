@@ -101,7 +101,6 @@ async def _start_backend() -> tuple[uvicorn.Server, int]:
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error", lifespan="off", ws="websockets-sansio",
                             proxy_headers=False)  # the app sees the proxy's own socket as its client
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     asyncio.get_running_loop().create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.01)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import socket
 import time
+from collections.abc import Iterator
 
 import httpx
 from websockets.sync.client import connect
@@ -43,7 +44,7 @@ def test_chunked_upload_is_reframed_and_delivered(env: Env) -> None:
     env.update(env.table(env.serving("a/b")))
     parts = [b"a" * 1000, b"b" * 70_000, b"c"]
 
-    def gen():  # type: ignore[no-untyped-def]
+    def gen() -> Iterator[bytes]:
         yield from parts
 
     r = httpx.post(f"http://127.0.0.1:{env.port}/echo", headers={"Host": HOST}, content=gen(), timeout=10)

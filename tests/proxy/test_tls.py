@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import ssl
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,7 @@ from proxy import DirCertStore, ProxyServer, TlsConfig, ensure_self_signed
 from tests.proxy.conftest import DOMAIN, SECRET, FakeHooks, LoopThread, free_port
 
 
-def fetch(port: int, server_name: str, ca: Path, host: str | None = None) -> tuple[bytes, dict[str, object]]:
+def fetch(port: int, server_name: str, ca: Path, host: str | None = None) -> tuple[bytes, dict[str, Any]]:
     ctx = ssl.create_default_context(cafile=str(ca))
     with socket.create_connection(("127.0.0.1", port), timeout=5) as raw_sock, ctx.wrap_socket(
         raw_sock, server_hostname=server_name

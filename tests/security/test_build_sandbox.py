@@ -119,7 +119,7 @@ def pkg_files(value: str) -> dict[str, str]:
 def env_key(log: str) -> str:
     found = re.findall(r"environment ([0-9a-f]{20}) (?:built|reused)", log)
     assert found, log[-2000:]
-    return found[-1]
+    return str(found[-1])
 
 
 def test_local_package_bytes_key_the_environment(server: Server, tmp_path: Path) -> None:

@@ -281,7 +281,7 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
 def victim_answers(w: World) -> bool:
     try:
-        return Client(w.victim.host, verbose=False).predict("hi", api_name="/echo") == "victim says hi"
+        return bool(Client(w.victim.host, verbose=False).predict("hi", api_name="/echo") == "victim says hi")
     except Exception:  # noqa: BLE001 — any failure to answer is the answer
         return False
 

@@ -59,7 +59,7 @@ def imports_in(body: list[ast.stmt]) -> Iterator[ast.Import | ast.ImportFrom]:
             for child in ast.iter_child_nodes(node):
                 if isinstance(child, ast.stmt):
                     yield from imports_in([child])
-                elif isinstance(child, ast.excepthandler):
+                elif isinstance(child, ast.ExceptHandler):
                     yield from imports_in(child.body)
 
 

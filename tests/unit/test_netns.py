@@ -111,8 +111,9 @@ def net() -> Iterator[SpaceNetwork]:
 
 
 def run_in(addr: object, code: str) -> str:
-    return subprocess.run(enter_argv(addr, ["python3", "-c", code]), capture_output=True, text=True,  # type: ignore[arg-type]
-                          timeout=30, check=True).stdout.strip()
+    out: str = subprocess.run(enter_argv(addr, ["python3", "-c", code]), capture_output=True,  # type: ignore[arg-type]
+                              text=True, timeout=30, check=True).stdout
+    return out.strip()
 
 
 CONNECT = ("import socket,sys\ntry:\n    socket.create_connection((sys.argv[1] if len(sys.argv)>1 else '{h}', {p}),"

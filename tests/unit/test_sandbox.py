@@ -32,6 +32,7 @@ from scheduler.runtimes.sandbox import (
     sandbox_argv,
 )
 from scheduler.runtimes.sandbox_cgroup import CgroupHost, SpaceCgroup, own_paths
+from scheduler.runtimes.zygote import ZygotePool
 from sdk_templates import TEMPLATES
 from tests.contract import test_runtime as contract
 
@@ -279,6 +280,13 @@ def test_own_cgroup_paths_parse_v1_and_v2() -> None:
                                                                     "": "/c"}
 
 
+def warm_pool(b: Box) -> ZygotePool:
+    """The warm interpreters of a runtime made with warm=True."""
+    pool = b.runtime._zygotes
+    assert isinstance(pool, ZygotePool)
+    return pool
+
+
 def test_warm_start_forks_from_the_spaces_zygote_again_after_stop(tmp_path: Path, python_env: str) -> None:
     b = Box(tmp_path, python_env)
     b.runtime = ProcessRuntime(b.settings, warm=True)
@@ -292,17 +300,17 @@ def test_warm_start_forks_from_the_spaces_zygote_again_after_stop(tmp_path: Path
 
     try:
         first = start()
-        zygotes = list(b.runtime._zygotes._zygotes.values())
+        zygotes = list(warm_pool(b)._zygotes.values())
         run(b.runtime.stop(first, grace_s=1))
         assert [z.alive() for z in zygotes] == [True]  # the Space sleeps; its zygote stays
         t0 = time.monotonic()
         second = start()
         assert time.monotonic() - t0 < 1.0
-        assert list(b.runtime._zygotes._zygotes.values()) == zygotes and second.pid != first.pid
+        assert list(warm_pool(b)._zygotes.values()) == zygotes and second.pid != first.pid
         run(b.runtime.stop(second, grace_s=1))
         assert run(b.runtime.exited(second)) == ExitInfo(143, "stopped (killed by signal 15 (SIGTERM))")
     finally:
-        b.runtime._zygotes.close()
+        warm_pool(b).close()
     assert not list(b.settings.path("run").glob("zygote-*"))
 
 
@@ -331,14 +339,14 @@ def _warm_start(b: Box, art: Artifact, log: Path) -> Instance:
 def test_code_only_version_forks_from_the_same_zygote_in_its_own_tree(tmp_path: Path, python_env: str) -> None:
     b = Box(tmp_path, python_env)
     b.runtime = ProcessRuntime(b.settings, warm=True)
-    b.runtime._zygotes.max_spares = 0
+    warm_pool(b).max_spares = 0
     v1 = _version(b, "v1", "alice/code", "1" * 40, "one")
     v2 = _version(b, "v2", "alice/code", "2" * 40, "two")
     try:
         first = _warm_start(b, v1, tmp_path / "v1.log")
-        zygotes = list(b.runtime._zygotes._zygotes.values())
+        zygotes = list(warm_pool(b)._zygotes.values())
         second = _warm_start(b, v2, tmp_path / "v2.log")
-        assert list(b.runtime._zygotes._zygotes.values()) == zygotes  # same env: no new interpreter
+        assert list(warm_pool(b)._zygotes.values()) == zygotes  # same env: no new interpreter
         assert run(b.runtime.exited(first)) is None  # the old version still runs (it drains) in its tree
         log1, log2 = (tmp_path / "v1.log").read_text(), (tmp_path / "v2.log").read_text()
         assert f"tag one cwd /opt/spacehost/apps/{first.instance_id}" in log1
@@ -347,7 +355,7 @@ def test_code_only_version_forks_from_the_same_zygote_in_its_own_tree(tmp_path: 
         run(b.runtime.stop(first, grace_s=1))
         run(b.runtime.stop(second, grace_s=1))
     finally:
-        b.runtime._zygotes.close()
+        warm_pool(b).close()
     assert not list(b.settings.path("run").glob("zygote-*"))
 
 
@@ -356,7 +364,7 @@ def test_a_spare_zygote_becomes_the_next_spaces_own(tmp_path: Path, python_env: 
     monkeypatch.setattr("scheduler.runtimes.zygote.SPARE_DELAY_S", 0.0)
     b = Box(tmp_path, python_env)
     b.runtime = ProcessRuntime(b.settings, warm=True)
-    pool = b.runtime._zygotes
+    pool = warm_pool(b)
     a = _version(b, "a", "alice/first", "a" * 40, "A")
     other = _version(b, "b", "bob/second", "b" * 40, "B")
     try:

@@ -36,7 +36,8 @@ def main() -> None:
         cluster_src = _show(commit, "state/cluster.py")
         if cluster_src:
             _module("legacy_cluster", cluster_src.replace("from hub.store import", "from legacy_store import"))
-        for dialect_name, dialect in (("sqlite", sqlite.dialect()), ("postgresql", postgresql.dialect())):
+        dialects = (("sqlite", sqlite.dialect()), ("postgresql", postgresql.dialect()))  # type: ignore[no-untyped-call]
+        for dialect_name, dialect in dialects:
             stmts = []
             for table in store.Base.metadata.sorted_tables:
                 stmts.append(str(CreateTable(table).compile(dialect=dialect)).strip())
