@@ -20,7 +20,8 @@ from gradio_client.exceptions import AppError
 
 from tests.e2e.harness import Server, free_port
 
-pytestmark = pytest.mark.e2e
+# the module keeps its order: its last test restarts the module's server (modules still shuffle among themselves)
+pytestmark = [pytest.mark.e2e, pytest.mark.random_order(disabled=True)]
 
 APP = (Path(__file__).resolve().parents[1] / "zerogpu" / "apps" / "zero_app.py").read_text()
 
