@@ -45,7 +45,6 @@ import ipaddress
 import json
 import os
 import random
-import re
 import shutil
 import subprocess
 import time
@@ -55,15 +54,14 @@ from pathlib import Path
 
 from core.errors import SpacehostError
 from sandbox import firewall
+from sandbox.netstate import NAME_RE, NETNS_DIR, STATE_ROOT, host_veth, live_netns, remove_namespace
+from sandbox.reap import reap_orphans
 from sandbox.userns import UsernsError, netns_in_userns
 
-NETNS_DIR = Path("/run/netns")
-STATE_ROOT = Path("/run/spacehost/net")
 DEFAULT_BRIDGE = "spacehost1"
 DEFAULT_SUBNET = "10.231.0.0/16"  # outside Docker's default pools (172.17-31/16, 192.168/16)
 SUBNET_POOL, SUBNET_PREFIX = "10.224.0.0/12", 21  # per-install subnets: 512 of 2046 addresses each
 NSENTER = "/usr/bin/nsenter"
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
 class NetworkError(SpacehostError, OSError):
@@ -81,11 +79,6 @@ class NetAddress:
 def enter_argv(addr: NetAddress, argv: Iterable[str]) -> list[str]:
     """`argv` run inside the namespace (bubblewrap does not unshare the network, so it keeps this one)."""
     return [NSENTER, f"--net={addr.netns_path}", "--", *argv]
-
-
-def host_veth(name: str) -> str:
-    """The host end's interface name (15 characters at most, the kernel's limit), stable per namespace name."""
-    return "shv" + hashlib.sha1(name.encode()).hexdigest()[:11]
 
 
 def route_conflicts(subnet: str, routes: str, bridge: str) -> list[str]:
@@ -183,8 +176,6 @@ class SpaceNetwork:
         if self._unusable:
             raise NetworkError(self._unusable)
         if not self._ready and self.tag:
-            from sandbox.reap import reap_orphans  # it uses this module
-
             reap_orphans(keep={self.bridge, install_bridge(self.tag), build_bridge(self.tag)})
         with self._locked():
             self._hold_owner()
@@ -321,16 +312,7 @@ class SpaceNetwork:
 
     def remove(self, name: str) -> None:
         """Delete the namespace, its veth and its lease; idempotent."""
-        if not NAME_RE.match(name):
-            return
-        if Path(f"/sys/class/net/{host_veth(name)}").exists():
-            _ip("link", "del", host_veth(name), check=False)
-        if (NETNS_DIR / name).exists():
-            _ip("netns", "del", name, check=False)
-        lease = self.state / "names" / name
-        with contextlib.suppress(OSError):
-            (self.state / "ips" / lease.read_text().strip()).unlink()
-        lease.unlink(missing_ok=True)
+        remove_namespace(self.state, name)
 
     def prune(self, min_age_s: float = 60.0) -> list[str]:
         """Remove the namespaces of this bridge that no process uses any more (their owner was killed and
@@ -377,16 +359,6 @@ def builds_network(tag: str) -> SpaceNetwork:
     """The builds' network of the install `tag`, one per process: it holds the bridge's owner lock while the
     process lives, so no other install reaps it between two builds."""
     return SpaceNetwork.for_builds(tag)
-
-
-def live_netns() -> set[int]:
-    """The inodes of the network namespaces some process is in."""
-    live = set()
-    for d in Path("/proc").iterdir():
-        if d.name.isdigit():
-            with contextlib.suppress(OSError):
-                live.add(os.stat(d / "ns" / "net").st_ino)
-    return live
 
 
 def _run(argv: list[str], stdin: str | None = None, check: bool = True) -> str:

@@ -34,7 +34,7 @@ from enum import Enum
 from pathlib import Path
 
 from sandbox import firewall
-from sandbox.netns import NETNS_DIR, STATE_ROOT, SpaceNetwork, host_veth, live_netns
+from sandbox.netstate import NETNS_DIR, STATE_ROOT, host_veth, live_netns, remove_namespace
 
 log = logging.getLogger(__name__)
 
@@ -158,10 +158,9 @@ def _snapshot(bridge: str, state: Path, live: set[int], held: contextlib.ExitSta
 
 def _teardown(bridge: str, root: Path) -> None:
     """The bridge's namespaces and veths, its chains and rules, the bridge, its state (under its locks)."""
-    net = SpaceNetwork(bridge, state_root=root)
     names = root / bridge / "names"
     for lease in list(names.iterdir()) if names.is_dir() else []:
-        net.remove(lease.name)
+        remove_namespace(root / bridge, lease.name)
     firewall.remove_chains_of(bridge)
     if (SYS_NET / bridge).exists():
         subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False, timeout=30)

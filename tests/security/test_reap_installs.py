@@ -13,7 +13,8 @@ import pytest
 
 from core.settings import Settings
 from sandbox import firewall
-from sandbox.netns import NETNS_DIR, STATE_ROOT, build_bridge, install_bridge
+from sandbox.netns import build_bridge, install_bridge
+from sandbox.netstate import NETNS_DIR, STATE_ROOT
 from tests.e2e.harness import Server, free_port, kill_processes_mentioning
 from tests.security.test_space_escape import ATTACKER_APP, push_space
 

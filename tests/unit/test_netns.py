@@ -16,12 +16,12 @@ from sandbox.netns import (
     SUBNET_POOL,
     SpaceNetwork,
     enter_argv,
-    host_veth,
     install_bridge,
     pick_subnet,
     route_conflicts,
     ruleset,
 )
+from sandbox.netstate import host_veth
 from scheduler.runtimes.sandbox import app_command, app_env
 from sdk_templates import TEMPLATES
 

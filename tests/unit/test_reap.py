@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from sandbox import firewall
-from sandbox.netns import STATE_ROOT, SpaceNetwork, build_bridge, enter_argv, install_bridge
+from sandbox.netns import SpaceNetwork, build_bridge, enter_argv, install_bridge
+from sandbox.netstate import STATE_ROOT
 from sandbox.reap import LEGACY_IDLE_S, BridgeState, Owner, decide, reap_orphans, verdict
 
 B = "shbr0a1b2c3d"
