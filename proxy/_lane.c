@@ -20,6 +20,9 @@
  * so the Python state machine owns every case but these. Nothing here decides policy: it replays the decision
  * the Python path made for the previous request (see `proxy.exchange.Plan` and `plain`).
  *
+ * Once the Python path has decided an upgrade and spliced the two connections (a WebSocket), the bytes of both
+ * directions are relayed here as they come (`relay`), with the idle deadline the Python path would set.
+ *
  * Grammar accepted (a subset of RFC 9112 that llhttp parses identically): tokens for methods and field names,
  * field values of VCHAR/SP/HTAB (leading whitespace dropped, as llhttp does), CRLF line ends, origin-form targets
  * of VCHAR without '#'.
@@ -110,7 +113,7 @@ typedef struct {
     PyObject_HEAD
     PyObject *client, *transport, *key;
     double idle_since;
-    char reusable, fast;
+    char reusable, fast, spliced;
     /* the response the lane is relaying: its status (0: none under way) and framing state (see body_step) */
     int rstatus;
     char rframe, rstate, rdigits;
@@ -355,7 +358,25 @@ static int pinned_usable(ClientBase *self, double now) {
     return r;
 }
 
+/* Bytes of an upgraded connection (a WebSocket the Python path decided and spliced), relayed as they come: the
+ * write, then the stream's idle deadline, as the Python paths of both sides do. */
+static PyObject *relay(ClientBase *c, PyObject *transport, PyObject *data) {
+    Py_INCREF(c);
+    PyObject *r = PyObject_CallMethodOneArg(transport, s_write, data);
+    double now = r != NULL ? loop_time(c->loop) : -1.0;
+    if (r != NULL && !(now < 0 && PyErr_Occurred())) c->deadline = now + c->stream_idle_timeout;
+    Py_XDECREF(r);
+    Py_DECREF(c);
+    if (PyErr_Occurred()) return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyObject *client_data_received(ClientBase *self, PyObject *data) {
+    if (self->spliced && self->lane_on && !self->closing && self->up != NULL &&
+        PyObject_TypeCheck(self->up, &UpstreamBaseType)) {
+        PyObject *t = ((UpstreamBase *)self->up)->transport;
+        if (t != NULL && t != Py_None) return relay(self, t, data);
+    }
     if (self->fx_up != NULL && self->fx_up != Py_None) {
         /* more bytes while the lane's exchange is in flight (a pipelined request): the Python path queues
          * them behind it, so it must own that exchange first */
@@ -666,6 +687,11 @@ static int finish(UpstreamBase *self, ClientBase *c, double now) {
 }
 
 static PyObject *upstream_data_received(UpstreamBase *self, PyObject *data) {
+    if (self->spliced && self->client != NULL && PyObject_TypeCheck(self->client, &ClientBaseType) &&
+        self->transport != NULL && self->transport != Py_None) {
+        ClientBase *c = (ClientBase *)self->client;
+        if (c->lane_on && c->transport != NULL && c->transport != Py_None) return relay(c, c->transport, data);
+    }
     if (!self->fast) return slow((PyObject *)self, data);
     PyObject *cobj = self->client;
     if (cobj == NULL || !PyObject_TypeCheck(cobj, &ClientBaseType) || !PyBytes_CheckExact(data)) {
@@ -776,6 +802,7 @@ static PyMemberDef upstream_members[] = {
     {"idle_since", T_DOUBLE, offsetof(UpstreamBase, idle_since), 0, NULL},
     {"reusable", T_BOOL, offsetof(UpstreamBase, reusable), 0, NULL},
     {"fast", T_BOOL, offsetof(UpstreamBase, fast), 0, NULL},
+    {"spliced", T_BOOL, offsetof(UpstreamBase, spliced), 0, NULL},
     {"rstatus", T_INT, offsetof(UpstreamBase, rstatus), 0, NULL},
     {NULL, 0, 0, 0, NULL},
 };

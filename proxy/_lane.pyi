@@ -31,13 +31,14 @@ class ClientBase:
     def data_received(self, data: bytes) -> None: ...
 
 class UpstreamBase:
-    __slots__ = ("client", "fast", "idle_since", "key", "reusable", "rstatus", "transport")
+    __slots__ = ("client", "fast", "idle_since", "key", "reusable", "rstatus", "spliced", "transport")
     client: Any
     transport: Any
     key: Any
     idle_since: float
     reusable: bool
     fast: bool
+    spliced: bool
     rstatus: int
     def data_received(self, data: bytes) -> None: ...
     def resume_prefix(self) -> bytes: ...

@@ -4,7 +4,8 @@ was at hand, plain Python ones that send every byte down the Python path. Either
 
 The compiled lane carries one shape of traffic by itself (a whole plain GET, or POST with its whole
 Content-Length body, to the upstream connection the client already holds, answered by a Content-Length or
-chunked response relayed read by read: Gradio's queue/join and its SSE stream) and replays the decision the Python path
+chunked response relayed read by read: Gradio's queue/join and its SSE stream), and the bytes of a WebSocket
+the Python path upgraded, and replays the decision the Python path
 made for that connection's previous request; `COMPILED` says which one is in use. SPACEHOST_NO_FAST_LANE=1
 picks the plain Python bases even where the extension is built (the tests run the proxy suite so once)."""
 
@@ -39,7 +40,7 @@ class _PyClientBase:
 
 
 class _PyUpstreamBase:
-    __slots__ = ("client", "fast", "idle_since", "key", "reusable", "rstatus", "transport")
+    __slots__ = ("client", "fast", "idle_since", "key", "reusable", "rstatus", "spliced", "transport")
 
     def data_received(self, data: bytes) -> None:
         self._data_received(data)  # type: ignore[attr-defined]

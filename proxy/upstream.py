@@ -42,9 +42,9 @@ class Client(Protocol):
 
 
 class UpstreamConn(UpstreamBase, asyncio.Protocol):
-    # the base holds client, transport, key, idle_since, reusable and fast
+    # the base holds client, transport, key, idle_since, reusable, fast, spliced and rstatus
     __slots__ = ("complete", "ex", "extra", "got_bytes", "head_buf", "head_only", "in_body", "parser", "pool",
-                 "reused", "spliced", "status")
+                 "reused", "status")
 
     def __init__(self, pool: Pool, key: Upstream) -> None:
         self.pool = pool

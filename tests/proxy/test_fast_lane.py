@@ -30,6 +30,7 @@ from proxy.upstream import UpstreamConn
 from tests.proxy.conftest import DOMAIN, SECRET, FakeHooks, LoopThread
 
 HOST = b"alice-app.spaces.test"
+SWITCHING = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
 SSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
 WARM = b"GET /ok HTTP/1.1\r\nHost: " + HOST + b"\r\nAccept: */*\r\n\r\n"
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
@@ -85,9 +86,13 @@ class RawBackend:
                 self.t: asyncio.Transport = transport  # type: ignore[assignment]
                 self.buf = b""
                 self.served = 0
+                self.upgraded = False
 
             def data_received(self, data: bytes) -> None:
                 backend.received.append(data)
+                if self.upgraded:  # a WebSocket: echo what comes
+                    self.t.write(b"echo:" + data)
+                    return
                 self.buf += data
                 while b"\r\n\r\n" in self.buf:
                     head, _, self.buf = self.buf.partition(b"\r\n\r\n")
@@ -99,6 +104,10 @@ class RawBackend:
                         self.t.close()  # which a new connection answers
                         return
                     self.served += 1
+                    if path == b"/ws":
+                        self.upgraded = True
+                        self.t.write(SWITCHING + (b"echo:" + self.buf if self.buf else b""))
+                        return
                     parts = RESPONSES.get(path, [OK])
                     self.t.write(parts[0])
                     loop = asyncio.get_running_loop()
@@ -401,6 +410,36 @@ def test_a_client_gone_mid_stream_ends_the_exchange_on_both_paths(lanes: Lanes) 
         while proxy.conns and time.monotonic() < deadline:
             time.sleep(0.02)
         assert not proxy.conns
+
+
+def ends(suffix: bytes) -> Callable[[bytes], bool]:
+    return lambda got: got.endswith(suffix)
+
+
+def test_websocket_bytes_are_relayed_alike_and_after_the_upgrade_skip_the_python_path(
+    lanes: Lanes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The upgrade is decided on the Python path (credentials, Host, private Spaces); once spliced, the lane
+    relays both directions: the same bytes as the Python path, without a call into it."""
+    upgrade = req(b"/ws", b"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                          b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n")
+    calls = count_python_path(monkeypatch)
+    outs, counted = [], []
+    for proxy in (lanes.fast, lanes.slow):
+        mark = len(lanes.backend.received)
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as s:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            s.sendall(upgrade + b"\x81\x02hi")  # the first frame right behind the head
+            got = read_until(s, ends(b"echo:\x81\x02hi"))
+            for k in range(5):
+                frame = b"\x81\x01" + str(k).encode()
+                s.sendall(frame)
+                got += read_until(s, ends(b"echo:" + frame))
+        outs.append((normalized(b"".join(lanes.backend.received[mark:])), got))
+        counted.append(dict(calls))
+    assert outs[0] == outs[1]
+    assert outs[0][1].startswith(b"HTTP/1.1 101 Switching Protocols\r\n") and outs[0][1].count(b"echo:") == 6
+    assert counted[0] == {"client": 1, "upstream": 1}  # the upgrade request and the 101: then the lane relays
 
 
 def test_a_request_sent_while_the_lanes_exchange_is_in_flight_is_answered_after_it(lanes: Lanes) -> None:
