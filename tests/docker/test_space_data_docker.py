@@ -42,6 +42,7 @@ class Up:
     space_id: str
     docker: Any
     home: Path
+    network: str
 
     def container(self, *, mounted: bool = True) -> Any:
         """The Space's one running container (with /data bound when `mounted`), once a swap is over."""
@@ -79,7 +80,7 @@ def up(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
         srv.start(timeout=120)
         assert srv.create_space(sid.split("/")[1]).status_code == 200, srv.log_tail()
         assert srv.push(sid, FILES).returncode == 0, srv.log_tail()
-        space = Up(srv, sid, client, tmp_path_factory.mktemp("hf-home"))
+        space = Up(srv, sid, client, tmp_path_factory.mktemp("hf-home"), network)
         rt = srv.wait_stage(sid, {"RUNNING"}, after_sha=space.sha(), timeout=540)
         assert rt["stage"] == "RUNNING", f"{rt}\n{srv.build_log(sid)[-3000:]}"
         yield space
@@ -146,3 +147,22 @@ def test_hf_spaces_hot_reload_patches_the_running_container(up: Up, tmp_path: Pa
     _, other = new_user(server, "write")
     for headers in ({}, {"Authorization": f"Bearer {other}"}, {"Cookie": "spacehost_session=x"}):
         assert httpx.post(replica, json={"reloadId": "none"}, headers=headers, timeout=10).status_code == 404
+
+
+CONNECT = """import socket, sys
+try:
+    socket.create_connection((sys.argv[1], 7887), timeout=3).close()
+    print("connected")
+except OSError as e:
+    print("refused", type(e).__name__)
+"""
+
+
+def test_another_container_on_the_spaces_network_cannot_reach_the_reload_server(up: Up) -> None:
+    """The reload server listens on the container's bridge address, where the proxy (from the host) reaches it;
+    another Space on the same bridge does not (the network has no traffic between containers)."""
+    (address,) = {n["IPAddress"] for n in up.container().attrs["NetworkSettings"]["Networks"].values()}
+    assert httpx.post(f"http://{address}:7887/get-reload", json={"reloadId": "none"}, timeout=10).status_code == 204
+    out = up.docker.containers.run(BASE_IMAGE, ["python3", "-c", CONNECT, address], network=up.network,
+                                   user="1000:1000", remove=True)
+    assert out.decode().startswith("refused"), out
