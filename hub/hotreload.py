@@ -20,8 +20,8 @@ import httpx
 from core.errors import BadRequest
 from core.routes import Upstream
 from hub.repos import CommitOp, PutFile
-from hub.space_settings import put_setting, setting
 from hub.store import SpaceRecord, Store
+from state.space_settings import put_setting, setting
 
 HOT_RELOADING = "hotReloading"
 CREATE_TIMEOUT_S = 10.0

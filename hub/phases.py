@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from state.logs import LAST_GOOD_BUILD
+
 # Markers: (compiled pattern, phase). First match per line wins; a phase starts at its first marker.
 QUEUED = re.compile(r"^==> Queued")
 BUILDING = re.compile(r"^==> Building ")
@@ -92,7 +94,6 @@ def read_log(path: Path, limit_bytes: int = 4 << 20) -> list[Line]:
     return lines
 
 
-LAST_GOOD = "build.last-good.log"
 BUILT_SHA = re.compile(r"^==> Building \S+ at ([0-9a-f]{7,40})")
 
 
@@ -104,21 +105,11 @@ def space_phases(space_dir: Path, sha: str | None, now: dt.datetime, extra: dict
     current = deploy_phases(build, run, sha, now, scheduling=extra.get("scheduling"),
                             probes=int(extra.get("healthProbes") or 0))
     out = {"phases": phases_json(current)}
-    good = read_log(space_dir / LAST_GOOD)
+    good = read_log(space_dir / LAST_GOOD_BUILD)
     good_sha = next((m.group(1) for ln in good if (m := BUILT_SHA.match(ln.text))), None)
     if good and good_sha:
         out["lastGoodBuild"] = {"sha": good_sha, **phases_json(deploy_phases(good, run, good_sha, now))}
     return out
-
-
-def keep_good_build(space_dir: Path) -> None:
-    """Before a new build truncates build.log: keep it as the last good build's if that build finished."""
-    log = space_dir / "build.log"
-    try:
-        if any(BUILD_DONE.match(ln.text) for ln in read_log(log)):
-            log.replace(space_dir / LAST_GOOD)
-    except OSError:
-        pass
 
 
 def _build_marks(build: Sequence[Line]) -> tuple[list[tuple[str, Line, str]], bool, bool]:

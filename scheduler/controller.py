@@ -25,7 +25,7 @@ from core.clock import SYSTEM, Clock
 from core.hardware import flavor
 from core.routes import Route, RouteState, RouteTable, Upstream, reload_route
 from core.settings import Settings
-from hub.phases import keep_good_build
+from core.stages import SpaceStage
 from sandbox.bwrap import APP_UID
 from scheduler import lifecycle, volume_fs
 from scheduler.runtimes.base import Ability, Instance, Runtime
@@ -33,7 +33,8 @@ from scheduler.steps import build, deploy, reconcile, sleep
 from scheduler.steps.context import EnvSource, Node, Volumes
 from scheduler.steps.deploy import KEEP_IMAGES, STOP_GRACE_S
 from scheduler.steps.live import Live
-from state.logs import LogFile
+from state.logs import LogFile, keep_good_build
+from state.space_settings import dev_mode, volumes
 from state.store import SpaceRecord, Store
 
 __all__ = ["KEEP_IMAGES", "Controller", "EnvSource", "env_source_for"]
@@ -90,7 +91,7 @@ class Controller:
         over the last minute) at the last sample."""
         if live.instance is None:
             space = self.store.get_space(space_id)
-            return {"tier": lifecycle.Tier.SLEEPING.value} if space and space.stage == "SLEEPING" else {}
+            return {"tier": lifecycle.Tier.SLEEPING.value} if space and space.stage == SpaceStage.SLEEPING else {}
         tier = lifecycle.Tier.FROZEN if live.frozen else lifecycle.Tier.RUNNING
         out: dict[str, Any] = {"tier": tier.value,
                                "uptimeSeconds": round(self.node.clock.monotonic() - live.since)}
@@ -160,8 +161,8 @@ class Controller:
                 live.instance = inst
                 if space.stage in lifecycle.STARTING_STAGES and art is not None and art.sha == inst.sha:
                     # the start finished while this process was down (a node kept running it): it serves
-                    self.node.set(sid, stage="RUNNING", serving_sha=inst.sha, error=None)
-            if space.stage in ("BUILDING", "RUNNING_BUILDING") and space.head_sha:
+                    self.node.set(sid, stage=SpaceStage.RUNNING, serving_sha=inst.sha, error=None)
+            if space.stage in (SpaceStage.BUILDING, SpaceStage.RUNNING_BUILDING) and space.head_sha:
                 await self.pushed(sid, space.head_sha)
             elif art is not None and (inst is None or art.sha != inst.sha):
                 self.node.spawn(deploy.deploy(self.node, sid, art))
@@ -221,15 +222,13 @@ class Controller:
         self.build_log(space_id).reset()
         ahead = sum(1 for k in self.live if k != space_id and self.building(k))
         self.build_log(space_id).write(f"==> Queued behind {ahead} build{'s' * (ahead != 1)}")
-        self.node.set(space_id, head_sha=sha, stage="RUNNING_BUILDING" if serving else "BUILDING", error=None)
+        self.node.set(space_id, head_sha=sha, stage=SpaceStage.RUNNING_BUILDING if serving else SpaceStage.BUILDING, error=None)
         cancel = threading.Event()
         live.build_cancel = cancel
         live.build_task = asyncio.ensure_future(build.build(self.node, space_id, sha, factory, cancel, old_task))
 
     def _volumes(self, space: SpaceRecord) -> Volumes:
         """The Space's persistent volumes as (host dir, mount path, read-only), each dir made for uid 1000."""
-        from hub.space_settings import volumes
-
         out = []
         for v in volumes(self.store, space.id):
             bucket = self.settings.path(*v.host_parts()[:3])
@@ -245,8 +244,6 @@ class Controller:
 
     def _sleep_time(self, space: SpaceRecord) -> int | None:
         """None (never) in dev mode: a Space being worked on stays up, as on HF."""
-        from hub.space_settings import dev_mode
-
         return None if dev_mode(self.store, space.id) else _sleep_time(space)
 
     async def restart(self, space_id: str, *, factory: bool = False) -> None:
@@ -279,14 +276,14 @@ class Controller:
     async def env_changed(self, space_id: str) -> None:
         live = self.node.live_of(space_id)
         space = self.store.get_space(space_id)
-        if space and live.artifact and not space.paused and (live.instance or space.stage == "RUNTIME_ERROR"):
+        if space and live.artifact and not space.paused and (live.instance or space.stage == SpaceStage.RUNTIME_ERROR):
             self.node.spawn(deploy.deploy(self.node, space_id, live.artifact))
 
     async def pause(self, space_id: str) -> None:
         live = self.node.live_of(space_id)
         async with live.lock:
             inst, live.instance = live.instance, None
-            self.node.set(space_id, paused=True, stage="PAUSED")
+            self.node.set(space_id, paused=True, stage=SpaceStage.PAUSED)
             if inst:
                 await self.runtime.stop(inst)
 

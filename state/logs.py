@@ -6,6 +6,19 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+LAST_GOOD_BUILD = "build.last-good.log"  # the last build that finished, kept beside the one that runs
+BUILD_DONE = "==> Build finished"
+
+
+def keep_good_build(space_dir: Path) -> None:
+    """Before a new build truncates build.log: keep it as the last good build's if that build finished."""
+    log = space_dir / "build.log"
+    try:
+        if any(line.startswith(BUILD_DONE) for line in LogFile(log).lines()):
+            log.replace(space_dir / LAST_GOOD_BUILD)
+    except OSError:
+        pass
+
 
 class LogFile:
     """One log: lines with a timestamp prefix `ISO\\t` on disk; writers from any thread."""

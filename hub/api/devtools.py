@@ -25,9 +25,9 @@ from hub.api.fields import json_object
 from hub.api.hints import ssh_warning
 from hub.api.views import runtime_view
 from hub.deps import hub_of, writable_space
-from hub.space_settings import set_dev_mode, set_volumes
-from hub.volumes import parse_volumes
 from scheduler.runtimes.instances import instance_env
+from state.space_settings import set_dev_mode, set_volumes
+from state.volumes import parse_volumes
 
 router = APIRouter()
 PREFIX = "/api/spaces/{owner}/{name}"

@@ -9,7 +9,7 @@ from typing import Any
 from starlette.requests import Request
 
 from hub.deps import hub_of
-from hub.space_settings import dev_mode
+from state.space_settings import dev_mode
 
 
 def ssh_warning(space_id: str) -> str:

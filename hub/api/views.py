@@ -48,7 +48,7 @@ def runtime_view(hub: Hub, space: SpaceRecord) -> dict[str, Any]:
     if space.error:
         view["errorMessage"] = space.error
     from hub.hotreload import hot_reloading
-    from hub.space_settings import dev_mode, volumes
+    from state.space_settings import dev_mode, volumes
 
     view["devMode"] = dev_mode(hub.store, space.id)
     target = hub.control.reload_target(space.space_id, visit=False) if running else None

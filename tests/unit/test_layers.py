@@ -20,12 +20,7 @@ ONLY = {"core": {"core"}, "state": {"core", "state"}}  # a package → every pac
 NEVER = {"builder": {"scheduler", "hub", "proxy"}, "proxy": {"hub", "scheduler"}, "scheduler": {"hub"}}
 
 # Known violations (importer → imported), to be removed as the code moves; never add to this list.
-ALLOWED = {
-    # the controller keeps the last good build with the hub's build-phase helper, and reads a Space's sleep time
-    # and volumes with the hub's settings helpers (issue 17: the controller refactor moves them to state)
-    ("scheduler.controller", "hub.phases"),
-    ("scheduler.controller", "hub.space_settings"),
-}
+ALLOWED: set[tuple[str, str]] = set()
 
 Graph = Mapping[str, set[str]]
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from sqlalchemy import delete, select
 
-from hub.store import SpaceKV, Store, utcnow
-from hub.volumes import VolumeSpec, decode, encode
+from state.store import SpaceKV, Store, utcnow
+from state.volumes import VolumeSpec, decode, encode
 
 VOLUME, SETTING, DEV_MODE = "volume", "setting", "devMode"
 
