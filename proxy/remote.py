@@ -125,6 +125,16 @@ class RemoteHooks:
                                  {"space_id": space_id, "user": user}, "ok"))
 
 
+def without_server(table: RouteTable) -> RouteTable:
+    """The last table as served while the server is unreachable: frozen Spaces route as serving (a thaw is the
+    server's wake, and every node thaws its instances while it cannot reach the server)."""
+    if not any(r.state is RouteState.FROZEN for r in table.routes):
+        return table
+    routes = tuple(replace(r, state=RouteState.SERVING) if r.state is RouteState.FROZEN and r.upstream else r
+                   for r in table.routes)
+    return RouteTable(table.domain, table.hub, routes, spaces_domain=table.spaces_domain)
+
+
 def stale_answer(hit: tuple[float, object] | None, now: float) -> object:
     """What a cached answer still says while the server cannot be asked: itself if younger than AUTH_STALE_S,
     else None (refused)."""
@@ -172,6 +182,8 @@ async def _follow_into(hooks: RemoteHooks, hub: Upstream, box: dict[str, ProxySe
             since = int(data["version"])
         except (httpx.HTTPError, ValueError, KeyError) as e:
             log.warning("routes not available from the server (%s); serving the last table", e)
+            if "proxy" in box:  # nobody could thaw a frozen Space now: its node thaws it, the route serves
+                box["proxy"].update(without_server(box["proxy"].table))
             since = -1
             await asyncio.sleep(1.0)
 

@@ -124,7 +124,8 @@ def route_for(v: SpaceView) -> Route:
             message += ": " + v.error.splitlines()[0][:300]
     return Route(
         space_id=v.space_id, subdomain=v.subdomain, state=state,
-        upstream=v.upstream if state is RouteState.SERVING else None,
+        upstream=v.upstream if state in (RouteState.SERVING, RouteState.FROZEN) else None,  # FROZEN: held, not
+        # forwarded, while a server can thaw it; a cluster proxy that lost its server serves it (proxy.remote)
         static_root=v.static_root if state is RouteState.STATIC else None,
         private=v.private, direct_port=v.direct_port, custom_domains=v.custom_domains, headers=v.headers,
         disable_embedding=v.disable_embedding, zero_gpu=v.zero_gpu, message=message,

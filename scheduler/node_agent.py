@@ -34,9 +34,10 @@ from core.errors import SpacehostError
 from core.hardware import flavor
 from core.settings import Settings
 from scheduler.materialise import fetch_commit, materialise, materialise_image, shippable
+from scheduler.node_cache import CacheView
 from scheduler.relay import Relay
 from scheduler.runtimes import load_runtime
-from scheduler.runtimes.base import Instance, LaunchSpec
+from scheduler.runtimes.base import Ability, Instance, LaunchSpec
 from scheduler.runtimes.cluster import (
     HEARTBEAT_EVERY_S,
     HEARTBEAT_TTL_S,
@@ -84,6 +85,7 @@ class Local:
     log_path: str
     log_pos: int = 0
     zero: bool = False  # admitted to this node's ZeroGPU broker
+    frozen: bool = False  # its cgroup frozen, as the server asked (not saved: adoption thaws every instance)
     instance: Instance | None = None
     relay: Relay | None = None
 
@@ -124,6 +126,8 @@ class NodeAgent:
         self.zerogpu_url: str | None = None
         self.broker: Any = None
         self.ledger: Any = None  # the cluster's quota ledger (RedisLedger), connected once registered
+        self.cache = CacheView(self.settings.path("envs"),
+                               self.runtime.client if isinstance(self.runtime, DockerRuntime) else None)
         self._state_path = cfg.data_dir / "node.json"
         self._stopping = threading.Event()
 
@@ -151,7 +155,8 @@ class NodeAgent:
     def heartbeat_thread(self, url: str) -> threading.Thread:
         """Beat the heartbeat key from a thread of its own (a sync Redis client): nothing on the event loop (a
         slow report, a long poll, a busy machine's scheduling delays) can delay a beat. Late or failed beats
-        are logged with their gap, so a lost node's log says why."""
+        are logged with their gap, so a lost node's log says why. The value names what this node caches
+        (scheduler.node_cache), for placement's locality."""
         import redis
 
         client = redis.Redis.from_url(url, socket_timeout=HEARTBEAT_EVERY_S, socket_connect_timeout=HEARTBEAT_EVERY_S)
@@ -163,7 +168,8 @@ class NodeAgent:
                 if now - last > 2 * HEARTBEAT_EVERY_S:
                     log.warning("heartbeat late: %.1fs since the last one", now - last)
                 try:
-                    client.set(heartbeat_key(self.cfg.name), json.dumps({"t": time.time()}), ex=HEARTBEAT_TTL_S)
+                    value = json.dumps({"t": time.time(), "cached": self.cache.cached()})
+                    client.set(heartbeat_key(self.cfg.name), value, ex=HEARTBEAT_TTL_S)
                     last = time.monotonic()
                     log.debug("heartbeat")
                 except redis.RedisError as e:
@@ -237,6 +243,7 @@ class NodeAgent:
                 since = int(data["version"])
             except (httpx.HTTPError, ValueError, KeyError) as e:
                 log.warning("assignments not available (%s); retrying", e)
+                await self.thaw_all()
                 since = -1
                 await asyncio.sleep(1.0)
             except Exception:  # one bad reconcile must not end the agent (and its heartbeat)
@@ -255,6 +262,11 @@ class NodeAgent:
             if iid in self.local:
                 if a["reported"] != "running":  # the report was lost (server restart): say it again
                     await self.report_running(self.local[iid])
+                local = self.local[iid]
+                if bool(a.get("frozen")) != local.frozen:
+                    await self.set_frozen(local, bool(a.get("frozen")))
+                elif a.get("frozen_seen") not in (None, local.frozen):  # a report the server missed: again
+                    await self.report_frozen(local)
             elif iid not in self.starting:
                 task = asyncio.ensure_future(self.start_one(a))
                 self.starting[iid] = task
@@ -333,6 +345,36 @@ class NodeAgent:
     async def report_running(self, local: Local) -> None:
         pid = local.instance.pid if local.instance else None
         await self.report(local.instance_id, local.epoch, "running", upstream_port=local.port, pid=pid)
+
+    async def set_frozen(self, local: Local, frozen: bool) -> None:
+        """Freeze or thaw the instance as the server wants, and report the state its freezer reached (a freeze
+        that does not settle, or a runtime that cannot freeze, reports it running)."""
+        if local.instance is None:
+            return
+        if not frozen:
+            await self.runtime.thaw(local.instance)
+            local.frozen = False
+        elif Ability.FREEZE in self.runtime.abilities:
+            local.frozen = await self.runtime.freeze(local.instance)
+        log.info("%s %s", local.instance_id, "frozen" if local.frozen else "thawed" if not frozen else "did not freeze")
+        await self.report_frozen(local)
+
+    async def report_frozen(self, local: Local) -> None:
+        pid = local.instance.pid if local.instance else None
+        await self.report(local.instance_id, local.epoch, "running", upstream_port=local.port, pid=pid,
+                          frozen=local.frozen)
+
+    async def thaw_all(self) -> None:
+        """The server is out of reach, and with it every thaw: what is frozen here runs again (proxies route to
+        it meanwhile; the server freezes it again once idle)."""
+        thawed = [l for l in self.local.values() if l.frozen and l.instance is not None]
+        for local in thawed:
+            assert local.instance is not None
+            await self.runtime.thaw(local.instance)
+            local.frozen = False
+            log.info("%s thawed: the server is out of reach", local.instance_id)
+        for local in thawed:  # when the server is back (or on its next reconcile, if these do not reach it)
+            await self.report_frozen(local)
 
     async def stop_local(self, iid: str, why: str) -> None:
         local = self.local.pop(iid)

@@ -140,12 +140,17 @@ class ClusterServer:
         version = rt.version
         rows = await asyncio.to_thread(cs.assignments, self.store, node=node, desired=cs.RUNNING)
         return {"version": version, "assignments": [
-            {"instance_id": a.instance_id, "epoch": a.epoch, "reported": a.reported, "spec": rt.box.open(a.spec)}
+            {"instance_id": a.instance_id, "epoch": a.epoch, "reported": a.reported, "spec": rt.box.open(a.spec),
+             "frozen": a.instance_id in rt.want_frozen, "frozen_seen": rt.node_frozen.get(a.instance_id)}
             for a in rows]}
 
     async def report(self, node: str, data: dict[str, Any]) -> bool:
-        assert self.store is not None
-        return await asyncio.to_thread(cs.apply_report, self.store, node, cs.Report.parse(data)) is not None
+        """A node's report on an instance; with `frozen`, the state its freezer reached (ClusterRuntime.freeze)."""
+        assert self.store is not None and self.runtime is not None
+        accepted = await asyncio.to_thread(cs.apply_report, self.store, node, cs.Report.parse(data)) is not None
+        if accepted and "frozen" in data:
+            self.runtime.note_frozen(str(data["instance_id"]), bool(data["frozen"]))
+        return accepted
 
     async def run_log(self, node: str, instance_id: str, lines: list[str]) -> bool:
         assert self.store is not None and self.controller is not None
@@ -160,7 +165,7 @@ class ClusterServer:
         assert self.runtime is not None and self.store is not None
         nodes = await asyncio.to_thread(cs.list_nodes, self.store)
         placed = await asyncio.to_thread(cs.assignments, self.store, desired=cs.RUNNING)
-        alive = await self.runtime.alive(n.name for n in nodes)
+        alive = await self.runtime.heartbeats(n.name for n in nodes)
         from scheduler.runtimes.cluster import snapshot
 
         snap = {n.name: n for n in snapshot(nodes, alive, placed)}
@@ -170,7 +175,7 @@ class ClusterServer:
             "capacity": {"cpu": n.cpus, "memory_gb": n.memory_gb, "gpus": n.gpus, "accelerator": n.accelerator},
             "allocated": {"cpu": snap[n.name].cpu_used, "memory_gb": snap[n.name].memory_used_gb,
                           "gpus": snap[n.name].gpus_used},
-            "labels": dict(n.labels), "zerogpu_url": n.zerogpu_url,
+            "labels": dict(n.labels), "zerogpu_url": n.zerogpu_url, "cached": sorted(alive.get(n.name, ())),
             "spaces": sorted({a.space_id for a in placed if a.node == n.name}),
         } for n in nodes]
 

@@ -3,12 +3,19 @@ registered nodes whose heartbeat key lives in Redis), writes an assignment with 
 waits for the node's report; `exited` reads what the node reported (or that the node was lost); `stop` sets the
 assignment's desired state to stopped. The store is the source of truth: nodes reconcile to it.
 
+Freezing (the frozen tier, issue 16) happens on the node: `freeze`/`thaw` set what the server wants of the
+instance (in memory, like the Controller's own `frozen`: a restarted server thaws everything), the node's long-poll
+carries it (`frozen` in each assignment), the node freezes or thaws the instance's cgroup and reports the state it
+reached (`note_frozen`), which `freeze`/`thaw` wait for. A proxied request to a frozen Space calls the server's
+wake, which thaws through this round trip.
+
 Node loss: a monitor (`watch_nodes`) marks a node whose heartbeat key expired (TTL HEARTBEAT_TTL_S) as lost and
 its assignments lost, so `exited` tells the Controller, which starts the Space again (placed elsewhere)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -31,6 +38,7 @@ log = logging.getLogger(__name__)
 HEARTBEAT_TTL_S = 10  # a node beats every HEARTBEAT_EVERY_S; lost once the key expired
 HEARTBEAT_EVERY_S = 2
 START_WAIT_S = 1800.0  # a node may materialise a whole environment before it reports
+FREEZE_WAIT_S = 10.0  # how long freeze/thaw wait for the node to say it froze/thawed the instance
 ZEROGPU_LABEL = "spacehost.zerogpu=true"
 RUNTIME_LABEL = "spacehost.runtime"  # a node's runtime (process | docker), a label every agent sends
 
@@ -42,6 +50,22 @@ def runtime_for(art: Artifact) -> str:
 
 def heartbeat_key(node: str) -> str:
     return f"spacehost:node:{node}"
+
+
+def artifact_key(art: Artifact) -> str | None:
+    """What a node caches of `art`, as its heartbeat names it: the image digest (docker), else the env key."""
+    if art.image:
+        return art.image.rpartition("@")[2] or None
+    return art.env_key
+
+
+def heartbeat_cached(value: bytes | str | None) -> frozenset[str]:
+    """The artifacts a node's heartbeat value says it caches (`{"t": …, "cached": [...]}`; nothing if garbled)."""
+    try:
+        data = json.loads(value or "{}")
+        return frozenset(str(k) for k in data.get("cached", ())) if isinstance(data, dict) else frozenset()
+    except (ValueError, TypeError):
+        return frozenset()
 
 
 @dataclass(frozen=True)
@@ -72,10 +96,12 @@ class NodeSpec:
                    tuple(d["secret_values"]), d.get("artifact"))
 
 
-def snapshot(nodes: Iterable[cs.NodeRecord], alive: set[str], placed: Iterable[cs.AssignmentRecord]) -> list[Node]:
+def snapshot(nodes: Iterable[cs.NodeRecord], alive: Mapping[str, frozenset[str]],
+             placed: Iterable[cs.AssignmentRecord]) -> list[Node]:
     """Placement's view of the cluster: capacity, what desired instances take, readiness (alive, not cordoned
     or draining, not lost), labels (`k=v`; nodes with a ZeroGPU broker carry ZEROGPU_LABEL; a node that did not
-    say its runtime, RUNTIME_LABEL, runs processes)."""
+    say its runtime, RUNTIME_LABEL, runs processes), and what each caches (`alive`: name → its heartbeat's
+    artifacts)."""
     used: dict[str, list[float]] = {}
     for a in placed:
         if a.desired == cs.RUNNING:
@@ -89,19 +115,20 @@ def snapshot(nodes: Iterable[cs.NodeRecord], alive: set[str], placed: Iterable[c
         labels |= {ZEROGPU_LABEL} if n.zerogpu_url else set()
         out.append(Node(n.name, n.cpus, n.memory_gb, n.gpus, u[0], u[1], int(u[2]),
                         ready=n.name in alive and not (n.cordoned or n.draining or n.lost),
-                        accelerator=n.accelerator, labels=frozenset(labels)))
+                        accelerator=n.accelerator, labels=frozenset(labels),
+                        cached=alive.get(n.name, frozenset())))
     return out
 
 
-def request_for(space_id: str, hardware: str, runtime: str = "process") -> Request:
+def request_for(space_id: str, hardware: str, runtime: str = "process", artifact: str | None = None) -> Request:
     fl = flavor(hardware)
     labels = {f"{RUNTIME_LABEL}={runtime}"} | ({ZEROGPU_LABEL} if fl.is_zero else set())
-    return Request(space_id, fl, fl.cpu, fl.memory_gb, required_labels=frozenset(labels))
+    return Request(space_id, fl, fl.cpu, fl.memory_gb, required_labels=frozenset(labels), artifact=artifact)
 
 
 class ClusterRuntime:
     name = "cluster"
-    abilities = frozenset({Ability.PLACEMENT})
+    abilities = frozenset({Ability.PLACEMENT, Ability.FREEZE})
 
     def __init__(self, store: Store, redis: Any, box: SecretBox, poll_s: float = 0.1,
                  policy: Policy = Policy.SPREAD) -> None:
@@ -110,6 +137,9 @@ class ClusterRuntime:
         self.changed = asyncio.Event()  # set (and replaced) whenever assignments change: wakes node long-polls
         self.version = 0
         self._placing = asyncio.Lock()  # one decision at a time: each sees the assignments of the ones before
+        self.want_frozen: set[str] = set()  # instance ids the server wants frozen (the nodes' long-polls carry it)
+        self.node_frozen: dict[str, bool] = {}  # instance id → frozen or not, as its node last reported
+        self._frozen_seen = asyncio.Event()  # set (and replaced) on every such report
 
     # -- helpers ------------------------------------------------------------------------------------------------
     def bump(self) -> None:
@@ -118,18 +148,23 @@ class ClusterRuntime:
         self.changed = asyncio.Event()
 
     async def alive(self, names: Iterable[str]) -> set[str]:
+        return set(await self.heartbeats(names))
+
+    async def heartbeats(self, names: Iterable[str]) -> dict[str, frozenset[str]]:
+        """The nodes among `names` whose heartbeat key lives, each with the artifacts it says it caches."""
         names = list(names)
         if not names:
-            return set()
+            return {}
         found = await self.redis.mget([heartbeat_key(n) for n in names])
-        return {n for n, v in zip(names, found, strict=True) if v is not None}
+        return {n: heartbeat_cached(v) for n, v in zip(names, found, strict=True) if v is not None}
 
-    async def decide(self, space_id: str, hardware: str,
-                     runtime: str = "process") -> tuple[Decision, dict[str, cs.NodeRecord]]:
+    async def decide(self, space_id: str, hardware: str, runtime: str = "process",
+                     artifact: str | None = None) -> tuple[Decision, dict[str, cs.NodeRecord]]:
         nodes = await asyncio.to_thread(cs.list_nodes, self.store)
         placed = await asyncio.to_thread(cs.assignments, self.store, desired=cs.RUNNING)
-        alive = await self.alive(n.name for n in nodes)
-        decision = place(snapshot(nodes, alive, placed), request_for(space_id, hardware, runtime), self.policy)
+        alive = await self.heartbeats(n.name for n in nodes)
+        decision = place(snapshot(nodes, alive, placed), request_for(space_id, hardware, runtime, artifact),
+                         self.policy)
         return decision, {n.name: n for n in nodes}
 
     # -- Runtime Protocol ---------------------------------------------------------------------------------------
@@ -138,7 +173,7 @@ class ClusterRuntime:
         hardware = spec.flavor.hardware.value
         while True:
             async with self._placing:
-                decision, nodes = await self.decide(sid, hardware, runtime_for(art))
+                decision, nodes = await self.decide(sid, hardware, runtime_for(art), artifact_key(art))
                 if decision.node is not None:
                     node = nodes[decision.node]
                     env = dict(spec.env)
@@ -185,6 +220,8 @@ class ClusterRuntime:
         return None
 
     async def stop(self, inst: Instance, grace_s: float = 5.0) -> None:
+        self.want_frozen.discard(inst.instance_id)  # the node thaws it to stop it anyway
+        self.node_frozen.pop(inst.instance_id, None)
         a = await asyncio.to_thread(cs.set_desired, self.store, inst.instance_id, cs.STOPPED)
         if a is None:
             return
@@ -211,10 +248,40 @@ class ClusterRuntime:
         return found
 
     async def freeze(self, inst: Instance) -> bool:
-        return False  # not yet: a node would freeze it, and the proxy's thaw would be a round trip to it
+        """Ask the instance's node to freeze it; True once the node says it did (within FREEZE_WAIT_S)."""
+        iid = inst.instance_id
+        self.want_frozen.add(iid)
+        self.node_frozen.pop(iid, None)
+        self.bump()
+        if await self._node_says(iid, frozen=True):
+            return True
+        self.want_frozen.discard(iid)  # it did not settle: the node thaws whatever froze
+        self.bump()
+        return False
 
     async def thaw(self, inst: Instance) -> None:
-        return None
+        """Ask the instance's node to thaw it, and wait (up to FREEZE_WAIT_S) until the node says it did."""
+        self.want_frozen.discard(inst.instance_id)
+        self.bump()
+        await self._node_says(inst.instance_id, frozen=False)
+
+    def note_frozen(self, instance_id: str, frozen: bool) -> None:
+        """A node's report: the instance is now frozen (or not)."""
+        self.node_frozen[instance_id] = frozen
+        self._frozen_seen.set()
+        self._frozen_seen = asyncio.Event()
+
+    async def _node_says(self, instance_id: str, *, frozen: bool) -> bool:
+        """Wait until the node reported the instance's freezer state; True when it is `frozen`."""
+        deadline = time.monotonic() + FREEZE_WAIT_S
+        while (seen := self.node_frozen.get(instance_id)) is None or (not frozen and seen):
+            if (left := deadline - time.monotonic()) <= 0:
+                log.warning("%s: its node did not %s it within %.0fs", instance_id, "freeze" if frozen else "thaw",
+                            FREEZE_WAIT_S)
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._frozen_seen.wait(), left)
+        return seen is frozen
 
     async def usage(self, inst: Instance) -> Usage | None:
         return None

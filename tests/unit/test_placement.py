@@ -4,18 +4,20 @@ allocated, cpu and memory kept in proportion)."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import pytest
 
 from core.hardware import Hardware, flavor
-from scheduler.placement import Node, Placer, Policy, Request, Snapshot, fits, place
+from scheduler.placement import LOCALITY, Node, Placer, Policy, Request, Snapshot, fits, place
 
 CPU = flavor(Hardware.CPU_BASIC)
 T4 = flavor(Hardware.T4_SMALL)
 
 
-def req(fl=CPU, cpu: float = 1, mem: float = 2, labels: frozenset[str] = frozenset()) -> Request:  # type: ignore[no-untyped-def]
-    return Request("o/a", fl, cpu, mem, labels)
+def req(fl=CPU, cpu: float = 1, mem: float = 2, labels: frozenset[str] = frozenset(),  # type: ignore[no-untyped-def]
+        artifact: str | None = None) -> Request:
+    return Request("o/a", fl, cpu, mem, labels, artifact)
 
 
 @pytest.mark.parametrize(
@@ -75,6 +77,7 @@ def reference_place(nodes: list[Node], r: Request, policy: Policy = Policy.SPREA
         else:
             s = -(cpu_after + mem_after) / 2 - 6.0 * abs(cpu_after - mem_after)
         s -= 1.0 if n.gpus and not r.flavor.gpus else 0.0
+        s += LOCALITY if r.artifact is not None and r.artifact in n.cached else 0.0
         if s > best_score:
             best, best_score = n.name, s
     return best
@@ -85,20 +88,23 @@ def reference_place(nodes: list[Node], r: Request, policy: Policy = Policy.SPREA
 def test_vectorised_place_agrees_with_a_per_node_scan(seed: int, policy: Policy) -> None:
     rnd = random.Random(seed)
     nodes = [Node(f"n{i}", rnd.choice([2, 8]), rnd.choice([8, 32]), rnd.choice([0, 1]), cpu_used=rnd.uniform(0, 2),
-                  memory_used_gb=rnd.uniform(0, 8), accelerator=rnd.choice(["t4", "a10g"]), ready=rnd.random() > .1)
+                  memory_used_gb=rnd.uniform(0, 8), accelerator=rnd.choice(["t4", "a10g"]), ready=rnd.random() > .1,
+                  cached=frozenset(rnd.sample(["env1", "env2"], rnd.randint(0, 2))))
              for i in range(60)]
     snap = Snapshot(tuple(nodes))
     for fl in (CPU, T4):
         for cpu in (0.5, 2, 7):
-            r = req(fl, cpu=cpu, mem=4)
-            assert place(snap, r, policy).node == reference_place(nodes, r, policy)
+            for artifact in (None, "env1", "env2", "env3"):
+                r = replace(req(fl, cpu=cpu, mem=4), artifact=artifact)
+                assert place(snap, r, policy).node == reference_place(nodes, r, policy)
 
 
 def _random_nodes(rnd: random.Random, n: int) -> list[Node]:
     return [Node(f"n{i:03d}", rnd.choice([2, 8]), rnd.choice([8, 32]), rnd.choice([0, 1, 2]),
                  cpu_used=rnd.uniform(0, 2), memory_used_gb=rnd.uniform(0, 8),
                  accelerator=rnd.choice(["t4", "a10g"]), ready=rnd.random() > .1,
-                 labels=frozenset(rnd.sample(["ssd", "eu"], rnd.randint(0, 2)))) for i in range(n)]
+                 labels=frozenset(rnd.sample(["ssd", "eu"], rnd.randint(0, 2))),
+                 cached=frozenset(rnd.sample(["env1", "env2"], rnd.randint(0, 2)))) for i in range(n)]
 
 
 @pytest.mark.parametrize("policy", list(Policy), ids=[p.value for p in Policy])
@@ -110,8 +116,9 @@ def test_incremental_placer_decides_as_a_fresh_snapshot(seed: int, policy: Polic
     placer = Placer(_random_nodes(rnd, 40), policy)
     running: list[tuple[str, Request]] = []
     for step in range(600):
-        r = req(rnd.choice([CPU, T4]), cpu=rnd.choice([0.5, 1, 3]), mem=rnd.choice([1, 4, 12]),
-                labels=frozenset(rnd.sample(["ssd", "eu"], rnd.randint(0, 1))))
+        r = replace(req(rnd.choice([CPU, T4]), cpu=rnd.choice([0.5, 1, 3]), mem=rnd.choice([1, 4, 12]),
+                        labels=frozenset(rnd.sample(["ssd", "eu"], rnd.randint(0, 1)))),
+                    artifact=rnd.choice([None, "env1", "env2"]))
         got, want = placer.place(r), place(Snapshot(tuple(placer.nodes)), r, policy)
         assert (got.node, got.counts, got.summary) == (want.node, want.counts, want.summary), step
         if got.node is None:
@@ -125,7 +132,8 @@ def test_incremental_placer_decides_as_a_fresh_snapshot(seed: int, policy: Polic
         if rnd.random() < 0.05:  # a heartbeat changes a node's capacity or readiness
             n = rnd.choice(placer.nodes)
             placer.update(Node(n.name, rnd.choice([2, 8, 16]), n.memory_gb, n.gpus, n.cpu_used, n.memory_used_gb,
-                               n.gpus_used, rnd.random() > .2, n.accelerator, n.labels))
+                               n.gpus_used, rnd.random() > .2, n.accelerator, n.labels,
+                               frozenset(rnd.sample(["env1", "env2"], rnd.randint(0, 2)))))
         if rnd.random() < 0.01:  # a node joins, maybe with an accelerator not seen before
             placer.update(Node(f"j{step}", 8, 32, 1, accelerator=rnd.choice(["t4", "l4"])))
     assert placer.snapshot() == Snapshot(tuple(placer.nodes))
@@ -137,3 +145,21 @@ def test_unschedulable_reasons_match_fits_and_count_in_kubernetes_style() -> Non
     d = place(nodes, req(T4, mem=4))
     assert d.node is None and d.reasons == tuple((n.name, fits(n, req(T4, mem=4))) for n in nodes)
     assert d.summary == "0/4 nodes are available: 3 insufficient gpu, 1 not ready, 1 insufficient memory, 1 no t4 gpu"
+
+
+def test_locality_prefers_the_node_that_caches_the_artifact() -> None:
+    """A node holding the request's environment wins over an emptier one, unless that one is more than LOCALITY
+    emptier; without an artifact named, the cache plays no part; GPU nodes stay kept for GPU Spaces."""
+    warm = Node("b-warm", 8, 64, 0, cpu_used=2, memory_used_gb=16, cached=frozenset({"env1"}))
+    cold = Node("a-cold", 8, 64, 0)
+    for policy in Policy:
+        assert place([warm, cold], req(artifact="env1"), policy).node == "b-warm"
+    assert place([warm, cold], req()).node == "a-cold"  # spread, no artifact: the emptiest
+    assert place([warm, cold], req(artifact="env2")).node == "a-cold"  # nobody caches it
+    full = replace(warm, cpu_used=6, memory_used_gb=48)  # 75 % full against an empty node: too full to win
+    assert place([full, cold], req(artifact="env1")).node == "a-cold"
+    gpu = Node("gpu", 8, 64, 1, accelerator="t4", cached=frozenset({"env1"}))
+    assert place([gpu, cold], req(artifact="env1")).node == "a-cold"
+    placer = Placer([warm, cold])
+    placer.update(replace(warm, cached=frozenset()))  # evicted from its cache (a heartbeat says so)
+    assert placer.place(req(artifact="env1")).node == "a-cold"

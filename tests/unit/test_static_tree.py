@@ -8,7 +8,8 @@ import tarfile
 from pathlib import Path
 
 from core import static_tree
-from proxy.remote import AUTH_STALE_S, stale_answer
+from core.routes import Route, RouteState, RouteTable, Upstream
+from proxy.remote import AUTH_STALE_S, stale_answer, without_server
 
 
 def test_tree_round_trips_through_a_tar(tmp_path: Path) -> None:
@@ -53,3 +54,17 @@ def test_stale_answers_hold_for_a_while_then_refuse() -> None:
     assert stale_answer((100.0, "alice"), 100.0 + AUTH_STALE_S - 1) == "alice"
     assert stale_answer((100.0, "alice"), 100.0 + AUTH_STALE_S + 1) is None
     assert stale_answer(None, 100.0) is None
+
+
+def test_a_proxy_without_its_server_routes_frozen_spaces_as_serving() -> None:
+    """While the server is out of reach nothing can thaw through it (its nodes thaw what they froze), so the
+    proxy's last table serves frozen routes; every other route is kept as it was."""
+    up = Upstream("127.0.0.2", 9000)
+    frozen = Route("o/f", "o-f", RouteState.FROZEN, upstream=up)
+    asleep = Route("o/s", "o-s", RouteState.SLEEPING)
+    table = RouteTable("localhost", Upstream("127.0.0.1", 1), (frozen, asleep))
+    after = without_server(table)
+    assert after.by_space("o/f") == Route("o/f", "o-f", RouteState.SERVING, upstream=up)
+    assert after.by_space("o/s") == asleep
+    assert table.by_space("o/f") == frozen  # the table it came from is unchanged
+    assert without_server(after) is after
