@@ -320,15 +320,16 @@ def test_declared_abilities_are_honoured(rt: Harness) -> None:
 
 
 def test_a_runtime_without_an_ability_gives_the_neutral_answer(tmp_path: Path) -> None:
-    """The cluster runtime declares none of freeze, usage, host network: each answers as the Protocol says."""
+    """The cluster runtime declares neither usage nor host network: each answers as the Protocol says. (It
+    freezes, on the Space's node: tests/cluster/test_frozen_node.py.)"""
     from core.routes import Upstream
     from scheduler.runtimes.cluster import ClusterRuntime
     from state.store import Store
 
     rt = ClusterRuntime(Store(f"sqlite:///{tmp_path}/s.db"), redis=None, box=None)  # type: ignore[arg-type]  # unused here
-    assert Ability.FREEZE not in rt.abilities and Ability.USAGE not in rt.abilities
+    assert Ability.USAGE not in rt.abilities and Ability.HOST_NETWORK not in rt.abilities
     inst = Instance("i", "alice/demo", "a" * 40, upstream=Upstream("127.0.0.1", 1))
-    assert run(rt.freeze(inst)) is False and run(rt.usage(inst)) is None
+    assert run(rt.usage(inst)) is None
     assert rt.gateway() is None
     rt.expose_host_services({"http://127.0.0.1:1": 1})
     assert rt.pending_reason("alice/demo") is None
