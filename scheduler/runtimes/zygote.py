@@ -72,6 +72,7 @@ APPS_IN_SANDBOX = "/opt/spacehost/apps"
 APP_LINK = "/home/user/app"  # where HF apps expect their tree: a symlink to the child's version
 READY_TIMEOUT_S = 120.0
 SPARE_DELAY_S = 3.0  # let the start that asked for a spare have the CPU first
+SPARE_WAIT_S = 5.0  # a start waits this long for a spare still importing its SDK, then starts cold
 MAX_SPARES = 2
 
 
@@ -242,16 +243,20 @@ class ZygotePool:
             z.last_used = time.monotonic()
             return z
 
-    def _await_spare(self, key: ZygoteKey) -> None:
-        """Without a zygote of its own, wait for a spare of this env that is still starting (well into its
-        imports, often): a second spawn beside it would slow both down (a Space moved onto a node right after the
-        node's previous start)."""
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
+    def _await_spare(self, key: ZygoteKey, wait_s: float = SPARE_WAIT_S) -> None:
+        """Without a zygote of its own, wait (up to `wait_s`) for a spare of this env that is still starting:
+        a second spawn beside it would slow both down (a Space moved onto a node right after the node's previous
+        start). A spare not ready by then raises LaunchFailed, and the runtime starts the Space cold: on a busy
+        machine a spare's SDK import can take longer than the app's own start (a Space placed on a node after
+        another node's loss must serve within seconds); the spare still comes up, for the next start."""
+        deadline = time.monotonic() + wait_s
+        while True:
             with self._lock:
                 own = self._zygotes.get(key)
                 if key.spare() not in self._spawning or (own is not None and own.alive()):
                     return
+            if time.monotonic() >= deadline:
+                raise LaunchFailed(f"the warm interpreter of {key.space_id} is not ready within {wait_s:.0f}s")
             time.sleep(0.05)
 
     def _stage_tree(self, z: Zygote, app_dir: str, instance_id: str) -> str:
