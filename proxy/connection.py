@@ -86,6 +86,9 @@ class ClientConn(ClientBase, asyncio.Protocol):
         self.parser = httptools.HttpRequestParser(self)
         self.deadline = self.loop.time() + self.srv.limits.header_timeout
         self.srv.conns.add(self)
+        plan = self.srv.plans.get((self.ip, self.local_port, self.scheme)) if self.lane_on else None
+        if plan is not None:  # this client's last plain decision here, and a pooled connection for it (or none)
+            self.plan, self.pinned = plan, self.srv.pool.take(plan.upstream)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.fx_up is not None:
@@ -277,6 +280,7 @@ class ClientConn(ClientBase, asyncio.Protocol):
             if plain(ex):
                 self.plan = Plan(srv.table, s.host, route, route.upstream, srv.extra_for(route),
                                  *self._added(s.host, None, ex.start))
+                srv.keep_plan(self.ip, self.local_port, self.scheme, self.plan)
                 return self._forward_planned(ex, s, self.plan)
             return self._forward(ex, route.upstream, self._space_head(ex, url, user), srv.extra_for(route))
         if action is Action.HOLD:

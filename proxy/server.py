@@ -17,6 +17,7 @@ from proxy import auth, lane, pages, ratelimit
 from proxy.accesslog import AccessLog
 from proxy.connection import ClientConn
 from proxy.decide import Scan, embedding_headers, encode_headers
+from proxy.exchange import Plan
 from proxy.hooks import ProxyHooks
 from proxy.tls import TlsConfig, TlsContexts
 from proxy.upstream import Pool
@@ -110,6 +111,16 @@ class ProxyServer:
         extras = {id(r): encode_headers(embedding_headers(r, origin)) for r in table.routes}
         self.table, self._extras = table, extras  # the connections read both; one assignment each, no await
         self._resolved: dict[tuple[str, int], Route | str | None] = {}
+        self.plans: dict[tuple[str, int, str], Plan] = {}  # see `keep_plan`
+
+    def keep_plan(self, ip: str, port: int, scheme: str, plan: Plan) -> None:
+        """The last plain decision for a client IP on a listener (port, scheme), until the next table swap: a new
+        connection from that IP starts with it (`ClientConn.connection_made`), so its first plain request may
+        take the fast lane too (gradio_client opens a connection per call). The plan depends on nothing else:
+        X-Forwarded-For/-Proto and the IP token are the IP's and the listener's, and the lane checks the Host."""
+        if len(self.plans) > 4096:  # many clients: do not grow without bound
+            self.plans.clear()
+        self.plans[ip, port, scheme] = plan
 
     def resolve(self, host: str, port: int) -> Route | str | None:
         """`table.resolve`, memoized until the next swap."""

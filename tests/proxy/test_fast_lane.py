@@ -442,6 +442,58 @@ def test_websocket_bytes_are_relayed_alike_and_after_the_upgrade_skip_the_python
     assert counted[0] == {"client": 1, "upstream": 1}  # the upgrade request and the 101: then the lane relays
 
 
+def fresh_exchange(lanes: Lanes, proxy: ProxyServer, data: bytes) -> tuple[bytes, bytes]:
+    """A plain GET on one connection; then `data` as the first bytes of a second connection from the same
+    client (which starts with the first one's decision). Returns what the Space and the client got for `data`."""
+    with socket.create_connection(("127.0.0.1", proxy.port)) as s:
+        s.sendall(WARM)
+        assert read_until(s, ends(b"\r\n\r\nok")).endswith(b"\r\n\r\nok")
+    with socket.create_connection(("127.0.0.1", proxy.port)) as s:
+        mark = len(lanes.backend.received)
+        s.sendall(data)
+        got = read_idle(s)
+    return b"".join(lanes.backend.received[mark:]), got
+
+
+FRESH = ["plain", "query", "post", "post-split-body", "post-then-pipelined", "cookie", "authorization", "sign-param",
+         "status-path", "other-host", "upper-case-host", "connection-close", "head", "sse", "sse-in-data", "split-head"]
+
+
+@pytest.mark.parametrize("case", FRESH)
+def test_a_new_connections_first_request_gets_the_same_bytes_as_the_python_path(lanes: Lanes, case: str) -> None:
+    data, parts = CASES[case]
+    if parts > 1:
+        data = data[: len(data) // 2]  # the head or body of the first read only: the rest never comes
+    outs = [fresh_exchange(lanes, proxy, data) for proxy in (lanes.fast, lanes.slow)]
+    assert tuple(map(normalized, outs[0])) == tuple(map(normalized, outs[1]))
+
+
+def test_a_new_connection_from_the_same_client_starts_on_the_lane(lanes: Lanes, monkeypatch: pytest.MonkeyPatch) -> None:
+    """gradio_client opens a connection per call: each one's first plain request rides the lane once this
+    client IP had one decided on this listener; another IP, or a table swap, decides again."""
+    calls = count_python_path(monkeypatch)
+
+    def one(source: str = "127.0.0.1") -> None:
+        with socket.create_connection(("127.0.0.1", lanes.fast.port), timeout=5, source_address=(source, 0)) as s:
+            s.sendall(req())
+            got = read_until(s, ends(b"ok"))
+            assert got.startswith(b"HTTP/1.1 200") and b"X-Forwarded-For: " not in got
+
+    for _ in range(5):
+        one()
+    assert calls == {"client": 1, "upstream": 1}  # the first connection decided; the next four rode the lane
+    heads = b"".join(lanes.backend.received).split(b"\r\n\r\n")[:-1]
+    assert len(heads) == 5 and all(b"X-Forwarded-For: 127.0.0.1\r\n" in h for h in heads)
+    assert lanes.backend.opened == 1  # and reused the pooled upstream connection
+    one("127.0.0.2")
+    assert calls["client"] == 2
+    assert b"X-Forwarded-For: 127.0.0.2\r\n" in lanes.backend.received[-1]
+    port = lanes.fast.table.routes[0].upstream.port  # type: ignore[union-attr]
+    lanes.lt.call(lanes.fast.update, RouteTable(DOMAIN, lanes.fast.table.hub, (route(port),)))
+    one()
+    assert calls["client"] == 3
+
+
 def test_a_request_sent_while_the_lanes_exchange_is_in_flight_is_answered_after_it(lanes: Lanes) -> None:
     outs = []
     for proxy in (lanes.fast, lanes.slow):
