@@ -109,10 +109,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--spaces", type=int, default=20)
     ap.add_argument("--freeze-after", type=int, default=30)
+    ap.add_argument("--zygote", choices=["per-space", "per-env"], default="per-space",
+                    help="warm interpreters: one per Space, or one per env shared by its Spaces")
     args = ap.parse_args()
     plain_rss, plain_pss, plain_cpu = plain_app_memory(sys.executable)
     srv = Server(Path(tempfile.mkdtemp(prefix="bench-density-")), free_port(), "hf_bench_" + secrets.token_hex(6),
-                 extra_args=("--freeze-after", str(args.freeze_after)))
+                 extra_args=("--freeze-after", str(args.freeze_after), "--zygote", args.zygote))
     srv.start()
     try:
         assert srv.proc is not None
@@ -149,7 +151,7 @@ def main() -> None:
     n = args.spaces
     per_pss, per_drop = pss / n, available_drop / n
     machine = 24 * GIB
-    print(f"\n\nDensity ({n} minimal Gradio Spaces, process runtime, {len(pids)} processes)\n")
+    print(f"\n\nDensity ({n} minimal Gradio Spaces, process runtime, --zygote {args.zygote}, {len(pids)} processes)\n")
     print("| what | per Space | Spaces in 24 GB | target |")
     print("|---|---|---|---|")
     print(f"| plain `python app.py` (baseline): RSS / PSS | {plain_rss / 2**20:.0f} / {plain_pss / 2**20:.0f} MiB "

@@ -20,7 +20,7 @@ import socket
 import struct
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from core.errors import SpacehostError
@@ -145,11 +145,13 @@ def peer_pid(sock: socket.socket, timeout: float) -> int:
 
 
 def shared_zygote_argv(python: str, sdk: str, ctl_fd: int, ro_paths: Sequence[str], main: str, entry: str,
-                       status_dir: str) -> list[str]:
+                       status_dir: str, sources: Mapping[str, str] | None = None) -> list[str]:
     """bubblewrap argv (run by `spawn_in_userns`) for a zygote shared by every Space on one env: the system
     directories and `ro_paths` (the env, its interpreter) read-only, its status dir writable, an empty network
     namespace, an empty `/home/user` where each child attaches its Space's home and tree, and `warm_main.py`
-    (`main`) with `space_entry.py` (`entry`) at /opt/spacehost. It stays uid 0 of its user namespace with that
+    (`main`) with `space_entry.py` (`entry`) at /opt/spacehost. `sources`: where on the host a path of `ro_paths`
+    is bound from, when not from itself (its own path may lie below a directory that the zygote's host uid cannot
+    traverse: spacehost binds it somewhere it can first, see scheduler/runtimes/shared_zygote.py). It stays uid 0 of its user namespace with that
     namespace's capabilities (which its children need to enter their Spaces' sandboxes, and then drop)."""
     from sandbox.bwrap import base_argv, parent_dirs
 
@@ -157,7 +159,7 @@ def shared_zygote_argv(python: str, sdk: str, ctl_fd: int, ro_paths: Sequence[st
     argv = [*base_argv(), "--unshare-net", "--perms", "0755", "--dir", "/home", "--perms", "0755", "--dir",
             "/home/user", *parent_dirs(targets, made=("/", "/tmp", "/home", "/home/user"))]
     for path in ro_paths:
-        argv += ["--ro-bind", path, path]
+        argv += ["--ro-bind", (sources or {}).get(path, path), path]
     argv += ["--ro-bind", main, "/opt/spacehost/zygote.py", "--ro-bind", entry, "/opt/spacehost/space_entry.py",
              "--bind", status_dir, "/run/spacehost", "--chdir", "/", "--"]
     return [*argv, python, "-I", "/opt/spacehost/zygote.py", sdk, "/run/spacehost", str(ctl_fd)]

@@ -9,14 +9,14 @@ spacehost in the host's mount namespace), the Space's network namespace (created
 namespace: joining one owned by the host's would need CAP_SYS_ADMIN on the host) and a reply socket.
 
 `enter` then, in the forked child:
-1. unshares mount, pid, ipc and uts namespaces, makes every mount private, attaches the tree and home at
-   `APP`/`HOME` (`move_mount`), and joins the Space's network namespace (`setns`);
+1. unshares mount, pid, ipc and uts namespaces, makes every mount private, mounts fresh tmpfs at /tmp and
+   /dev/shm (the zygote's are shared by all its children), attaches the tree and home at `APP`/`HOME` (`move_mount`), and joins the Space's network namespace (`setns`);
 2. forks once more (the app is pid 1 of its own pid namespace) and mounts a fresh /proc there;
 3. reports its pid to spacehost over the reply socket with SCM_CREDENTIALS (the kernel translates it into the
    receiver's pid namespace: a child cannot claim another pid) and waits for "go", which spacehost sends once it
    has written that pid into the Space's cgroups;
 4. empties the capability bounding and ambient sets, drops to uid/gid 1000 without groups (which clears its
-   permitted and effective capabilities) and sets no_new_privs.
+   permitted and effective capabilities) and sets no_new_privs; SIGTERM then ends it (pid 1 would ignore it).
 The intermediate process (the pid namespace's parent) drops the same way and only waits for the app, exiting
 with its status. Any failure exits the child (status 125) before the Space's code runs.
 """
@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import ctypes
 import os
+import signal
 import socket
 import struct
 
 APP = "/home/user/app"
 HOME_DATA = "/home/user"
 APP_UID = 1000
+PRIVATE_TMPFS = ("/tmp", "/dev/shm")
 ENTRY_FAILED = 125
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x20000, 0x04000000, 0x08000000
@@ -61,9 +63,9 @@ def setns(fd: int, nstype: int) -> None:
     _check(_libc.setns(ctypes.c_int(fd), ctypes.c_int(nstype)), "setns")
 
 
-def mount(source: str | None, target: str, fstype: str | None, flags: int) -> None:
+def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
     _check(_libc.mount(source and source.encode(), target.encode(), fstype and fstype.encode(),
-                       ctypes.c_ulong(flags), None), f"mount {target}")
+                       ctypes.c_ulong(flags), data and data.encode()), f"mount {target}")
 
 
 def open_tree(path: str, flags: int = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE) -> int:
@@ -89,8 +91,10 @@ def set_mount_attrs(fd: int, attrs: int) -> None:
                          ctypes.c_size_t(ctypes.sizeof(a))), "mount_setattr")
 
 
-def drop_privileges(uid: int = APP_UID) -> None:
-    """No capabilities (bounding, ambient, permitted, effective), uid/gid `uid` without groups, no_new_privs."""
+def drop_privileges(uid: int = APP_UID, verify: bool = True) -> None:
+    """No capabilities (bounding, ambient, permitted, effective), uid/gid `uid` without groups, no_new_privs.
+    `verify`: read /proc/self/status after (not for a process that the /proc mounted in its mount namespace does
+    not show: the intermediate process of `enter`)."""
     for cap in range(CAP_LAST + 1):
         if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 and ctypes.get_errno() != 22:  # EINVAL: no such cap
             _check(-1, f"drop capability {cap}")
@@ -99,7 +103,7 @@ def drop_privileges(uid: int = APP_UID) -> None:
     os.setresgid(uid, uid, uid)
     os.setresuid(uid, uid, uid)  # from uid 0 to non-zero: the kernel clears permitted and effective sets
     _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
-    if _capabilities_left():
+    if verify and _capabilities_left():
         raise OSError("capabilities left after dropping them")
 
 
@@ -109,11 +113,31 @@ def _capabilities_left() -> bool:
     return any(int(caps.get(k, "0"), 16) for k in ("CapPrm", "CapEff", "CapBnd", "CapAmb"))
 
 
+def mounts_below(path: str) -> list[str]:
+    """The mount points strictly below `path` that no other of them contains (from /proc/self/mountinfo)."""
+    with open("/proc/self/mountinfo") as f:
+        points = [line.split()[4].encode().decode("unicode_escape") for line in f]
+    below = sorted({p for p in points if p.startswith(path.rstrip("/") + "/")})
+    return [p for p in below if not any(p.startswith(q + "/") for q in below if q != p)]
+
+
+def fresh_tmpfs(path: str) -> None:
+    """Mount a fresh tmpfs (mode 1777) at `path`, keeping the mounts below it (the env may be bound under /tmp)."""
+    kept = [(p, open_tree(p)) for p in mounts_below(path)]
+    mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777")
+    for p, fd in kept:
+        os.makedirs(p, 0o755, exist_ok=True)
+        move_mount(fd, p)
+        os.close(fd)
+
+
 def enter(tree_fd: int, home_fd: int, net_fd: int, reply: socket.socket) -> None:
     """Enter the Space's sandbox (module docstring). Returns in the app process, unprivileged, after spacehost
     said "go"; the intermediate process never returns (it exits with the app's status)."""
     unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS)
     mount(None, "/", None, MS_REC | MS_PRIVATE)
+    for tmp in PRIVATE_TMPFS:  # the zygote's own are shared by all its children: each Space gets fresh ones
+        fresh_tmpfs(tmp)
     move_mount(home_fd, HOME_DATA)
     move_mount(tree_fd, APP)
     setns(net_fd, CLONE_NEWNET)
@@ -122,7 +146,7 @@ def enter(tree_fd: int, home_fd: int, net_fd: int, reply: socket.socket) -> None
     pid = os.fork()
     if pid:
         reply.close()
-        drop_privileges()
+        drop_privileges(verify=False)  # the app mounts its own /proc in this mount namespace, without this pid
         _, status = os.waitpid(pid, 0)
         code = os.waitstatus_to_exitcode(status)
         os._exit(128 - code if code < 0 else code)
@@ -133,3 +157,10 @@ def enter(tree_fd: int, home_fd: int, net_fd: int, reply: socket.socket) -> None
         raise OSError("spacehost did not place the child in its cgroups")
     reply.close()
     drop_privileges()
+    # pid 1 of its namespace ignores signals it has no handler for: SIGTERM from spacehost (stop) ends it as it
+    # ends any other app (exit status 128+15, which the intermediate process passes on).
+    signal.signal(signal.SIGTERM, _terminated)
+
+
+def _terminated(signum: int, _frame: object) -> None:
+    os._exit(128 + signum)

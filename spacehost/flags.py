@@ -63,6 +63,9 @@ def up_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="first per-Space port (default: --port + 1000)")
     p.add_argument("--access-log", default=env("access-log", s.access_log),
                    help="the proxy's access log: - (standard error, the default), off, or a file path")
+    p.add_argument("--zygote", choices=["per-space", "per-env"], default=env("zygote", s.zygote),
+                   help="process runtime's warm starts: a warm interpreter per Space (default), or one per "
+                        "environment shared by every Space on it, each Space's child entering its own sandbox")
     p.add_argument("--insecure-no-sandbox", action="store_true", default=env_flag("insecure-no-sandbox"),
                    help="run Spaces even where no sandbox works (as plain processes of the spacehost user: any "
                         "Space can read the data dir and every secret); without it such a host runs no Space")
@@ -92,6 +95,6 @@ def settings_from(args: argparse.Namespace) -> Settings:
         tls=args.tls, zerogpu_devices=args.zerogpu_devices, zerogpu_quota_anonymous_s=args.zerogpu_quota_anonymous,
         zerogpu_quota_signed_in_s=args.zerogpu_quota_signed_in, build_ca=Path(build_ca) if build_ca else None,
         direct_port_base=args.direct_port_base, docker_base_image=args.docker_base_image,
-        docker_network=args.docker_network, access_log=args.access_log,
+        docker_network=args.docker_network, access_log=args.access_log, zygote=args.zygote,
         insecure_no_sandbox=args.insecure_no_sandbox, keep_spaces=args.keep_spaces, **left_to_settings,
     )

@@ -14,7 +14,8 @@ starts (core/isolation.py says what to install) unless the operator passed --ins
 runs as a plain process group of the current user, with no isolation, and every place that shows it says so.
 
 With `warm` (the default where the sandbox works), starts go through zygote.py: a pre-started sandbox per
-environment that imported the SDK already, claimed by one instance (see there).
+environment that imported the SDK already, claimed by one instance (see there); with `--zygote per-env`, through
+shared_zygote.py: one zygote per environment shared by every Space on it, each child entering its own sandbox.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ from scheduler.runtimes.sandbox import (
     sandbox_argv,
 )
 from scheduler.runtimes.sandbox_cgroup import CgroupHost, SpaceCgroup
+from scheduler.runtimes.shared_zygote import SharedZygotePool
 from scheduler.runtimes.zygote import ZygotePool, remove_zygote_dir
 from sdk_templates import TEMPLATES
 
@@ -162,7 +164,8 @@ class ProcessRuntime:
         if warm is None:
             warm = os.environ.get("SPACEHOST_PROCESS_WARM", "1" if self.WARM_DEFAULT else "0") not in ("0", "")
         self.warm = warm and self.support.sandbox
-        self._zygotes = ZygotePool(self) if self.warm else None
+        pool = SharedZygotePool if settings.zygote == "per-env" else ZygotePool
+        self._zygotes: ZygotePool | SharedZygotePool | None = pool(self) if self.warm else None
 
     # -- Runtime Protocol -------------------------------------------------------------------------------------
 
@@ -398,7 +401,7 @@ class ProcessRuntime:
     def _status_code(self, instance_id: str, state: InstanceState | None) -> int | None:
         """The exit code bubblewrap (or the zygote) wrote: adopted instances are not our children."""
         path = Path(state.status_path) if state and state.status_path else self.run_dir / instance_id / "status.json"
-        for _ in range(20 if state and state.zygote else 1):  # the zygote writes it just after reaping
+        for _ in range(20 if state and state.status_path else 1):  # a zygote writes it just after reaping
             if path.exists():
                 break
             time.sleep(0.025)
