@@ -250,6 +250,8 @@ def test_duplicate_delivery_does_not_build_again(worker: Worker, live_hub: LiveH
 def test_a_killed_worker_loses_nothing(live_hub: LiveHub, redis_url: str, tmp_path: Path) -> None:
     """kill -9 of the only worker (parent and pool) while it builds: the lease lapses, the reaper enqueues
     the build again, a new worker finishes it."""
+    # A Redis database of its own: the module's `worker`, alive once an earlier case used it, would take the build.
+    redis_url = redis_url.rsplit("/", 1)[0] + "/7"
     first = Worker(live_hub, redis_url, tmp_path / "w1")
     q = load_queue("celery", redis_url=redis_url, spaces_root=tmp_path / "spaces", secret_key=KEY)
     space_id, sha = _push(live_hub, {**GRADIO, "app.py": GRADIO["app.py"] + "# v2\n"})

@@ -38,7 +38,9 @@ from tests.docker.conftest import BASE_IMAGE
 from tests.e2e.harness import Server, free_port
 from tests.e2e.streamlit_ws import run_script
 
-pytestmark = pytest.mark.docker
+# the module keeps its order: one Space and one server, step after step (a push, then a redeploy, a broken
+# commit, a SIGKILL and readoption, a rollback, image GC, and last the Space deleted); modules still shuffle
+pytestmark = [pytest.mark.docker, pytest.mark.random_order(disabled=True)]
 
 CA = "/etc/ssl/certs/ca-certificates.crt"
 ZERO_APP = (Path(__file__).resolve().parents[1] / "zerogpu" / "apps" / "zero_app.py").read_text()

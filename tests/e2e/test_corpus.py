@@ -19,7 +19,9 @@ import pytest
 from tests.e2e import corpus_checks as c
 from tests.e2e.harness import Server, free_port
 
-pytestmark = pytest.mark.e2e
+# the module keeps its order: the apps deploy in batches of BATCH, each batch retired when the next one comes;
+# shuffled, nearly every case would deploy its batch again (the cases are independent, the cost is not)
+pytestmark = [pytest.mark.e2e, pytest.mark.random_order(disabled=True)]
 BATCH = 6
 
 

@@ -31,7 +31,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def space(server: Server, home: Path) -> Iterator[str]:
+def template_space(server: Server, home: Path) -> Iterator[str]:
     """A Gradio Space created from the `gradio-hello` template by `hf repos create --template`, serving."""
     repo_id = f"admin/cli-{secrets.token_hex(3)}"
     r = hf_cli(server, home, "repos", "create", repo_id, "--type", "space", "--template", "gradio-hello",
@@ -39,6 +39,14 @@ def space(server: Server, home: Path) -> Iterator[str]:
     assert r.returncode == 0, r.stderr
     server.wait_stage(repo_id, {"RUNNING"}, timeout=300)
     yield repo_id
+
+
+@pytest.fixture
+def space(server: Server, template_space: str) -> str:
+    """The module's Space, serving again: the cases share it and several restart it (variables, secrets,
+    volumes, pause), so each case starts once it runs, whichever case came before (random order)."""
+    server.wait_stage(template_space, {"RUNNING"}, timeout=240)
+    return template_space
 
 
 def hf(server: Server, home: Path, *args: str, token: str | None = None, ok: bool = True) -> str:
@@ -71,7 +79,8 @@ def test_templates_and_create_from_one(server: Server, home: Path, space: str) -
     assert names["gradio-hello"].sdk == "gradio" and names["static-hello"].sdk == "static"
     info = api(server).space_info(space)
     assert info.card_data is not None and info.card_data.title == "Hello Gradio"
-    assert gradio_call(server.host(space), "greet", "cli") == "Hello cli!"
+    # a change by the case before may restart it a moment after this case began
+    assert eventually(lambda: gradio_call(server.host(space), "greet", "cli") == "Hello cli!", timeout=120)
     r = hf_cli(server, home, "repos", "create", f"admin/{secrets.token_hex(3)}", "--type", "space",
                "--template", "no-such", token=server.token)
     assert r.returncode != 0 and "Unknown Space template" in r.stdout + r.stderr

@@ -17,6 +17,7 @@ import pytest
 from playwright.sync_api import Browser, FilePayload, Page, expect
 
 from tests.e2e.harness import ROOT, Server
+from tests.waits import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 DOCS = ROOT / "docs"
@@ -167,9 +168,15 @@ def test_edit_a_file_and_see_the_new_version(server: Server, made: dict[str, obj
     expect(frame.get_by_label("greeting")).to_have_value("Howdy Ada!")
 
 
+def run_log(server: Server, sid: str) -> str:
+    with server.api() as c:
+        return c.get(f"/api/spaces/{sid}/logs/run", params={"follow": "false"}).text
+
+
 def test_set_a_secret_and_change_hardware(server: Server, made: dict[str, object]) -> None:
     page = made["page"]
     assert isinstance(page, Page)
+    readies = run_log(server, str(made["sid"])).count("==> Ready")
     page.goto(f"{hub(server)}/spaces/{made['sid']}/settings")
     page.get_by_label("Name", exact=True).first.fill("API_KEY")
     page.locator("#secret-value").fill("s3cr3t-value-42")
@@ -182,6 +189,10 @@ def test_set_a_secret_and_change_hardware(server: Server, made: dict[str, object
     shot(page, "web-settings", full=True)
     rt = server.runtime(str(made["sid"]))
     assert rt["hardware"]["requested"] == "cpu-upgrade"
+    # the Space restarts on its new hardware: the cases that share it (in any order) find it serving again
+    eventually(lambda: (log := run_log(server, str(made["sid"]))).count("==> Ready") > readies
+               and log.rfind("==> Ready") > log.rfind("==> Starting")
+               and server.runtime(str(made["sid"]))["stage"] == "RUNNING", timeout=240)
 
 
 def test_volumes_and_dev_mode_from_the_settings_tab(server: Server, browser: Browser) -> None:

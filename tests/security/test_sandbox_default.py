@@ -19,7 +19,9 @@ import pytest
 from tests.e2e.harness import Server, free_port
 from tests.security.procs import app, describe, marked, new_marker, pid_ns, via_proxy, wait_for
 
-pytestmark = pytest.mark.e2e
+# the module keeps its order: one scenario in steps on one server (refused without a sandbox, then restarted
+# with the flag, then with the env variable: the banner counts those starts and checks the Spaces made before)
+pytestmark = [pytest.mark.e2e, pytest.mark.random_order(disabled=True)]
 
 ERROR_STAGES = {"BUILD_ERROR", "RUNTIME_ERROR"}
 

@@ -37,7 +37,10 @@ from scheduler.runtimes.docker import HOST_ALIAS, DockerRuntime
 from tests.docker.conftest import BASE_IMAGE, ROOT
 from tests.e2e.harness import Server, free_port
 
-pytestmark = pytest.mark.e2e
+# the module keeps its order: `world` is module-scoped and parametrized by runtime, and pytest-random-order
+# shuffles across its params (each change of runtime starts a server and builds two Spaces again); the memory
+# bomb, last, leaves the attacker Space dead for any case after it
+pytestmark = [pytest.mark.e2e, pytest.mark.random_order(disabled=True)]
 
 MEMORY_MAX = 1536 << 20  # SPACEHOST_SPACE_MEMORY_MAX: every Space's limit here (home: half of it)
 CA = "/etc/ssl/certs/ca-certificates.crt"  # the docker builds' CA bundle (--build-ca)
