@@ -245,6 +245,8 @@ class Embedded:
             if containers is not None:
                 await asyncio.to_thread(containers.close)
             elif spaces_net is not None and gateway:  # this install's ports closed to every namespace
+                if not s.keep_spaces and s.zygote == "per-env":  # every Space stopped: the shared interpreters go
+                    await asyncio.to_thread(spaces_net.close)  # (per-space ones went with their Spaces)
                 await asyncio.to_thread(spaces_net.expose_host_services, {})
             if self.broker is not None and hasattr(self.broker, "close"):
                 await self.broker.close()
