@@ -143,8 +143,8 @@ class SharedZygotePool:
             raise LaunchFailed(f"could not start {art.space_id} from the shared interpreter: {e}") from None
         cg: SpaceCgroup | None = None
         try:
-            inst_dir, _, cg = self.rt.prepare(spec)
-            state = self._fork(z, spec, inst_dir, addr, cg)
+            inst_dir, limits, cg = self.rt.prepare(spec)
+            state = self._fork(z, spec, inst_dir, addr, cg, limits.home_bytes)
         except (OSError, LaunchFailed, TimeoutError, EOFError, ValueError) as e:
             if cg is not None:
                 cg.kill_all()
@@ -159,21 +159,20 @@ class SharedZygotePool:
         return state.instance()
 
     def _fork(self, z: SharedZygote, spec: LaunchSpec, inst_dir: Path, addr: NetAddress,
-              cg: SpaceCgroup | None) -> InstanceState:
-        """Have `z` fork a child that enters this instance's sandbox; place it in `cg`; say "go"."""
+              cg: SpaceCgroup | None, home_bytes: int) -> InstanceState:
+        """Have `z` fork a child that enters this instance's sandbox; place it in `cg`; say "go". Its home is a
+        tmpfs of `home_bytes` (as a cold start's: in memory, charged to the Space, never the host's disk)."""
         art = spec.artifact
         port = free_port()
         python = os.path.join(z.key.env_dir, "bin", "python")
         argv = app_command(python, TEMPLATES[art.sdk].command(python, art.app_file, port), listen="0.0.0.0")
         req = {"shared": True, "env": self.rt.space_env(spec.env, z.key.env_dir, port, addr), "argv": argv,
                "cwd": "/home/user/app"}
-        (inst_dir / "home" / "app").mkdir(mode=0o755, exist_ok=True)  # where the tree is attached in the home
-        os.chown(inst_dir / "home" / "app", APP_UID, APP_UID)
         _, w = self.rt.log_filter(spec, inst_dir)
         fds = [w]
         mine, child = socket.socketpair()
         try:
-            fds += [detached_tree(str(inst_dir / "app")), detached_tree(str(inst_dir / "home")),
+            fds += [detached_tree(str(inst_dir / "app")), _detached_home(inst_dir / "home", home_bytes),
                     os.open(addr.netns_path, os.O_RDONLY)]
             mine.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
             with z.lock:
@@ -285,6 +284,22 @@ class SharedZygotePool:
         _unmount_staged(z.dir)
         if not (z.dir / "ro").exists():
             shutil.rmtree(z.dir, ignore_errors=True)
+
+
+def _detached_home(home: Path, size: int) -> int:
+    """A detached tmpfs of `size` bytes for uid 1000 with an empty app/ (where the tree is attached): mounted at
+    `home`, cloned, unmounted again (the clone keeps it; nothing stays mounted on the host)."""
+    opts = f"size={size},mode=0700,uid={APP_UID},gid={APP_UID},nosuid,nodev"
+    run = subprocess.run(["/usr/bin/mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(home)], capture_output=True,
+                         text=True, check=False)
+    if run.returncode:
+        raise OSError(f"could not make the Space's home: {run.stderr.strip()}")
+    try:
+        (home / "app").mkdir(mode=0o755)
+        os.chown(home / "app", APP_UID, APP_UID)
+        return detached_tree(str(home))
+    finally:
+        subprocess.run([UMOUNT, "--lazy", str(home)], capture_output=True, check=False)
 
 
 def _mount_bind(path: str, at: str) -> None:

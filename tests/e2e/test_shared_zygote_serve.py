@@ -26,7 +26,8 @@ def report():
     env = {k: os.environ.get(k, "") for k in ("SPACE_ID", "MY_SECRET")}
     return json.dumps({"files": sorted(os.listdir("/home/user/app")), "env": env, "uid": os.getuid(),
                        "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
-                       "tmp": sorted(os.listdir("/tmp"))})
+                       "tmp": sorted(os.listdir("/tmp")),
+                       "home_fs": [l.split()[2] for l in open("/proc/mounts") if l.split()[1] == "/home/user"]})
 
 open("/tmp/{name}-was-here", "w").write("x")
 with gr.Blocks() as demo:
@@ -104,6 +105,7 @@ def test_two_spaces_share_one_zygote_each_in_its_own_sandbox(shared_server: Serv
         assert r["uid"] == 1000 and pids[0] == 1, r  # pid 1 of its own pid namespace (2: what Gradio started)
         tmp = cast(list[str], r["tmp"])  # its own /tmp, not the zygote's (which every child would share)
         assert [f for f in tmp if f.endswith("-was-here")] == [f"{name}-was-here"], r
+        assert r["home_fs"] == ["tmpfs"], r  # its home in memory, charged to it: not the host's disk
         pid = _app_pid(srv, sid)
         assert zygotes[0] in _ancestors(pid), (pid, zygotes)
         pid_nses.add(os.readlink(f"/proc/{pid}/ns/pid"))
