@@ -44,7 +44,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.random_order(disabled=True)]
 
 MEMORY_MAX = 1536 << 20  # SPACEHOST_SPACE_MEMORY_MAX: every Space's limit here (home: half of it)
 CA = "/etc/ssl/certs/ca-certificates.crt"  # the docker builds' CA bundle (--build-ca)
-RUNTIMES = ["cold", "warm", pytest.param("docker", marks=pytest.mark.docker)]
+RUNTIMES = ["cold", "warm", "shared", pytest.param("docker", marks=pytest.mark.docker)]
 VICTIM_SECRET = "victim-secret-" + secrets.token_hex(8)
 VICTIM_FILE = "victim-file-" + secrets.token_hex(8)
 README = "---\ntitle: {title}\nsdk: gradio\n---\n"
@@ -255,7 +255,9 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         args += ("--runtime", "docker", "--docker-base-image", BASE_IMAGE, "--docker-network", network,
                  "--build-ca", CA)
     else:
-        env["SPACEHOST_PROCESS_WARM"] = "1" if request.param == "warm" else "0"
+        env["SPACEHOST_PROCESS_WARM"] = "0" if request.param == "cold" else "1"
+        if request.param == "shared":  # one zygote for both Spaces' env, each child in its own sandbox
+            env["SPACEHOST_ZYGOTE"] = "per-env"
     srv = Server(tmp / "data", free_port(), "hf_admin_" + secrets.token_hex(8), extra_args=args, env=env)
     srv.data_dir.mkdir()
     srv.start(timeout=120)
