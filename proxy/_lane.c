@@ -103,6 +103,7 @@ typedef struct {
     PyObject *transport, *srv, *loop, *parser, *queue, *pinned, *up, *plan, *ip;
     PyObject *fx_up, *fx_url, *fx_head;
     double fx_start, deadline, keepalive_timeout, stream_idle_timeout, pool_idle, rl_rate, rl_burst;
+    long long fx_left;  /* body bytes of the lane's request still to come from the client */
     char closing, spliced, in_head, lane_on, log_access;
     /* the plan's fields, borrowed from `cplan` (a frozen dataclass: they live as long as it does) */
     PyObject *cplan, *c_table, *c_host, *c_upstream, *c_added, *c_extra, *c_space;
@@ -259,10 +260,10 @@ static long long parse_length(const char *p, Py_ssize_t n) {
     return v;
 }
 
-/* Parse `data` as one whole fast-lane request (head, and its whole Content-Length body if any) and build what
- * goes to the Space. Returns a new bytes object, Py_None (borrowed: not this lane's) or NULL with an exception
+/* Parse `data` as one fast-lane request (a whole head, and what came of its Content-Length body: `left` gets
+ * how much is still to come) and build what goes to the Space. Returns a new bytes object, Py_None (borrowed: not this lane's) or NULL with an exception
  * set. `url` gets a new reference on success. */
-static PyObject *build_request(ClientBase *self, const char *buf, Py_ssize_t n, PyObject **url) {
+static PyObject *build_request(ClientBase *self, const char *buf, Py_ssize_t n, PyObject **url, long long *left) {
     Py_ssize_t m;  /* the method's length */
     if (n >= 5 && memcmp(buf, "GET /", 5) == 0) m = 3;
     else if (n >= 6 && memcmp(buf, "POST /", 6) == 0) m = 4;
@@ -311,7 +312,9 @@ static PyObject *build_request(ClientBase *self, const char *buf, Py_ssize_t n, 
         keep[count++] = (char)k;
         if (k) out_len += f->name_len + 2 + f->value_len + 2;
     }
-    if (i != end || !host_seen || n - hn != (length < 0 ? 0 : length)) return Py_None;
+    if (length < 0) length = 0;
+    if (i != end || !host_seen || n - hn > length || length > MAX_FAST_BODY) return Py_None;
+    *left = length - (n - hn);  /* the rest of the body follows in later reads (`client_data_received`) */
     Py_ssize_t added_len = PyBytes_GET_SIZE(self->c_added);
     out_len += added_len + keep_alive_len + (n - hn);
     PyObject *head = PyBytes_FromStringAndSize(NULL, out_len);
@@ -377,6 +380,41 @@ static PyObject *client_data_received(ClientBase *self, PyObject *data) {
         PyObject *t = ((UpstreamBase *)self->up)->transport;
         if (t != NULL && t != Py_None) return relay(self, t, data);
     }
+    if (self->fx_up != NULL && self->fx_up != Py_None && self->fx_left > 0 && PyBytes_CheckExact(data) &&
+        PyObject_TypeCheck(self->fx_up, &UpstreamBaseType)) {
+        /* the rest of the lane's request body, forwarded as it comes (and kept with the head for a resend) */
+        PyObject *t = ((UpstreamBase *)self->fx_up)->transport;
+        Py_ssize_t n = PyBytes_GET_SIZE(data), take = n < self->fx_left ? n : (Py_ssize_t)self->fx_left;
+        if (t != NULL && t != Py_None) {
+            PyObject *part = take == n ? Py_NewRef(data) : PyBytes_FromStringAndSize(PyBytes_AS_STRING(data), take);
+            if (part == NULL) return NULL;
+            PyObject *sent = PyBytes_FromStringAndSize(NULL, PyBytes_GET_SIZE(self->fx_head) + take);
+            if (sent == NULL) {
+                Py_DECREF(part);
+                return NULL;
+            }
+            memcpy(PyBytes_AS_STRING(sent), PyBytes_AS_STRING(self->fx_head), PyBytes_GET_SIZE(self->fx_head));
+            memcpy(PyBytes_AS_STRING(sent) + PyBytes_GET_SIZE(self->fx_head), PyBytes_AS_STRING(data), take);
+            Py_XSETREF(self->fx_head, sent);
+            self->fx_left -= take;
+            PyObject *r = PyObject_CallMethodOneArg(t, s_write, part);
+            Py_DECREF(part);
+            if (r == NULL) return NULL;
+            Py_DECREF(r);
+            if (take == n) Py_RETURN_NONE;
+            PyObject *rest = PyBytes_FromStringAndSize(PyBytes_AS_STRING(data) + take, n - take);
+            if (rest == NULL) return NULL;
+            r = PyObject_CallMethodNoArgs((PyObject *)self, s_adopt);  /* a pipelined request follows */
+            if (r == NULL) {
+                Py_DECREF(rest);
+                return NULL;
+            }
+            Py_DECREF(r);
+            r = slow((PyObject *)self, rest);
+            Py_DECREF(rest);
+            return r;
+        }
+    }
     if (self->fx_up != NULL && self->fx_up != Py_None) {
         /* more bytes while the lane's exchange is in flight (a pipelined request): the Python path queues
          * them behind it, so it must own that exchange first */
@@ -405,7 +443,8 @@ static PyObject *client_data_received(ClientBase *self, PyObject *data) {
     if (usable < 0) return NULL;
     if (!usable) goto take_slow;
     PyObject *url = NULL;
-    PyObject *head = build_request(self, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), &url);
+    long long left = 0;
+    PyObject *head = build_request(self, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), &url, &left);
     if (head == NULL) return NULL;
     if (head == Py_None) goto take_slow;
     if (self->rl_rate >= 0) {
@@ -428,6 +467,7 @@ static PyObject *client_data_received(ClientBase *self, PyObject *data) {
     up->fast = 1;
     Py_XSETREF(self->fx_url, url);
     Py_XSETREF(self->fx_head, Py_NewRef(head));
+    self->fx_left = left;
     self->fx_start = now;
     self->deadline = now + self->stream_idle_timeout;
     PyObject *r = PyObject_CallMethodOneArg(up->transport, s_write, head);
@@ -465,6 +505,7 @@ static void client_dealloc(ClientBase *self) {
 static PyMemberDef client_members[] = {
     OBJ(transport), OBJ(srv), OBJ(loop), OBJ(parser), OBJ(queue), OBJ(pinned), OBJ(up), OBJ(plan), OBJ(ip),
     OBJ(fx_up), OBJ(fx_url), OBJ(fx_head),
+    {"fx_left", T_LONGLONG, offsetof(ClientBase, fx_left), 0, NULL},
     DBL(fx_start), DBL(deadline), DBL(keepalive_timeout), DBL(stream_idle_timeout), DBL(pool_idle), DBL(rl_rate),
     DBL(rl_burst),
     BOOL(closing), BOOL(spliced), BOOL(in_head), BOOL(lane_on), BOOL(log_access),
@@ -706,7 +747,7 @@ static PyObject *upstream_data_received(UpstreamBase *self, PyObject *data) {
     const char *buf = PyBytes_AS_STRING(data);
     Py_ssize_t n = PyBytes_GET_SIZE(data);
     Body body = {self->rframe, self->rstate, self->rdigits, self->rleft};
-    if (c->closing || c->cplan == NULL || c->transport == NULL || (PyObject *)self != c->fx_up)
+    if (c->closing || c->cplan == NULL || c->transport == NULL || (PyObject *)self != c->fx_up || c->fx_left > 0)
         goto handover;
     if (self->rstatus == 0) {  /* the response's first bytes: its whole head, and what came of its body */
         if (!response_head(buf, n, &crlf, &status, &body) || !body_step(&body, buf + crlf + 2, n - crlf - 2))

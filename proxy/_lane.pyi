@@ -17,6 +17,7 @@ class ClientBase:
     fx_url: Any
     fx_head: Any
     fx_start: float
+    fx_left: int
     deadline: float
     keepalive_timeout: float
     stream_idle_timeout: float

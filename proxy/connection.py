@@ -16,7 +16,7 @@ import httptools
 from core.routes import Route, RouteState, Upstream
 from proxy import auth, pages
 from proxy.decide import REPLICAS, Action, Scan, decide, reload_target, request_head, scan
-from proxy.exchange import RETRY_LIMIT, Exchange, Plan, hub_head, plain, space_head
+from proxy.exchange import RETRY_LIMIT, Exchange, Plan, hub_head, parser_mid_body, plain, space_head
 from proxy.lane import ClientBase
 from proxy.upstream import UpstreamConn
 
@@ -76,6 +76,7 @@ class ClientConn(ClientBase, asyncio.Protocol):
         self.fx_url: bytes = b""
         self.fx_head: bytes = b""
         self.fx_start = 0.0
+        self.fx_left = 0
 
     # --- transport events -------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -407,7 +408,10 @@ class ClientConn(ClientBase, asyncio.Protocol):
         up.fast = False
         method = self.fx_head[: self.fx_head.index(b" ")].decode()  # GET or POST (its body went with the head)
         ex = Exchange(method, self.fx_url.decode("latin-1"), True, False, Scan(host=plan.host), self.fx_start)
-        ex.started = ex.complete = True
+        ex.started, ex.complete = True, not self.fx_left
+        if self.fx_left:  # the rest of its body is still to come: the parser reads it into this exchange
+            self.parser = parser_mid_body(self, self.fx_left)
+            self.fx_left = 0
         ex.space = plan.route.space_id
         ex.sent = [self.fx_head]
         self.cur = ex

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Protocol
+
+import httptools
 
 from core.routes import Route, RouteTable, Upstream
 from proxy.decide import Scan, request_head
@@ -103,3 +106,52 @@ def plain(ex: Exchange) -> bool:
     s = ex.scan
     return not (s.authorization or s.hf_authorization or s.cookie is not None or ex.upgrade
                 or "__sign" in ex.url or ex.url.startswith(STATUS_PATH))
+
+
+class RequestCallbacks(Protocol):
+    def on_message_begin(self) -> None: ...
+    def on_url(self, url: bytes) -> None: ...
+    def on_header(self, name: bytes, value: bytes) -> None: ...
+    def on_headers_complete(self) -> None: ...
+    def on_body(self, body: bytes) -> None: ...
+    def on_message_complete(self) -> None: ...
+
+
+class _MidBody:
+    """llhttp callbacks for a parser put in the middle of a request body: the head fed to put it there is not a
+    request (muted); everything after it reaches the connection."""
+
+    def __init__(self, conn: RequestCallbacks) -> None:
+        self.conn, self.muted = conn, True
+
+    def on_message_begin(self) -> None:
+        if not self.muted:
+            self.conn.on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        if not self.muted:
+            self.conn.on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.muted:
+            self.conn.on_header(name, value)
+
+    def on_headers_complete(self) -> None:
+        if not self.muted:
+            self.conn.on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        self.conn.on_body(body)
+
+    def on_message_complete(self) -> None:
+        self.conn.on_message_complete()
+
+
+def parser_mid_body(conn: RequestCallbacks, left: int) -> httptools.HttpRequestParser:
+    """A request parser that expects `left` more body bytes of a request whose head (and the start of whose
+    body) the fast lane forwarded, then parses what follows as the Python path would, calling `conn`."""
+    relay = _MidBody(conn)
+    parser = httptools.HttpRequestParser(relay)
+    parser.feed_data(b"POST / HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % left)
+    relay.muted = False
+    return parser
