@@ -140,9 +140,9 @@ def test_a_moved_space_prefers_the_node_that_caches_its_environment(cluster: Clu
         assert api.post("/api/admin/nodes/n1/uncordon").status_code == 200
     assert cluster.node_of(other) == "n2"
     cluster.start_node("n3", "127.0.0.4")
-    env_key = next(str(n["cached"][0]) for n in cluster.nodes() if n["name"] == "n1")  # type: ignore[index]
+    env_key = next(str(n["cached"][0]) for n in cluster.nodes() if n["name"] == "n1")
     deadline = time.monotonic() + 30
-    while env_key not in next(n["cached"] for n in cluster.nodes() if n["name"] == "n2"):  # type: ignore[operator]
+    while env_key not in next(n["cached"] for n in cluster.nodes() if n["name"] == "n2"):
         assert time.monotonic() < deadline, cluster.nodes()
         time.sleep(0.3)
 
