@@ -4,7 +4,7 @@ Backends are synchronous: they run in a worker thread (embedded) or a Celery wor
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -29,4 +29,13 @@ class BuildBackend(Protocol):
 
     def build(self, plan: BuildPlan, ctx: BuildContext) -> Artifact:
         """Build `plan`; raise core.errors.BuildFailed (with the log tail) on failure."""
+        ...
+
+    def gc_images(self, space_id: str, keep: int = 3, protect: Collection[str] = ()) -> list[str]:
+        """Remove all but the newest `keep` images of the Space, never one in `protect`; the names removed.
+        Backends without images (uv) remove nothing."""
+        ...
+
+    def remove_images(self, space_id: str) -> None:
+        """Remove every image of a deleted Space; nothing for backends without images."""
         ...

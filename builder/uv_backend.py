@@ -33,7 +33,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -233,6 +233,13 @@ class UvBackend:
         self.envs = settings.path("envs")
         self.cache_root = settings.path("build-cache")  # uid 1000's, builds only (builder/build_sandbox.py)
         self.scratch = settings.path("build-tmp")
+
+    def gc_images(self, space_id: str, keep: int = 3, protect: Collection[str] = ()) -> list[str]:
+        """No images here: environments are shared by content and collected with their Spaces."""
+        return []
+
+    def remove_images(self, space_id: str) -> None:
+        """No images here."""
 
     def build(self, plan: BuildPlan, ctx: BuildContext) -> Artifact:
         if plan.sdk is Sdk.DOCKER:

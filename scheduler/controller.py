@@ -81,7 +81,7 @@ class Controller:
             extra["healthProbes"] = live.probes
         if live is not None:
             extra.update(self._tier_info(space_id, live))
-        if self.zero_gpu is None or not hasattr(self.zero_gpu, "space_summary"):
+        if self.zero_gpu is None:
             return extra
         summary = self.zero_gpu.space_summary(space_id)
         return {**extra, "zeroGpu": summary} if summary else extra
@@ -304,11 +304,10 @@ class Controller:
             self.zero_gpu.unregister_space(space_id)
         self.publish()
         # After the spares (forget_space): an image a container uses cannot be removed.
-        if (remove := getattr(self.backend, "remove_images", None)) is not None:
-            try:
-                await asyncio.to_thread(remove, space_id)
-            except Exception:
-                log.warning("removing the images of deleted %s failed", space_id, exc_info=True)
+        try:
+            await asyncio.to_thread(self.backend.remove_images, space_id)
+        except Exception:
+            log.warning("removing the images of deleted %s failed", space_id, exc_info=True)
         await asyncio.to_thread(shutil.rmtree, self._dir(space_id), True)
 
     async def _settle(self, space_id: str, live: Live) -> None:

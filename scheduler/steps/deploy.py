@@ -164,14 +164,11 @@ async def drain_stop(node: Node, inst: Instance) -> None:
 
 async def collect_images(node: Node, space_id: str) -> None:
     """Keep the newest KEEP_IMAGES images of the Space (and the one serving); the engine keeps any image a
-    container still uses. Only build backends with images (docker) have `gc_images`."""
-    gc = getattr(node.backend, "gc_images", None)
-    if gc is None:
-        return
+    container still uses; backends without images remove nothing."""
     live = node.live.get(space_id)
     protect = {live.artifact.image} if live and live.artifact and live.artifact.image else set()
     try:
-        removed = await asyncio.to_thread(gc, space_id, KEEP_IMAGES, protect)
+        removed = await asyncio.to_thread(node.backend.gc_images, space_id, KEEP_IMAGES, protect)
     except Exception:  # the engine may be busy or gone; the next redeploy collects again
         log.warning("image collection of %s failed", space_id, exc_info=True)
         return
