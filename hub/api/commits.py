@@ -87,8 +87,8 @@ def rev_and_path(request: Request, marker: str) -> tuple[str, str]:
 def resolve_rev(hub: Hub, space: SpaceRecord, revision: str) -> str | None:
     """The commit a revision names; None for `main` of a Space nothing was pushed to yet."""
     sid = SpaceId(space.owner, space.name)
-    if revision in ("main", "HEAD") and hub.repos.head(sid) is None:
-        return None
+    if revision in ("main", "HEAD"):
+        return hub.repos.head(sid)  # one git process: the page renders call this for every view
     return hub.repos.resolve(sid, revision)
 
 
