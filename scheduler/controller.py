@@ -9,9 +9,7 @@ runtime after a restart, so killing spacehost at any moment loses nothing."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
 import shutil
 import threading
 from collections.abc import Callable
@@ -228,19 +226,13 @@ class Controller:
         live.build_task = asyncio.ensure_future(build.build(self.node, space_id, sha, factory, cancel, old_task))
 
     def _volumes(self, space: SpaceRecord) -> Volumes:
-        """The Space's persistent volumes as (host dir, mount path, read-only), each dir made for uid 1000."""
-        out = []
-        for v in volumes(self.store, space.id):
-            bucket = self.settings.path(*v.host_parts()[:3])
-            if (why := volume_fs.prepare(bucket, self.settings.volume_limit_bytes, APP_UID)) is not None:
-                log.warning("volume %s of %s: %s", v.source, space.space_id, why)
-            host = self.settings.path(*v.host_parts())
-            if not host.is_dir():
-                host.mkdir(parents=True, mode=0o755)
-                with contextlib.suppress(PermissionError):
-                    os.chown(host, APP_UID, APP_UID)
-            out.append((str(host), v.mount_path, v.read_only))
-        return tuple(out)
+        """The Space's persistent volumes as (host dir, mount path, read-only), each dir made for uid 1000. A
+        runtime that places Spaces on nodes gets them relative to the data dir (volumes/OWNER/BUCKET[/SUB]):
+        the node that runs the Space makes them under its own (the server mounts nothing for it)."""
+        vols = [("/".join(v.host_parts()), v.mount_path, v.read_only) for v in volumes(self.store, space.id)]
+        if Ability.PLACEMENT in self.runtime.abilities:
+            return tuple(vols)
+        return volume_fs.bind_dirs(self.settings.data_dir, vols, self.settings.volume_limit_bytes, APP_UID)
 
     def _sleep_time(self, space: SpaceRecord) -> int | None:
         """None (never) in dev mode: a Space being worked on stays up, as on HF."""

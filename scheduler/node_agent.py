@@ -33,6 +33,7 @@ from core.artifact import artifact_from_json
 from core.errors import SpacehostError
 from core.hardware import flavor
 from core.settings import Settings
+from sandbox.bwrap import APP_UID
 from scheduler.materialise import fetch_commit, materialise, materialise_image, shippable
 from scheduler.node_cache import CacheView
 from scheduler.relay import Relay
@@ -42,10 +43,12 @@ from scheduler.runtimes.cluster import (
     HEARTBEAT_EVERY_S,
     HEARTBEAT_TTL_S,
     RUNTIME_LABEL,
+    VOLUME_LABEL,
     NodeSpec,
     heartbeat_key,
 )
 from scheduler.runtimes.docker import DockerRuntime
+from scheduler.volume_fs import bind_dirs
 
 log = logging.getLogger("spacehost.node")
 POLL_WAIT_S = 20.0
@@ -105,6 +108,13 @@ def parse_labels(text: str) -> dict[str, str]:
     return out
 
 
+def held_buckets(data_dir: Path) -> list[str]:
+    """OWNER/BUCKET of every volume bucket under `data_dir` (volumes/OWNER/BUCKET folders), sorted."""
+    root = data_dir / "volumes"
+    return sorted(f"{o.name}/{b.name}" for o in (root.iterdir() if root.is_dir() else ()) if o.is_dir()
+                  for b in o.iterdir() if b.is_dir())
+
+
 def machine_memory_gb() -> float:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
 
@@ -139,7 +149,9 @@ class NodeAgent:
             gpus, accel = c.zerogpu_devices, accel or "zero"
         return {"name": c.name, "address": c.address, "cpus": c.cpus or float(os.cpu_count() or 1),
                 "memory_gb": c.memory_gb or round(machine_memory_gb(), 1), "gpus": gpus, "accelerator": accel,
-                "labels": {**c.labels, RUNTIME_LABEL: c.runtime}, "zerogpu_url": self.zerogpu_url}
+                "labels": {**c.labels, RUNTIME_LABEL: c.runtime,
+                           **{f"{VOLUME_LABEL}{b}": "here" for b in held_buckets(c.data_dir)}},
+                "zerogpu_url": self.zerogpu_url}
 
     async def register(self) -> dict[str, Any]:
         while True:
@@ -287,7 +299,10 @@ class NodeAgent:
             env = {**spec.env, **({"SPACES_ZERO_GPU": "true",  # this node's broker: leases of its own devices
                                     "SPACES_ZERO_DEVICE_API_URL": self.broker.register_space(spec.space_id)}
                                    if zero else {})}
-            launch = LaunchSpec(iid, art, env, flavor(spec.hardware), log_path, secret_values=spec.secret_values)
+            vols = await asyncio.to_thread(bind_dirs, self.cfg.data_dir, spec.volumes,
+                                           self.settings.volume_limit_bytes, APP_UID)
+            launch = LaunchSpec(iid, art, env, flavor(spec.hardware), log_path, secret_values=spec.secret_values,
+                                volumes=vols)
             inst = await self.runtime.start(launch)
             if zero and inst.pid:
                 self.broker.broker.set_root_pid(spec.space_id, inst.pid)

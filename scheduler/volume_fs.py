@@ -19,7 +19,8 @@ import contextlib
 import logging
 import os
 import subprocess
-from pathlib import Path
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
 
 log = logging.getLogger(__name__)
 BLOCK = 4096
@@ -89,6 +90,27 @@ def prepare(folder: Path, limit_bytes: int, uid: int) -> str | None:
     except OSError as e:
         return f"no size limit on {folder}: {e}"
     return None
+
+
+def bind_dirs(data_dir: Path, volumes: Iterable[tuple[str, str, bool]], limit_bytes: int,
+              uid: int) -> tuple[tuple[str, str, bool], ...]:
+    """`volumes` as (path relative to `data_dir`: volumes/OWNER/BUCKET[/SUB], mount path, read-only) made ready
+    on this machine: each bucket prepared (`prepare`, why not logged) and each folder made for `uid`. Returns
+    (host dir, mount path, read-only). Raises ValueError for a path outside volumes/OWNER/BUCKET. Blocking."""
+    out = []
+    for rel, mount, ro in volumes:
+        parts = PurePosixPath(rel).parts
+        if len(parts) < 3 or parts[0] != "volumes" or any(p in ("", ".", "..", "/") for p in parts):
+            raise ValueError(f"volume path {rel!r} is not under volumes/OWNER/BUCKET")
+        if (why := prepare(data_dir.joinpath(*parts[:3]), limit_bytes, uid)) is not None:
+            log.warning("volume %s: %s", "/".join(parts[1:3]), why)
+        host = data_dir.joinpath(*parts)
+        if not host.is_dir():
+            host.mkdir(parents=True, mode=0o755)
+            with contextlib.suppress(PermissionError):
+                os.chown(host, uid, uid)
+        out.append((str(host), mount, ro))
+    return tuple(out)
 
 
 def mount_points(mountinfo: str, root: Path) -> list[Path]:

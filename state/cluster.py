@@ -166,6 +166,14 @@ def register_node(store: Store, info: NodeInfo) -> NodeRecord:
         return NodeRecord.of(row)
 
 
+def add_node_labels(store: Store, name: str, labels: Mapping[str, str]) -> None:
+    """Add (or overwrite) labels of the node; the others stay."""
+    with store.session() as s:
+        row = s.get(NodeRow, name)
+        if row is not None:
+            row.labels = json.dumps({**json.loads(row.labels or "{}"), **labels}, sort_keys=True)
+
+
 def list_nodes(store: Store) -> list[NodeRecord]:
     with store.session() as s:
         return [NodeRecord.of(r) for r in s.scalars(select(NodeRow).order_by(NodeRow.name))]

@@ -10,7 +10,13 @@ reached (`note_frozen`), which `freeze`/`thaw` wait for. A proxied request to a 
 wake, which thaws through this round trip.
 
 Node loss: a monitor (`watch_nodes`) marks a node whose heartbeat key expired (TTL HEARTBEAT_TTL_S) as lost and
-its assignments lost, so `exited` tells the Controller, which starts the Space again (placed elsewhere)."""
+its assignments lost, so `exited` tells the Controller, which starts the Space again (placed elsewhere).
+
+Volumes live on the node that ran their Space: the NodeSpec carries each as a path relative to the data dir, the
+node makes the bucket under its own, and from then on the node carries the label `spacehost.volume.OWNER/BUCKET`
+(set here when the Space is placed, and by the node from its disk when it registers). A Space whose bucket has a
+home is placed on that node only; while the node is cordoned, draining or lost, the Space waits and says why.
+Moving a bucket to another node would need storage that both see (not built)."""
 
 from __future__ import annotations
 
@@ -41,6 +47,8 @@ START_WAIT_S = 1800.0  # a node may materialise a whole environment before it re
 FREEZE_WAIT_S = 10.0  # how long freeze/thaw wait for the node to say it froze/thawed the instance
 ZEROGPU_LABEL = "spacehost.zerogpu=true"
 RUNTIME_LABEL = "spacehost.runtime"  # a node's runtime (process | docker), a label every agent sends
+VOLUME_LABEL = "spacehost.volume."  # + OWNER/BUCKET = "here": that bucket's data lives on the node
+Volumes = tuple[tuple[str, str, bool], ...]  # (volumes/OWNER/BUCKET[/SUB] under the data dir, mount path, read-only)
 
 
 def runtime_for(art: Artifact) -> str:
@@ -81,19 +89,38 @@ class NodeSpec:
     env: dict[str, str]
     secret_values: tuple[str, ...]
     artifact: dict[str, Any] | None = None  # core.artifact.artifact_to_json
+    volumes: Volumes = ()  # made and bound by the node, under its own data dir
 
     def to_json(self) -> str:
-        return json.dumps({"v": 2, "instance_id": self.instance_id, "space_id": self.space_id, "sha": self.sha,
+        return json.dumps({"v": 3, "instance_id": self.instance_id, "space_id": self.space_id, "sha": self.sha,
                            "hardware": self.hardware, "env": self.env, "secret_values": list(self.secret_values),
-                           "artifact": self.artifact})
+                           "artifact": self.artifact, "volumes": [list(v) for v in self.volumes]})
 
     @classmethod
     def from_json(cls, text: str) -> NodeSpec:
         d = json.loads(text)
-        if d.get("v") not in (1, 2):
+        if d.get("v") not in (1, 2, 3):
             raise ValueError(f"unknown node spec version {d.get('v')!r}")
         return cls(d["instance_id"], d["space_id"], d["sha"], d["hardware"], dict(d["env"]),
-                   tuple(d["secret_values"]), d.get("artifact"))
+                   tuple(d["secret_values"]), d.get("artifact"),
+                   tuple((str(rel), str(mount), bool(ro)) for rel, mount, ro in d.get("volumes", ())))
+
+
+def buckets_of(volumes: Volumes) -> tuple[str, ...]:
+    """OWNER/BUCKET of each volume (its path: volumes/OWNER/BUCKET[/SUB]), sorted, once each."""
+    return tuple(sorted({"/".join(rel.split("/")[1:3]) for rel, _, _ in volumes}))
+
+
+def volume_homes(nodes: Iterable[cs.NodeRecord], buckets: Iterable[str]) -> dict[str, str]:
+    """bucket → the node its data lives on (the node's VOLUME_LABEL), for the buckets that have one."""
+    held = {k[len(VOLUME_LABEL):]: n.name for n in nodes for k, _ in n.labels if k.startswith(VOLUME_LABEL)}
+    return {b: held[b] for b in buckets if b in held}
+
+
+def volume_wait(homes: Mapping[str, str], decision: Decision) -> str:
+    """Why a Space whose volumes have a home is not placed."""
+    where = "; ".join(f"its volume {b} lives on node {n}, which is unavailable" for b, n in sorted(homes.items()))
+    return f"{where} ({decision.summary})"
 
 
 def snapshot(nodes: Iterable[cs.NodeRecord], alive: Mapping[str, frozenset[str]],
@@ -120,9 +147,12 @@ def snapshot(nodes: Iterable[cs.NodeRecord], alive: Mapping[str, frozenset[str]]
     return out
 
 
-def request_for(space_id: str, hardware: str, runtime: str = "process", artifact: str | None = None) -> Request:
+def request_for(space_id: str, hardware: str, runtime: str = "process", artifact: str | None = None,
+                homes: Mapping[str, str] | None = None) -> Request:
+    """`homes`: bucket → node (volume_homes); the Space needs the node that holds each."""
     fl = flavor(hardware)
     labels = {f"{RUNTIME_LABEL}={runtime}"} | ({ZEROGPU_LABEL} if fl.is_zero else set())
+    labels |= {f"{VOLUME_LABEL}{b}=here" for b in homes or {}}
     return Request(space_id, fl, fl.cpu, fl.memory_gb, required_labels=frozenset(labels), artifact=artifact)
 
 
@@ -158,35 +188,43 @@ class ClusterRuntime:
         found = await self.redis.mget([heartbeat_key(n) for n in names])
         return {n: heartbeat_cached(v) for n, v in zip(names, found, strict=True) if v is not None}
 
-    async def decide(self, space_id: str, hardware: str, runtime: str = "process",
-                     artifact: str | None = None) -> tuple[Decision, dict[str, cs.NodeRecord]]:
+    async def decide(self, space_id: str, hardware: str, runtime: str = "process", artifact: str | None = None,
+                     buckets: Iterable[str] = ()) -> tuple[Decision, dict[str, cs.NodeRecord], dict[str, str]]:
+        """Where the Space goes, the nodes by name, and where its volumes live (bucket → node)."""
         nodes = await asyncio.to_thread(cs.list_nodes, self.store)
         placed = await asyncio.to_thread(cs.assignments, self.store, desired=cs.RUNNING)
         alive = await self.heartbeats(n.name for n in nodes)
-        decision = place(snapshot(nodes, alive, placed), request_for(space_id, hardware, runtime, artifact),
+        homes = volume_homes(nodes, buckets)
+        decision = place(snapshot(nodes, alive, placed), request_for(space_id, hardware, runtime, artifact, homes),
                          self.policy)
-        return decision, {n.name: n for n in nodes}
+        return decision, {n.name: n for n in nodes}, homes
 
     # -- Runtime Protocol ---------------------------------------------------------------------------------------
     async def start(self, spec: LaunchSpec) -> Instance:
         art, sid = spec.artifact, spec.artifact.space_id
         hardware = spec.flavor.hardware.value
+        buckets = buckets_of(spec.volumes)
         while True:
             async with self._placing:
-                decision, nodes = await self.decide(sid, hardware, runtime_for(art), artifact_key(art))
+                decision, nodes, homes = await self.decide(sid, hardware, runtime_for(art), artifact_key(art),
+                                                           buckets)
                 if decision.node is not None:
                     node = nodes[decision.node]
+                    if new := {f"{VOLUME_LABEL}{b}": "here" for b in buckets if b not in homes}:
+                        await asyncio.to_thread(cs.add_node_labels, self.store, node.name, new)
                     env = dict(spec.env)
                     if node.zerogpu_url and flavor(hardware).is_zero:
                         env["SPACES_ZERO_DEVICE_API_URL"] = node.zerogpu_url
                     sealed = self.box.seal(NodeSpec(spec.instance_id, sid, art.sha, hardware, env,
-                                                    spec.secret_values, artifact_to_json(art)).to_json())
+                                                    spec.secret_values, artifact_to_json(art),
+                                                    spec.volumes).to_json())
                     a = await asyncio.to_thread(cs.add_assignment, self.store, spec.instance_id, sid, art.sha,
                                                 node.name, hardware, sealed)
                     break
-            if self.scheduling.get(sid) != decision.summary:
-                log.info("%s is not placed: %s", sid, decision.summary)
-            self.scheduling[sid] = decision.summary
+            why = volume_wait(homes, decision) if homes else decision.summary
+            if self.scheduling.get(sid) != why:
+                log.info("%s is not placed: %s", sid, why)
+            self.scheduling[sid] = why
             await asyncio.sleep(1.0)
         self.scheduling.pop(sid, None)
         log.info("%s epoch %d placed on %s", spec.instance_id, a.epoch, node.name)
