@@ -4,7 +4,8 @@ set -euo pipefail
 need=()
 for pair in bwrap:bubblewrap redis-server:redis-server nginx:nginx wrk:wrk chromium:chromium \
             chromedriver:chromium-driver dockerd:docker.io git-lfs:git-lfs debootstrap:debootstrap \
-            iptables-restore:iptables ss:iproute2 npm:npm docker-registry:docker-registry; do
+            iptables-restore:iptables ss:iproute2 npm:npm docker-registry:docker-registry \
+            docker-compose:docker-compose; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || need+=("$pkg")
 done

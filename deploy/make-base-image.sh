@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes the base image of Space builds, NAME (default spacehost/base:bookworm), without any image registry:
-# debootstrap a minimal Debian bookworm with Python, then `docker import` it. Idempotent: skips when NAME exists.
+# debootstrap a minimal Debian bookworm (or $SUITE) with Python, then `docker import` it. Idempotent: skips when
+# NAME exists.
 # Mirror: $DEBIAN_MIRROR, else the first deb.debian.org-style URI of apt's configured sources.
 set -euo pipefail
 name=${1:-${SPACEHOST_DOCKER_BASE_IMAGE:-spacehost/base:bookworm}}
@@ -18,9 +19,10 @@ fi
 command -v debootstrap >/dev/null || { echo "debootstrap is missing (apt-get install debootstrap)" >&2; exit 1; }
 root=$(mktemp -d /var/tmp/spacehost-base.XXXXXX)
 trap 'rm -rf "$root"' EXIT
-echo "==> debootstrap bookworm from $mirror (about a minute)"
+suite=${SUITE:-bookworm}
+echo "==> debootstrap $suite from $mirror (about a minute)"
 debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates \
-  bookworm "$root" "$mirror" > "$root.log" 2>&1 || { tail -n 30 "$root.log" >&2; exit 1; }
+  "$suite" "$root" "$mirror" > "$root.log" 2>&1 || { tail -n 30 "$root.log" >&2; exit 1; }
 rm -f "$root.log"
 # A smaller image: no apt lists or caches (builds run apt-get update first).
 rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/var/cache/apt/archives/*.deb
