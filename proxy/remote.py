@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import shutil
@@ -27,6 +28,7 @@ from proxy.server import ProxyServer
 log = logging.getLogger("spacehost.proxy")
 AUTH_CACHE_S = 5.0  # token → user and can-view answers are asked again after this…
 CRED_CACHE_S = 1.0  # …a minting credential's liveness sooner (a revoked token's Space cookies die with it)
+WRITER_CACHE_S = 3.0  # …whether a token writes a Space (the reload server's gate): a revoked right ends this soon
 AUTH_STALE_S = 600.0  # …and reused this long while the server cannot be reached (HTTP's stale-if-error)
 SERVER_AWAY_S = 2.0  # after a failed call, no call for this long: no per-request stall while the server is down
 AUTH_CACHE_MAX = 10_000
@@ -63,7 +65,7 @@ class RemoteHooks:
             await self.http.post("/api/cluster/proxy/wake", json={"space_id": space_id}, timeout=600)
 
     def _cached(self, key: tuple[str, str, str | None], call: str, body: dict[str, object], field: str,
-                fresh_s: float = AUTH_CACHE_S) -> object:
+                fresh_s: float = AUTH_CACHE_S, stale_s: float = AUTH_STALE_S) -> object:
         now = time.monotonic()
         hit = self._cache.get(key)
         if hit and now - hit[0] < fresh_s:
@@ -81,7 +83,7 @@ class RemoteHooks:
                     self._cache = {k: v for k, v in self._cache.items() if now - v[0] < AUTH_CACHE_S}
                 self._cache[key] = (now, value)
                 return value
-        return stale_answer(hit, now)
+        return stale_answer(hit, now, stale_s)
 
     def with_static_copies(self, table: RouteTable, copies: Path) -> RouteTable:
         """`table` with each static route's root replaced by this proxy's copy of its files (fetched from the
@@ -117,8 +119,12 @@ class RemoteHooks:
                                  CRED_CACHE_S))
 
     def writer_of(self, token: str, space_id: str) -> bool:
-        """Always False: a proxy apart from the server does not open Spaces' reload servers (yet)."""
-        return False
+        """Whether the server says `token` may change `space_id` (the gate of its reload server), asked again after
+        WRITER_CACHE_S, keyed by the token's hash. While the server cannot be asked, False: a hot reload needs the
+        server anyway, so no stale grant is worth the risk (fail closed)."""
+        key = ("writer", hashlib.sha256(token.encode()).hexdigest(), space_id)
+        return self._cached(key, "/api/cluster/proxy/writer", {"token": token, "space_id": space_id}, "writer",
+                            WRITER_CACHE_S, stale_s=0.0) is True
 
     def can_view(self, space_id: str, user: str | None) -> bool:
         return bool(self._cached(("view", space_id, user), "/api/cluster/proxy/can-view",
@@ -135,10 +141,10 @@ def without_server(table: RouteTable) -> RouteTable:
     return RouteTable(table.domain, table.hub, routes, spaces_domain=table.spaces_domain)
 
 
-def stale_answer(hit: tuple[float, object] | None, now: float) -> object:
-    """What a cached answer still says while the server cannot be asked: itself if younger than AUTH_STALE_S,
+def stale_answer(hit: tuple[float, object] | None, now: float, stale_s: float = AUTH_STALE_S) -> object:
+    """What a cached answer still says while the server cannot be asked: itself if younger than `stale_s`,
     else None (refused)."""
-    return hit[1] if hit is not None and now - hit[0] < AUTH_STALE_S else None
+    return hit[1] if hit is not None and now - hit[0] < stale_s else None
 
 
 async def serve(server: str, token: str, host: str, port: int, data_dir: Path) -> None:

@@ -214,6 +214,10 @@ class ClusterServer:
         assert self._hooks is not None
         return await asyncio.to_thread(self._hooks.credential_live, cred)
 
+    async def writer_of(self, token: str, space_id: str) -> bool:
+        assert self._hooks is not None
+        return await asyncio.to_thread(self._hooks.writer_of, token, space_id)
+
 
 def cluster_quota(settings: Settings, redis_url: str) -> Any:
     """What `hf spaces zero-gpu quota` reads on the server: the cluster-wide ledger every node's broker charges."""

@@ -33,6 +33,7 @@ class ClusterPlane(Protocol):
     async def auth(self, token: str) -> str | None: ...
     async def can_view(self, space_id: str, user: str | None) -> bool: ...
     async def credential_live(self, cred: str) -> bool: ...
+    async def writer_of(self, token: str, space_id: str) -> bool: ...
     async def nodes(self) -> list[dict[str, Any]]: ...
     async def node_command(self, name: str, command: str) -> dict[str, Any] | None: ...
 
@@ -141,6 +142,17 @@ async def credential_live(request: Request) -> dict[str, Any]:
     """Whether the hub credential a private Space's cookie names still stands (proxy/auth.py)."""
     body = await _body(request)
     return {"live": await (await _plane(request)).credential_live(str(body.get("cred", "")))}
+
+
+@router.post("/api/cluster/proxy/writer")
+async def writer_of(request: Request) -> dict[str, Any]:
+    """Whether a visitor's hub token may change the Space (a write token of its owner, a write member of its org,
+    an admin): the gate of the Space's reload server (`{subdomain}--7887`, core/routes.reload_route)."""
+    body = await _body(request)
+    token, space_id = body.get("token"), body.get("space_id")
+    if not isinstance(token, str) or not isinstance(space_id, str):
+        raise BadRequest("expected {\"token\": str, \"space_id\": str}")
+    return {"writer": await (await _plane(request)).writer_of(token, space_id)}
 
 
 @router.get("/api/admin/nodes")

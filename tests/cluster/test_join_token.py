@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from proxy.remote import RemoteHooks
 from tests.cluster.harness import Cluster
 from tests.e2e.harness import ROOT, git
 
@@ -69,6 +70,15 @@ def test_join_token_joins_the_cluster_and_reads_repos_but_is_no_admin(server: Cl
         assert c.get("/api/cluster/nodes/j1/assignments", params={"since": -1}).status_code == 200
         assert c.get("/api/cluster/routes", params={"since": -1}).status_code == 200
         assert c.post("/api/cluster/proxy/can-view", json={"space_id": sid, "user": None}).json() == {"ok": False}
+        # The reload server's gate, as a remote proxy asks it (proxy/remote.RemoteHooks.writer_of).
+        assert c.post("/api/cluster/proxy/writer", json={"token": server.token, "space_id": sid}).json() == {
+            "writer": True}
+        for token in (join, "hf_not_a_token"):
+            assert c.post("/api/cluster/proxy/writer", json={"token": token, "space_id": sid}).json() == {
+                "writer": False}
+        assert c.post("/api/cluster/proxy/writer", json={"token": server.token}).status_code == 400
+        hooks = RemoteHooks(server.server_url, join)
+        assert hooks.writer_of(server.token, sid) and not hooks.writer_of(server.token, "admin/nope")
         # What it must not.
         for method, path, body in REFUSED:
             r = c.request(method, path, json=body)
