@@ -24,6 +24,7 @@ from hub.accounts import Accounts, join_token
 from hub.api import cluster as cluster_api
 from hub.app import create_app
 from hub.control import Hub, wildcard_dns_works
+from hub.quotas import QuotaSettings
 from hub.repos import Repos
 from hub.store import Store
 from scheduler.controller import Controller, env_source_for
@@ -89,6 +90,9 @@ class ClusterServer:
                                                timeout_keep_alive=30))
         serve = await serving(server, socks)
         await controller.start()
+        # Who gets their own ZeroGPU quota (users, orgs), resolved here and put in the ledger every node reads.
+        quotas = QuotaSettings(s.path("zerogpu", "quotas.json"), accounts)
+        await asyncio.to_thread(lambda: controller.set_zerogpu_overrides(quotas.resolved()))
         watch = asyncio.create_task(runtime.watch_nodes())
         print(f"spacehost server is up: API on http://{self.listen_host}:{port}, Spaces at {s.hub_url}", flush=True)
         if admin.token:

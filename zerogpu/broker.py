@@ -190,8 +190,8 @@ class Broker:
         with self._lock:
             now = self.clock()
             acct = self.ledger.account(visitor_key, now)
-            return status(self.limits, visitor_key, acct.usage, self._reserved(visitor_key) + acct.held_elsewhere,
-                          now)
+            return status(self.limits.with_override(visitor_key, acct.override_s), visitor_key, acct.usage,
+                          self._reserved(visitor_key) + acct.held_elsewhere, now)
 
     def _reserved(self, visitor_key: str) -> int:
         return reserved_s(visitor_key, tuple(self._queue.values()), tuple(self._leases.values()))
@@ -236,7 +236,8 @@ class Broker:
             try:
                 self._send_unsent()
                 adm = self.ledger.admit(
-                    who.key, now, lambda acct: admit(ask, limits, acct.usage, reserved + acct.held_elsewhere, now),
+                    who.key, now, lambda acct: admit(ask, limits.with_override(who.key, acct.override_s), acct.usage,
+                                                     reserved + acct.held_elsewhere, now),
                     lambda a: self._hold(who.key, now, ask.cost_s) if a.result is ApproveResult.APPROVED else None)
             except LedgerUnavailable as e:
                 self.metrics.outcomes["ledger-unavailable"] += 1

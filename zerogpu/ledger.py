@@ -15,7 +15,7 @@ A ledger that cannot be reached raises `LedgerUnavailable` (HTTP 503): the broke
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -48,6 +48,7 @@ class Account:
 
     usage: Usage | None
     held_elsewhere: float = 0.0
+    override_s: int | None = None  # their own daily seconds, where the ledger is shared and has them
 
 
 class Ledger(Protocol):
@@ -68,6 +69,10 @@ class Ledger(Protocol):
 
     def tick(self, now: float) -> None:
         """Periodic upkeep (persist, forget reset windows)."""
+
+    def put_overrides(self, overrides: Mapping[str, int]) -> None:
+        """Make these the per-visitor daily seconds every broker on this ledger applies (replacing the last
+        ones). Raises LedgerUnavailable."""
 
 
 class LocalLedger:
@@ -94,6 +99,9 @@ class LocalLedger:
     def tick(self, now: float) -> None:
         self.store.flush()
 
+    def put_overrides(self, overrides: Mapping[str, int]) -> None:
+        pass  # one broker: its own limits carry them
+
 
 class LedgerQuota:
     """A visitor's quota as read from a ledger alone, for a reader that holds nothing itself (the cluster's
@@ -105,7 +113,10 @@ class LedgerQuota:
     def quota_for(self, visitor_key: str) -> QuotaStatus:
         now = self.clock()
         acct = self.ledger.account(visitor_key, now)
-        return status(self.limits, visitor_key, acct.usage, acct.held_elsewhere, now)
+        return status(self.limits.with_override(visitor_key, acct.override_s), visitor_key, acct.usage,
+                      acct.held_elsewhere, now)
 
     def set_quota_overrides(self, overrides: dict[str, int]) -> None:
+        """Also into the ledger, so that every node's broker applies them."""
         self.limits = replace(self.limits, overrides=dict(overrides))
+        self.ledger.put_overrides(overrides)

@@ -53,6 +53,11 @@ class Limits:
         base = self.max_duration_s[tier_of(visitor_key)]
         return max(base, self.overrides.get(visitor_key, 0))
 
+    def with_override(self, visitor_key: str, daily_s: int | None) -> Limits:
+        """These limits with the visitor's own daily seconds as a ledger shared by several brokers has it (None:
+        the ledger has none for them, and these limits stand)."""
+        return self if daily_s is None else replace(self, overrides={**self.overrides, visitor_key: daily_s})
+
 
 @dataclass(frozen=True)
 class Usage:

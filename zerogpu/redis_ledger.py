@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, cast
 
 import redis
@@ -26,6 +26,9 @@ from zerogpu.ledger import Account, Hold, LedgerUnavailable, T
 from zerogpu.quota import WINDOW_S, Usage, charge
 
 PREFIX = "spacehost:zerogpu:"
+
+
+OVERRIDES_KEY = f"{PREFIX}overrides"  # visitor → their own daily seconds (the hub resolves who gets what)
 
 
 def usage_key(visitor: str) -> str:
@@ -84,8 +87,10 @@ class RedisLedger:
             raise LedgerUnavailable(f"the cluster's ZeroGPU quota ledger (Redis) is unreachable: {e}") from e
 
     def _read(self, pipe: Any, visitor: str, now: float) -> Account:
+        override = pipe.hget(OVERRIDES_KEY, visitor)
         return Account(parse_usage(pipe.hgetall(usage_key(visitor))),
-                       held_by_others(pipe.hgetall(held_key(visitor)), self.name, now))
+                       held_by_others(pipe.hgetall(held_key(visitor)), self.name, now),
+                       int(override) if override is not None else None)
 
     def _put_hold(self, pipe: Any, visitor: str, hold: Hold) -> None:
         key = held_key(visitor)
@@ -134,6 +139,14 @@ class RedisLedger:
 
     def tick(self, now: float) -> None:
         pass
+
+    def put_overrides(self, overrides: Mapping[str, int]) -> None:
+        with self._client() as r:
+            pipe = r.pipeline(transaction=True)
+            pipe.delete(OVERRIDES_KEY)
+            if overrides:
+                pipe.hset(OVERRIDES_KEY, mapping={k: str(v) for k, v in overrides.items()})
+            pipe.execute()
 
     def close(self) -> None:
         if self._redis is not None:

@@ -17,10 +17,10 @@ import redis
 
 from deploy.cluster.services import Service, start_redis
 from zerogpu.broker import Broker, Granted, Identity, Rejected
-from zerogpu.ledger import Hold, LedgerUnavailable
+from zerogpu.ledger import Hold, LedgerQuota, LedgerUnavailable
 from zerogpu.policy import ApproveResult
 from zerogpu.pool import declared_pool
-from zerogpu.quota import WINDOW_S, GpuSize
+from zerogpu.quota import WINDOW_S, GpuSize, Limits
 from zerogpu.redis_ledger import RedisLedger, usage_key
 from zerogpu.server import create_app
 
@@ -97,6 +97,28 @@ def test_each_broker_admits_against_what_the_others_charged_and_hold(redis_url: 
     after = a.quota_for(visitor)
     assert (after.used_s, after.reserved_s, after.left_s) == (90.0, 0.0, 210.0)
     assert isinstance(a.schedule("o/s1", who, 50, GpuSize.LARGE, 3), Granted)
+
+
+def test_a_quota_override_the_server_sets_reaches_every_broker(redis_url: str, visitor: str) -> None:
+    """The hub resolves who gets more (a PRO user, an org's members) on the server; node brokers apply it from
+    the ledger at their next admission, and the server's own quota answer agrees."""
+    clock = Clock()
+    server = LedgerQuota(RedisLedger("server", redis_url), Limits(), clock)
+    node = Broker(declared_pool(1), SECRET, clock=clock, ledger=RedisLedger("node", redis_url))
+    who = Identity(visitor, signed_in=True)  # daily 300 s
+    RedisLedger("spent", redis_url).charge(visitor, 250.0, clock.t, NO_HOLD)
+    refused = node.schedule("o/s", who, 100, GpuSize.LARGE, 1)
+    assert isinstance(refused, Rejected) and refused.admission.left_s == 50
+
+    server.set_quota_overrides({visitor: 1000})
+    assert node.quota_for(visitor).daily_s == server.quota_for(visitor).daily_s == 1000
+    got = node.schedule("o/s", who, 100, GpuSize.LARGE, 2)
+    assert isinstance(got, Granted)
+    assert node.release("o/s", got.lease.token, fail=False)
+
+    server.set_quota_overrides({})  # taken back: the default applies again everywhere
+    assert node.quota_for(visitor).daily_s == 300
+    assert isinstance(node.schedule("o/s", who, 100, GpuSize.LARGE, 3), Rejected)
 
 
 @pytest.fixture
