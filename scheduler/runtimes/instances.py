@@ -9,6 +9,9 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
+from cryptography.fernet import InvalidToken
+
+from core.crypto import SecretBox
 from core.routes import Upstream
 from scheduler.runtimes.base import Instance
 
@@ -64,22 +67,24 @@ def start_ticks(pid: int) -> int | None:
 ENV_FILE = "env.json"
 
 
-def save_env(inst_dir: Path, env: dict[str, str]) -> None:
-    """Keep the env a warm-started instance was given (secrets included) beside its state, root-only (0600, in
-    the 0700 run dir): its /proc environ is the zygote's, so `spacehost ssh` reads this one instead."""
+def save_env(inst_dir: Path, env: dict[str, str], box: SecretBox) -> None:
+    """Keep the env a warm-started instance was given beside its state, sealed with the installation key (it
+    holds the Space's secrets, which rest encrypted everywhere) and root-only (0600, in the 0700 run dir): its
+    /proc environ is the zygote's, so `spacehost ssh` reads this one instead."""
     fd = os.open(inst_dir / ENV_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        json.dump(env, f)
+        f.write(box.seal(json.dumps(env)))
 
 
-def instance_env(run_dir: Path, pid: int) -> dict[str, str]:
-    """The env saved for the instance whose process is `pid` (from its state file in `run_dir`); {} if none."""
+def instance_env(run_dir: Path, pid: int, box: SecretBox) -> dict[str, str]:
+    """The env saved for the instance whose process is `pid` (from its state file in `run_dir`); {} if none
+    (or sealed with another key)."""
     for state_file in run_dir.glob("*.json"):
         try:
             state = json.loads(state_file.read_text())
             if state.get("pid") == pid:
-                env = json.loads((run_dir / str(state["instance_id"]) / ENV_FILE).read_text())
+                env = json.loads(box.open((run_dir / str(state["instance_id"]) / ENV_FILE).read_text()))
                 return {str(k): str(v) for k, v in env.items()}
-        except (OSError, ValueError, KeyError, AttributeError):
+        except (OSError, ValueError, KeyError, AttributeError, InvalidToken):
             continue
     return {}

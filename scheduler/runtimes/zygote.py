@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import sdk_templates
+from core.crypto import SecretBox
 from core.errors import LaunchFailed
 from core.hardware import Flavor
 from core.stages import Sdk
@@ -177,7 +178,7 @@ class ZygotePool:
         finally:
             os.close(w)
         pid = host_pid(ns_pid, z.pid_ns) or 0
-        save_env(inst_dir, env)
+        save_env(inst_dir, env, SecretBox(self.rt.settings.secret_key()))
         cg = z.cgroup
         state = InstanceState(spec.instance_id, art.space_id, art.sha, pid, start_ticks(pid) or 0, port,
                               spec.log_path, cg.version if cg else 0, cg.dirs if cg else (),
