@@ -16,7 +16,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request, WebSocket
 
-from core.crypto import SecretBox
 from core.errors import BadRequest, Forbidden
 from core.ids import SpaceId
 from core.stages import SpaceStage
@@ -109,7 +108,7 @@ async def _shell_caller(ws: WebSocket, owner: str, name: str) -> tuple[list[str]
         return f"{sid} is not running (stage {space.stage}): start it, or turn dev mode on to keep it up"
     procs = await asyncio.to_thread(shell.cgroup_procs, target)
     env = await asyncio.to_thread(shell.app_environ, target)  # a warm start's: the zygote's, so add its own
-    env |= await asyncio.to_thread(instance_env, hub.settings.path("run"), target, SecretBox(hub.settings.secret_key()))
+    env |= await asyncio.to_thread(instance_env, hub.settings.path("run"), target, hub.box)
     return shell.enter_argv(target, command, procs), env
 
 

@@ -147,6 +147,7 @@ class ZygotePool:
 
     def __init__(self, runtime: ProcessRuntime) -> None:
         self.rt = runtime
+        self.box = SecretBox(runtime.settings.secret_key())  # seals the env kept for `spacehost ssh`
         self._zygotes: dict[ZygoteKey, Zygote] = {}
         self._spares: dict[ZygoteKey, Zygote] = {}
         self._spawning: set[ZygoteKey] = set()
@@ -181,7 +182,7 @@ class ZygotePool:
         finally:
             os.close(w)
         pid = host_pid(ns_pid, z.pid_ns) or 0
-        save_env(inst_dir, env, SecretBox(self.rt.settings.secret_key()))
+        save_env(inst_dir, env, self.box)
         cg = z.cgroup
         state = InstanceState(spec.instance_id, art.space_id, art.sha, pid, start_ticks(pid) or 0, port,
                               spec.log_path, cg.version if cg else 0, cg.dirs if cg else (),

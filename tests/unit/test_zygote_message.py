@@ -14,9 +14,7 @@ from scheduler.runtimes.zygote import _read_message
 
 def test_an_answer_on_a_socket_above_fd_1024_is_read() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and hard < 2048:
-        pytest.skip(f"this host allows {hard} open files, so no fd above 1024 can exist in one process")
-    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048), hard))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 2048), max(hard, 2048)))  # as root, raised if need be
     ours, theirs = socket.socketpair()
     high = os.dup2(ours.fileno(), 1500)
     ours.close()
