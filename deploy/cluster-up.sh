@@ -7,6 +7,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 need=()
 compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || need+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+if [ "${SPACEHOST_RUNTIME:-process}" = docker ]; then  # docker nodes: an engine, and a registry between builds and nodes
+  command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+  command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   echo "==> installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -14,5 +18,6 @@ if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -q "${need[@]}" >/dev/null
 fi
 if [ -x "$here/install-runtime-deps.sh" ]; then "$here/install-runtime-deps.sh"; fi
+if [ "${SPACEHOST_RUNTIME:-process}" = docker ]; then "$here/start-dockerd.sh"; fi
 cd "$here/.."
 exec "${VENV:-.venv}/bin/python" -m deploy.cluster.up "$@"
