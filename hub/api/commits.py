@@ -24,7 +24,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from core.errors import BadRequest, RevisionNotFound
 from core.ids import SpaceId
 from hub import hotreload
-from hub.api.community import committer, open_discussion
+from hub.api.community import committer, open_discussion, pr_target
 from hub.api.fields import json_object
 from hub.api.repos import touch
 from hub.api.views import iso
@@ -216,7 +216,7 @@ async def commit(request: Request, owner: str, name: str, revision: str) -> JSON
         locks: dict[str, asyncio.Lock] = request.app.state.__dict__.setdefault("commit_locks", {})
         async with locks.setdefault(space.space_id, asyncio.Lock()):
             pr = await asyncio.to_thread(open_discussion, hub, space, principal, req.summary, req.description,
-                                         True, req.parent) if create_pr else None
+                                         True, req.parent, target=pr_target(rev)) if create_pr else None
             rev = f"refs/pr/{pr.num}" if pr else rev
             sha, changed = await asyncio.to_thread(commit_ops, hub.repos, sid, rev, req.ops, message, author,
                                                    None if pr else req.parent)

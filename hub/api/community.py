@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from core.errors import BadRequest, Forbidden
+from core.errors import BadRequest, Forbidden, RevisionNotFound
 from core.ids import SpaceId
 from hub import refs
 from hub.accounts import Principal, can_see
@@ -112,16 +112,19 @@ async def create_discussion(request: Request, owner: str, name: str) -> JSONResp
 
 
 def open_discussion(hub: Hub, space: SpaceRecord, p: Principal, title: str, description: str, pr: bool,
-                    base: str | None = None, *, draft: bool = False) -> Discussion:
-    """A new discussion; a pull request gets `refs/pr/N` at `base` (default: main's head). As on the Hub, a pull
-    request opened empty (`create_discussion(pull_request=True)`, `create_pull_request`) is a `draft`: it takes
-    commits, cannot be merged until set open; one opened with a commit (`create_pr=True`) is open."""
+                    base: str | None = None, *, draft: bool = False, target: str = "main") -> Discussion:
+    """A new discussion; a pull request into branch `target` gets `refs/pr/N` at `base` (default: the target's
+    head; RevisionNotFound if there is no such branch). As on the Hub, a pull request opened empty
+    (`create_discussion(pull_request=True)`, `create_pull_request`) is a `draft`: it takes commits, cannot be
+    merged until set open; one opened with a commit (`create_commit(create_pr=True, revision=branch)`) is open."""
     sid = SpaceId(space.owner, space.name)
-    start = base or hub.repos.head(sid) if pr else None
+    start = base or hub.repos.head(sid, f"refs/heads/{target}") if pr else None
     if pr and start is None:
+        if target != "main":
+            raise RevisionNotFound(f"Invalid rev id: {target}")
         raise BadRequest("nothing to open a pull request against: the Space has no commit on main")
     d = community.open_discussion(hub.store, space.id, title, p.user, description, is_pr=pr,
-                                  target_branch="main" if pr else None, base_sha=start, draft=pr and draft)
+                                  target_branch=target if pr else None, base_sha=start, draft=pr and draft)
     if pr and start:
         refs.create_ref(hub.repos, sid, f"refs/pr/{d.num}", start)
     return d
@@ -260,6 +263,15 @@ def pr_number(revision: str) -> int | None:
     """N of `refs/pr/N`, else None."""
     head, _, num = revision.rpartition("/")
     return int(num) if head == "refs/pr" and num.isdigit() else None
+
+
+def pr_target(revision: str) -> str:
+    """The branch a `create_pr=True` commit to `revision` opens its pull request against: that branch (`main` for
+    `HEAD`); BadRequest for a pull request's own ref."""
+    if pr_number(revision) is not None:
+        raise BadRequest(f"a pull request targets a branch, not {revision}: commit to it without create_pr")
+    branch = revision.removeprefix("refs/heads/")
+    return "main" if branch in ("", "HEAD") else branch
 
 
 async def committer(request: Request, owner: str, name: str, revision: str, create_pr: bool

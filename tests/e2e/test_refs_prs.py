@@ -226,6 +226,44 @@ def test_git_push_to_pull_requests(live_hub: LiveHub, tmp_path: Path) -> None:  
     assert git("-C", str(work), "push", "-q", mine, f"HEAD:refs/pr/{pr.num}", check=False).returncode != 0
 
 
+def test_pull_request_into_a_branch(live_hub: LiveHub, tmp_path: Path) -> None:  # noqa: F811
+    """`create_commit(create_pr=True, revision=BRANCH)` opens a pull request against that branch, as on the Hub:
+    its target and diff are the branch's, merging moves the branch only (main and the deployed Space stay)."""
+    api = HfApi(endpoint=live_hub.url, token=live_hub.admin)
+    sid = new_space(api, "admin")
+    main = api.space_info(sid).sha
+    api.create_branch(sid, branch="dev", repo_type="space")
+    api.upload_file(path_or_fileobj=b"dev only", path_in_repo="dev.txt", repo_id=sid, repo_type="space",
+                    revision="dev")
+    dev = {b.name: b.target_commit for b in api.list_repo_refs(sid, repo_type="space").branches}["dev"]
+    _, token = live_hub.user(role="write")  # no member: may open a pull request, not merge it
+    them = HfApi(endpoint=live_hub.url, token=token)
+    info = them.upload_file(path_or_fileobj=HTML.format("into dev").encode(), path_in_repo="index.html",
+                            repo_id=sid, repo_type="space", revision="dev", create_pr=True, commit_message="Dev v2")
+    assert info.pr_revision == f"refs/pr/{info.pr_num}"
+    assert status_of(lambda: them.upload_file(path_or_fileobj=b"x", path_in_repo="x", repo_id=sid,
+                                              repo_type="space", revision="nope", create_pr=True)) == 404
+
+    pr = api.get_discussion_details(sid, info.pr_num, repo_type="space")  # type: ignore[arg-type]
+    assert (pr.status, pr.target_branch, pr.git_reference) == ("open", "refs/heads/dev", info.pr_revision)
+    assert [e.summary for e in pr.events if e.type == "commit"] == ["Dev v2"]  # type: ignore[attr-defined]
+    assert "+<!doctype html><title>t</title><h1>into dev</h1>" in (pr.diff or "") and "dev.txt" not in (pr.diff or "")
+    pr_head = api.list_repo_commits(sid, repo_type="space", revision=info.pr_revision)
+    assert pr_head[1].commit_id == dev, "the pull request starts at the branch's head, not main's"
+
+    deploys = live_hub.control.of("pushed")
+    assert status_of(lambda: them.merge_pull_request(sid, info.pr_num, repo_type="space")) == 403  # type: ignore[arg-type]
+    api.merge_pull_request(sid, info.pr_num, repo_type="space")  # type: ignore[arg-type]
+    merged = api.get_discussion_details(sid, info.pr_num, repo_type="space")  # type: ignore[arg-type]
+    branches = {b.name: b.target_commit for b in api.list_repo_refs(sid, repo_type="space").branches}
+    assert merged.status == "merged" and branches["dev"] == merged.merge_commit_oid and branches["main"] == main
+    got = Path(api.hf_hub_download(sid, "index.html", repo_type="space", revision="dev", local_dir=tmp_path / "d"))
+    assert "into dev" in got.read_text()
+    got = Path(api.hf_hub_download(sid, "index.html", repo_type="space", local_dir=tmp_path / "m"))
+    assert "v1" in got.read_text() and "into dev" not in got.read_text(), "main does not have it"
+    assert live_hub.control.of("pushed") == deploys, "merging into a branch deploys nothing"
+
+
 def test_hf_cli_repos_branch_tag_and_discussions(live_hub: LiveHub, tmp_path: Path) -> None:  # noqa: F811
     """The real `hf` executable: `hf repos branch|tag` and `hf discussions` (create, comment, list, info, diff,
     close, reopen to publish a draft pull request, merge)."""
