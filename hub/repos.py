@@ -11,6 +11,7 @@ from pathlib import Path
 
 from core.errors import BadRequest, Conflict, EntryNotFound, RevisionNotFound
 from core.ids import SpaceId
+from hub.gitcache import ReadCache, is_full_sha, read_ref
 from hub.lfs import POINTER_MAX, Pointer, parse_pointer
 
 ZERO = "0" * 40
@@ -26,6 +27,7 @@ class TreeEntry:
 class Repos:
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.cache = ReadCache()
         root.mkdir(parents=True, exist_ok=True)
 
     def path(self, sid: SpaceId) -> Path:
@@ -39,6 +41,18 @@ class Repos:
             raise RuntimeError(f"git {' '.join(args)}: {proc.stderr.decode(errors='replace').strip()}")
         return proc.stdout
 
+    def git_at(self, sid: SpaceId, *args: str) -> bytes | None:
+        """`git(sid, *args)` for a read whose answer cannot change (`args` name commits by full id only: no
+        ref, no range); None where git fails. A success is answered from memory after the first time."""
+        key = (str(self.path(sid)), *args)
+        if (hit := self.cache.get(key)) is not None:
+            return hit
+        proc = subprocess.run(["git", "-C", key[0], *args], capture_output=True, check=False)
+        if proc.returncode != 0:
+            return None
+        self.cache.put(key, proc.stdout)
+        return proc.stdout
+
     def init(self, sid: SpaceId) -> None:
         p = self.path(sid)
         p.parent.mkdir(parents=True, exist_ok=True)
@@ -49,16 +63,24 @@ class Repos:
 
     def delete(self, sid: SpaceId) -> None:
         shutil.rmtree(self.path(sid), ignore_errors=True)
+        self.cache.forget(str(self.path(sid)))
 
     def move(self, src: SpaceId, dst: SpaceId) -> None:
         self.path(dst).parent.mkdir(parents=True, exist_ok=True)
         self.path(src).rename(self.path(dst))
+        self.cache.forget(str(self.path(src)))
 
     def head(self, sid: SpaceId, ref: str = "refs/heads/main") -> str | None:
+        """The commit `ref` points to, or None; read from the ref files where they say it plainly."""
+        if (sha := read_ref(self.path(sid), ref)) is not None:
+            return sha
         out = self.git(sid, "rev-parse", "--verify", "-q", ref + "^{commit}", check=False).strip()
         return out.decode() or None
 
     def resolve(self, sid: SpaceId, revision: str) -> str:
+        """The commit `revision` names: a branch first, then a tag, then anything git parses (an id)."""
+        if (sha := read_ref(self.path(sid), f"refs/heads/{revision}")) is not None:
+            return sha
         for ref in (f"refs/heads/{revision}", f"refs/tags/{revision}", revision):
             out = self.git(sid, "rev-parse", "--verify", "-q", ref + "^{commit}", check=False).strip()
             if out:
@@ -87,11 +109,18 @@ class Repos:
         return {oid: p for oid, data in split_batch(out) if (p := parse_pointer(data)) is not None}
 
     def read(self, sid: SpaceId, sha: str, path: str) -> bytes:
+        """The bytes of the file at `path` in commit `sha`; EntryNotFound if there is none. Kept in memory
+        (small files) when `sha` is a full commit id."""
+        key = (str(self.path(sid)), "blob", sha, path)
+        if is_full_sha(sha) and (hit := self.cache.get(key)) is not None:
+            return hit
         proc = subprocess.run(
             ["git", "-C", str(self.path(sid)), "cat-file", "blob", f"{sha}:{path}"], capture_output=True, check=False
         )
         if proc.returncode != 0:
             raise EntryNotFound(f"{path} not found at {sha[:12]} in {sid}")
+        if is_full_sha(sha):
+            self.cache.put(key, proc.stdout)
         return proc.stdout
 
     def commit_date(self, sid: SpaceId, sha: str) -> str:
@@ -244,9 +273,12 @@ class TreeItem:
     size: int
 
 
-def _ls_tree(repos: Repos, sid: SpaceId, *args: str) -> list[TreeItem]:
+def _ls_tree(repos: Repos, sid: SpaceId, sha: str, *paths: str, recursive: bool = False) -> list[TreeItem]:
+    """`git ls-tree` of commit `sha` (limited to `paths`); nothing where git fails. From memory for a full id."""
+    argv = ("ls-tree", "-l", "-z", *(["-r", "-t"] if recursive else []), sha, *(["--", *paths] if paths else []))
+    out = repos.git_at(sid, *argv) if is_full_sha(sha) else repos.git(sid, *argv, check=False)
     items = []
-    for rec in repos.git(sid, "ls-tree", "-l", "-z", *args, check=False).split(b"\0"):
+    for rec in (out or b"").split(b"\0"):
         if rec:
             meta, _, name = rec.partition(b"\t")
             _mode, kind, oid, size = meta.decode().split()
@@ -257,8 +289,7 @@ def _ls_tree(repos: Repos, sid: SpaceId, *args: str) -> list[TreeItem]:
 
 def list_tree(repos: Repos, sid: SpaceId, sha: str, path: str = "", *, recursive: bool = False) -> list[TreeItem]:
     """Entries under folder `path` ("" for the root) at commit `sha`; EntryNotFound if there is no such folder."""
-    items = _ls_tree(repos, sid, *(["-r", "-t"] if recursive else []), sha,
-                     *(["--", path.rstrip("/") + "/"] if path else []))
+    items = _ls_tree(repos, sid, sha, *([path.rstrip("/") + "/"] if path else []), recursive=recursive)
     if path and not items:
         raise EntryNotFound(f"{path} does not exist at {sha[:12]} in {sid}")
     return items
@@ -266,4 +297,4 @@ def list_tree(repos: Repos, sid: SpaceId, sha: str, path: str = "", *, recursive
 
 def blob_at(repos: Repos, sid: SpaceId, sha: str, path: str) -> TreeItem | None:
     """The file at `path` in commit `sha`, if there is one."""
-    return next((i for i in _ls_tree(repos, sid, sha, "--", path) if i.kind == "blob" and i.path == path), None)
+    return next((i for i in _ls_tree(repos, sid, sha, path) if i.kind == "blob" and i.path == path), None)

@@ -28,10 +28,10 @@ from hub.api.community import committer, open_discussion, pr_target
 from hub.api.fields import json_object
 from hub.api.repos import touch
 from hub.api.views import iso
-from hub.bodies import RawString, ndjson_items, write_content
 from hub.control import Hub
 from hub.deps import base_url, hub_of, visible_space
 from hub.lfs import POINTER_MAX, LfsStore, Pointer, parse_pointer
+from hub.ndjson import RawString, ndjson_items, write_content
 from hub.repos import (
     Author,
     CommitOp,
@@ -270,8 +270,10 @@ def commit_log(hub: Hub, space: SpaceRecord, rev: str, limit: int = 1000) -> lis
     sha = resolve_rev(hub, space, rev)
     if sha is None:
         return []
-    out = hub.repos.git(SpaceId(space.owner, space.name), "log", f"-n{limit}", "--format=%H%x00%an%x00%cI%x00%s%x00%b%x1e",
-                        sha)
+    out = hub.repos.git_at(SpaceId(space.owner, space.name), "log", f"-n{limit}",
+                           "--format=%H%x00%an%x00%cI%x00%s%x00%b%x1e", sha)
+    if out is None:
+        raise RevisionNotFound(f"revision {rev!r} not found in {space.space_id}")
     commits = []
     for rec in out.decode(errors="replace").split("\x1e"):
         if rec.strip():

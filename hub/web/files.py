@@ -75,15 +75,22 @@ async def blob_page(request: Request, owner: str, name: str, rest: str) -> Respo
     rev, path = split_rev(rest)
     hub, space = hub_of(request), ctx["space"]
 
-    def read() -> bytes:
+    def read() -> tuple[int, Markup | None]:
         sha = resolve_rev(hub, space, rev)
         if sha is None:
             raise EntryNotFound(f"{path} not found")
-        return hub.repos.read(SpaceId(owner, name), sha, path)
+        sid = SpaceId(owner, name)
+        data = hub.repos.read(sid, sha, path)
+        key = (str(hub.repos.path(sid)), "highlighted", sha, path)  # the commit fixes the bytes: kept as HTML
+        if (html := hub.repos.cache.get(key)) is not None:
+            return len(data), Markup(html.decode()) if html else None
+        code = highlighted(path, data)
+        hub.repos.cache.put(key, str(code or "").encode())
+        return len(data), code
 
-    data = await asyncio.to_thread(read)
-    return page(request, "files_blob.html", ctx, rev=rev, path=path, size=len(data),
-                code=await asyncio.to_thread(highlighted, path, data), crumbs=breadcrumbs(space.space_id, rev, path))
+    size, code = await asyncio.to_thread(read)
+    return page(request, "files_blob.html", ctx, rev=rev, path=path, size=size, code=code,
+                crumbs=breadcrumbs(space.space_id, rev, path))
 
 
 @router.get("/spaces/{owner}/{name}/raw/{rest:path}")
