@@ -62,6 +62,11 @@ class Settings:
     # Size limit of each persistent volume (bucket), enforced by a loop-mounted ext4 (scheduler/volume_fs.py;
     # root only): HF's old storage tiers were 20 GB / 150 GB / 1 TB; SPACEHOST_VOLUME_LIMIT_BYTES, 0: no limit
     volume_limit_bytes: int = field(default_factory=lambda: _env_int("volume_limit_bytes", 20 * 10**9))
+    # A Space's storage tier (POST /api/spaces/{id}/storage) sizes its volumes instead, capped by the limit above
+    # (raise it to give medium and large their size): SPACEHOST_STORAGE_{SMALL,MEDIUM,LARGE}_BYTES, HF's sizes
+    storage_small_bytes: int = field(default_factory=lambda: _env_int("storage_small_bytes", 20 * 10**9))
+    storage_medium_bytes: int = field(default_factory=lambda: _env_int("storage_medium_bytes", 150 * 10**9))
+    storage_large_bytes: int = field(default_factory=lambda: _env_int("storage_large_bytes", 10**12))
 
     def __post_init__(self) -> None:
         """Paths are made absolute once, here, against the working directory at start: nothing downstream
@@ -96,6 +101,12 @@ class Settings:
     def spaces_network(self) -> str:
         """The docker network of the Spaces: `docker_network`, else `spacehost-<install_tag>`."""
         return self.docker_network or f"spacehost-{self.install_tag}"
+
+    @property
+    def storage_tier_bytes(self) -> dict[str, int]:
+        """The size of each storage tier (state.volumes.TIERS)."""
+        return {"small": self.storage_small_bytes, "medium": self.storage_medium_bytes,
+                "large": self.storage_large_bytes}
 
     def path(self, *parts: str) -> Path:
         return self.data_dir.joinpath(*parts)

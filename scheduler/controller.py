@@ -32,8 +32,9 @@ from scheduler.steps.context import EnvSource, Node, Volumes
 from scheduler.steps.deploy import KEEP_IMAGES, STOP_GRACE_S
 from scheduler.steps.live import Live
 from state.logs import LogFile, keep_good_build
-from state.space_settings import dev_mode, volumes
+from state.space_settings import dev_mode, storage_tier, volumes
 from state.store import SpaceRecord, Store
+from state.volumes import volume_limit
 
 __all__ = ["KEEP_IMAGES", "Controller", "EnvSource", "env_source_for"]
 log = logging.getLogger("spacehost.scheduler")
@@ -226,13 +227,16 @@ class Controller:
         live.build_task = asyncio.ensure_future(build.build(self.node, space_id, sha, factory, cancel, old_task))
 
     def _volumes(self, space: SpaceRecord) -> Volumes:
-        """The Space's persistent volumes as (host dir, mount path, read-only), each dir made for uid 1000. A
+        """The Space's persistent volumes as (host dir, mount path, read-only), each dir made for uid 1000 and
+        limited to its storage tier's size capped by the operator-wide limit (state.volumes.volume_limit). A
         runtime that places Spaces on nodes gets them relative to the data dir (volumes/OWNER/BUCKET[/SUB]):
-        the node that runs the Space makes them under its own (the server mounts nothing for it)."""
+        the node that runs the Space makes them under its own, with its own limit (the server mounts nothing)."""
         vols = [("/".join(v.host_parts()), v.mount_path, v.read_only) for v in volumes(self.store, space.id)]
         if Ability.PLACEMENT in self.runtime.abilities:
             return tuple(vols)
-        return volume_fs.bind_dirs(self.settings.data_dir, vols, self.settings.volume_limit_bytes, APP_UID)
+        limit = volume_limit(storage_tier(self.store, space.id), self.settings.storage_tier_bytes,
+                             self.settings.volume_limit_bytes)
+        return volume_fs.bind_dirs(self.settings.data_dir, vols, limit, APP_UID)
 
     def _sleep_time(self, space: SpaceRecord) -> int | None:
         """None (never) in dev mode: a Space being worked on stays up, as on HF."""

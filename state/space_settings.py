@@ -1,6 +1,6 @@
 """Per-Space settings kept beside secrets and variables (rows of `space_kv`): its volumes (kind `volume`,
-keyed by mount path), its dev mode (kind `setting`, key `devMode`) and its last hot reload (key `hotReloading`,
-hub/hotreload.py). Read by the hub's API and by the controller when it starts or sleeps the Space."""
+keyed by mount path), its dev mode (kind `setting`, key `devMode`), its storage tier (key `storageTier`, which
+sizes its volumes) and its last hot reload (key `hotReloading`, hub/hotreload.py). Read by the hub's API and by the controller when it starts or sleeps the Space."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from sqlalchemy import delete, select
 from state.store import SpaceKV, Store, utcnow
 from state.volumes import VolumeSpec, decode, encode
 
-VOLUME, SETTING, DEV_MODE = "volume", "setting", "devMode"
+VOLUME, SETTING, DEV_MODE, STORAGE_TIER = "volume", "setting", "devMode", "storageTier"
 
 
 def volumes(store: Store, space_pk: int) -> tuple[VolumeSpec, ...]:
@@ -34,6 +34,16 @@ def set_dev_mode(store: Store, space_pk: int, enabled: bool) -> bool:
     """Turn dev mode on or off; True when it changed."""
     old = put_setting(store, space_pk, DEV_MODE, "1" if enabled else "0")
     return (old == "1") != enabled
+
+
+def storage_tier(store: Store, space_pk: int) -> str | None:
+    """The Space's storage tier (state.volumes.TIERS), None without one."""
+    return setting(store, space_pk, STORAGE_TIER) or None
+
+
+def set_storage_tier(store: Store, space_pk: int, tier: str | None) -> bool:
+    """Set the tier (None: none); True when it changed."""
+    return (put_setting(store, space_pk, STORAGE_TIER, tier or "") or None) != tier
 
 
 def setting(store: Store, space_pk: int, key: str) -> str | None:

@@ -21,6 +21,7 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 RESERVED = ("/usr", "/etc", "/proc", "/dev", "/bin", "/sbin", "/lib", "/lib64", "/tmp", "/run", "/opt/spacehost",
             "/home/user/app")
 MAX_VOLUMES = 8
+TIERS = ("small", "medium", "large")  # HF's persistent storage tiers, smallest first (huggingface_hub SpaceStorage)
 
 
 @dataclass(frozen=True)
@@ -102,3 +103,27 @@ def encode(v: VolumeSpec) -> str:
 
 def decode(value: str) -> VolumeSpec:
     return parse_volume(json.loads(value))
+
+
+def parse_tier(body: object) -> str:
+    """`{"tier": "small" | "medium" | "large"}` → the tier; BadRequest naming the allowed ones."""
+    tier = body.get("tier") if isinstance(body, dict) else None
+    if tier not in TIERS:
+        raise BadRequest(f"tier must be one of {', '.join(TIERS)}, got {tier!r}")
+    return str(tier)
+
+
+def check_tier_change(current: str | None, wanted: str) -> None:
+    """BadRequest when a Space on tier `current` may not move to `wanted`. As on HF, a tier is never lowered in
+    place (a volume's file system does not shrink): delete the tier first."""
+    if current is not None and TIERS.index(wanted) < TIERS.index(current):
+        raise BadRequest(f"cannot downgrade storage from {current} to {wanted}: delete it first")
+
+
+def volume_limit(tier: str | None, tier_bytes: dict[str, int], cap: int) -> int:
+    """The size limit of a Space's volumes: its storage tier's size capped by the operator-wide limit `cap`;
+    without a tier, `cap` itself. 0: no limit."""
+    if tier is None:
+        return cap
+    size = tier_bytes[tier]
+    return min(size, cap) if cap > 0 else size

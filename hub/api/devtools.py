@@ -1,5 +1,5 @@
-"""What a Space's developer uses while working on it: persistent volumes (`hf spaces volumes`), dev mode
-(`hf spaces dev-mode`), and a shell inside the running Space (`spacehost ssh`, over a WebSocket)."""
+"""What a Space's developer uses while working on it: persistent volumes (`hf spaces volumes`) and their storage
+tier, dev mode (`hf spaces dev-mode`), and a shell inside the running Space (`spacehost ssh`, over a WebSocket)."""
 
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ from hub.api.hints import ssh_warning
 from hub.api.views import runtime_view
 from hub.deps import hub_of, writable_space
 from scheduler.runtimes.instances import instance_env
-from state.space_settings import set_dev_mode, set_volumes
-from state.volumes import parse_volumes
+from state.space_settings import set_dev_mode, set_storage_tier, set_volumes, storage_tier
+from state.volumes import check_tier_change, parse_tier, parse_volumes
 
 router = APIRouter()
 PREFIX = "/api/spaces/{owner}/{name}"
@@ -62,6 +62,31 @@ async def delete_volumes(request: Request, owner: str, name: str) -> dict[str, A
     space, _ = await writable_space(request, owner, name)
     hub = hub_of(request)
     if await asyncio.to_thread(set_volumes, hub.store, space.id, ()):
+        await hub.control.env_changed(space.space_id)
+    return await _runtime(request, space.space_id)
+
+
+@router.post(PREFIX + "/storage")
+async def request_storage(request: Request, owner: str, name: str) -> dict[str, Any]:
+    """`{"tier": "small" | "medium" | "large"}` (HF's persistent storage tiers): the Space's volumes are limited to
+    the tier's size (SPACEHOST_STORAGE_<TIER>_BYTES, capped by SPACEHOST_VOLUME_LIMIT_BYTES); it restarts with
+    them so. Upgrades only, as on HF."""
+    space, _ = await writable_space(request, owner, name)
+    tier = parse_tier(await json_object(request))
+    hub = hub_of(request)
+    check_tier_change(await asyncio.to_thread(storage_tier, hub.store, space.id), tier)
+    if await asyncio.to_thread(set_storage_tier, hub.store, space.id, tier):
+        await hub.control.env_changed(space.space_id)
+    return await _runtime(request, space.space_id)
+
+
+@router.delete(PREFIX + "/storage")
+async def delete_storage(request: Request, owner: str, name: str) -> dict[str, Any]:
+    """Drop the Space's tier: its volumes fall back to the operator-wide limit (their files stay in the bucket,
+    and a file system already grown past that limit keeps its size)."""
+    space, _ = await writable_space(request, owner, name)
+    hub = hub_of(request)
+    if await asyncio.to_thread(set_storage_tier, hub.store, space.id, None):
         await hub.control.env_changed(space.space_id)
     return await _runtime(request, space.space_id)
 

@@ -48,9 +48,10 @@ def runtime_view(hub: Hub, space: SpaceRecord) -> dict[str, Any]:
     if space.error:
         view["errorMessage"] = space.error
     from hub.hotreload import hot_reloading
-    from state.space_settings import dev_mode, volumes
+    from state.space_settings import dev_mode, storage_tier, volumes
 
     view["devMode"] = dev_mode(hub.store, space.id)
+    view["storage"] = storage_tier(hub.store, space.id)
     target = hub.control.reload_target(space.space_id, visit=False) if running else None
     if (hr := hot_reloading(hub.store, space, target[0] if target else None)) is not None:
         view["hotReloading"] = hr

@@ -1,6 +1,6 @@
 """Issue 14 on the docker runtime, through a real `spacehost up --runtime docker`: a persistent volume (`/data`,
 a size-capped bucket loop-mounted on the host and bound into the container) outlives a restart and a rebuild
-and refuses writes past its limit with ENOSPC; the real `hf spaces hot-reload` reaches the reload server inside
+and refuses writes past its limit (the operator's, or the Space's storage tier's) with ENOSPC; the real `hf spaces hot-reload` reaches the reload server inside
 the container (its own address on the Spaces' bridge, port 7887), and the same process answers with new code.
 
 One Gradio Space (with the `spaces` package, which runs the reload server), one server, reused step after step
@@ -33,6 +33,7 @@ pytestmark = [pytest.mark.docker, pytest.mark.random_order(disabled=True)]  # st
 
 CA = "/etc/ssl/certs/ca-certificates.crt"
 LIMIT = 16 << 20
+SMALL = 10 << 20  # the small storage tier here; medium and large are capped at LIMIT
 FILES = {"app.py": APP, "README.md": README, "requirements.txt": f"spaces=={version('spaces')}\n"}
 
 
@@ -73,7 +74,7 @@ def up(engine: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Up]:
     srv = Server(tmp_path_factory.mktemp("data-docker"), free_port(), "hf_admin_" + secrets.token_hex(8),
                  extra_args=("--runtime", "docker", "--docker-base-image", BASE_IMAGE, "--docker-network", network,
                              "--build-ca", CA),
-                 env={"SPACEHOST_VOLUME_LIMIT_BYTES": str(LIMIT)})
+                 env={"SPACEHOST_VOLUME_LIMIT_BYTES": str(LIMIT), "SPACEHOST_STORAGE_SMALL_BYTES": str(SMALL)})
     sid = f"admin/data-{secrets.token_hex(3)}"
     client = docker.from_env()
     try:
@@ -166,3 +167,28 @@ def test_another_container_on_the_spaces_network_cannot_reach_the_reload_server(
     out = up.docker.containers.run(BASE_IMAGE, ["python3", "-c", CONNECT, address], network=up.network,
                                    user="1000:1000", remove=True)
     assert out.decode().startswith("refused"), out
+
+
+def test_the_storage_tier_sizes_the_containers_volume(up: Up) -> None:
+    """On the small tier a new bucket is limited to the tier's 10 MiB (below the operator-wide 16 MiB): 12 MB do
+    not fit; upgraded to medium (its size capped at 16 MiB), a new bucket takes them."""
+    sid, auth = up.space_id, {"Authorization": f"Bearer {up.server.token}"}
+
+    def bound(bucket: str) -> Any:
+        source = str(up.server.data_dir / "volumes" / "admin" / bucket)
+        return eventually(lambda: (c := up.container()) and any(m["Source"] == source for m in c.attrs["Mounts"])
+                          and c, timeout=240)
+
+    results = {}
+    for tier in ("small", "medium"):
+        r = httpx.post(f"{up.server.url}/api/spaces/{sid}/storage", json={"tier": tier}, headers=auth, timeout=30)
+        assert r.status_code == 200 and r.json()["storage"] == tier, r.text
+        api(up.server).set_space_volumes(sid, volumes=[Volume(type="bucket", source=f"admin/tier-{tier}",
+                                                              mount_path="/data")])
+        _, out = bound(f"tier-{tier}").exec_run(["sh", "-c", "head -c 12000000 /dev/zero > /data/big; echo rc=$?"],
+                                                 user="1000:1000")
+        results[tier] = out.decode(errors="replace")
+        image = volume_fs.image_of(up.server.data_dir / "volumes" / "admin" / f"tier-{tier}")
+        assert image.stat().st_size == (SMALL if tier == "small" else LIMIT)
+    assert "No space left on device" in results["small"] and "rc=1" in results["small"], results
+    assert results["medium"].strip() == "rc=0", results

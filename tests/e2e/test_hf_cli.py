@@ -220,6 +220,47 @@ def test_volume_size_limit_gives_enospc_inside_and_spares_the_host(tmp_path_fact
     assert not any(volume_fs.mount_points(Path("/proc/self/mountinfo").read_text(), srv.data_dir))
 
 
+def test_storage_tier_sizes_the_volumes(tmp_path_factory: pytest.TempPathFactory, home: Path) -> None:
+    """HF's storage tiers size a Space's volumes (POST /api/spaces/{id}/storage), capped by the operator-wide
+    limit: with small at 16 MiB and medium at 48 MiB, the small Space gets ENOSPC writing 24 MB to /data where
+    the medium one writes it; the runtime names the tier; a downgrade is refused, as on HF."""
+    tiers = {"SPACEHOST_VOLUME_LIMIT_BYTES": str(64 << 20), "SPACEHOST_STORAGE_SMALL_BYTES": str(16 << 20),
+             "SPACEHOST_STORAGE_MEDIUM_BYTES": str(48 << 20)}
+    srv = Server(tmp_path_factory.mktemp("tiers"), free_port(), "hf_admin_" + secrets.token_hex(8), env=tiers)
+    srv.start()
+    script = "head -c 24000000 /dev/zero > /data/big; echo rc=$?"
+    try:
+        spaces = {tier: f"admin/{tier}-{secrets.token_hex(3)}" for tier in ("small", "medium")}
+        for tier, sid in spaces.items():
+            hf(srv, home, "repos", "create", sid, "--type", "space", "--template", "gradio-hello")
+            r = httpx.post(f"{srv.url}/api/spaces/{sid}/storage", json={"tier": tier},
+                           headers={"Authorization": f"Bearer {srv.token}"}, timeout=30)
+            assert r.status_code == 200 and r.json()["storage"] == tier, r.text
+            api(srv).set_space_volumes(sid, volumes=[Volume(type="bucket", source=f"admin/{tier}",
+                                                            mount_path="/data")])
+        assert api(srv).get_space_runtime(spaces["medium"]).storage == "medium"
+        down = httpx.post(f"{srv.url}/api/spaces/{spaces['medium']}/storage", json={"tier": "small"},
+                          headers={"Authorization": f"Bearer {srv.token}"}, timeout=30)
+        assert down.status_code == 400 and "downgrade" in down.text
+        def write_big(sid: str) -> subprocess.CompletedProcess[str]:
+            def wrote() -> subprocess.CompletedProcess[str] | None:
+                q = ssh(srv, home, sid, "sh", "-c", script)
+                return q if q.stdout.startswith("rc=") else None
+
+            srv.wait_stage(sid, {"RUNNING"}, timeout=300)
+            return eventually(wrote, timeout=120)
+
+        wrote = {tier: write_big(sid) for tier, sid in spaces.items()}
+        assert "No space left on device" in wrote["small"].stderr and "rc=1" in wrote["small"].stdout
+        assert wrote["medium"].stdout.strip() == "rc=0", (wrote["medium"].stdout, wrote["medium"].stderr)
+        for tier, size in (("small", 16 << 20), ("medium", 48 << 20)):
+            assert volume_fs.image_of(srv.data_dir / "volumes" / "admin" / tier).stat().st_size == size
+    finally:
+        srv.close()
+        volume_fs.unmount_all(srv.data_dir / "volumes")  # spacehost unmounts on stop; this is only a safety net
+    assert not any(volume_fs.mount_points(Path("/proc/self/mountinfo").read_text(), srv.data_dir))
+
+
 def test_ssh_shell_of_a_warm_started_space_has_its_secrets_and_variables(server: Server, home: Path,
                                                                          space: str) -> None:
     """A warm start's process shows the zygote's env in /proc; the shell still gets the app's own (variables
