@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import importlib.util
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -55,6 +57,8 @@ def missing_extra(cmd: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # `kill -USR1 <pid>` prints every thread's stack to stderr (the log): what a stuck server is doing
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     parser = argparse.ArgumentParser(prog="spacehost", description="Self-hosted Hugging Face-style Spaces")
     sub = parser.add_subparsers(dest="cmd", required=True)
     up_parser(sub)

@@ -148,6 +148,18 @@ class Server:
         p = self.data_dir / "server.log"
         return "\n".join(p.read_text(errors="replace").splitlines()[-n:]) if p.exists() else ""
 
+    def stacks(self) -> str:
+        """Every thread's stack in the server now (SIGUSR1: faulthandler, registered by spacehost.cli): what a
+        server that does not answer is doing. For failure messages."""
+        if self.proc is None or self.proc.poll() is not None:
+            return "(the server is not running)"
+        before = (self.data_dir / "server.log").stat().st_size
+        os.kill(self.proc.pid, signal.SIGUSR1)
+        time.sleep(1)
+        with (self.data_dir / "server.log").open("rb") as f:
+            f.seek(before)
+            return f.read().decode(errors="replace")[-20000:]
+
     def api(self, token: str | None = None) -> httpx.Client:
         tok = self.token if token is None else token
         headers = {"Authorization": f"Bearer {tok}"} if tok else {}

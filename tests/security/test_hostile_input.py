@@ -62,6 +62,14 @@ class Window:
         return xs[min(len(xs) - 1, int(0.99 * len(xs)))] if xs else 0.0
 
 
+def control(server: Server, c: httpx.Client, method: str, path: str) -> httpx.Response:
+    """A request of the measurement itself; a server that does not answer it fails with its threads' stacks."""
+    try:
+        return c.request(method, path)
+    except httpx.TimeoutException:
+        pytest.fail(f"{method} {path}: no answer in {c.timeout.read} s; the server's threads:\n{server.stacks()}")
+
+
 def sample(server: Server, name: str, attack: Callable[[], None]) -> Window:
     """Run `attack` while sampling the loop's lag (inside) and /healthz latency (outside); print both."""
     win, stop = Window(), threading.Event()
@@ -75,7 +83,7 @@ def sample(server: Server, name: str, attack: Callable[[], None]) -> Window:
                 stop.wait(0.02)
 
     with server.api() as c:
-        assert c.post("/api/admin/loop-lag/reset").status_code == 200
+        assert control(server, c, "POST", "/api/admin/loop-lag/reset").status_code == 200
         time.sleep(0.1)
         poller = threading.Thread(target=poll_other)
         poller.start()
@@ -85,7 +93,7 @@ def sample(server: Server, name: str, attack: Callable[[], None]) -> Window:
         finally:
             stop.set()
             poller.join()
-        win.lag = c.get("/api/admin/loop-lag").json()
+        win.lag = control(server, c, "GET", "/api/admin/loop-lag").json()
     print(f"\n{name:<28} loop lag p50 {win.lag['p50Ms']:.2f} ms  p99 {win.lag['p99Ms']:.2f} ms  "
           f"max {win.lag['maxMs']:.2f} ms  ({win.lag['samples']} samples)   /healthz p99 {win.other_p99():.1f} ms")
     assert win.lag["samples"] > 10
@@ -277,3 +285,12 @@ def test_deeply_nested_json_is_a_400(server: Server, measured: Measured, path: s
 
     measured(f"nested JSON: {path.rsplit('/', 1)[-1]}", attack)
     assert out["r"].status_code == 400, out["r"].text[:300]
+
+
+def test_sigusr1_prints_every_threads_stack_and_the_server_keeps_serving(server: Server) -> None:
+    """What a stuck server is doing is one signal away (and what `control` prints when it does not answer)."""
+    out = server.stacks()
+    assert "Current thread" in out or "Thread 0x" in out, out[-2000:]
+    assert "spacehost" in out and "File " in out
+    with server.api() as c:
+        assert c.get("/healthz").status_code == 200
