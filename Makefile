@@ -52,6 +52,11 @@ bench: $(VENV)/.installed-bench
 	$(PY) bench/zerogpu.py
 	$(PY) bench/placement.py
 	$(PY) bench/density.py
+	$(PY) bench/gradio_traffic.py
+	$(PY) bench/cluster.py
+	$(PY) bench/hostile.py
+	$(PY) bench/pages.py
+	$(PY) bench/web_ui.py
 
 clean:
 	rm -rf $(VENV) .spacehost
