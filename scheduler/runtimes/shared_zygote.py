@@ -15,7 +15,19 @@ status dir. Any failure before "go" raises LaunchFailed, and the runtime starts 
 The zygote's files live under /run/spacehost-shz/<install tag>/<id> (traversable by its host uid, unlike the data dir): its
 status dir, copies of warm_main.py and space_entry.py, and bind mounts of its env and interpreter (from
 which its sandbox binds them; they stay while it runs: their unmount would propagate into its mount namespace).
-It exits when idle for `idle_s`. What a crashed spacehost left there is swept when the pool is made.
+It exits when idle for `idle_s`.
+
+A Space does not depend on its zygote once forked. If the interpreter dies (killed, crashed) its Spaces keep
+serving (bubblewrap's init, pid 1 of the zygote's pid namespace, stays while any process is left in it); the
+next start on that env sees it dead (`alive` follows the interpreter itself, zygote_procs.py), retires it and
+spawns a new one. A retired zygote takes no more requests; it is killed (its init: the whole namespace goes)
+and its dir removed once the last instance it forked ended. Its Spaces' exit codes are lost (the reaper was the
+interpreter): they end "status unknown", and the controller restarts them as after any crash. If the whole
+namespace dies (its init killed), so do its Spaces, and the controller restarts them on a new zygote.
+A spacehost that stops with --keep-spaces (or crashes) leaves its zygotes serving their Spaces without a
+control socket; the next run's pool retires each one that an adopted instance's state reads its exit status
+from, and sweeps what else an earlier run left. Killing a live zygote (`close`) kills its init: nothing of it
+is left.
 """
 
 from __future__ import annotations
@@ -36,6 +48,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import sdk_templates
+from core.crypto import SecretBox
 from core.errors import LaunchFailed
 from core.stages import Sdk
 from sandbox.bwrap import APP_UID, interpreter_roots
@@ -50,10 +63,11 @@ from sandbox.userns import (
 )
 from scheduler.env import rebase_host_urls
 from scheduler.runtimes.base import Instance, LaunchSpec
-from scheduler.runtimes.instances import InstanceState, free_port, start_ticks
+from scheduler.runtimes.instances import InstanceState, free_port, save_env, start_ticks
 from scheduler.runtimes.sandbox import app_command, app_env
 from scheduler.runtimes.sandbox_cgroup import SpaceCgroup
 from scheduler.runtimes.zygote import READY_TIMEOUT_S, _read_message
+from scheduler.runtimes.zygote_procs import ProcRef, interpreter_of, kill_zygote_of, middle_of
 from sdk_templates import TEMPLATES
 
 if TYPE_CHECKING:
@@ -65,6 +79,14 @@ ROOT = Path("/run/spacehost-shz")
 TEMPLATE_DIR = Path(sdk_templates.__file__).parent
 ENTER_TIMEOUT_S = 30.0
 UMOUNT = "/usr/bin/umount"
+
+
+@dataclass
+class Retired:
+    """A zygote that takes no more requests, kept while instances it forked run (module docstring)."""
+
+    users: set[str]  # instance ids
+    zygote: SharedZygote | None = None  # this run's (None: an earlier run's, found by its dir)
 
 
 @dataclass(frozen=True)
@@ -83,13 +105,27 @@ class SharedZygote:
     children: set[str] = field(default_factory=set)  # instance ids
     last_used: float = field(default_factory=time.monotonic)
     lock: threading.Lock = field(default_factory=threading.Lock)  # one request at a time on `sock`
-    ended: bool = False
+    reaped: bool = False  # `pid` ended and was waited for
+    init: ProcRef | None = None  # pid 1 of its pid namespace (bubblewrap's init): killing it ends them all
+    main: ProcRef | None = None  # the warm interpreter
 
     def alive(self) -> bool:
-        if not self.ended:
-            with contextlib.suppress(ChildProcessError):
-                self.ended = os.waitpid(self.pid, os.WNOHANG)[0] != 0
-        return not self.ended
+        """Whether its interpreter runs (the outer process alone may have been killed: it is reaped here)."""
+        if not self.reaped:
+            try:
+                self.reaped = os.waitpid(self.pid, os.WNOHANG)[0] != 0
+            except ChildProcessError:
+                self.reaped = True
+        return self.main.alive() if self.main is not None else not self.reaped
+
+    def kill(self) -> None:
+        """Kill its pid namespace (the interpreter and every Space it forked) and reap the outer process."""
+        for proc in (self.init, self.main):
+            if proc is not None:
+                proc.kill()
+        if not self.reaped:
+            _kill_pid(self.pid)
+            self.reaped = True
 
 
 def zygote_env(env_dir: str, host_urls: dict[str, str]) -> dict[str, str]:
@@ -105,23 +141,28 @@ class SharedZygotePool:
 
     def __init__(self, runtime: ProcessRuntime) -> None:
         self.rt = runtime
+        self.box = SecretBox(runtime.settings.secret_key())  # seals the env kept for `spacehost ssh`
         self._zygotes: dict[EnvKey, SharedZygote] = {}
         self._by_instance: dict[str, SharedZygote] = {}
+        self._retired: dict[Path, Retired] = {}  # by zygote dir
         self._lock = threading.Lock()
         self.root = ROOT / runtime.settings.install_tag
         self._sweep()
 
     def _sweep(self) -> None:
-        """Remove what zygotes of an earlier run of this install left (a crash, a kill): every zygote dir that no
-        instance's state file (an instance adopted after a restart) still reads its exit status from."""
+        """Take stock of what zygotes of an earlier run of this install left (a restart with --keep-spaces, a
+        crash): a zygote dir that an instance's state file reads its exit status from is retired (kept, with
+        its zygote, until those instances ended); every other one goes, with any process of its zygote."""
         if not self.root.is_dir():
             return
-        used = {p.read_text(errors="replace") for p in self.rt.run_dir.glob("*.json")} if self.rt.run_dir.is_dir() else set()
+        states = ({p.name[: -len(".json")]: p.read_text(errors="replace") for p in self.rt.run_dir.glob("*.json")}
+                  if self.rt.run_dir.is_dir() else {})
         for zdir in self.root.glob("shz-*"):
-            if not any(str(zdir) + "/" in text for text in used):
-                _unmount_staged(zdir)
-                if not (zdir / "ro").exists():
-                    shutil.rmtree(zdir, ignore_errors=True)
+            users = {iid for iid, text in states.items() if str(zdir) + "/" in text}
+            if users:
+                self._retired[zdir] = Retired(users)
+            else:
+                _end_dir(zdir)
 
     def can_serve(self, spec: LaunchSpec) -> bool:
         return (spec.artifact.sdk in (Sdk.GRADIO, Sdk.STREAMLIT) and bool(spec.artifact.env_dir)
@@ -166,8 +207,8 @@ class SharedZygotePool:
         port = free_port()
         python = os.path.join(z.key.env_dir, "bin", "python")
         argv = app_command(python, TEMPLATES[art.sdk].command(python, art.app_file, port), listen="0.0.0.0")
-        req = {"shared": True, "env": self.rt.space_env(spec.env, z.key.env_dir, port, addr), "argv": argv,
-               "cwd": "/home/user/app"}
+        env = self.rt.space_env(spec.env, z.key.env_dir, port, addr)
+        req = {"shared": True, "env": env, "argv": argv, "cwd": "/home/user/app"}
         _, w = self.rt.log_filter(spec, inst_dir)
         fds = [w]
         mine, child = socket.socketpair()
@@ -183,9 +224,14 @@ class SharedZygotePool:
             fds = []
             child.close()
             pid = peer_pid(mine, ENTER_TIMEOUT_S)
-            if cg is not None:
+            if cg is not None:  # the middle process too: the Space's limits count every process of its tree
+                middle = middle_of(pid, ns_pid)
+                if middle is None:
+                    raise LaunchFailed(f"the child {ns_pid} of the shared interpreter is not the app's parent")
+                cg.join(middle)
                 cg.join(pid)
             mine.sendall(b"go\n")
+            save_env(inst_dir, env, self.box)  # its /proc environ is the zygote's: `spacehost ssh` reads this
         finally:
             for fd in fds:
                 os.close(fd)
@@ -197,27 +243,42 @@ class SharedZygotePool:
                              ip=addr.ip, netns=addr.name)
 
     def released(self, instance_id: str) -> None:
+        """An instance ended. A retired zygote goes with the last instance it forked."""
+        done: list[tuple[Path, Retired]] = []
         with self._lock:
             z = self._by_instance.pop(instance_id, None)
             if z is not None:
                 z.children.discard(instance_id)
                 z.last_used = time.monotonic()
+            for zdir, r in list(self._retired.items()):
+                r.users.discard(instance_id)
+                if not r.users:
+                    done.append((zdir, r))
+                    del self._retired[zdir]
+        for zdir, r in done:
+            _end_retired(zdir, r)
 
     def forget(self, space_id: str) -> None:
         """Nothing to do: a shared zygote holds nothing of any Space."""
 
     def close(self) -> None:
+        """Kill every zygote, live and retired (with whatever still runs in their pid namespaces)."""
         with self._lock:
             for z in list(self._zygotes.values()):
                 self._kill(z)
+            retired, self._retired = self._retired, {}
+        for zdir, r in retired.items():
+            _end_retired(zdir, r)
 
     # -- zygotes ------------------------------------------------------------------------------------------------
 
     def _zygote_for(self, key: EnvKey) -> SharedZygote:
         with self._lock:
             now = time.monotonic()
-            for k, other in list(self._zygotes.items()):
-                if not other.alive() or (not other.children and now - other.last_used > self.idle_s):
+            for other in list(self._zygotes.values()):
+                if not other.alive() and other.children:
+                    self._retire(other)
+                elif not other.alive() or (not other.children and now - other.last_used > self.idle_s):
                     self._kill(other)
             z = self._zygotes.get(key)
             if z is None:
@@ -261,10 +322,15 @@ class SharedZygotePool:
             except (TimeoutError, EOFError):
                 tail = (zdir / "zygote.log").read_text(errors="replace")[-2000:]
                 raise EOFError(f"the warm interpreter did not start: {tail.strip()}") from None
+            procs = interpreter_of(pid)
+            if procs is None:
+                raise EOFError("the warm interpreter is not where its sandbox runs it")
+            z.init, z.main = procs
         except (OSError, TimeoutError, EOFError, UsernsError):
             theirs.close()
             ours.close()
             if pid:
+                kill_zygote_of(zdir)  # its init too, not only the outer process
                 _kill_pid(pid)
             _unmount_staged(zdir)
             if not (zdir / "ro").exists():
@@ -273,17 +339,37 @@ class SharedZygotePool:
         log.info("shared warm interpreter %s (pid %d) for %s", zid, pid, key.env_dir)
         return z
 
+    def _retire(self, z: SharedZygote) -> None:
+        """`z`'s interpreter died, Spaces it forked still run: keep its namespace and dir for them."""
+        log.warning("the shared warm interpreter %s for %s ended; %d Spaces keep running, new starts get a new one",
+                    z.zid, z.key.env_dir, len(z.children))
+        self._zygotes.pop(z.key, None)
+        z.sock.close()
+        self._retired[z.dir] = Retired(set(z.children), z)
+
     def _kill(self, z: SharedZygote) -> None:
         """Kill a zygote (and with it every child still running: they live in its pid namespace)."""
         if self._zygotes.get(z.key) is z:
             self._zygotes.pop(z.key, None)
-        if not z.ended:
-            _kill_pid(z.pid)
-            z.ended = True
+        z.kill()
         z.sock.close()
         _unmount_staged(z.dir)
         if not (z.dir / "ro").exists():
             shutil.rmtree(z.dir, ignore_errors=True)
+
+
+def _end_retired(zdir: Path, r: Retired) -> None:
+    if r.zygote is not None:
+        r.zygote.kill()
+    _end_dir(zdir)
+
+
+def _end_dir(zdir: Path) -> None:
+    """Kill the zygote of `zdir` (not this run's: found by its command line), unstage its mounts, remove it."""
+    kill_zygote_of(zdir)
+    _unmount_staged(zdir)
+    if not (zdir / "ro").exists():
+        shutil.rmtree(zdir, ignore_errors=True)
 
 
 def _detached_home(home: Path, size: int) -> int:
