@@ -101,12 +101,17 @@ class Repos:
 
     def pointers(self, sid: SpaceId, blobs: list[tuple[str, int]]) -> dict[str, Pointer]:
         """Blob id → the Git LFS pointer that blob is, for those of `blobs` ((blob id, size) pairs) that are one.
-        Only blobs small enough to be a pointer are read, all in one `git cat-file --batch`."""
+        Only blobs small enough to be a pointer are read, all in one `git cat-file --batch`, and kept in memory
+        (a blob id names its bytes for ever)."""
+        repo = str(self.path(sid))
         small = sorted({oid for oid, size in blobs if size <= POINTER_MAX})
-        if not small:
-            return {}
-        out = self.git(sid, "cat-file", "--batch", input="".join(f"{oid}\n" for oid in small).encode())
-        return {oid: p for oid, data in split_batch(out) if (p := parse_pointer(data)) is not None}
+        found = {oid: hit for oid in small if (hit := self.cache.get((repo, "small-blob", oid))) is not None}
+        if missing := [oid for oid in small if oid not in found]:
+            out = self.git(sid, "cat-file", "--batch", input="".join(f"{oid}\n" for oid in missing).encode())
+            for oid, data in split_batch(out):
+                self.cache.put((repo, "small-blob", oid), data)
+                found[oid] = data
+        return {oid: p for oid, data in found.items() if (p := parse_pointer(data)) is not None}
 
     def read(self, sid: SpaceId, sha: str, path: str) -> bytes:
         """The bytes of the file at `path` in commit `sha`; EntryNotFound if there is none. Kept in memory

@@ -1,9 +1,9 @@
 """The Git LFS endpoint of a Space (hub/lfs.py has the storage and the decisions): the batch API at
 `/spaces/{owner}/{name}[.git]/info/lfs/objects/batch` and the basic transfer's signed object URLs.
 
-Callers: `git lfs` (Basic auth, the token as password, from the remote's URL) and huggingface_hub's
+Callers: `git lfs` (Basic auth, the token as password, from the remote's URL), huggingface_hub's
 `upload_file`/`create_commit` for files that preupload sent to LFS (Bearer for the batch, no credential for the
-PUT: the signed URL is the credential). Uploading needs write access to the Space, downloading read access."""
+PUT: the signed URL is the credential), and the web UI's upload page (the session cookie, as huggingface_hub). Uploading needs write access to the Space, downloading read access."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from core.errors import BadRequest, Forbidden, RepoNotFound, Unauthorized
 from core.ids import SpaceId
 from hub.accounts import Principal, can_see
 from hub.bodies import json_body
-from hub.deps import base_url, hub_of
+from hub.csrf import Credential
+from hub.deps import base_url, caller, hub_of, request_credential
 from hub.git_http import basic_token
 from hub.lfs import MEDIA_TYPE, LfsStore, batch_answer, parse_objects, signature_ok
 from hub.store import SpaceRecord
@@ -32,12 +33,17 @@ def space_id(owner: str, name: str) -> SpaceId:
 
 
 async def lfs_space(request: Request, sid: SpaceId, write: bool) -> SpaceRecord:
-    """The Space if the caller (Bearer or Basic token) may read it, or write it when `write`."""
+    """The Space if the caller (Bearer or Basic token, or the browser session of the hub's upload page, which
+    hub.csrf holds to the hub's own origin) may read it, or write it when `write`."""
     hub = hub_of(request)
     token = basic_token(request)
-    principal: Principal | None = await asyncio.to_thread(hub.accounts.authenticate, token) if token else None
-    if token and principal is None:
-        raise Unauthorized("Invalid credentials: use your spacehost token as the password")
+    principal: Principal | None
+    if request_credential(request)[0] is Credential.SESSION:
+        principal = await caller(request)
+    else:
+        principal = await asyncio.to_thread(hub.accounts.authenticate, token) if token else None
+        if token and principal is None:
+            raise Unauthorized("Invalid credentials: use your spacehost token as the password")
     space = await asyncio.to_thread(hub.store.get_space, str(sid))
     if space is None or not can_see(principal, sid.owner, space.private):
         raise RepoNotFound(f"Repository not found: spaces/{sid}")

@@ -19,6 +19,7 @@ from core.errors import EntryNotFound, Forbidden
 from core.ids import SpaceId
 from hub.api.commits import commit_log, resolve_rev
 from hub.deps import hub_of
+from hub.lfs import Pointer
 from hub.repos import list_tree
 from hub.web.space import api_has, page, space_context
 
@@ -57,16 +58,18 @@ async def tree_page(request: Request, owner: str, name: str, rest: str) -> Respo
     rev, path = split_rev(rest)
     hub, space = hub_of(request), ctx["space"]
 
-    def listing() -> tuple[list[Any], list[dict[str, Any]]]:
+    def listing() -> tuple[list[Any], dict[str, Pointer], list[dict[str, Any]]]:
         last = commit_log(hub, space, rev, 1)  # resolves `rev` once: its id is the commit to list
         if not last:
-            return [], []
-        items = list_tree(hub.repos, SpaceId(owner, name), last[0]["id"], path)
-        return sorted(items, key=lambda i: (i.kind != "tree", i.path.lower())), last
+            return [], {}, []
+        sid = SpaceId(owner, name)
+        items = list_tree(hub.repos, sid, last[0]["id"], path)
+        lfs = hub.repos.pointers(sid, [(i.oid, i.size) for i in items if i.kind == "blob"])
+        return sorted(items, key=lambda i: (i.kind != "tree", i.path.lower())), lfs, last
 
-    items, last = await asyncio.to_thread(listing)
-    return page(request, "files_tree.html", ctx, rev=rev, path=path, items=items, last=last[0] if last else None,
-                crumbs=breadcrumbs(space.space_id, rev, path))
+    items, lfs, last = await asyncio.to_thread(listing)
+    return page(request, "files_tree.html", ctx, rev=rev, path=path, items=items, lfs=lfs,
+                last=last[0] if last else None, crumbs=breadcrumbs(space.space_id, rev, path))
 
 
 @router.get("/spaces/{owner}/{name}/blob/{rest:path}")

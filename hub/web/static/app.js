@@ -5,7 +5,8 @@
 //   _mountPath and _readOnly fields to the list in the `volumes` field.
 // - [data-live=OWNER/NAME]: the Space's stage and phases, live over SSE.
 // - pre[data-log=URL]: a log streamed over SSE.
-// - [data-dropzone]: drag and drop (or pick) files and commit them.
+// - [data-dropzone]: drag and drop (or pick) files and commit them; files the hub's preupload sends to Git LFS
+//   go through its LFS batch API first, as huggingface_hub sends them.
 "use strict";
 (function () {
   const $ = (sel, root) => (root || document).querySelector(sel);
@@ -36,10 +37,13 @@
     return btoa(s);
   }
 
-  // The commit API's NDJSON body: a header, then one line per file (base64 content).
+  // The commit API's NDJSON body: a header, then one line per file (base64 content, or an LFS object's oid).
   function ndjson(summary, files, deleted) {
     const lines = [{ key: "header", value: { summary: summary } }];
-    for (const f of files) lines.push({ key: "file", value: { path: f.path, content: b64(f.bytes), encoding: "base64" } });
+    for (const f of files) {
+      if (f.oid) lines.push({ key: "lfsFile", value: { path: f.path, algo: "sha256", oid: f.oid, size: f.size } });
+      else lines.push({ key: "file", value: { path: f.path, content: b64(f.bytes), encoding: "base64" } });
+    }
     for (const p of deleted || []) lines.push({ key: "deletedFile", value: { path: p } });
     return lines.map(l => JSON.stringify(l)).join("\n") + "\n";
   }
@@ -48,8 +52,83 @@
     const r = await fetch(url, { method: method, headers: { "Content-Type": type || "application/json" }, body: body,
       credentials: "same-origin" });
     let j = {}; try { j = await r.json(); } catch (e) { /* not JSON */ }
-    if (!r.ok) throw new Error(j.error || j.detail || (r.status + " " + r.statusText));
+    if (!r.ok) throw new Error(j.error || j.detail || j.message || (r.status + " " + r.statusText));
     return j;
+  }
+
+  // SHA-256 in plain JS, for pages that are not a secure context (plain http off localhost: no crypto.subtle).
+  const H0 = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19];
+  const K = (() => {  // the fractional parts of the cube roots of the first 64 primes
+    const k = new Uint32Array(64);
+    for (let n = 2, i = 0; i < 64; n++) {
+      let prime = true; for (let d = 2; d * d <= n; d++) if (n % d === 0) { prime = false; break; }
+      if (prime) k[i++] = (Math.cbrt(n) % 1) * 0x100000000;
+    }
+    return k;
+  })();
+  function sha256(bytes) {
+    const n = bytes.length, total = Math.ceil((n + 9) / 64) * 64;
+    const m = new Uint8Array(total); m.set(bytes); m[n] = 0x80;
+    const dv = new DataView(m.buffer);
+    dv.setUint32(total - 8, Math.floor(n / 0x20000000)); dv.setUint32(total - 4, (n * 8) >>> 0);
+    const h = new Uint32Array(H0), w = new Uint32Array(64), s = new Uint32Array(8);
+    const rot = (x, r) => (x >>> r) | (x << (32 - r));
+    for (let off = 0; off < total; off += 64) {
+      for (let i = 0; i < 16; i++) w[i] = dv.getUint32(off + i * 4);
+      for (let i = 16; i < 64; i++)
+        w[i] = w[i - 16] + (rot(w[i - 15], 7) ^ rot(w[i - 15], 18) ^ (w[i - 15] >>> 3)) + w[i - 7] +
+          (rot(w[i - 2], 17) ^ rot(w[i - 2], 19) ^ (w[i - 2] >>> 10));
+      s.set(h);
+      for (let i = 0; i < 64; i++) {
+        const [a, b, c, d, e, f, g, hh] = s;
+        const t1 = hh + (rot(e, 6) ^ rot(e, 11) ^ rot(e, 25)) + ((e & f) ^ (~e & g)) + K[i] + w[i];
+        const t2 = (rot(a, 2) ^ rot(a, 13) ^ rot(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+        s.copyWithin(1, 0, 7); s[0] = t1 + t2; s[4] = d + t1;  // Uint32Array stores wrap mod 2^32
+      }
+      for (let i = 0; i < 8; i++) h[i] += s[i];
+    }
+    const out = new Uint8Array(32), od = new DataView(out.buffer);
+    for (let i = 0; i < 8; i++) od.setUint32(i * 4, h[i]);
+    return out;
+  }
+  async function sha256hex(bytes, pure) {
+    const d = !pure && window.crypto && crypto.subtle ? new Uint8Array(await crypto.subtle.digest("SHA-256", bytes))
+      : sha256(bytes);
+    return Array.from(d, b => b.toString(16).padStart(2, "0")).join("");
+  }
+  window.spacehost = { sha256hex: sha256hex };  // for the browser tests
+
+  // Upload `files` ({path, file}) in one commit as huggingface_hub does: preupload says which go to Git LFS (the
+  // hub's threshold); those are hashed, announced to the LFS batch API and PUT to the signed URLs it answers
+  // (none for an object the Space already holds); the commit names them by oid, the others inline.
+  async function upload(form, files, summary) {
+    const asked = [];
+    for (const f of files)
+      asked.push({ path: f.path, size: f.file.size, sample: b64(new Uint8Array(await f.file.slice(0, 512).arrayBuffer())) });
+    const pre = await send(form.dataset.preupload, "POST", JSON.stringify({ files: asked }));
+    const lfs = new Set(pre.files.filter(x => x.uploadMode === "lfs").map(x => x.path));
+    const out = [];
+    for (const f of files) {
+      const bytes = new Uint8Array(await f.file.arrayBuffer());
+      out.push(lfs.has(f.path) ? { path: f.path, oid: await sha256hex(bytes), size: bytes.length, file: f.file }
+        : { path: f.path, bytes: bytes });
+    }
+    const big = out.filter(f => f.oid);
+    if (big.length) {
+      const batch = await send(form.dataset.lfs, "POST", JSON.stringify({ operation: "upload", transfers: ["basic"],
+        hash_algo: "sha256", objects: big.map(f => ({ oid: f.oid, size: f.size })) }), "application/vnd.git-lfs+json");
+      for (const o of batch.objects) {
+        if (o.error) throw new Error(o.error.message);
+        const put = o.actions && o.actions.upload;
+        if (!put) continue;  // the Space holds it already
+        const f = big.find(b => b.oid === o.oid);
+        say(form, "Uploading " + f.path + " (Git LFS, " + f.size + " bytes)…", true);
+        const r = await fetch(put.href, { method: "PUT", body: f.file, credentials: "same-origin",
+          headers: Object.assign({ "Content-Type": "application/octet-stream" }, put.header || {}) });
+        if (!r.ok) throw new Error("Git LFS upload of " + f.path + ": " + r.status + " " + r.statusText);
+      }
+    }
+    await send(form.dataset.upload, "POST", ndjson(summary, out), "application/x-ndjson");
   }
 
   function then(form, j) {
@@ -162,13 +241,14 @@
       ev.preventDefault();
       if (!picked.length) { say(form, "Choose or drop files first.", false); return; }
       const dir = (form.elements.dir.value || "").replace(/^\/+|\/+$/g, "");
-      const files = [];
-      for (const f of picked) files.push({ path: (dir ? dir + "/" : "") + f.name, bytes: new Uint8Array(await f.arrayBuffer()) });
+      const files = picked.map(f => ({ path: (dir ? dir + "/" : "") + f.name, file: f }));
       const summary = form.elements.summary.value || ("Upload " + files.map(f => f.path).join(", "));
+      const button = $("button[type=submit]", form);
+      button.disabled = true;
       try {
-        await send(form.dataset.upload, "POST", ndjson(summary, files), "application/x-ndjson");
+        await upload(form, files, summary);
         location.href = form.dataset.after;
-      } catch (e) { say(form, e.message, false); }
+      } catch (e) { say(form, e.message, false); } finally { button.disabled = false; }
     });
   }
 })();
