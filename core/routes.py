@@ -25,6 +25,9 @@ class Upstream:
     port: int
 
 
+NO_RELOAD = Upstream("", 0)  # a Route's `reload` where the Space's reload server cannot be reached
+
+
 @dataclass(frozen=True)
 class Route:
     space_id: str  # "owner/name"
@@ -43,6 +46,8 @@ class Route:
     writers_only: bool = False  # the Space's reload server: a writer's Bearer token, or nothing (reload_route)
     address: str | None = None  # the Space's own address where `upstream` is not in its network (Docker's
     # published port): its reload server's host
+    reload: Upstream | None = None  # where its reload server is reached instead (a cluster node's relay to it;
+    # NO_RELOAD: nowhere); None: RELOAD_PORT at its own address (reload_upstream)
 
 
 @dataclass(frozen=True)
@@ -95,16 +100,28 @@ class RouteTable:
         return self.by_custom_domain(name)
 
 
-def reload_route(route: Route) -> Route | None:
-    """The route to `route`'s own hot-reload server: the same Space and state, port RELOAD_PORT at the Space's
-    own address (`address`, else its upstream's: the Space's network namespace or container), for its writers
-    only, without the app's extras. None when the Space has no address of its own (a loopback upstream and no
-    `address`: no sandbox network), where port RELOAD_PORT would be the host's, not the Space's."""
-    up = route.upstream
-    host = route.address or (up.host if up is not None else None)
-    if up is not None and (host is None or host.startswith("127.") or host in ("localhost", "::1")):
+def reload_upstream(upstream: Upstream | None, address: str | None,
+                    reload: Upstream | None = None) -> Upstream | None:
+    """Where a Space's reload server is reached: `reload` where given (a cluster node's relay to it; NO_RELOAD:
+    nowhere), else RELOAD_PORT at the Space's own address (`address`, else its upstream's host: its network
+    namespace or container). None where it has no address of its own (a loopback host: no sandbox network, or
+    a port Docker published), where RELOAD_PORT would be the host's, not the Space's."""
+    if reload is not None:
+        return None if reload == NO_RELOAD else reload
+    host = address or (upstream.host if upstream is not None else None)
+    if host is None or host.startswith("127.") or host in ("localhost", "::1"):
         return None
-    return replace(route, subdomain=route.subdomain + RELOAD_SUFFIX,
-                   upstream=Upstream(host, RELOAD_PORT) if up is not None and host else None, direct_port=None,
+    return Upstream(host, RELOAD_PORT)
+
+
+def reload_route(route: Route) -> Route | None:
+    """The route to `route`'s own hot-reload server (reload_upstream): the same Space and state, for its writers
+    only, without the app's extras. None when the Space serves but its reload server is out of reach; a route
+    that does not serve (asleep, frozen without a server, starting) keeps its state with no upstream."""
+    up = route.upstream
+    target = reload_upstream(up, route.address, route.reload) if up is not None else None
+    if up is not None and target is None:
+        return None
+    return replace(route, subdomain=route.subdomain + RELOAD_SUFFIX, upstream=target, direct_port=None,
                    custom_domains=(), headers=(), disable_embedding=False, private=True, zero_gpu=False,
-                   writers_only=True, address=None)
+                   writers_only=True, address=None, reload=None)

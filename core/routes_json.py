@@ -22,7 +22,8 @@ def table_to_json(t: RouteTable) -> dict[str, Any]:
          "static_root": r.static_root, "static_index": r.static_index, "private": r.private,
          "direct_port": r.direct_port, "custom_domains": list(r.custom_domains),
          "headers": [list(h) for h in r.headers], "disable_embedding": r.disable_embedding,
-         "zero_gpu": r.zero_gpu, "message": r.message} for r in t.routes]}
+         "zero_gpu": r.zero_gpu, "message": r.message, "address": r.address, "reload": _up(r.reload)}
+        for r in t.routes]}
 
 
 def table_from_json(d: dict[str, Any], hub: Upstream | None = None) -> RouteTable:
@@ -32,6 +33,7 @@ def table_from_json(d: dict[str, Any], hub: Upstream | None = None) -> RouteTabl
         static_root=r["static_root"], static_index=r["static_index"], private=bool(r["private"]),
         direct_port=r["direct_port"], custom_domains=tuple(r["custom_domains"]),
         headers=tuple((str(k), str(v)) for k, v in r["headers"]), disable_embedding=bool(r["disable_embedding"]),
-        zero_gpu=bool(r["zero_gpu"]), message=r["message"]) for r in d["routes"])
+        zero_gpu=bool(r["zero_gpu"]), message=r["message"], address=r.get("address"),
+        reload=_unup(r.get("reload"))) for r in d["routes"])
     return RouteTable(d["domain"], hub or _unup(d["hub"]) or Upstream("127.0.0.1", 80), routes,
                       spaces_domain=d.get("spaces_domain", ""))

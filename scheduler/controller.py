@@ -21,12 +21,12 @@ from builder.pipeline import kept_builds, load_artifact
 from builder.queue import BuildQueue, InlineQueue
 from core.clock import SYSTEM, Clock
 from core.hardware import flavor
-from core.routes import Route, RouteState, RouteTable, Upstream, reload_route
+from core.routes import RouteTable, Upstream
 from core.settings import Settings
 from core.stages import SpaceStage
 from sandbox.bwrap import APP_UID
 from scheduler import lifecycle, volume_fs
-from scheduler.runtimes.base import Ability, Instance, Runtime
+from scheduler.runtimes.base import Ability, Instance, Runtime, reload_of
 from scheduler.steps import build, deploy, reconcile, sleep
 from scheduler.steps.context import EnvSource, Node, Volumes
 from scheduler.steps.deploy import KEEP_IMAGES, STOP_GRACE_S
@@ -114,12 +114,12 @@ class Controller:
         (`visit=False`: the runtime view, polled by pages and clients) is not, or polling kept Spaces from freezing."""
         live = self.live.get(space_id)
         inst = live.instance if live else None
-        if inst is None or Ability.HOT_RELOAD not in self.runtime.abilities:
+        target = reload_of(self.runtime.abilities, inst) if inst is not None else None
+        if inst is None or target is None:
             return None
         if visit:
             self.activity(space_id)
-        route = reload_route(Route(space_id, "", RouteState.SERVING, upstream=inst.upstream, address=inst.address))
-        return (inst.instance_id, route.upstream) if route is not None and route.upstream is not None else None
+        return inst.instance_id, target
 
     def zerogpu_quota(self, visitor_key: str) -> dict[str, Any] | None:
         """A visitor's remaining ZeroGPU quota today (None without a GPU pool)."""

@@ -88,6 +88,7 @@ class SpaceView:
     custom_domains: tuple[str, ...] = ()
     frozen: bool = False  # the frozen tier: its instance runs no code until a request thaws it
     address: str | None = None  # the instance's own address, where not its upstream's (Instance.address)
+    reload: Upstream | None = None  # where its reload server is reached instead (Instance.reload)
 
 
 _STATE: dict[str, RouteState] = {
@@ -130,6 +131,7 @@ def route_for(v: SpaceView) -> Route:
         private=v.private, direct_port=v.direct_port, custom_domains=v.custom_domains, headers=v.headers,
         disable_embedding=v.disable_embedding, zero_gpu=v.zero_gpu, message=message,
         address=v.address if state is RouteState.SERVING else None,
+        reload=v.reload if state in (RouteState.SERVING, RouteState.FROZEN) else None,  # with the upstream
     )
 
 

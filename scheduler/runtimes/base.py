@@ -10,7 +10,7 @@ from typing import Protocol
 from core.artifact import Artifact
 from core.hardware import Flavor
 from core.isolation import SandboxState
-from core.routes import Upstream
+from core.routes import Upstream, reload_upstream
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,8 @@ class Instance:
     container_id: str | None = None  # docker runtime
     address: str | None = None  # its own network's address where `upstream` is not in it (docker: the port is
     # published on the host's loopback): where its reload server (RELOAD_PORT) listens
+    reload: Upstream | None = None  # where its reload server is reached instead (cluster: the node's relay to it,
+    # or core.routes.NO_RELOAD)
 
 
 @dataclass(frozen=True)
@@ -67,10 +69,16 @@ class Ability(StrEnum):
     FREEZE = "freeze"  # `freeze` stops an instance in place (True); without: it returns False, it keeps running
     USAGE = "usage"  # `usage` measures PSS and CPU time; without: it returns None
     HOT_RELOAD = "hot-reload"  # an instance has a network of its own (its upstream's host, or `address` where the
-    # upstream is a port published on the host), its reload server beside the app
+    # upstream is a port published on the host), its reload server beside the app; or `reload` says where
     HOST_NETWORK = "host-network"  # `gateway` and `expose_host_services` let Spaces reach services on the host
     PLACEMENT = "placement"  # places Spaces on nodes itself: says why one waits (`pending_reason`) and whether
     # its hardware exists anywhere (the controller does not check this machine's GPUs for it)
+
+
+def reload_of(abilities: frozenset[Ability], inst: Instance) -> Upstream | None:
+    """Where `inst`'s reload server is reached (core.routes.reload_upstream), for a runtime that gives instances a
+    network of their own (HOT_RELOAD); None otherwise, or where that server is out of reach."""
+    return reload_upstream(inst.upstream, inst.address, inst.reload) if Ability.HOT_RELOAD in abilities else None
 
 
 class Runtime(Protocol):

@@ -29,6 +29,7 @@ def space_view(space: SpaceRecord, live: Live, custom_domains: tuple[str, ...]) 
         zero_gpu=flavor(space.hardware).is_zero, error=space.error,
         custom_domains=custom_domains, frozen=live.frozen and live.instance is not None,
         address=live.instance.address if live.instance else None,
+        reload=live.instance.reload if live.instance else None,
     )
 
 

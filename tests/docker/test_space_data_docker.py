@@ -26,7 +26,7 @@ from scheduler.runtimes.docker import DockerRuntime
 from tests.docker.conftest import BASE_IMAGE
 from tests.e2e.harness import Server, free_port
 from tests.e2e.hfclients import api, gradio_call, hf_cli, new_user
-from tests.e2e.test_hot_reload import APP, README
+from tests.e2e.test_hot_reload import APP, README, hf_hot_reload
 from tests.waits import eventually
 
 pytestmark = [pytest.mark.docker, pytest.mark.random_order(disabled=True)]  # steps in file order
@@ -125,16 +125,7 @@ def test_hf_spaces_hot_reload_patches_the_running_container(up: Up, tmp_path: Pa
     before = gradio_call(host, "greet", "x")
     assert before.startswith("v1 x pid="), before
     serving, builds = up.sha(), server.build_log(sid)
-    auth = {"Authorization": f"Bearer {server.token}"}
-    probe = f"{host}/--replicas/+any/get-reload"  # the reload server answers an unknown reload with 204
-    assert eventually(lambda: httpx.post(probe, json={"reloadId": "none"}, headers=auth, timeout=10)
-                      .status_code == 204, timeout=120)
-
-    local = tmp_path / "app.py"
-    local.write_text(APP.replace('f"{GREETING} {name}', 'f"v2 {GREETING} {name}').replace('"v1"', '"one"'))
-    r = hf_cli(server, up.home, "spaces", "hot-reload", sid, "app.py", "-f", str(local), token=server.token)
-    out = r.stdout + r.stderr
-    assert r.returncode == 0, out
+    out = hf_hot_reload(server, up.home, sid, tmp_path)
     assert "Updated __main__.greet function" in out and 'GREETING = "one"' in out and "UI untouched" in out, out
     assert gradio_call(host, "greet", "x") == f"v2 one x pid={before.split('pid=')[1]}"  # same process, new code
     info = server.runtime(sid)

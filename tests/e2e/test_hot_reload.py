@@ -32,6 +32,22 @@ demo = gr.Interface(fn=greet, inputs="text", outputs="text", api_name="greet")
 demo.launch()
 """
 README = f"---\ntitle: Hot\nsdk: gradio\nsdk_version: {version('gradio')}\napp_file: app.py\n---\n"
+PATCHED = APP.replace('f"{GREETING} {name}', 'f"v2 {GREETING} {name}').replace('"v1"', '"one"')
+
+
+def hf_hot_reload(server: Server, home: Path, sid: str, workdir: Path, source: str = PATCHED) -> str:
+    """`hf spaces hot-reload` of `source` as the Space's app.py, once its reload server answers through the
+    proxy (Gradio starts it in a thread of its own, after the app's port: it answers an unknown reload with
+    204, to the owner's token). Asserts the command succeeded; returns its output."""
+    probe = f"{server.host(sid)}/--replicas/+any/get-reload"
+    auth = {"Authorization": f"Bearer {server.token}"}
+    assert eventually(lambda: httpx.post(probe, json={"reloadId": "none"}, headers=auth, timeout=10)
+                      .status_code == 204, timeout=120)
+    local = workdir / "app.py"
+    local.write_text(source)
+    r = hf_cli(server, home, "spaces", "hot-reload", sid, "app.py", "-f", str(local), token=server.token)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout + r.stderr
 
 
 def test_hf_spaces_hot_reload_patches_the_running_process(server: Server, tmp_path: Path) -> None:
@@ -49,18 +65,7 @@ def test_hf_spaces_hot_reload_patches_the_running_process(server: Server, tmp_pa
     assert before.startswith("v1 x pid="), before
     builds = server.build_log(sid)
 
-    # Gradio starts the reload server in a thread of its own, after the app's port: it answers an unknown
-    # reload with 204 (through the proxy, to the owner's token) once it is up.
-    probe = f"{host}/--replicas/+any/get-reload"
-    auth = {"Authorization": f"Bearer {server.token}"}
-    assert eventually(lambda: httpx.post(probe, json={"reloadId": "none"}, headers=auth, timeout=10)
-                      .status_code == 204, timeout=120)
-
-    local = tmp_path / "app.py"
-    local.write_text(APP.replace('f"{GREETING} {name}', 'f"v2 {GREETING} {name}').replace('"v1"', '"one"'))
-    r = hf_cli(server, tmp_path / "home", "spaces", "hot-reload", sid, "app.py", "-f", str(local), token=server.token)
-    out = r.stdout + r.stderr
-    assert r.returncode == 0, out
+    out = hf_hot_reload(server, tmp_path / "home", sid, tmp_path)
     assert "Updated __main__.greet function" in out and 'GREETING = "one"' in out and "UI untouched" in out, out
 
     after = gradio_call(host, "greet", "x")
@@ -106,15 +111,9 @@ def test_hot_reload_reaches_the_version_that_replaced_the_first(server: Server, 
     new_pid = served.split("pid=")[1]
     assert served.startswith("v1b x") and new_pid != first_pid, served
 
-    local = tmp_path / "app.py"
-    local.write_text(redeployed.replace('f"{GREETING} {name}', 'f"v2 {GREETING} {name}'))
-    auth = {"Authorization": f"Bearer {server.token}"}
-    probe = f"{host}/--replicas/+any/get-reload"
-    assert eventually(lambda: httpx.post(probe, json={"reloadId": "none"}, headers=auth, timeout=10)
-                      .status_code == 204, timeout=120)
-    r = hf_cli(server, tmp_path / "home", "spaces", "hot-reload", sid, "app.py", "-f", str(local), token=server.token)
-    assert r.returncode == 0, r.stdout + r.stderr
+    out = hf_hot_reload(server, tmp_path / "home", sid, tmp_path,
+                        redeployed.replace('f"{GREETING} {name}', 'f"v2 {GREETING} {name}'))
     with server.api() as c:
         log = c.get(f"/api/spaces/{sid}/logs/run", params={"follow": "false"}).text
     assert "address already in use" not in log, log[-3000:]
-    assert gradio_call(host, "greet", "x") == f"v2 v1b x pid={new_pid}", (r.stdout + r.stderr, log[-3000:])
+    assert gradio_call(host, "greet", "x") == f"v2 v1b x pid={new_pid}", (out, log[-3000:])

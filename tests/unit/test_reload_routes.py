@@ -3,10 +3,16 @@ as pure decisions over the route table."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 import pytest
 
-from core.routes import RELOAD_PORT, Route, RouteState, RouteTable, Upstream, reload_route
+from core.routes import NO_RELOAD, RELOAD_PORT, Route, RouteState, RouteTable, Upstream, reload_route
+from core.routes_json import table_from_json, table_to_json
+from core.stages import SpaceStage
 from proxy.decide import reload_target
+from scheduler.lifecycle import SpaceView, route_for
 
 APP = Route("alice/app", "alice-app", RouteState.SERVING, upstream=Upstream("10.231.0.7", 45655),
             direct_port=20001, custom_domains=("app.example",), headers=(("X-A", "1"),), zero_gpu=True)
@@ -73,3 +79,44 @@ def test_replica_paths_reach_the_reload_server(url: str, to_reload: bool, rest: 
     route, got = reload_target(APP, url)
     assert got == rest
     assert route is not None and route.writers_only == to_reload
+
+
+NODE = Upstream("10.0.0.5", 41000)  # a cluster node's relay to the app
+
+
+@pytest.mark.parametrize(
+    ("reload", "want"),
+    [
+        (Upstream("10.0.0.5", 41001), Upstream("10.0.0.5", 41001)),
+        (Upstream("127.0.0.2", 41001), Upstream("127.0.0.2", 41001)),
+        (NO_RELOAD, None),
+        (None, Upstream("10.0.0.5", RELOAD_PORT)),
+    ],
+    ids=["node-relay", "node-on-loopback", "node-without-relay", "own-address"],
+)
+def test_a_space_on_a_cluster_node_reloads_through_the_nodes_relay(reload: Upstream | None,
+                                                                    want: Upstream | None) -> None:
+    """Cluster: the route names the node's relay to the Space's reload server (`reload`), which may be on a
+    loopback address (nodes on 127.0.0.N); a node that opened none (NO_RELOAD) gives no reload route at all,
+    never RELOAD_PORT on the node's own address."""
+    r = reload_route(Route("a/b", "a-b", RouteState.SERVING, upstream=NODE, reload=reload))
+    assert (r.upstream if r is not None else None) == want
+    assert r is None or (r.writers_only and r.reload is None)
+
+
+def test_a_frozen_space_keeps_its_reload_upstream_in_the_table() -> None:
+    """A frozen route carries its upstream (a proxy without its server serves it): the reload target too."""
+    view = SpaceView("a/b", "a-b", SpaceStage.RUNNING, False, None, NODE, None, (), False, False, None,
+                     frozen=True, reload=Upstream("10.0.0.5", 41001))
+    route = route_for(view)
+    assert route.state is RouteState.FROZEN and route.reload == Upstream("10.0.0.5", 41001)
+    asleep = route_for(replace(view, stage=SpaceStage.SLEEPING, upstream=None))
+    assert asleep.reload is None
+
+
+@pytest.mark.parametrize("reload", [Upstream("10.0.0.5", 41001), NO_RELOAD, None], ids=["relay", "none", "unset"])
+def test_remote_proxies_get_the_reload_target_in_the_table(reload: Upstream | None) -> None:
+    """`spacehost proxy` decodes the server's table: the same routes, reload targets and addresses included."""
+    route = Route("a/b", "a-b", RouteState.SERVING, upstream=NODE, reload=reload, address="172.30.0.5")
+    table = RouteTable("spaces.test", Upstream("127.0.0.1", 8080), (route,))
+    assert table_from_json(json.loads(json.dumps(table_to_json(table)))) == table

@@ -1,0 +1,81 @@
+"""Issue 14 on issue 13's cluster: `hf spaces hot-reload` (the real huggingface_hub CLI) against a Gradio Space
+that runs on a node agent. The node relays the Space's reload server (the `spaces` package's, port 7887 in the
+Space's network) on a port of its own and reports it; the server's hot-reload commit and the cluster proxy's
+`{subdomain}--7887` reach it there. The same instance (same assignment, same pid) answers with the new code, and
+only the Space's writers get through the proxy to its reload server."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from importlib.metadata import version
+from pathlib import Path
+
+import httpx
+import pytest
+
+from state import cluster as cs
+from state.store import Store
+from tests.cluster.harness import Cluster
+from tests.e2e.hfclients import gradio_call, new_user
+from tests.e2e.test_hot_reload import APP, README, hf_hot_reload
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, fresh_postgres_url: str, redis_url: str) -> Iterator[Cluster]:
+    with Cluster(tmp_path, fresh_postgres_url, redis_url).serving() as c:
+        yield c
+
+
+def placed(store: Store, sid: str) -> list[tuple[str, int, str]]:
+    """(instance, epoch, node) of every instance the server wants running for the Space."""
+    return [(a.instance_id, a.epoch, a.node) for a in cs.assignments(store, desired=cs.RUNNING) if a.space_id == sid]
+
+
+def test_hf_spaces_hot_reload_patches_the_instance_running_on_a_node(cluster: Cluster, tmp_path: Path) -> None:
+    c = cluster
+    c.start_node("n1", "127.0.0.2")
+    sid = f"admin/hot-{secrets.token_hex(3)}"
+    assert c.api.create_space(sid.split("/")[1]).status_code == 200
+    pushed = c.api.push(sid, {"app.py": APP, "README.md": README, "requirements.txt": f"spaces=={version('spaces')}\n"})
+    assert pushed.returncode == 0, pushed.stderr
+    rt = c.api.wait_stage(sid, {"RUNNING"}, timeout=500)
+    assert rt["stage"] == "RUNNING", f"{rt}\n{c.api.build_log(sid)[-2000:]}\n{c.logs()}"
+    first = str(rt["sha"])
+    host = c.api.host(sid)
+    before = gradio_call(host, "greet", "x")
+    assert before.startswith("v1 x pid="), before
+    store = Store(c.database_url)
+    (instance,) = placed(store, sid)
+    assert instance[2] == "n1"
+    builds = c.api.build_log(sid)
+
+    out = hf_hot_reload(c.api, tmp_path / "home", sid, tmp_path)  # through the cluster proxy
+    assert "Updated __main__.greet function" in out and 'GREETING = "one"' in out and "UI untouched" in out, out
+
+    after = gradio_call(host, "greet", "x")
+    assert after == f"v2 one x pid={before.split('pid=')[1]}", (before, after)  # same process, new code
+    assert placed(store, sid) == [instance]  # no new instance, no new epoch: nothing was started or moved
+    info = c.api.runtime(sid)
+    assert info["stage"] == "RUNNING" and info["sha"] == first  # served without a build of the new commit
+    hot = info["hotReloading"]
+    assert hot == {"status": "created", "replicaStatuses": [[instance[0], "created"]]}, hot
+    assert c.api.build_log(sid) == builds  # nothing was built
+    with c.api.api() as api:
+        assert api.get(f"/api/spaces/{sid}").json()["sha"] != first  # the commit landed
+
+    # `{subdomain}--7887` on the cluster proxy: the Space's writers only (a Bearer token, never a cookie)
+    reload_host = f"{sid.replace('/', '-').lower()}--7887.localhost:{c.public_port}"
+    _, reader = new_user(c.api, "write")  # a writer of their own Spaces, not of this one
+
+    def get_reload(headers: dict[str, str]) -> int:
+        r = httpx.post(f"{c.proxy_url}/get-reload", json={"reloadId": "none"}, timeout=10,
+                       headers={"Host": reload_host, **headers})
+        return r.status_code
+
+    assert get_reload({"Authorization": f"Bearer {c.token}"}) == 204
+    for headers in ({}, {"Authorization": f"Bearer {reader}"}, {"Cookie": "spacehost_session=x"}):
+        assert get_reload(headers) == 404, headers
+    store.engine.dispose()
