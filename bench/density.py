@@ -13,9 +13,11 @@ Run: `.venv/bin/python bench/density.py [--spaces 20] [--freeze-after 30]`."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
+import signal
 import statistics
 import subprocess
 import sys
@@ -27,6 +29,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.deploy import APP, settle, wait_body
+from scheduler.runtimes.zygote_procs import mentioning
 from tests.e2e.harness import Server, free_port
 
 GIB = 1 << 30
@@ -105,11 +108,26 @@ def plain_app_memory(python: str) -> tuple[int, int, float]:
             proc.wait()
 
 
+def stop(srv: Server, grace_s: float = 900.0) -> int:
+    """Stop spacehost as an operator does (SIGTERM) and give it the time its Spaces take to stop (the harness's
+    15 s before a SIGKILL are not enough for 200 of them; a SIGKILLed spacehost leaves zygotes and Spaces running,
+    as a crash does). Its close() kills the shared zygotes. Returns how many processes of the data dir were
+    left after it exited; the harness then kills those."""
+    if srv.proc is not None and srv.proc.poll() is None:
+        os.killpg(srv.proc.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            srv.proc.wait(grace_s)
+    time.sleep(1)  # the last SIGKILLed processes vanish
+    left = len(mentioning(str(srv.data_dir)))
+    srv.close()
+    return left
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--spaces", type=int, default=20)
     ap.add_argument("--freeze-after", type=int, default=30)
-    ap.add_argument("--zygote", choices=["per-space", "per-env"], default="per-space",
+    ap.add_argument("--zygote", choices=["per-space", "per-env"], default="per-env",
                     help="warm interpreters: one per Space, or one per env shared by its Spaces")
     args = ap.parse_args()
     plain_rss, plain_pss, plain_cpu = plain_app_memory(sys.executable)
@@ -147,7 +165,7 @@ def main() -> None:
         pss = sum(memory_of(p)[1] for p in pids)
         available_drop = available_before - meminfo("MemAvailable")
     finally:
-        srv.close()
+        left = stop(srv)
     n = args.spaces
     per_pss, per_drop = pss / n, available_drop / n
     machine = 24 * GIB
@@ -170,6 +188,7 @@ def main() -> None:
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"\n(summed RSS {rss / 2**20:.0f} MiB counts shared pages once per process; spacehost itself: RSS "
           f"{own_rss / 2**20:.0f} MiB, PSS {own_pss / 2**20:.0f} MiB before the Spaces)")
+    print(f"\nafter spacehost stopped (SIGTERM): {left} processes of its data dir left (zygotes, apps; want 0)")
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ def spawn_in_userns(argv: Sequence[str], *, pass_fds: Sequence[int] = (), env: d
         try:
             os.close(ready_r)
             os.close(mapped_w)
+            os.setsid()  # not in spacehost's process group: a signal to it (Ctrl-C, `kill -- -PGID`) is not ours
             space_entry.unshare(space_entry.CLONE_NEWUSER)
             os.write(ready_w, b"1")
             if os.read(mapped_r, 1) != b"1":
