@@ -157,8 +157,11 @@ def start_postgres(directory: Path, port: int | None = None, *, host: str = "127
 
 def start_redis(directory: Path, port: int | None = None, *, host: str = "127.0.0.1",
                 timeout: float = 30.0) -> Service:
-    """Start redis-server on `host:port` with its working dir `directory`, no persistence (RDB and AOF off):
-    Redis holds only queues and heartbeats that the store can rebuild. Returns once it answers PING."""
+    """Start redis-server on `host:port` with its working dir `directory`; returns once it answers PING.
+
+    Persistence: an append-only file in `directory`, fsynced every second (no RDB snapshots). Heartbeats and
+    queues could be rebuilt from the store, but the cluster's ZeroGPU ledger (each visitor's usage today) lives
+    only here: a restart on the same directory keeps it, and the queued builds."""
     exe = shutil.which("redis-server") or "/usr/bin/redis-server"
     if not Path(exe).exists():
         raise ServiceError("redis-server is not installed (apt-get install redis-server)")
@@ -166,7 +169,7 @@ def start_redis(directory: Path, port: int | None = None, *, host: str = "127.0.
     port = port or free_port(host)
     log = directory / "redis.log"
     argv = [exe, "--bind", host, "--port", str(port), "--dir", str(directory), "--save", "",
-            "--appendonly", "no", "--daemonize", "no", "--logfile", str(log)]
+            "--appendonly", "yes", "--appendfsync", "everysec", "--daemonize", "no", "--logfile", str(log)]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     service = Service("redis", f"redis://{host}:{port}/0", port, directory, log, proc)
 

@@ -163,3 +163,14 @@ def test_redis_outage_fails_new_leases_closed_and_ends_running_ones(own_redis: l
     usage = RedisLedger("reader", first.url).account(visitor, clock()).usage
     assert usage is not None and usage.used_s == 20.0  # the outage lost no charge
     assert isinstance(broker.schedule("o/s", who, 10, GpuSize.LARGE, 4), Granted)
+
+
+def test_the_days_usage_survives_a_redis_restart(own_redis: list[Service], visitor: str, tmp_path: Path) -> None:
+    """The ledger lives only in Redis, which keeps an append-only file: stopped and started again on the same
+    directory, it still holds what was charged (the queues and heartbeats come back too)."""
+    first, now = own_redis[0], time.time()
+    RedisLedger("a", first.url).charge(visitor, 42.0, now, NO_HOLD)
+    first.stop()
+    own_redis.append(start_redis(tmp_path / "redis", first.port))
+    usage = RedisLedger("reader", first.url).account(visitor, now + 1).usage
+    assert usage is not None and usage.used_s == 42.0
