@@ -113,6 +113,12 @@ def bind_dirs(data_dir: Path, volumes: Iterable[tuple[str, str, bool]], limit_by
     return tuple(out)
 
 
+def unmount(folder: Path) -> None:
+    """Unmount the bucket at `folder` now, its data written out (not lazily: a busy one raises OSError)."""
+    if mounted(folder):
+        _run("umount", str(folder))
+
+
 def mount_points(mountinfo: str, root: Path) -> list[Path]:
     """Mount points under `root` in /proc/self/mountinfo text, deepest first (fields: id parent dev root mp)."""
     prefix = str(root).rstrip("/") + "/"

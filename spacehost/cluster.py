@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from core.routes_json import table_to_json
 from core.settings import Settings
 from hub.accounts import Accounts, join_token
 from hub.api import cluster as cluster_api
+from hub.api import cluster_volumes
 from hub.app import create_app
 from hub.control import Hub, wildcard_dns_works
 from hub.quotas import QuotaSettings
@@ -30,6 +32,7 @@ from hub.store import Store
 from scheduler.controller import Controller, env_source_for
 from scheduler.placement import Policy
 from scheduler.runtimes.cluster import HEARTBEAT_EVERY_S, HEARTBEAT_TTL_S, ClusterRuntime, heartbeat_key
+from scheduler.volume_move import VolumeMoves, keep_move_labels
 from spacehost.embedded import ProxyHooksImpl, bootstrap_admin, listen, open_store, serving
 from state import cluster as cs
 
@@ -67,7 +70,8 @@ class ClusterServer:
         redis = aioredis.from_url(self.redis_url)
         # Placement policy of this cluster: spread (default) or binpack (denser; see scheduler/placement.py).
         policy = Policy(os.environ.get("SPACEHOST_PLACEMENT", Policy.SPREAD.value))
-        self.runtime = runtime = ClusterRuntime(store, redis, box, policy=policy)
+        self.runtime = runtime = ClusterRuntime(store, redis, box, policy=policy,
+                                                moves=VolumeMoves(s.path("volume-moves"), store))
         socks = listen((self.listen_host,), self.listen_port)
         port = socks[0].getsockname()[1]
         hub_holder: dict[str, Hub] = {}
@@ -85,6 +89,7 @@ class ClusterServer:
         self._hooks = ProxyHooksImpl(controller, accounts, store)
         app = create_app(hub)
         app.include_router(cluster_api.router)
+        app.include_router(cluster_volumes.router)
         app.state.cluster = self
         server = uvicorn.Server(uvicorn.Config(app, host=self.listen_host, port=port, log_level="warning",
                                                timeout_keep_alive=30))
@@ -128,6 +133,8 @@ class ClusterServer:
     async def register(self, info: dict[str, Any]) -> dict[str, Any]:
         assert self.runtime is not None and self.store is not None
         node = cs.NodeInfo.parse(info)
+        if (was := await asyncio.to_thread(self._node, node.name)) is not None:  # mid-move buckets stay so
+            node = dataclasses.replace(node, labels=keep_move_labels(dict(was.labels), dict(node.labels or {})))
         await asyncio.to_thread(cs.register_node, self.store, node)
         await self.runtime.redis.set(heartbeat_key(node.name), "{}", ex=HEARTBEAT_TTL_S)
         self.runtime.bump()
@@ -143,10 +150,15 @@ class ClusterServer:
                 await asyncio.wait_for(rt.changed.wait(), wait)
         version = rt.version
         rows = await asyncio.to_thread(cs.assignments, self.store, node=node, desired=cs.RUNNING)
-        return {"version": version, "assignments": [
+        rec = await asyncio.to_thread(self._node, node)
+        return {"version": version, "volumes": rt.moves.work_for(rec) if rt.moves and rec else {}, "assignments": [
             {"instance_id": a.instance_id, "epoch": a.epoch, "reported": a.reported, "spec": rt.box.open(a.spec),
              "frozen": a.instance_id in rt.want_frozen, "frozen_seen": rt.node_frozen.get(a.instance_id)}
             for a in rows]}
+
+    def _node(self, name: str) -> cs.NodeRecord | None:
+        assert self.store is not None
+        return next((n for n in cs.list_nodes(self.store) if n.name == name), None)
 
     async def report(self, node: str, data: dict[str, Any]) -> bool:
         """A node's report on an instance; with `frozen`, the state its freezer reached (ClusterRuntime.freeze)."""

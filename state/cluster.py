@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,7 +53,6 @@ class AssignmentRow(Base):
     reported: Mapped[str] = mapped_column(String(8), default="pending")
     upstream_host: Mapped[str | None] = mapped_column(String(255), default=None)
     upstream_port: Mapped[int | None] = mapped_column(default=None)
-    reload_port: Mapped[int | None] = mapped_column(default=None)  # the node's relay to the instance's reload server
     pid: Mapped[int | None] = mapped_column(default=None)
     exit_reason: Mapped[str | None] = mapped_column(default=None)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -115,12 +114,11 @@ class AssignmentRecord:
     upstream_port: int | None
     pid: int | None
     exit_reason: str | None
-    reload_port: int | None = None  # on `upstream_host`: the node's relay to the instance's reload server
 
     @classmethod
     def of(cls, row: AssignmentRow) -> AssignmentRecord:
         return cls(row.instance_id, row.space_id, row.sha, row.node, row.epoch, row.desired, row.hardware, row.spec,
-                   row.reported, row.upstream_host, row.upstream_port, row.pid, row.exit_reason, row.reload_port)
+                   row.reported, row.upstream_host, row.upstream_port, row.pid, row.exit_reason)
 
     @property
     def ended(self) -> bool:
@@ -137,17 +135,15 @@ class Report:
     upstream_port: int | None = None
     pid: int | None = None
     exit_reason: str | None = None
-    reload_port: int | None = None  # the node's relay to the instance's reload server; None: it has none
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> Report:
         if data.get("reported") not in ("running", "exited", "stopped"):
             raise ValueError(f"unknown report {data.get('reported')!r}")
-        port, reload_port = data.get("upstream_port"), data.get("reload_port")
+        port = data.get("upstream_port")
         return cls(str(data["instance_id"]), int(data["epoch"]), str(data["reported"]),
                    int(port) if port else None, int(data["pid"]) if data.get("pid") else None,
-                   str(data["exit_reason"]) if data.get("exit_reason") else None,
-                   int(reload_port) if reload_port else None)
+                   str(data["exit_reason"]) if data.get("exit_reason") else None)
 
 
 def ensure_tables(store: Store) -> None:
@@ -176,6 +172,16 @@ def add_node_labels(store: Store, name: str, labels: Mapping[str, str]) -> None:
         row = s.get(NodeRow, name)
         if row is not None:
             row.labels = json.dumps({**json.loads(row.labels or "{}"), **labels}, sort_keys=True)
+
+
+def drop_node_labels(store: Store, name: str, keys: Iterable[str]) -> None:
+    """Remove those labels of the node; the others stay."""
+    drop = set(keys)
+    with store.session() as s:
+        row = s.get(NodeRow, name)
+        if row is not None:
+            labels = {k: v for k, v in json.loads(row.labels or "{}").items() if k not in drop}
+            row.labels = json.dumps(labels, sort_keys=True)
 
 
 def list_nodes(store: Store) -> list[NodeRecord]:
@@ -269,7 +275,6 @@ def apply_report(store: Store, node: str, report: Report) -> AssignmentRecord | 
         if report.upstream_port:
             address = s.scalar(select(NodeRow.address).where(NodeRow.name == node))
             row.upstream_host, row.upstream_port = address, report.upstream_port
-            row.reload_port = report.reload_port
         return AssignmentRecord.of(row)
 
 

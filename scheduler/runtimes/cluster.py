@@ -3,10 +3,6 @@ registered nodes whose heartbeat key lives in Redis), writes an assignment with 
 waits for the node's report; `exited` reads what the node reported (or that the node was lost); `stop` sets the
 assignment's desired state to stopped. The store is the source of truth: nodes reconcile to it.
 
-Hot reload: the node exposes each instance's reload server (RELOAD_PORT inside the Space's network) on a second
-relay of its own and reports that port; the instance's `reload` names it, and so does its route, where the
-server's hot-reload commits and the proxies' `{subdomain}--7887` go.
-
 Freezing (the frozen tier, issue 16) happens on the node: `freeze`/`thaw` set what the server wants of the
 instance (in memory, like the Controller's own `frozen`: a restarted server thaws everything), the node's long-poll
 carries it (`frozen` in each assignment), the node freezes or thaws the instance's cgroup and reports the state it
@@ -19,8 +15,9 @@ its assignments lost, so `exited` tells the Controller, which starts the Space a
 Volumes live on the node that ran their Space: the NodeSpec carries each as a path relative to the data dir, the
 node makes the bucket under its own, and from then on the node carries the label `spacehost.volume.OWNER/BUCKET`
 (set here when the Space is placed, and by the node from its disk when it registers). A Space whose bucket has a
-home is placed on that node only; while the node is cordoned, draining or lost, the Space waits and says why.
-Moving a bucket to another node would need storage that both see (not built)."""
+home is placed on that node only; while the node is cordoned or lost, the Space waits and says why. A drained
+node hands its buckets over: the Space stops there, its bucket is copied to the node it is placed on next, and it
+starts there (scheduler/volume_move.py)."""
 
 from __future__ import annotations
 
@@ -31,18 +28,21 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.artifact import Artifact, artifact_to_json
 from core.crypto import SecretBox
 from core.errors import LaunchFailed
 from core.hardware import flavor
 from core.isolation import SandboxState
-from core.routes import NO_RELOAD, Upstream
+from core.routes import Upstream
 from scheduler.placement import Decision, Node, Policy, Request, place
 from scheduler.runtimes.base import Ability, ExitInfo, Instance, LaunchSpec, Usage
 from state import cluster as cs
 from state.store import Store
+
+if TYPE_CHECKING:
+    from scheduler.volume_move import VolumeMoves
 
 log = logging.getLogger(__name__)
 HEARTBEAT_TTL_S = 10  # a node beats every HEARTBEAT_EVERY_S; lost once the key expired
@@ -51,6 +51,7 @@ START_WAIT_S = 1800.0  # a node may materialise a whole environment before it re
 FREEZE_WAIT_S = 10.0  # how long freeze/thaw wait for the node to say it froze/thawed the instance
 ZEROGPU_LABEL = "spacehost.zerogpu=true"
 RUNTIME_LABEL = "spacehost.runtime"  # a node's runtime (process | docker), a label every agent sends
+MOVE_RETRY_S = 10.0  # after a volume's node failed to hand it over
 VOLUME_LABEL = "spacehost.volume."  # + OWNER/BUCKET = "here": that bucket's data lives on the node
 Volumes = tuple[tuple[str, str, bool], ...]  # (volumes/OWNER/BUCKET[/SUB] under the data dir, mount path, read-only)
 
@@ -117,7 +118,8 @@ def buckets_of(volumes: Volumes) -> tuple[str, ...]:
 
 def volume_homes(nodes: Iterable[cs.NodeRecord], buckets: Iterable[str]) -> dict[str, str]:
     """bucket → the node its data lives on (the node's VOLUME_LABEL), for the buckets that have one."""
-    held = {k[len(VOLUME_LABEL):]: n.name for n in nodes for k, _ in n.labels if k.startswith(VOLUME_LABEL)}
+    held = {k[len(VOLUME_LABEL):]: n.name for n in nodes for k, v in n.labels
+            if k.startswith(VOLUME_LABEL) and v == "here"}
     return {b: held[b] for b in buckets if b in held}
 
 
@@ -162,11 +164,14 @@ def request_for(space_id: str, hardware: str, runtime: str = "process", artifact
 
 class ClusterRuntime:
     name = "cluster"
-    abilities = frozenset({Ability.PLACEMENT, Ability.FREEZE, Ability.HOT_RELOAD})  # reload: the node's relay
+    abilities = frozenset({Ability.PLACEMENT, Ability.FREEZE})
 
     def __init__(self, store: Store, redis: Any, box: SecretBox, poll_s: float = 0.1,
-                 policy: Policy = Policy.SPREAD) -> None:
+                 policy: Policy = Policy.SPREAD, moves: VolumeMoves | None = None) -> None:
         self.store, self.redis, self.box, self.poll_s, self.policy = store, redis, box, poll_s, policy
+        self.moves = moves  # volume moves off drained nodes; None: a Space waits for its volume's node
+        if moves is not None:
+            moves.changed = self.bump
         self.scheduling: dict[str, str] = {}  # space id → why it is not placed yet (Kubernetes style)
         self.changed = asyncio.Event()  # set (and replaced) whenever assignments change: wakes node long-polls
         self.version = 0
@@ -225,6 +230,10 @@ class ClusterRuntime:
                     a = await asyncio.to_thread(cs.add_assignment, self.store, spec.instance_id, sid, art.sha,
                                                 node.name, hardware, sealed)
                     break
+                move = await self._move_plan(sid, hardware, art, homes, nodes)
+            if move is not None:
+                await self._move(sid, *move)
+                continue
             why = volume_wait(homes, decision) if homes else decision.summary
             if self.scheduling.get(sid) != why:
                 log.info("%s is not placed: %s", sid, why)
@@ -246,13 +255,42 @@ class ClusterRuntime:
         await self.stop(Instance(spec.instance_id, sid, art.sha, Upstream(node.address, 0)))
         raise LaunchFailed(f"node {node.name} did not start {sid} within {START_WAIT_S:.0f}s")
 
+    async def _move_plan(self, sid: str, hardware: str, art: Artifact, homes: Mapping[str, str],
+                         nodes: Mapping[str, cs.NodeRecord]) -> tuple[dict[str, str], str] | None:
+        """(bucket → its draining home, the node the Space goes to) when its volumes can move there; else None."""
+        from scheduler.volume_move import movable
+
+        if self.moves is None or not homes:
+            return None
+        moving = movable(homes, nodes, await self.alive(homes.values()))
+        if not moving or set(moving) != set(homes):
+            return None
+        target = (await self.decide(sid, hardware, runtime_for(art), artifact_key(art)))[0].node
+        return (moving, target) if target is not None else None
+
+    async def _move(self, sid: str, moving: dict[str, str], target: str) -> None:
+        """Move the Space's buckets to `target` (volume_move.VolumeMoves.move); a failed hand-over is logged and
+        the Space waits for placement again (the bucket stayed on its node)."""
+        assert self.moves is not None
+
+        async def stop(a: cs.AssignmentRecord) -> None:
+            await self.stop(self._instance(a))
+
+        async def alive(node: str) -> bool:
+            return node in await self.alive([node])
+
+        self.scheduling.pop(sid, None)
+        try:
+            await self.moves.move(sid, moving, target, self.box, stop, self.bump, alive)
+        except LaunchFailed as e:
+            log.warning("%s: %s", sid, e.message)
+            self.scheduling[sid] = e.message
+            await asyncio.sleep(MOVE_RETRY_S)
+
     @staticmethod
     def _instance(a: cs.AssignmentRecord) -> Instance:
-        """The instance as its node reported it: the app and its reload server each behind a relay of the node
-        (NO_RELOAD where the node has none: RELOAD_PORT at the node's address is the node's own, not the Space's)."""
-        host = a.upstream_host or ""
-        return Instance(a.instance_id, a.space_id, a.sha, Upstream(host, a.upstream_port or 0), pid=a.pid,
-                        reload=Upstream(host, a.reload_port) if a.reload_port else NO_RELOAD)
+        return Instance(a.instance_id, a.space_id, a.sha, Upstream(a.upstream_host or "", a.upstream_port or 0),
+                        pid=a.pid)
 
     async def exited(self, inst: Instance) -> ExitInfo | None:
         a = await asyncio.to_thread(cs.get_assignment, self.store, inst.instance_id)
@@ -341,7 +379,7 @@ class ClusterRuntime:
         return SandboxState(True)
 
     def pending_reason(self, space_id: str) -> str | None:
-        return self.scheduling.get(space_id)
+        return self.scheduling.get(space_id) or (self.moves.notes.get(space_id) if self.moves else None)
 
     def gateway(self) -> str | None:
         return None  # Spaces reach the host through their node's runtime

@@ -1,0 +1,203 @@
+"""The planned move of a Space's volume to another node (cluster mode), the server's half; the node's half is
+scheduler/volume_carry.py.
+
+A bucket's data lives on one node (scheduler/runtimes/cluster.py: its label `spacehost.volume.OWNER/BUCKET=here`).
+When that node is drained, a Space that needs the bucket cannot start elsewhere without it. The move, run from
+`ClusterRuntime.start` while the Space waits for placement:
+
+1. every instance on the old node that mounts the bucket is stopped (no writer while it is copied: the Space is
+   down from here until it serves on the new node; its runtime info says so);
+2. the old node is asked (its assignments long-poll: `volumes.export`) to unmount the bucket and stream its image
+   to the server (`PUT /api/cluster/nodes/{node}/volumes/OWNER/BUCKET`), which writes it under
+   DATA_DIR/volume-moves and answers the SHA-256 it read; the node compares it with its own;
+3. the labels move: the new node gets `here` (placement now puts the Space there), the old one `moving`;
+4. the new node, starting the Space, finds no bucket of its own and fetches the staged copy (GET, same path; the
+   answer names its SHA-256, which the node checks before it mounts the image), then confirms (`…/received`):
+   the server deletes its copy and labels the old node's `moved`, which its long-poll turns into `volumes.drop`;
+   the old node deletes its copy and says so (`…/dropped`), and the label goes.
+
+Until the new node confirms, the old node's image stays where it was (and the server's copy too): a move that
+fails anywhere loses nothing. A lost node cannot hand its bucket over: its Spaces wait for it, as before. Labels
+live in the store, so a restarted server resumes at the step the labels name; an export it was waiting for is
+asked for again by the next start."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from core.crypto import SecretBox
+from core.errors import LaunchFailed
+from scheduler.runtimes.cluster import VOLUME_LABEL, NodeSpec, buckets_of
+from state import cluster as cs
+from state.store import Store
+
+log = logging.getLogger(__name__)
+HERE, MOVING, MOVED = "here", "moving", "moved"  # the bucket's label on a node: its home; being copied off; to drop
+EXPORT_WAIT_S = 900.0  # how long the server waits for a draining node to upload a bucket
+CHUNK = 1 << 20
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+
+
+def bucket_of(owner: str, name: str) -> str:
+    """OWNER/BUCKET from the two parts of a path; ValueError for anything that is not a plain name."""
+    for part in (owner, name):
+        if not _NAME.fullmatch(part) or ".." in part:
+            raise ValueError(f"not a bucket name: {part!r}")
+    return f"{owner}/{name}"
+
+
+def movable(homes: Mapping[str, str], nodes: Mapping[str, cs.NodeRecord], alive: Collection[str]) -> dict[str, str]:
+    """bucket → its home, for the buckets whose home is draining and still beats (it can hand its data over). A
+    home that is lost, or only cordoned, keeps them: the Space waits for it."""
+    return {b: n for b, n in homes.items()
+            if (rec := nodes.get(n)) is not None and rec.draining and not rec.lost and n in alive}
+
+
+def labelled(node: cs.NodeRecord, value: str) -> list[str]:
+    """The buckets whose label on `node` is `value`, sorted."""
+    return sorted(k[len(VOLUME_LABEL):] for k, v in node.labels if k.startswith(VOLUME_LABEL) and v == value)
+
+
+def keep_move_labels(old: Mapping[str, str], new: Mapping[str, str]) -> dict[str, str]:
+    """A node's labels as it registers (`new`: every bucket on its disk is `here`), keeping what the store says of
+    a bucket being moved off it (`moving`, `moved`): a node that restarts mid-move does not take it back."""
+    return {**new, **{k: v for k, v in old.items() if k.startswith(VOLUME_LABEL) and v in (MOVING, MOVED)
+                      and k in new}}
+
+
+@dataclass(frozen=True)
+class Staged:
+    path: Path
+    sha256: str
+    size: int
+
+
+class VolumeMoves:
+    """The server's state of moves: exports asked of nodes (memory: asked again after a restart), copies staged
+    under `root` (one per bucket: OWNER/BUCKET.img and its .sha256), and a note per Space being moved."""
+
+    def __init__(self, root: Path, store: Store) -> None:
+        self.root, self.store = root, store
+        self.exports: dict[str, set[str]] = {}  # node → buckets it is asked to upload
+        self.failed: dict[str, str] = {}  # bucket → why its node could not upload it
+        self.notes: dict[str, str] = {}  # space id → what its move is doing (its runtime info shows it)
+        self._moving: dict[str, str] = {}  # bucket → the Space whose start moves it
+        self._changed = asyncio.Event()
+        self.changed: Callable[[], None] = lambda: None  # wakes the nodes' long-polls (ClusterRuntime.bump)
+
+    def _files(self, bucket: str) -> tuple[Path, Path]:
+        owner, name = bucket.split("/")
+        return self.root / owner / f"{name}.img", self.root / owner / f"{name}.sha256"
+
+    def work_for(self, node: cs.NodeRecord) -> dict[str, list[str]]:
+        """What the node's long-poll carries: buckets to upload, and buckets it holds that moved (to delete)."""
+        return {"export": sorted(self.exports.get(node.name, ())), "drop": labelled(node, MOVED)}
+
+    def staged(self, bucket: str) -> Staged | None:
+        img, digest = self._files(bucket)
+        if not (img.is_file() and digest.is_file()):
+            return None
+        return Staged(img, digest.read_text().strip(), img.stat().st_size)
+
+    async def receive(self, node: str, bucket: str, chunks: AsyncIterator[bytes]) -> Staged:
+        """Write the image a node uploads (streamed, hashed as it comes) as the bucket's staged copy."""
+        img, digest = self._files(bucket)
+        img.parent.mkdir(parents=True, exist_ok=True)
+        part, h, size = img.with_suffix(".part"), hashlib.sha256(), 0
+        with part.open("wb") as f:
+            buf = bytearray()
+            async for chunk in chunks:
+                buf += chunk
+                if len(buf) >= CHUNK:
+                    await asyncio.to_thread(_write, f, h, bytes(buf))
+                    size, buf = size + len(buf), bytearray()
+            await asyncio.to_thread(_write, f, h, bytes(buf))
+            size += len(buf)
+        part.replace(img)
+        digest.write_text(h.hexdigest() + "\n")
+        self.exports.get(node, set()).discard(bucket)
+        log.info("volume %s: %d bytes from node %s staged (sha256 %s)", bucket, size, node, h.hexdigest()[:12])
+        self._wake()
+        return Staged(img, h.hexdigest(), size)
+
+    def export_failed(self, node: str, bucket: str, why: str) -> None:
+        self.exports.get(node, set()).discard(bucket)
+        self.failed[bucket] = f"node {node} could not hand over volume {bucket}: {why}"
+        self._wake()
+
+    async def received(self, node: str, bucket: str) -> None:
+        """`node` holds the bucket now (checked): the staged copy goes, the old home is told to drop its own."""
+        for path in self._files(bucket):
+            path.unlink(missing_ok=True)
+        key = VOLUME_LABEL + bucket
+        for n in await asyncio.to_thread(cs.list_nodes, self.store):
+            if n.name != node and dict(n.labels).get(key) in (HERE, MOVING):
+                await asyncio.to_thread(cs.add_node_labels, self.store, n.name, {key: MOVED})
+        await asyncio.to_thread(cs.add_node_labels, self.store, node, {key: HERE})
+        if (sid := self._moving.pop(bucket, None)) is not None:
+            self.notes.pop(sid, None)
+        log.info("volume %s now lives on node %s", bucket, node)
+
+    async def dropped(self, node: str, bucket: str) -> None:
+        await asyncio.to_thread(cs.drop_node_labels, self.store, node, [VOLUME_LABEL + bucket])
+        log.info("volume %s: node %s deleted its old copy", bucket, node)
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def move(self, space_id: str, moving: Mapping[str, str], target: str, box: SecretBox,
+                   stop: Callable[[cs.AssignmentRecord], Awaitable[None]], bump: Callable[[], None],
+                   alive: Callable[[str], Awaitable[bool]]) -> None:
+        """Move each bucket (→ its draining home) to `target`: stop its writers there, have the home upload it,
+        move the labels. Raises LaunchFailed when a home does not hand its bucket over (it keeps it)."""
+        for bucket, old in sorted(moving.items()):
+            self._moving[bucket] = space_id
+            self.notes[space_id] = (f"moving: node {old} is draining; the Space stops there while its volume {bucket} "
+                                    f"is copied to node {target}, then starts there")
+            t0 = time.monotonic()
+            placed = await asyncio.to_thread(cs.assignments, self.store, node=old, desired=cs.RUNNING)
+            for a in placed:
+                if bucket in buckets_of(NodeSpec.from_json(box.open(a.spec)).volumes):
+                    await stop(a)
+            for path in self._files(bucket):
+                path.unlink(missing_ok=True)
+            self.failed.pop(bucket, None)
+            self.exports.setdefault(old, set()).add(bucket)
+            bump()
+            staged = await self._staged_or_failed(old, bucket, alive)
+            await asyncio.to_thread(cs.add_node_labels, self.store, old, {VOLUME_LABEL + bucket: MOVING})
+            await asyncio.to_thread(cs.add_node_labels, self.store, target, {VOLUME_LABEL + bucket: HERE})
+            log.info("volume %s of %s: %d bytes off node %s in %.1fs; node %s takes it", bucket, space_id,
+                     staged.size, old, time.monotonic() - t0, target)
+            self.notes[space_id] = f"moving: its volume {bucket} was copied off node {old}; starting on node {target}"
+
+    async def _staged_or_failed(self, node: str, bucket: str, alive: Callable[[str], Awaitable[bool]]) -> Staged:
+        deadline = time.monotonic() + EXPORT_WAIT_S
+        while (staged := self.staged(bucket)) is None:
+            why = self.failed.pop(bucket, None)
+            if why is None and not await alive(node):
+                why = f"node {node} was lost before it handed over volume {bucket}"
+            if why is None and time.monotonic() > deadline:
+                why = f"node {node} did not hand over volume {bucket} within {EXPORT_WAIT_S:.0f}s"
+            if why is not None:
+                self.exports.get(node, set()).discard(bucket)
+                self.notes.pop(self._moving.pop(bucket, ""), None)
+                raise LaunchFailed(why)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), 1.0)
+        return staged
+
+
+def _write(f: BinaryIO, h: hashlib._Hash, data: bytes) -> None:
+    f.write(data)
+    h.update(data)
