@@ -43,9 +43,9 @@ class Settings:
     insecure_no_sandbox: bool = False  # run Spaces even without a working sandbox (said loudly everywhere)
     keep_spaces: bool = False  # leave Spaces running when spacehost stops (a restart re-adopts them)
     access_log: str = "-"  # the proxy's access log: "-" standard error, "off", or a file path
-    # Warm starts (process runtime): "per-space", a zygote in each Space's sandbox; "per-env", one zygote shared by
-    # every Space on an env, each child entering its own Space's sandbox (scheduler/runtimes/shared_zygote.py)
-    zygote: str = "per-space"
+    # Warm starts (process runtime): "per-env", one zygote shared by every Space on an env, each child entering its
+    # own Space's sandbox (scheduler/runtimes/shared_zygote.py); "per-space", a zygote in each Space's sandbox
+    zygote: str = "per-env"
     # The frozen tier (scheduler.lifecycle.idle_tier): a Space idle for `freeze_after_s` is frozen (0: never); a
     # frozen one falls to sleep (killed) while MemAvailable is below `min_available_mb`, the longest idle first
     freeze_after_s: int = field(default_factory=lambda: _env_int("freeze_after", 30))

@@ -64,8 +64,9 @@ def up_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--access-log", default=env("access-log", s.access_log),
                    help="the proxy's access log: - (standard error, the default), off, or a file path")
     p.add_argument("--zygote", choices=["per-space", "per-env"], default=env("zygote", s.zygote),
-                   help="process runtime's warm starts: a warm interpreter per Space (default), or one per "
-                        "environment shared by every Space on it, each Space's child entering its own sandbox")
+                   help="process runtime's warm starts: one warm interpreter per environment shared by every "
+                        "Space on it, each Space's child entering its own sandbox (per-env, the default), or one "
+                        "per Space inside its sandbox (per-space)")
     p.add_argument("--insecure-no-sandbox", action="store_true", default=env_flag("insecure-no-sandbox"),
                    help="run Spaces even where no sandbox works (as plain processes of the spacehost user: any "
                         "Space can read the data dir and every secret); without it such a host runs no Space")

@@ -18,6 +18,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,7 +34,9 @@ from scheduler.runtimes.base import Ability, Instance, LaunchSpec, Runtime
 from tests.waits import eventually
 
 RUNTIME_NAMES = ["process"]
-VARIANTS = {"process-cold": ("process", {"SPACEHOST_PROCESS_WARM": "0"})}  # also run the process runtime cold
+# Also run the process runtime cold, and with a warm interpreter per Space (the default shares one per env)
+VARIANTS = {"process-cold": ("process", {"SPACEHOST_PROCESS_WARM": "0"}), "process-per-space": ("process", {})}
+ZYGOTE = {"process-per-space": "per-space"}
 SECRET = "s3cr3t-value-" + uuid.uuid4().hex[:8]
 T = TypeVar("T")
 
@@ -146,7 +149,9 @@ def rt(request: pytest.FixtureRequest, tmp_path: Path, python_env: str,
         d.mkdir()
         return ARTIFACT_MAKERS[name](d, python_env, app)
 
-    h = Harness(name, Settings(data_dir=tmp_path / "data"), make, tmp_path / "logs" / "run.log")
+    settings = Settings(data_dir=tmp_path / "data")
+    settings = replace(settings, zygote=ZYGOTE.get(request.param, settings.zygote))
+    h = Harness(name, settings, make, tmp_path / "logs" / "run.log")
     yield h
     for inst in h.started:
         run(h.runtime.stop(inst, grace_s=1))

@@ -256,8 +256,9 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
                  "--build-ca", CA)
     else:
         env["SPACEHOST_PROCESS_WARM"] = "0" if request.param == "cold" else "1"
-        if request.param == "shared":  # one zygote for both Spaces' env, each child in its own sandbox
-            env["SPACEHOST_ZYGOTE"] = "per-env"
+        # "shared" (the default): one zygote for both Spaces' env, each child in its own sandbox; "warm": a zygote
+        # inside each Space's own sandbox
+        env["SPACEHOST_ZYGOTE"] = "per-env" if request.param == "shared" else "per-space"
     srv = Server(tmp / "data", free_port(), "hf_admin_" + secrets.token_hex(8), extra_args=args, env=env)
     srv.data_dir.mkdir()
     srv.start(timeout=120)

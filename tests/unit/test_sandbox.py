@@ -281,7 +281,7 @@ def test_own_cgroup_paths_parse_v1_and_v2() -> None:
 
 
 def warm_pool(b: Box) -> ZygotePool:
-    """The warm interpreters of a runtime made with warm=True."""
+    """The warm interpreters of a runtime made with warm=True and zygote="per-space"."""
     pool = b.runtime._zygotes
     assert isinstance(pool, ZygotePool)
     return pool
@@ -289,7 +289,7 @@ def warm_pool(b: Box) -> ZygotePool:
 
 def test_warm_start_forks_from_the_spaces_zygote_again_after_stop(tmp_path: Path, python_env: str) -> None:
     b = Box(tmp_path, python_env)
-    b.runtime = ProcessRuntime(b.settings, warm=True)
+    b.runtime = ProcessRuntime(replace(b.settings, zygote="per-space"), warm=True)
     art = b.artifact("warm", "import os, time; print('pid', os.getpid(), flush=True); time.sleep(60)\n")
 
     def start() -> Instance:
@@ -338,7 +338,7 @@ def _warm_start(b: Box, art: Artifact, log: Path) -> Instance:
 
 def test_code_only_version_forks_from_the_same_zygote_in_its_own_tree(tmp_path: Path, python_env: str) -> None:
     b = Box(tmp_path, python_env)
-    b.runtime = ProcessRuntime(b.settings, warm=True)
+    b.runtime = ProcessRuntime(replace(b.settings, zygote="per-space"), warm=True)
     warm_pool(b).max_spares = 0
     v1 = _version(b, "v1", "alice/code", "1" * 40, "one")
     v2 = _version(b, "v2", "alice/code", "2" * 40, "two")
@@ -363,7 +363,7 @@ def test_a_spare_zygote_becomes_the_next_spaces_own(tmp_path: Path, python_env: 
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("scheduler.runtimes.zygote.SPARE_DELAY_S", 0.0)
     b = Box(tmp_path, python_env)
-    b.runtime = ProcessRuntime(b.settings, warm=True)
+    b.runtime = ProcessRuntime(replace(b.settings, zygote="per-space"), warm=True)
     pool = warm_pool(b)
     a = _version(b, "a", "alice/first", "a" * 40, "A")
     other = _version(b, "b", "bob/second", "b" * 40, "B")
