@@ -8,14 +8,21 @@ delays someone's password sign-in by at most the account's cap at a time, and ne
 and every API call go on). The account's limit is the tighter one (guessing one password from many addresses);
 the client's is looser (people behind one NAT address share it) and covers guessing across many accounts.
 
-`after_failure` and `verdict` are pure functions of the strikes and `now`; `LoginLimiter` is the small table
-that keeps them, in the memory of one hub process (a restart forgets it; each cluster server counts its own).
+`after_failure` and `verdict` are pure functions of the strikes and `now` (a wall-clock time: strikes outlive the
+process); `LoginLimiter` keeps the strikes in the store (state/login_strikes.py), so a restarted hub remembers
+them and the servers of a cluster share them.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
+
+from state.login_strikes import Strikes, bump, strikes
+from state.store import Store
+
+__all__ = ["ACCOUNT", "CLIENT", "LoginLimiter", "Policy", "Strikes", "Verdict", "after_failure", "verdict"]
 
 
 @dataclass(frozen=True)
@@ -28,14 +35,6 @@ class Policy:
 
 CLIENT = Policy(free=20, window_s=60, block_s=60, cap_s=900)
 ACCOUNT = Policy(free=5, window_s=60, block_s=60, cap_s=300)
-
-
-@dataclass(frozen=True)
-class Strikes:
-    failures: int = 0  # in the window that began at `since`
-    since: float = 0.0
-    until: float = 0.0  # blocked before this time
-    level: int = 0  # blocks so far; the next one lasts block_s * 2**level, at most cap_s
 
 
 @dataclass(frozen=True)
@@ -55,11 +54,6 @@ def after_failure(s: Strikes, now: float, p: Policy) -> Strikes:
     return Strikes(0, now, now + min(p.cap_s, p.block_s * 2 ** level), level + 1)
 
 
-def forgotten(s: Strikes, now: float, p: Policy) -> bool:
-    """Whether `s` no longer changes any answer (its window, its block and its memory of blocks are over)."""
-    return now - s.since >= p.window_s and now - s.until >= p.cap_s
-
-
 def verdict(client: Strikes, account: Strikes, now: float) -> Verdict:
     """May a password be tried now? Refused while either key is blocked, for as long as the longer block."""
     wait = max(client.until, account.until) - now
@@ -69,33 +63,24 @@ def verdict(client: Strikes, account: Strikes, now: float) -> Verdict:
 
 
 class LoginLimiter:
-    """The strikes of clients and accounts (at most `max_keys` of each: forgotten ones go first, then the
-    oldest, so a flood of made-up names cannot grow the table without end)."""
+    """The strikes of clients and accounts, in the store. Rows that no longer change an answer (their window,
+    their block and their memory of blocks over) are deleted as failures come, so a flood of made-up names
+    leaves rows for one window, a blocked key for its block and one cap after it."""
 
-    def __init__(self, client: Policy = CLIENT, account: Policy = ACCOUNT, max_keys: int = 50_000) -> None:
+    def __init__(self, store: Store, client: Policy = CLIENT, account: Policy = ACCOUNT) -> None:
+        self.store = store
         self.policies = {"client": client, "account": account}
-        self.tables: dict[str, dict[str, Strikes]] = {"client": {}, "account": {}}
-        self.max_keys = max_keys
 
     @staticmethod
     def account_key(name: str) -> str:
         return name.strip().lower()
 
     def check(self, client: str, account: str, now: float) -> Verdict:
-        empty = Strikes()
-        return verdict(self.tables["client"].get(client, empty), self.tables["account"].get(
-            self.account_key(account), empty), now)
+        return verdict(strikes(self.store, "client", client),
+                       strikes(self.store, "account", self.account_key(account)), now)
 
     def failed(self, client: str, account: str, now: float) -> None:
         for kind, key in (("client", client), ("account", self.account_key(account))):
-            table, policy = self.tables[kind], self.policies[kind]
-            table[key] = after_failure(table.pop(key, Strikes()), now, policy)  # re-inserted: newest last
-            if len(table) > self.max_keys:
-                self._prune(table, policy, now)
-
-    def _prune(self, table: dict[str, Strikes], policy: Policy, now: float) -> None:
-        for key in [k for k, s in table.items() if forgotten(s, now, policy)]:
-            del table[key]
-        for key in list(table)[:max(0, len(table) - self.max_keys)]:
-            del table[key]
-
+            p = self.policies[kind]
+            bump(self.store, kind, key, functools.partial(after_failure, now=now, p=p), forget_since=now - p.window_s,
+                 forget_until=now - p.cap_s)

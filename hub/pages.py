@@ -43,12 +43,8 @@ async def login_form(request: Request, error: int = 0, next: str = "/") -> Respo
 
 
 def login_limiter(request: Request) -> LoginLimiter:
-    """The app's one table of failed password sign-ins."""
-    state = request.app.state
-    if not hasattr(state, "login_limiter"):
-        state.login_limiter = LoginLimiter()
-    limiter: LoginLimiter = state.login_limiter
-    return limiter
+    """The failed password sign-ins, in the store (shared by restarts and by the servers of a cluster)."""
+    return LoginLimiter(hub_of(request).store)
 
 
 def password_token(request: Request, user: str, password: str) -> str | None:
@@ -65,15 +61,15 @@ async def login(request: Request, token: str = Form(""), username: str = Form(""
                 next: str = Form("/")) -> Response:
     """Open a browser session for a token, or for a user's password (throttled: `hub.login_limit`)."""
     if username and password:
-        limiter, client, now = login_limiter(request), request.client.host if request.client else "", time.monotonic()
-        if not (v := limiter.check(client, username, now)).allowed:
+        limiter, client, now = login_limiter(request), request.client.host if request.client else "", time.time()
+        if not (v := await asyncio.to_thread(limiter.check, client, username, now)).allowed:
             page = render(request, "login.html", await viewer_of(request), status_code=429,
                           title="Sign in · spacehost", limited=v, next=safe_next(next))
             page.headers["Retry-After"] = str(v.retry_after_s)
             return page
         minted = await asyncio.to_thread(password_token, request, username.strip(), password)
         if minted is None:
-            limiter.failed(client, username, now)
+            await asyncio.to_thread(limiter.failed, client, username, now)
         token = minted or ""
     opened = await asyncio.to_thread(Sessions(hub_of(request).accounts).open, token, utcnow()) if token else None
     if opened is None:
