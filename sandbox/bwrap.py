@@ -1,22 +1,29 @@
 """Pure pieces of a bubblewrap command line, shared by the process runtime's app sandbox
 (scheduler/runtimes/sandbox.py) and the builder's build sandbox (builder/build_sandbox.py). No I/O beyond
-`os.path.lexists`/`realpath` on the host's own system paths.
+`os.path.lexists`/`realpath` on the host's own system paths (and `conceal`'s memfds).
 
 Every sandbox built from these sees `/usr` and `/etc` read-only, `/bin /lib /lib64 /sbin` as the usual
 symlinks into `/usr`, a fresh `/proc` and a minimal `/dev`, a private `/tmp` and `/dev/shm`, and runs its
-command as uid/gid 1000 without groups, capabilities or the right to regain them (`no_new_privs`).
+command as uid/gid 1000 without groups, capabilities or the right to regain them (`no_new_privs`). Spawned
+through `conceal`, its pid 1 shows none of this argv.
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 BWRAP = os.environ.get("SPACEHOST_BWRAP_PATH") or "/usr/bin/bwrap"  # another path: for non-standard installs
 SETPRIV = "/usr/bin/setpriv"
 APP_UID = 1000
+START = "/run/start"  # the sandbox's command, as a script (`concealed`)
 SYSTEM_DIRS = ("/usr", "/etc")
+# The resolv.conf sandboxes see (and whose nameservers their firewall lets DNS reach, sandbox/firewall.py). Another
+# file where this host's own names a resolver only its own network namespace reaches: a container's Docker DNS
+# (127.0.0.11) or systemd-resolved's stub (127.0.0.53) is the sandbox's own loopback, so nothing would resolve.
+RESOLV_CONF = os.environ.get("SPACEHOST_SANDBOX_RESOLV_CONF") or "/etc/resolv.conf"
 SYSTEM_LINKS = (("usr/bin", "/bin"), ("usr/sbin", "/sbin"), ("usr/lib", "/lib"), ("usr/lib64", "/lib64"))
 
 
@@ -26,6 +33,8 @@ def base_argv() -> list[str]:
     argv = [BWRAP, "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
     for d in SYSTEM_DIRS:
         argv += ["--ro-bind", d, d]
+    if RESOLV_CONF != "/etc/resolv.conf":
+        argv += ["--ro-bind", RESOLV_CONF, "/etc/resolv.conf"]
     for target, link in SYSTEM_LINKS:
         if os.path.lexists(link):
             argv += ["--symlink", target, link]
@@ -38,6 +47,38 @@ def unprivileged_tail(command: Sequence[str], uid: int = APP_UID) -> list[str]:
     """The end of a sandbox argv: drop to `uid` (gid the same) without groups or capabilities, then exec."""
     return [SETPRIV, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--bounding-set=-all",
             "--inh-caps=-all", "--no-new-privs", "--", *command]
+
+
+def concealed(argv: Sequence[str], args_fd: int, start_fd: int) -> tuple[list[str], bytes, bytes]:
+    """`argv` (BWRAP, its options, `--`, the command) rewritten to show nothing of itself inside the sandbox.
+    The sandbox's pid 1 is bubblewrap's reaper, a fork of bwrap: every process inside reads bwrap's command line
+    in /proc/1/cmdline. So bwrap reads its options (the mounts, with their host paths) from `args_fd`, and the
+    command goes into a script that bwrap writes at START (root's only) and /bin/sh execs (no process is added:
+    the app is still pid 2, bubblewrap's init still reaps and forwards as before). pid 1 shows
+    `bwrap --args N -- /bin/sh /run/start`. Returns (that argv, the bytes for `args_fd`, for `start_fd`)."""
+    end = list(argv).index("--")
+    options = [*argv[1:end], "--dir", "/run", "--ro-bind-data", str(start_fd), START]
+    if any("\0" in a for a in argv):
+        raise ValueError("an argument holds a NUL byte")
+    script = "exec " + shlex.join(argv[end + 1:]) + "\n"
+    return [argv[0], "--args", str(args_fd), "--", "/bin/sh", START], nul_joined(options), script.encode()
+
+
+def nul_joined(args: Iterable[str]) -> bytes:
+    return b"".join(a.encode() + b"\0" for a in args)
+
+
+def conceal(argv: Sequence[str]) -> tuple[list[str], tuple[int, int]]:
+    """`concealed` with its two file descriptors made (memfds, close-on-exec here): spawn the argv with them in
+    `pass_fds` and close them after (bwrap closes its copies once read)."""
+    fds = (os.memfd_create("bwrap-args"), os.memfd_create("bwrap-start"))
+    out, *data = concealed(argv, *fds)
+    for fd, blob in zip(fds, data, strict=True):
+        view = memoryview(blob)
+        while view:
+            view = view[os.write(fd, view):]
+        os.lseek(fd, 0, os.SEEK_SET)
+    return out, fds
 
 
 def parent_dirs(targets: Iterable[str], made: Iterable[str] = ("/", "/tmp")) -> list[str]:

@@ -40,7 +40,7 @@ from core.isolation import SandboxState
 from core.settings import Settings
 from core.stages import Sdk
 from sandbox.apptree import writable_copy
-from sandbox.bwrap import APP_UID, BWRAP, interpreter_roots
+from sandbox.bwrap import APP_UID, BWRAP, conceal, interpreter_roots
 from sandbox.netns import NetAddress, NetworkError, SpaceNetwork, builds_network, enter_argv
 from scheduler.env import rebase_host_urls
 from scheduler.runtimes import freezer
@@ -330,6 +330,7 @@ class ProcessRuntime:
         env = self.space_env(spec.env, art.env_dir, port, addr)
         _, w = self.log_filter(spec, inst_dir)
         status = os.open(inst_dir / "status.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        hidden: tuple[int, ...] = ()  # conceal's fds: the sandbox's argv, out of its /proc/1/cmdline
         try:
             if self.support.sandbox:
                 mounts = SandboxMounts(str(inst_dir / "app"), art.env_dir, str(inst_dir / "home"),
@@ -337,7 +338,8 @@ class ProcessRuntime:
                                        rw=volume_binds(spec), files_ro=volume_ro_binds(spec),
                                        app_writable=True)
                 has_mem_cg = cg is not None and "memory" in self.support.cgroups.controllers
-                argv = sandbox_argv(mounts, command, status_fd=status, rlimits=None if has_mem_cg else limits)
+                argv, hidden = conceal(sandbox_argv(mounts, command, status_fd=status,
+                                                    rlimits=None if has_mem_cg else limits))
                 argv = enter_argv(addr, argv) if addr else argv
                 cwd = "/"
             else:
@@ -347,14 +349,14 @@ class ProcessRuntime:
             if cg is not None:
                 argv = cg.joined(argv)
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=w, stderr=w, env=env, cwd=cwd,
-                                    pass_fds=(status,), start_new_session=True)
+                                    pass_fds=(status, *hidden), start_new_session=True)
         except OSError as e:
             self._cleanup_dir(spec.instance_id, cg)
             self.drop_network(addr.name if addr else "")
             raise LaunchFailed(f"could not start {art.space_id}: {e}") from None
         finally:
-            os.close(w)
-            os.close(status)
+            for fd in (w, status, *hidden):
+                os.close(fd)
         self._procs[spec.instance_id] = proc
         state = InstanceState(spec.instance_id, art.space_id, art.sha, proc.pid, start_ticks(proc.pid) or 0, port,
                               spec.log_path, cg.version if cg else 0, cg.dirs if cg else (),

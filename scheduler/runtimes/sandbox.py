@@ -2,7 +2,8 @@
 
 What a sandboxed Space sees (`sandbox_argv`):
 - `/usr`, `/etc` read-only, `/bin /lib /lib64 /sbin` as the usual symlinks into `/usr`; a fresh `/proc`
-  (its own pid namespace: pid 1 is bubblewrap's reaper) and a minimal `/dev`;
+  (its own pid namespace: pid 1 is bubblewrap's reaper, whose command line shows none of this argv when the
+  runtime spawns it through sandbox.bwrap.conceal) and a minimal `/dev`;
 - its app tree at `/home/user/app` (the working directory): writable where the runtime made the instance its
   own copy (`app_writable`, sandbox/apptree.py), else read-only; its Python env read-only at the same
   absolute path it has on the host (venvs embed absolute paths), plus the interpreter the env links to when

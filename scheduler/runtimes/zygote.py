@@ -48,7 +48,7 @@ from core.errors import LaunchFailed
 from core.hardware import Flavor
 from core.stages import Sdk
 from sandbox.apptree import writable_copy
-from sandbox.bwrap import APP_UID, interpreter_roots
+from sandbox.bwrap import APP_UID, conceal, interpreter_roots
 from sandbox.netns import NetAddress, SpaceNetwork, enter_argv
 from scheduler.runtimes.base import Instance, LaunchSpec
 from scheduler.runtimes.instances import InstanceState, free_port, save_env, start_ticks
@@ -343,16 +343,20 @@ class ZygotePool:
         command = [python, "-I", MAIN_IN_SANDBOX, key.sdk.value, STATUS_IN_SANDBOX, str(theirs.fileno())]
         has_mem_cg = cg is not None and "memory" in rt.support.cgroups.controllers
         status = os.open(zdir / "bwrap.json", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        argv = sandbox_argv(mounts, command, status_fd=status, rlimits=None if has_mem_cg else limits)
+        argv, hidden = conceal(sandbox_argv(mounts, command, status_fd=status,
+                                            rlimits=None if has_mem_cg else limits))
         argv = enter_argv(addr, argv) if addr else argv
         if cg is not None:
             argv = cg.joined(argv)
         env = {k: v for k, v in rt.space_env(space_env, key.env_dir, 0, addr).items()
                if k not in ("PORT", "GRADIO_SERVER_PORT")}
-        with open(zdir / "zygote.log", "ab") as out:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, cwd="/",
-                                    pass_fds=(status, theirs.fileno()), start_new_session=True)
-        os.close(status)
+        try:
+            with open(zdir / "zygote.log", "ab") as out:
+                proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, cwd="/",
+                                        pass_fds=(status, theirs.fileno(), *hidden), start_new_session=True)
+        finally:
+            for fd in (status, *hidden):
+                os.close(fd)
         theirs.close()
         z = Zygote(key, zid, zdir, proc, ours, cg, "", net=addr)
         try:

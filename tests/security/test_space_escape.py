@@ -111,6 +111,8 @@ def attack(request):
             "environ": environ_leaks(r["needle"]),
             "env": {k: os.environ.get(k, "") for k in ("HF_ENDPOINT", "GRADIO_SERVER_NAME")},
             "pids": len([p for p in os.listdir("/proc") if p.isdigit()]),
+            "pid1": open("/proc/1/cmdline", "rb").read().decode(errors="replace").split("\0"),
+            "prefix": sys.prefix,
         })
     if op == "fill":
         written, error = 0, ""
@@ -312,6 +314,20 @@ def test_cannot_read_other_spaces_files_the_data_dir_root_or_other_environments(
     assert out["environ"] == []  # no process whose environment holds the victim's secret is even visible
     hub = f"{HOST_ALIAS if world.network else world.gateway}:{world.ports['hub']}"  # docker: a name for the gateway
     assert out["env"] == {"HF_ENDPOINT": f"http://{hub}", "GRADIO_SERVER_NAME": "0.0.0.0"}
+
+
+def test_pid_1_shows_no_host_path_or_sandbox_layout(world: World) -> None:
+    """/proc/1/cmdline, readable by every process of the Space: bubblewrap's reaper on the process runtime (its
+    options and command passed out of sight), the app itself under a shared zygote, the container's init on
+    docker. It names no mount and no host path; the Space's own env (bound at its own path) is all it may
+    share with the host's view, as the app's sys.prefix does."""
+    out = world.attack(world.attacker, op="probe", read=[], connect=[], needle="-")
+    pid1 = [str(a).replace(str(out["prefix"]), "<env>") for a in out["pid1"]]  # type: ignore[attr-defined]
+    assert not {"--bind", "--ro-bind", "--tmpfs", "--chdir", "--setenv"} & set(pid1), pid1
+    assert not [a for a in pid1 if str(world.server.data_dir) in a], pid1
+    if not world.network:
+        cold = pid1[:2] == ["/usr/bin/bwrap", "--args"]
+        assert cold or "-I" in pid1, pid1  # bubblewrap's reaper, or the shared zygote's fork of the app
 
 
 def test_cannot_connect_to_other_spaces_or_host_services_but_the_hub_and_broker(world: World) -> None:
