@@ -14,9 +14,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from deploy.cluster.services import Service
 from state import cluster as cs
 from state.store import Store
 from tests.cluster.harness import Cluster
+from tests.cluster.test_docker_node import docker_cluster  # noqa: F401  (worker with the docker backend, registry)
+from tests.docker.conftest import engine  # noqa: F401  (dockerd running, base image made)
 from tests.e2e.hfclients import gradio_call, new_user
 from tests.e2e.test_hot_reload import APP, README, hf_hot_reload
 
@@ -35,9 +38,23 @@ def placed(store: Store, sid: str) -> list[tuple[str, int, str]]:
 
 
 def test_hf_spaces_hot_reload_patches_the_instance_running_on_a_node(cluster: Cluster, tmp_path: Path) -> None:
-    c = cluster
-    c.start_node("n1", "127.0.0.2")
-    sid = f"admin/hot-{secrets.token_hex(3)}"
+    cluster.start_node("n1", "127.0.0.2")
+    hot_reload_on_node(cluster, "n1", tmp_path)
+
+
+def test_hf_spaces_hot_reload_patches_the_container_running_on_a_docker_node(docker_cluster: Cluster,  # noqa: F811
+                                                                            registry: Service,
+                                                                            tmp_path: Path) -> None:
+    """A docker node: the reload server listens on the container's address on the node's Spaces bridge, where
+    the node's relay reaches it (the app's port is published on the node's loopback)."""
+    docker_cluster.start_node("d1", "127.0.0.3", "--runtime", "docker", "--registry", registry.url)
+    hot_reload_on_node(docker_cluster, "d1", tmp_path)
+
+
+def hot_reload_on_node(c: Cluster, node: str, tmp_path: Path) -> None:
+    """Push the Gradio Space (it lands on `node`), hot-reload it with `hf spaces hot-reload`, check that the same
+    instance answers with the new code and that only its writers reach its reload server through the proxy."""
+    sid = f"admin/d-hot-{secrets.token_hex(3)}"  # d-: its images go with docker_cluster's leftovers
     assert c.api.create_space(sid.split("/")[1]).status_code == 200
     pushed = c.api.push(sid, {"app.py": APP, "README.md": README, "requirements.txt": f"spaces=={version('spaces')}\n"})
     assert pushed.returncode == 0, pushed.stderr
@@ -49,7 +66,7 @@ def test_hf_spaces_hot_reload_patches_the_instance_running_on_a_node(cluster: Cl
     assert before.startswith("v1 x pid="), before
     store = Store(c.database_url)
     (instance,) = placed(store, sid)
-    assert instance[2] == "n1"
+    assert instance[2] == node
     builds = c.api.build_log(sid)
 
     out = hf_hot_reload(c.api, tmp_path / "home", sid, tmp_path)  # through the cluster proxy
