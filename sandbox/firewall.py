@@ -29,6 +29,7 @@ import subprocess
 from dataclasses import dataclass
 
 from core.errors import SpacehostError
+from sandbox.bwrap import RESOLV_CONF
 
 PRIVATE_NETS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "100.64.0.0/10")
 REJECT = ("-j", "REJECT", "--reject-with", "icmp-admin-prohibited")  # a blocked connect fails at once
@@ -117,9 +118,10 @@ def nameservers(resolv_conf: str) -> tuple[str, ...]:
 
 
 def host_resolvers() -> tuple[str, ...]:
-    """The IPv4 nameservers of this host's /etc/resolv.conf (none if it cannot be read)."""
+    """The IPv4 nameservers sandboxes use: those of the resolv.conf they see, this host's /etc/resolv.conf
+    unless SPACEHOST_SANDBOX_RESOLV_CONF names another (sandbox/bwrap.py; none if it cannot be read)."""
     try:
-        with open("/etc/resolv.conf") as f:
+        with open(RESOLV_CONF) as f:
             return nameservers(f.read())
     except OSError:
         return ()

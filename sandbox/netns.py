@@ -76,6 +76,13 @@ class NetAddress:
     gateway: str  # the host's address on the bridge
 
 
+def enable_forwarding(knob: Path) -> None:
+    """IPv4 forwarding on: written only where it is off, so a container whose /proc/sys is read-only but whose
+    engine set it (compose's `sysctls: {net.ipv4.ip_forward: 1}`, deploy/compose.yaml) passes. Raises OSError."""
+    if knob.read_text().strip() != "1":
+        knob.write_text("1")
+
+
 def enter_argv(addr: NetAddress, argv: Iterable[str]) -> list[str]:
     """`argv` run inside the namespace (bubblewrap does not unshare the network, so it keeps this one)."""
     return [NSENTER, f"--net={addr.netns_path}", "--", *argv]
@@ -256,7 +263,7 @@ class SpaceNetwork:
         _ip("addr", "replace", f"{self.gateway}/{self.network.prefixlen}", "dev", self.bridge)
         _ip("link", "set", self.bridge, "up")
         try:
-            Path("/proc/sys/net/ipv4/ip_forward").write_text("1")
+            enable_forwarding(Path("/proc/sys/net/ipv4/ip_forward"))
         except OSError as e:
             raise NetworkError(f"cannot enable IPv4 forwarding for the sandboxes' egress: {e}") from None
 
