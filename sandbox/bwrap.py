@@ -68,16 +68,11 @@ def nul_joined(args: Iterable[str]) -> bytes:
     return b"".join(a.encode() + b"\0" for a in args)
 
 
-def conceal(argv: Sequence[str]) -> tuple[list[str], tuple[int, ...]]:
+def conceal(argv: Sequence[str]) -> tuple[list[str], tuple[int, int]]:
     """`concealed` with its two file descriptors made (memfds, close-on-exec here): spawn the argv with them in
-    `pass_fds` and close them after (bwrap closes its copies once read). Wrappers before BWRAP that exec it
-    (nsenter, a cgroup joiner) stay as they are; an argv without BWRAP is returned unchanged, with no fds."""
-    if BWRAP not in argv:
-        return list(argv), ()
-    at = list(argv).index(BWRAP)
+    `pass_fds` and close them after (bwrap closes its copies once read)."""
     fds = (os.memfd_create("bwrap-args"), os.memfd_create("bwrap-start"))
-    out, *data = concealed(argv[at:], *fds)
-    out = [*argv[:at], *out]
+    out, *data = concealed(argv, *fds)
     for fd, blob in zip(fds, data, strict=True):
         view = memoryview(blob)
         while view:
