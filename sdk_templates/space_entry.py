@@ -16,7 +16,9 @@ namespace: joining one owned by the host's would need CAP_SYS_ADMIN on the host)
    receiver's pid namespace: a child cannot claim another pid) and waits for "go", which spacehost sends once it
    has written that pid into the Space's cgroups;
 4. empties the capability bounding and ambient sets, drops to uid/gid 1000 without groups (which clears its
-   permitted and effective capabilities) and sets no_new_privs; SIGTERM then ends it (pid 1 would ignore it).
+   permitted and effective capabilities) and sets no_new_privs; makes itself dumpable again, as an exec would
+   have (the uid change cleared it, which left its /proc files owned by the zygote's root: a Space could not
+   write its own /proc/self/comm, as setproctitle does); SIGTERM then ends it (pid 1 would ignore it).
 The intermediate process (the pid namespace's parent) drops the same way and only waits for the app, exiting
 with its status. Any failure exits the child (status 125) before the Space's code runs.
 """
@@ -43,6 +45,7 @@ MOVE_MOUNT_F_EMPTY_PATH, AT_FDCWD = 4, -100
 SYS_OPEN_TREE, SYS_MOVE_MOUNT, SYS_MOUNT_SETATTR = 428, 429, 442  # x86_64 and aarch64 share these numbers
 MOUNT_ATTR_RDONLY, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NODEV = 0x1, 0x2, 0x4
 PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 24, 38, 47, 4
+PR_SET_DUMPABLE = 4
 CAP_LAST = 63
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -157,6 +160,7 @@ def enter(tree_fd: int, home_fd: int, net_fd: int, reply: socket.socket) -> None
         raise OSError("spacehost did not place the child in its cgroups")
     reply.close()
     drop_privileges()
+    _check(_libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0), "dumpable")  # as after a cold start's exec (docstring, 4.)
     # pid 1 of its namespace ignores signals it has no handler for: SIGTERM from spacehost (stop) ends it as it
     # ends any other app (exit status 128+15, which the intermediate process passes on).
     signal.signal(signal.SIGTERM, _terminated)

@@ -33,6 +33,8 @@ import gradio as gr
 
 def report():
     env = {k: os.environ.get(k, "") for k in ("SPACE_ID", "MY_SECRET")}
+    with open("/proc/self/comm", "w") as f:  # its /proc files are its own, as after a cold start's exec
+        f.write("{name}")
     return json.dumps({"files": sorted(os.listdir("/home/user/app")), "env": env, "uid": os.getuid(),
                        "pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
                        "tmp": sorted(os.listdir("/tmp")),
