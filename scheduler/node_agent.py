@@ -302,7 +302,7 @@ class NodeAgent:
             env = {**spec.env, **({"SPACES_ZERO_GPU": "true",  # this node's broker: leases of its own devices
                                     "SPACES_ZERO_DEVICE_API_URL": self.broker.register_space(spec.space_id)}
                                    if zero else {})}
-            await asyncio.to_thread(self.carrier.fetch_moved, spec.volumes)  # a bucket moved here: its data first
+            await asyncio.to_thread(self.carrier.fetch_moved, spec.volumes, spec.incoming)  # a bucket moved here: its data first
             vols = await asyncio.to_thread(bind_dirs, self.cfg.data_dir, spec.volumes,
                                            self.settings.volume_limit_bytes, APP_UID)
             launch = LaunchSpec(iid, art, env, flavor(spec.hardware), log_path, secret_values=spec.secret_values,

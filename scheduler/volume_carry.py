@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import logging
 import shutil
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -23,6 +24,8 @@ from scheduler.volume_move import CHUNK, bucket_of
 
 log = logging.getLogger("spacehost.node")
 SHA_HEADER = "X-Spacehost-Sha256"
+ASK_EVERY_S = 0.2  # how often a node asks for a bucket on its way to it
+FETCH_WAIT_S = 1800.0
 
 
 def bucket_paths(data_dir: Path, bucket: str) -> tuple[Path, Path]:
@@ -67,26 +70,34 @@ def export(client: httpx.Client, node: str, data_dir: Path, bucket: str) -> int:
     return size
 
 
-def fetch(client: httpx.Client, node: str, data_dir: Path, bucket: str) -> bool:
+def fetch(client: httpx.Client, node: str, data_dir: Path, bucket: str, incoming: bool = False) -> bool:
     """Fetch the bucket's staged copy when this node has no bucket of that name: True when one came (checked,
-    in place as its image, and confirmed to the server), False when there is none (a new bucket)."""
+    in place as its image, and confirmed to the server), False when there is none (a new bucket). An `incoming`
+    bucket (moving here) is waited for while the server says it is on its way; none at all raises OSError."""
     folder, image = bucket_paths(data_dir, bucket)
     if image.exists() or folder.exists():
         return False
     url = f"/api/cluster/nodes/{node}/volumes/{bucket}"
     part = image.with_name(image.name + ".part")
     part.parent.mkdir(parents=True, exist_ok=True)
-    with client.stream("GET", url) as r:
-        if r.status_code == 404:
-            return False
-        r.raise_for_status()
-        want, h, size = r.headers.get(SHA_HEADER, ""), hashlib.sha256(), 0
-        with part.open("wb") as f:
-            for data in r.iter_bytes(CHUNK):
-                h.update(data)
-                write_sparse(f, data)
-                size += len(data)
-            f.truncate(size)
+    deadline = time.monotonic() + FETCH_WAIT_S
+    while True:
+        with client.stream("GET", url) as r:
+            if r.status_code == 200:
+                want, h, size = r.headers.get(SHA_HEADER, ""), hashlib.sha256(), 0
+                with part.open("wb") as f:
+                    for data in r.iter_bytes(CHUNK):
+                        h.update(data)
+                        write_sparse(f, data)
+                        size += len(data)
+                    f.truncate(size)
+                break
+            if r.status_code == 404 and not incoming:
+                return False
+            if r.status_code != 202 or time.monotonic() > deadline:
+                r.read()
+                raise OSError(f"volume {bucket} did not come: {r.status_code} {r.text[:200]}")
+        time.sleep(ASK_EVERY_S)
     if h.hexdigest() != want:
         part.unlink(missing_ok=True)
         raise OSError(f"the copy of volume {bucket} is damaged (sha256 {h.hexdigest()[:12]}, expected {want[:12]})")
@@ -153,8 +164,8 @@ class VolumeCarrier:
         except (OSError, ValueError, httpx.HTTPError) as e:
             log.warning("volume %s: old copy not deleted: %s", bucket, e)
 
-    def fetch_moved(self, volumes: Volumes) -> None:
-        """Before a Space starts here: fetch each of its buckets that moved here (blocking)."""
+    def fetch_moved(self, volumes: Volumes, incoming: tuple[str, ...]) -> None:
+        """Before a Space starts here: fetch each of its buckets that moves (`incoming`) or moved here (blocking)."""
         with self.client() as c:
             for bucket in buckets_of(volumes):
-                fetch(c, self.node, self.data_dir, bucket)
+                fetch(c, self.node, self.data_dir, bucket, incoming=bucket in incoming)

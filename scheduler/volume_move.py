@@ -2,24 +2,29 @@
 scheduler/volume_carry.py.
 
 A bucket's data lives on one node (scheduler/runtimes/cluster.py: its label `spacehost.volume.OWNER/BUCKET=here`).
-When that node is drained, a Space that needs the bucket cannot start elsewhere without it. The move, run from
-`ClusterRuntime.start` while the Space waits for placement:
+When that node is drained, a Space that needs the bucket cannot start elsewhere without it. `ClusterRuntime.start`
+then places the Space as if it had no volumes, and moves them:
 
-1. every instance on the old node that mounts the bucket is stopped (no writer while it is copied: the Space is
-   down from here until it serves on the new node; its runtime info says so);
+0. the new instance's NodeSpec names the buckets as `incoming`: its node materialises the build as usual (the old
+   instance keeps serving meanwhile), then asks for each bucket (GET `/api/cluster/nodes/{node}/volumes/OWNER/
+   BUCKET`), and is told to wait (202) until it is staged; the node never makes an `incoming` bucket new;
+1. once the new node asked, every instance on the old node that mounts the bucket is stopped (no writer while it
+   is copied: the Space is down from here until it serves on the new node; its runtime info says so);
 2. the old node is asked (its assignments long-poll: `volumes.export`) to unmount the bucket and stream its image
-   to the server (`PUT /api/cluster/nodes/{node}/volumes/OWNER/BUCKET`), which writes it under
-   DATA_DIR/volume-moves and answers the SHA-256 it read; the node compares it with its own;
-3. the labels move: the new node gets `here` (placement now puts the Space there), the old one `moving`;
-4. the new node, starting the Space, finds no bucket of its own and fetches the staged copy (GET, same path; the
-   answer names its SHA-256, which the node checks before it mounts the image), then confirms (`…/received`):
-   the server deletes its copy and labels the old node's `moved`, which its long-poll turns into `volumes.drop`;
-   the old node deletes its copy and says so (`…/dropped`), and the label goes.
+   to the server (PUT, same path), which writes it under DATA_DIR/volume-moves and answers the SHA-256 it read;
+   the node compares it with its own;
+3. the labels move: the new node gets `here`, the old one `moving`;
+4. the new node fetches the staged copy (200; the answer names its SHA-256, which the node checks before it
+   mounts the image), then confirms (`…/received`): the server deletes its copy and labels the old node's
+   `moved`, which its long-poll turns into `volumes.drop`; the old node deletes its copy and says so
+   (`…/dropped`), and the label goes.
 
 Until the new node confirms, the old node's image stays where it was (and the server's copy too): a move that
-fails anywhere loses nothing. A lost node cannot hand its bucket over: its Spaces wait for it, as before. Labels
-live in the store, so a restarted server resumes at the step the labels name; an export it was waiting for is
-asked for again by the next start."""
+fails anywhere loses nothing (the new instance is withdrawn; the Space's restart tries again). A lost node cannot
+hand its bucket over: its Spaces wait for it, as before. Labels and the staged copy live in the store and on disk,
+so a restarted server resumes at the step they name (a node that finds a staged copy of a bucket it lacks fetches
+it); an export it was waiting for is asked for again by the next start.
+"""
 
 from __future__ import annotations
 
@@ -43,6 +48,7 @@ from state.store import Store
 log = logging.getLogger(__name__)
 HERE, MOVING, MOVED = "here", "moving", "moved"  # the bucket's label on a node: its home; being copied off; to drop
 EXPORT_WAIT_S = 900.0  # how long the server waits for a draining node to upload a bucket
+PREPARE_WAIT_S = 1800.0  # … and for the new node to materialise the build and ask for the bucket
 CHUNK = 1 << 20
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 
@@ -91,6 +97,8 @@ class VolumeMoves:
         self.failed: dict[str, str] = {}  # bucket → why its node could not upload it
         self.notes: dict[str, str] = {}  # space id → what its move is doing (its runtime info shows it)
         self._moving: dict[str, str] = {}  # bucket → the Space whose start moves it
+        self._incoming: dict[str, str] = {}  # bucket → the node it moves to
+        self._asked: set[str] = set()  # buckets their new node asked for (it is ready for them)
         self._changed = asyncio.Event()
         self.changed: Callable[[], None] = lambda: None  # wakes the nodes' long-polls (ClusterRuntime.bump)
 
@@ -143,6 +151,7 @@ class VolumeMoves:
             if n.name != node and dict(n.labels).get(key) in (HERE, MOVING):
                 await asyncio.to_thread(cs.add_node_labels, self.store, n.name, {key: MOVED})
         await asyncio.to_thread(cs.add_node_labels, self.store, node, {key: HERE})
+        self._incoming.pop(bucket, None)
         if (sid := self._moving.pop(bucket, None)) is not None:
             self.notes.pop(sid, None)
         log.info("volume %s now lives on node %s", bucket, node)
@@ -155,31 +164,68 @@ class VolumeMoves:
         self._changed.set()
         self._changed = asyncio.Event()
 
+    def expect(self, space_id: str, moving: Mapping[str, str], target: str) -> None:
+        """The Space's instance on `target` will ask for these buckets (bucket → its draining home)."""
+        for bucket in moving:
+            self._moving[bucket], self._incoming[bucket] = space_id, target
+            self._asked.discard(bucket)
+        self.notes[space_id] = (f"moving: node {', '.join(sorted(set(moving.values())))} is draining; node {target} "
+                                f"prepares the Space, then it stops while its volume is copied there and starts again")
+
+    def asked(self, node: str, bucket: str) -> bool:
+        """`node` asks for a bucket not staged yet: True (it waits) when the bucket is on its way to it."""
+        if self._incoming.get(bucket) != node:
+            return False
+        if bucket not in self._asked:
+            self._asked.add(bucket)
+            self._wake()
+        return True
+
     async def move(self, space_id: str, moving: Mapping[str, str], target: str, box: SecretBox,
-                   stop: Callable[[cs.AssignmentRecord], Awaitable[None]], bump: Callable[[], None],
-                   alive: Callable[[str], Awaitable[bool]]) -> None:
-        """Move each bucket (→ its draining home) to `target`: stop its writers there, have the home upload it,
-        move the labels. Raises LaunchFailed when a home does not hand its bucket over (it keeps it)."""
-        for bucket, old in sorted(moving.items()):
-            self._moving[bucket] = space_id
-            self.notes[space_id] = (f"moving: node {old} is draining; the Space stops there while its volume {bucket} "
-                                    f"is copied to node {target}, then starts there")
-            t0 = time.monotonic()
-            placed = await asyncio.to_thread(cs.assignments, self.store, node=old, desired=cs.RUNNING)
-            for a in placed:
-                if bucket in buckets_of(NodeSpec.from_json(box.open(a.spec)).volumes):
-                    await stop(a)
-            for path in self._files(bucket):
-                path.unlink(missing_ok=True)
-            self.failed.pop(bucket, None)
-            self.exports.setdefault(old, set()).add(bucket)
-            bump()
-            staged = await self._staged_or_failed(old, bucket, alive)
-            await asyncio.to_thread(cs.add_node_labels, self.store, old, {VOLUME_LABEL + bucket: MOVING})
-            await asyncio.to_thread(cs.add_node_labels, self.store, target, {VOLUME_LABEL + bucket: HERE})
-            log.info("volume %s of %s: %d bytes off node %s in %.1fs; node %s takes it", bucket, space_id,
-                     staged.size, old, time.monotonic() - t0, target)
-            self.notes[space_id] = f"moving: its volume {bucket} was copied off node {old}; starting on node {target}"
+                   stop: Callable[[cs.AssignmentRecord], Awaitable[None]], alive: Callable[[str], Awaitable[bool]],
+                   gone: Callable[[], Awaitable[str | None]]) -> None:
+        """Once the new instance on `target` waits for its buckets (`asked`: its environment is ready), move each
+        bucket (→ its draining home) there: stop its writers on the home, have the home upload it, move the labels.
+        Raises LaunchFailed when the new instance ended first or a home does not hand its bucket over (it keeps it)."""
+        deadline = time.monotonic() + PREPARE_WAIT_S
+        try:
+            while not set(moving) <= self._asked:
+                if (why := await gone()) is None and time.monotonic() > deadline:
+                    why = f"node {target} did not prepare the Space within {PREPARE_WAIT_S:.0f}s"
+                if why is not None:
+                    raise LaunchFailed(why)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), 1.0)
+            for bucket, old in sorted(moving.items()):
+                await self._hand_over(space_id, bucket, old, target, box, stop, alive)
+        except BaseException:
+            for bucket in moving:
+                self._incoming.pop(bucket, None)
+                self._moving.pop(bucket, None)
+            self.notes.pop(space_id, None)
+            raise
+
+    async def _hand_over(self, space_id: str, bucket: str, old: str, target: str, box: SecretBox,
+                         stop: Callable[[cs.AssignmentRecord], Awaitable[None]],
+                         alive: Callable[[str], Awaitable[bool]]) -> None:
+        self.notes[space_id] = (f"moving: node {old} is draining; the Space is stopped while its volume {bucket} is "
+                                f"copied to node {target}, then it starts there")
+        t0 = time.monotonic()
+        placed = await asyncio.to_thread(cs.assignments, self.store, node=old, desired=cs.RUNNING)
+        for a in placed:
+            if bucket in buckets_of(NodeSpec.from_json(box.open(a.spec)).volumes):
+                await stop(a)
+        for path in self._files(bucket):
+            path.unlink(missing_ok=True)
+        self.failed.pop(bucket, None)
+        self.exports.setdefault(old, set()).add(bucket)
+        self.changed()
+        staged = await self._staged_or_failed(old, bucket, alive)
+        await asyncio.to_thread(cs.add_node_labels, self.store, old, {VOLUME_LABEL + bucket: MOVING})
+        await asyncio.to_thread(cs.add_node_labels, self.store, target, {VOLUME_LABEL + bucket: HERE})
+        log.info("volume %s of %s: %d bytes off node %s in %.1fs; node %s takes it", bucket, space_id,
+                 staged.size, old, time.monotonic() - t0, target)
+        self.notes[space_id] = f"moving: its volume {bucket} was copied off node {old}; starting on node {target}"
 
     async def _staged_or_failed(self, node: str, bucket: str, alive: Callable[[str], Awaitable[bool]]) -> Staged:
         deadline = time.monotonic() + EXPORT_WAIT_S
@@ -191,7 +237,6 @@ class VolumeMoves:
                 why = f"node {node} did not hand over volume {bucket} within {EXPORT_WAIT_S:.0f}s"
             if why is not None:
                 self.exports.get(node, set()).discard(bucket)
-                self.notes.pop(self._moving.pop(bucket, ""), None)
                 raise LaunchFailed(why)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), 1.0)

@@ -39,9 +39,12 @@ async def upload(request: Request, node: str, owner: str, name: str) -> dict[str
 
 @router.get(PREFIX)
 async def download(request: Request, node: str, owner: str, name: str) -> Response:
-    """The bucket's staged copy (404: none; the node makes a new bucket), its SHA-256 in a header."""
+    """The bucket's staged copy, its SHA-256 in a header; 202 while it is on its way to this node; 404: none (the
+    node makes a new bucket, unless it expects this one)."""
     moves, bucket = await _moves(request, owner, name)
     staged = moves.staged(bucket)
+    if staged is None and moves.asked(node, bucket):
+        return Response(status_code=202)  # on its way: ask again
     if staged is None:
         raise NotFound(f"no copy of volume {bucket} is on its way")
     return FileResponse(staged.path, media_type="application/octet-stream", headers={SHA_HEADER: staged.sha256})

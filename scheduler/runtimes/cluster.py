@@ -51,7 +51,6 @@ START_WAIT_S = 1800.0  # a node may materialise a whole environment before it re
 FREEZE_WAIT_S = 10.0  # how long freeze/thaw wait for the node to say it froze/thawed the instance
 ZEROGPU_LABEL = "spacehost.zerogpu=true"
 RUNTIME_LABEL = "spacehost.runtime"  # a node's runtime (process | docker), a label every agent sends
-MOVE_RETRY_S = 10.0  # after a volume's node failed to hand it over
 VOLUME_LABEL = "spacehost.volume."  # + OWNER/BUCKET = "here": that bucket's data lives on the node
 Volumes = tuple[tuple[str, str, bool], ...]  # (volumes/OWNER/BUCKET[/SUB] under the data dir, mount path, read-only)
 
@@ -95,11 +94,13 @@ class NodeSpec:
     secret_values: tuple[str, ...]
     artifact: dict[str, Any] | None = None  # core.artifact.artifact_to_json
     volumes: Volumes = ()  # made and bound by the node, under its own data dir
+    incoming: tuple[str, ...] = ()  # buckets moving here (scheduler/volume_move.py): fetched, never made new
 
     def to_json(self) -> str:
         return json.dumps({"v": 3, "instance_id": self.instance_id, "space_id": self.space_id, "sha": self.sha,
                            "hardware": self.hardware, "env": self.env, "secret_values": list(self.secret_values),
-                           "artifact": self.artifact, "volumes": [list(v) for v in self.volumes]})
+                           "artifact": self.artifact, "volumes": [list(v) for v in self.volumes],
+                           "incoming": list(self.incoming)})
 
     @classmethod
     def from_json(cls, text: str) -> NodeSpec:
@@ -108,7 +109,8 @@ class NodeSpec:
             raise ValueError(f"unknown node spec version {d.get('v')!r}")
         return cls(d["instance_id"], d["space_id"], d["sha"], d["hardware"], dict(d["env"]),
                    tuple(d["secret_values"]), d.get("artifact"),
-                   tuple((str(rel), str(mount), bool(ro)) for rel, mount, ro in d.get("volumes", ())))
+                   tuple((str(rel), str(mount), bool(ro)) for rel, mount, ro in d.get("volumes", ())),
+                   tuple(str(b) for b in d.get("incoming", ())))
 
 
 def buckets_of(volumes: Volumes) -> tuple[str, ...]:
@@ -217,6 +219,9 @@ class ClusterRuntime:
             async with self._placing:
                 decision, nodes, homes = await self.decide(sid, hardware, runtime_for(art), artifact_key(art),
                                                            buckets)
+                moving = await self._movable(homes, nodes) if decision.node is None else {}
+                if moving:  # its volumes' node is drained: place it as if it had none, the volumes follow
+                    decision = (await self.decide(sid, hardware, runtime_for(art), artifact_key(art)))[0]
                 if decision.node is not None:
                     node = nodes[decision.node]
                     if new := {f"{VOLUME_LABEL}{b}": "here" for b in buckets if b not in homes}:
@@ -226,14 +231,12 @@ class ClusterRuntime:
                         env["SPACES_ZERO_DEVICE_API_URL"] = node.zerogpu_url
                     sealed = self.box.seal(NodeSpec(spec.instance_id, sid, art.sha, hardware, env,
                                                     spec.secret_values, artifact_to_json(art),
-                                                    spec.volumes).to_json())
+                                                    spec.volumes, tuple(moving)).to_json())
+                    if moving and self.moves is not None:
+                        self.moves.expect(sid, moving, node.name)
                     a = await asyncio.to_thread(cs.add_assignment, self.store, spec.instance_id, sid, art.sha,
                                                 node.name, hardware, sealed)
                     break
-                move = await self._move_plan(sid, hardware, art, homes, nodes)
-            if move is not None:
-                await self._move(sid, *move)
-                continue
             why = volume_wait(homes, decision) if homes else decision.summary
             if self.scheduling.get(sid) != why:
                 log.info("%s is not placed: %s", sid, why)
@@ -242,6 +245,8 @@ class ClusterRuntime:
         self.scheduling.pop(sid, None)
         log.info("%s epoch %d placed on %s", spec.instance_id, a.epoch, node.name)
         self.bump()
+        if moving:
+            await self._move(sid, moving, node.name, spec.instance_id)
         deadline = time.monotonic() + START_WAIT_S
         while time.monotonic() < deadline:
             cur = await asyncio.to_thread(cs.get_assignment, self.store, spec.instance_id)
@@ -255,22 +260,18 @@ class ClusterRuntime:
         await self.stop(Instance(spec.instance_id, sid, art.sha, Upstream(node.address, 0)))
         raise LaunchFailed(f"node {node.name} did not start {sid} within {START_WAIT_S:.0f}s")
 
-    async def _move_plan(self, sid: str, hardware: str, art: Artifact, homes: Mapping[str, str],
-                         nodes: Mapping[str, cs.NodeRecord]) -> tuple[dict[str, str], str] | None:
-        """(bucket → its draining home, the node the Space goes to) when its volumes can move there; else None."""
+    async def _movable(self, homes: Mapping[str, str], nodes: Mapping[str, cs.NodeRecord]) -> dict[str, str]:
+        """bucket → its home, when every volume of the Space lives on a drained node that can hand it over."""
         from scheduler.volume_move import movable
 
         if self.moves is None or not homes:
-            return None
+            return {}
         moving = movable(homes, nodes, await self.alive(homes.values()))
-        if not moving or set(moving) != set(homes):
-            return None
-        target = (await self.decide(sid, hardware, runtime_for(art), artifact_key(art)))[0].node
-        return (moving, target) if target is not None else None
+        return moving if set(moving) == set(homes) else {}
 
-    async def _move(self, sid: str, moving: dict[str, str], target: str) -> None:
-        """Move the Space's buckets to `target` (volume_move.VolumeMoves.move); a failed hand-over is logged and
-        the Space waits for placement again (the bucket stayed on its node)."""
+    async def _move(self, sid: str, moving: dict[str, str], target: str, instance_id: str) -> None:
+        """Move the Space's buckets to `target`, where `instance_id` waits for them (VolumeMoves.move). When a
+        bucket is not handed over, the new instance is withdrawn and LaunchFailed raised (the bucket stayed)."""
         assert self.moves is not None
 
         async def stop(a: cs.AssignmentRecord) -> None:
@@ -279,13 +280,18 @@ class ClusterRuntime:
         async def alive(node: str) -> bool:
             return node in await self.alive([node])
 
-        self.scheduling.pop(sid, None)
+        async def gone() -> str | None:
+            a = await asyncio.to_thread(cs.get_assignment, self.store, instance_id)
+            if a is None or a.desired != cs.RUNNING:
+                return f"{instance_id} was withdrawn before its volumes moved"
+            return f"on node {a.node}: {a.exit_reason or a.reported}" if a.ended else None
+
         try:
-            await self.moves.move(sid, moving, target, self.box, stop, self.bump, alive)
+            await self.moves.move(sid, moving, target, self.box, stop, alive, gone)
         except LaunchFailed as e:
             log.warning("%s: %s", sid, e.message)
-            self.scheduling[sid] = e.message
-            await asyncio.sleep(MOVE_RETRY_S)
+            await self.stop(Instance(instance_id, sid, "", Upstream(target, 0)))
+            raise
 
     @staticmethod
     def _instance(a: cs.AssignmentRecord) -> Instance:
