@@ -19,12 +19,15 @@ from tests.waits import eventually
 pytestmark = pytest.mark.e2e
 
 APP = """import os
+import time
 
 import gradio as gr
 
+STARTED = time.time_ns()  # with the pid, this process's own (each sandbox numbers its pids from 1 or 2)
+
 
 def greet(name):
-    return f"{GREETING} {name} pid={os.getpid()}"
+    return f"{GREETING} {name} pid={os.getpid()}.{STARTED}"
 
 
 GREETING = "v1"
