@@ -13,9 +13,10 @@ Limits: cgroups (memory without swap, pids, CPU) where this host lets root creat
 starts (core/isolation.py says what to install) unless the operator passed --insecure-no-sandbox: then the app
 runs as a plain process group of the current user, with no isolation, and every place that shows it says so.
 
-With `warm` (the default where the sandbox works), starts go through zygote.py: a pre-started sandbox per
-environment that imported the SDK already, claimed by one instance (see there); with `--zygote per-env`, through
-shared_zygote.py: one zygote per environment shared by every Space on it, each child entering its own sandbox.
+With `warm` (the default where the sandbox works), starts go through shared_zygote.py (`--zygote per-env`, the
+default): one zygote per environment shared by every Space on it, each child entering its own sandbox; or, with
+`--zygote per-space`, through zygote.py: a pre-started sandbox per environment that imported the SDK already,
+claimed by one instance (see there).
 """
 
 from __future__ import annotations
@@ -217,8 +218,8 @@ class ProcessRuntime:
         return None
 
     def close(self) -> None:
-        """Kill every warm interpreter (each Space's zygotes and the spares); instances are stopped already.
-        Blocking."""
+        """Kill every warm interpreter (the shared zygotes, live and retired; or each Space's zygotes and the
+        spares); instances are stopped already. Blocking."""
         if self._zygotes is not None:
             self._zygotes.close()
 
