@@ -56,7 +56,7 @@ from core.errors import BuildFailed, ConfigError
 from core.isolation import SandboxState
 from core.settings import Settings
 from core.stages import Sdk
-from sandbox.bwrap import APP_UID, interpreter_prefix, probe
+from sandbox.bwrap import APP_UID, conceal, interpreter_prefix, probe
 
 MARKER = ".spacehost-complete"
 TAIL_LINES = 30
@@ -398,8 +398,14 @@ class UvBackend:
         Cancel and timeout kill the group and raise BuildFailed."""
         tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES * 2)
         stopped: list[str] = []
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                cwd=cwd, env=env, start_new_session=True)
+        argv, hidden = conceal(argv)  # the build's pid 1 shows none of the sandbox's argv (sandbox/bwrap.py)
+        try:
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, cwd=cwd, env=env, start_new_session=True,
+                                    pass_fds=hidden)
+        finally:
+            for fd in hidden:
+                os.close(fd)
         assert proc.stdout is not None
 
         def watch() -> None:

@@ -68,11 +68,16 @@ def nul_joined(args: Iterable[str]) -> bytes:
     return b"".join(a.encode() + b"\0" for a in args)
 
 
-def conceal(argv: Sequence[str]) -> tuple[list[str], tuple[int, int]]:
+def conceal(argv: Sequence[str]) -> tuple[list[str], tuple[int, ...]]:
     """`concealed` with its two file descriptors made (memfds, close-on-exec here): spawn the argv with them in
-    `pass_fds` and close them after (bwrap closes its copies once read)."""
+    `pass_fds` and close them after (bwrap closes its copies once read). Wrappers before BWRAP that exec it
+    (nsenter, a cgroup joiner) stay as they are; an argv without BWRAP is returned unchanged, with no fds."""
+    if BWRAP not in argv:
+        return list(argv), ()
+    at = list(argv).index(BWRAP)
     fds = (os.memfd_create("bwrap-args"), os.memfd_create("bwrap-start"))
-    out, *data = concealed(argv, *fds)
+    out, *data = concealed(argv[at:], *fds)
+    out = [*argv[:at], *out]
     for fd, blob in zip(fds, data, strict=True):
         view = memoryview(blob)
         while view:

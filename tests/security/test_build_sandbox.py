@@ -59,6 +59,7 @@ attempt("write /tmp/pwned", lambda: open("/tmp/pwned-{tag}", "w").write("x"))
 attempt("write data dir", lambda: open("{data}/pwned-{tag}", "w").write("x"))
 attempt("write checkout", lambda: open("/home/user/app/pwned-{tag}", "w").write("x"))
 attempt("connect hub", lambda: socket.create_connection(("127.0.0.1", {port}), timeout=3).close())
+attempt("read pid 1", lambda: open("/proc/1/cmdline", "rb").read().replace(b"\0", b" ").decode())
 raise SystemExit("evil setup.py done")
 setup(name="evil", version="0.1")
 '''
@@ -101,6 +102,8 @@ def test_malicious_setup_py_is_confined(server: Server, tmp_path: Path) -> None:
         assert seen.get(what, "").startswith("failed"), (what, seen)
     # what the build sees of the data dir is the path to its own env's mount point, nothing else
     assert seen["list data dir"] == "SUCCEEDED ['envs']", seen
+    # pid 1 (bubblewrap's reaper) shows none of the sandbox's argv: no mount, no host path
+    assert re.fullmatch(r"SUCCEEDED '/usr/bin/bwrap --args \d+ -- /bin/sh /run/start '", seen["read pid 1"]), seen
     assert re.fullmatch(r"SUCCEEDED \['[0-9a-f]{20}'\]", seen["list envs"]), seen
     env = seen["env"]
     assert "SPACEHOST" not in env and server.token not in env and server.env["SPACEHOST_SECRET_KEY"] not in env
