@@ -164,19 +164,46 @@ def add_comment(store: Store, space_pk: int, num: int, author: str, text: str) -
 
 
 def edit_comment(store: Store, space_pk: int, num: int, event_id: str, editor: str, text: str) -> Event:
-    """Replace a comment's text, keeping its history; only its author may (PermissionError otherwise)."""
+    """Replace a comment's text, keeping its history; only its author may (Forbidden otherwise), and not once
+    it is hidden."""
     with store.session() as s:
-        row = _row(s, space_pk, num)
-        ev = s.scalar(select(DiscussionEventRow).where(DiscussionEventRow.discussion_id == row.id,
-                                                       DiscussionEventRow.event_id == event_id,
-                                                       DiscussionEventRow.kind == "comment"))
-        if ev is None:
-            raise NotFound(f"comment {event_id} not found in discussion #{num}")
+        ev = _comment_row(s, _row(s, space_pk, num), num, event_id)
         if ev.author != editor:
             raise Forbidden("only the author of a comment may edit it")
         old = json.loads(ev.data)
+        if old.get("hidden"):
+            raise BadRequest("a hidden comment cannot be edited")
         ev.data = json.dumps(comment_data(text, editor, utcnow(), edited=True, history=old.get("history")))
         s.commit()
+        return Event.of(ev)
+
+
+def _comment_row(s: Session, row: DiscussionRow, num: int, event_id: str) -> DiscussionEventRow:
+    ev = s.scalar(select(DiscussionEventRow).where(DiscussionEventRow.discussion_id == row.id,
+                                                   DiscussionEventRow.event_id == event_id,
+                                                   DiscussionEventRow.kind == "comment"))
+    if ev is None:
+        raise NotFound(f"comment {event_id} not found in discussion #{num}")
+    return ev
+
+
+def hidden_data(old: dict[str, Any], by: str, now: dt.datetime) -> dict[str, Any]:
+    """A comment's `data` once hidden, as on the Hub: its text and every earlier version gone for good."""
+    author = (old.get("latest") or {}).get("author") or {"name": by}
+    latest = {"raw": "", "html": "", "updatedAt": now.isoformat() + "Z", "author": author}
+    return {"edited": bool(old.get("edited")), "hidden": True, "hiddenBy": by, "latest": latest, "history": []}
+
+
+def hide_comment(store: Store, space_pk: int, num: int, event_id: str, by: str, *, moderator: bool) -> Event:
+    """Hide a comment for good (idempotent): its author or a `moderator` (a write member) may; Forbidden else."""
+    with store.session() as s:
+        ev = _comment_row(s, _row(s, space_pk, num), num, event_id)
+        if ev.author != by and not moderator:
+            raise Forbidden("only the author of a comment or a write member may hide it")
+        old = json.loads(ev.data)
+        if not old.get("hidden"):
+            ev.data = json.dumps(hidden_data(old, by, utcnow()))
+            s.commit()
         return Event.of(ev)
 
 

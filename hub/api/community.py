@@ -157,6 +157,15 @@ async def edit_comment(request: Request, owner: str, name: str, num: int, event_
     return {"updatedComment": event_json(ev)}
 
 
+@router.post(PREFIX + "/discussions/{num}/comment/{event_id}/hide")
+async def hide_comment(request: Request, owner: str, name: str, num: int, event_id: str) -> dict[str, Any]:
+    """Hide a comment for good (`HfApi.hide_discussion_comment`): its author or a write member of the owner."""
+    space, p, _ = await _acting(request, owner, name)
+    ev = await asyncio.to_thread(community.hide_comment, hub_of(request).store, space.id, num, event_id.lower(),
+                                 p.user, moderator=p.can_write(space.owner))
+    return {"updatedComment": event_json(ev)}
+
+
 async def _moderated(request: Request, owner: str, name: str, num: int
                      ) -> tuple[SpaceRecord, Principal, dict[str, Any], Discussion]:
     space, p, body = await _acting(request, owner, name)

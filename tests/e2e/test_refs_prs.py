@@ -132,6 +132,32 @@ def test_discussions(live_hub: LiveHub) -> None:  # noqa: F811
     assert page.status_code == 200 and f"/api/spaces/{sid}/discussions" in page.text
 
 
+@pytest.mark.filterwarnings("ignore:Hidden comments' content cannot be retrieved:UserWarning")  # the client's
+def test_hiding_comments(live_hub: LiveHub) -> None:  # noqa: F811
+    """`hide_discussion_comment`: the comment's author or a write member hides it for good (its text and its
+    earlier versions gone from the API); anyone else gets 403; a hidden comment cannot be edited."""
+    api = HfApi(endpoint=live_hub.url, token=live_hub.admin)
+    sid = new_space(api, "admin")
+    _, token = live_hub.user(role="write")
+    _, stranger_token = live_hub.user(role="write")
+    them, stranger = HfApi(endpoint=live_hub.url, token=token), HfApi(endpoint=live_hub.url, token=stranger_token)
+    d = them.create_discussion(sid, title="Spam?", description="first words", repo_type="space")
+    spam = them.comment_discussion(sid, d.num, "buy now", repo_type="space")
+    them.edit_discussion_comment(sid, d.num, spam.id, "buy now!!", repo_type="space")
+    own = them.comment_discussion(sid, d.num, "oops", repo_type="space")
+
+    assert status_of(lambda: stranger.hide_discussion_comment(sid, d.num, spam.id, repo_type="space")) == 403
+    hidden = api.hide_discussion_comment(sid, d.num, spam.id.upper(), repo_type="space")  # a write member
+    assert them.hide_discussion_comment(sid, d.num, own.id, repo_type="space").hidden  # its author
+    again = api.hide_discussion_comment(sid, d.num, spam.id, repo_type="space")
+    assert (hidden.hidden, hidden.content, hidden.id, again.content) == (True, "", spam.id, "")
+    assert status_of(lambda: them.edit_discussion_comment(sid, d.num, spam.id, "back", repo_type="space")) == 400
+    raw = httpx.get(f"{live_hub.url}/api/spaces/{sid}/discussions/{d.num}").text
+    assert "buy now" not in raw and "oops" not in raw and "first words" in raw
+    events = api.get_discussion_details(sid, d.num, repo_type="space").events
+    assert [(e.hidden, e.content) for e in events] == [(False, "first words"), (True, ""), (True, "")]  # type: ignore[attr-defined]
+
+
 def test_pull_requests(live_hub: LiveHub, tmp_path: Path) -> None:  # noqa: F811
     api = HfApi(endpoint=live_hub.url, token=live_hub.admin)
     sid = new_space(api, "admin")
