@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +20,11 @@ import redis.asyncio as aredis
 from builder import task_keys as keys
 from builder.backend import BuildContext
 from builder.celery_app import make_app
-from builder.pipeline import save_artifact
+from builder.pipeline import commit_tree, save_artifact
 from builder.queue import BuildRequest, error_from_json
 from core.artifact import Artifact, artifact_from_json
 from core.errors import BuildFailed
+from core.ids import SpaceId
 
 LOST_GRACE_S = 5.0  # neither queued nor leased nor finished for this long: the build's message was lost
 MAX_ATTEMPTS = 3  # a build whose worker vanishes this many times fails (it may be what kills the workers)
@@ -61,9 +62,12 @@ class CeleryQueue:
 
     name = "celery"
 
-    def __init__(self, redis_url: str, spaces_root: Path, secret_key: bytes) -> None:
-        """`secret_key`: the installation key; the builds' secrets travel sealed with it (workers share it)."""
-        self.redis_url, self.spaces_root, self._key = redis_url, spaces_root, secret_key
+    def __init__(self, redis_url: str, spaces_root: Path, secret_key: bytes, repos_root: Path | None = None) -> None:
+        """`secret_key`: the installation key; the builds' secrets travel sealed with it (workers share it).
+        `repos_root`: the hub's bare repositories. A static build's files are served from this machine's own
+        checkout of the commit (under `spaces_root`), not from the path the worker built at (another host's disk,
+        in a cluster); without it the worker's path is kept (one machine only)."""
+        self.redis_url, self.spaces_root, self._key, self.repos_root = redis_url, spaces_root, secret_key, repos_root
         self.app = make_app(redis_url)
 
     async def close(self) -> None:
@@ -86,7 +90,7 @@ class CeleryQueue:
             raw = await r.get(keys.result_key(bid))
             if raw is not None:
                 await self._ship_log(r, bid, cursor, ctx)
-                return self._outcome(request, json.loads(raw))
+                return await asyncio.to_thread(self._outcome, request, json.loads(raw))
             if ctx.cancel.is_set():
                 await r.set(keys.cancel_key(bid), "1", ex=keys.RESULT_TTL_S)
                 raise BuildFailed("build cancelled")
@@ -124,8 +128,14 @@ class CeleryQueue:
         return cursor
 
     def _outcome(self, request: BuildRequest, outcome: dict[str, Any]) -> Artifact:
+        """The build's artifact, kept on this machine; raises its error. Blocking (a static tree's checkout)."""
         if "ok" not in outcome:
             raise error_from_json(outcome.get("error", {}))
         art = artifact_from_json(outcome["ok"])
-        save_artifact(self.spaces_root / request.space_id, art)
+        space_dir = self.spaces_root / request.space_id
+        if art.static_root is not None and self.repos_root is not None:
+            sid = SpaceId.parse(art.space_id)
+            src = commit_tree(self.repos_root / sid.owner / f"{sid.name}.git", space_dir, art.sha)
+            art = replace(art, app_dir=str(src), static_root=str(Path(src, art.app_file).parent))
+        save_artifact(space_dir, art)
         return art

@@ -24,12 +24,7 @@ def build_commit(backend: BuildBackend, bare_repo: Path, space_dir: Path, space_
                  ctx: BuildContext) -> Artifact:
     t0 = time.monotonic()
     ctx.log(f"==> Building {space_id} at {sha[:12]} with the {backend.name} backend")
-    src = space_dir / "src" / sha
-    if not (src / ".complete").exists():
-        shutil.rmtree(src, ignore_errors=True)
-        checkout(bare_repo, sha, src)
-        (src / ".complete").touch()
-    _prune(space_dir / "src", keep=sha)
+    src = commit_tree(bare_repo, space_dir, sha)
     plan = plan_build(space_id, sha, str(src))
     for line in plan.decisions:
         ctx.log(f"--> {line}")
@@ -37,6 +32,18 @@ def build_commit(backend: BuildBackend, bare_repo: Path, space_dir: Path, space_
     save_artifact(space_dir, artifact)
     ctx.log(f"==> Build finished in {time.monotonic() - t0:.1f}s")
     return artifact
+
+
+def commit_tree(bare_repo: Path, space_dir: Path, sha: str) -> Path:
+    """The tree of commit `sha` at `space_dir`/src/SHA, checked out once (a `.complete` marker: one left half
+    written is redone), the oldest checkouts beyond KEEP_CHECKOUTS removed. Blocking."""
+    src = space_dir / "src" / sha
+    if not (src / ".complete").exists():
+        shutil.rmtree(src, ignore_errors=True)
+        checkout(bare_repo, sha, src)
+        (src / ".complete").touch()
+    _prune(space_dir / "src", keep=sha)
+    return src
 
 
 def save_artifact(space_dir: Path, artifact: Artifact) -> None:

@@ -77,7 +77,7 @@ class ClusterServer:
         hub_holder: dict[str, Hub] = {}
         # Builds: on `spacehost worker`s through Celery when SPACEHOST_BUILD_QUEUE=celery (make cluster), else here.
         queue = (load_queue("celery", redis_url=self.redis_url, spaces_root=s.path("spaces"),
-                            secret_key=s.secret_key())
+                            secret_key=s.secret_key(), repos_root=repos.root)
                  if os.environ.get("SPACEHOST_BUILD_QUEUE", "inline") == "celery" else None)
         self.controller = controller = Controller(
             s, store, repos.root, runtime, load_backend("process", s), env_source_for(store, box), self.on_routes,

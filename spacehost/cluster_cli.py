@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -12,6 +13,19 @@ import httpx
 from spacehost.flags import env, settings_from
 
 COMMANDS = ("server", "proxy", "node", "nodes")
+
+
+def role_token() -> str | None:
+    """The token a node agent, proxy or build worker joins with unless given one: SPACEHOST_TOKEN, else the join
+    token derived from the installation key SPACEHOST_SECRET_KEY (the one `spacehost nodes token` prints). A role
+    holding the key can derive it anyway; so it joins without an admin's token, before any server answers
+    (deploy/compose.yaml)."""
+    token, key = os.environ.get("SPACEHOST_TOKEN"), os.environ.get("SPACEHOST_SECRET_KEY")
+    if token or not key:
+        return token
+    from hub.accounts import join_token
+
+    return join_token(key.encode())  # the key as Settings.secret_key reads it
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -26,13 +40,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     p.add_argument("--redis-url", default=env("redis-url"))
     p = sub.add_parser("proxy", help="cluster: a proxy serving the Spaces, routes from the server")
     p.add_argument("--server", default=env("server"), required=env("server") is None)
-    p.add_argument("--token", default=env("token"), required=env("token") is None)
+    p.add_argument("--token", default=role_token(), required=role_token() is None)
     p.add_argument("--host", default=env("host", "127.0.0.1"))
     p.add_argument("--port", type=int, default=int(env("port", "8080") or 8080))
     p.add_argument("--data-dir", default=env("data-dir", ".spacehost-proxy"))
     p = sub.add_parser("node", help="cluster: a node agent running the Spaces assigned to it")
     p.add_argument("--server", default=env("server"), required=env("server") is None)
-    p.add_argument("--token", default=env("token"), required=env("token") is None)
+    p.add_argument("--token", default=role_token(), required=role_token() is None)
     p.add_argument("--name", default=env("node-name"), required=env("node-name") is None)
     p.add_argument("--address", default=env("address", "127.0.0.1"))
     p.add_argument("--data-dir", default=env("data-dir", ".spacehost-node"))

@@ -118,7 +118,7 @@ def queue(request: pytest.FixtureRequest, live_hub: LiveHub, tmp_path: Path) -> 
     else:
         request.getfixturevalue("worker")
         q = load_queue("celery", redis_url=request.getfixturevalue("redis_url"), spaces_root=spaces,
-                       secret_key=KEY)
+                       secret_key=KEY, repos_root=live_hub.hub.repos.root)  # as spacehost server makes it
     yield q
     asyncio.run(q.close())
 
@@ -141,6 +141,9 @@ def test_builds_a_static_space_and_returns_the_same_artifact_again(queue: BuildQ
     assert build(queue, space_id, sha) == art
     assert isinstance(queue, InlineQueue | CeleryQueue)
     assert load_artifact(queue.spaces_root / space_id, sha) == art  # where the Controller looks after a restart
+    # Served from this machine's own checkout, never from the worker's disk (another host's, in a cluster)
+    assert art.static_root == str(queue.spaces_root / space_id / "src" / sha)
+    assert Path(art.static_root, "index.html").read_text() == STATIC["index.html"]
 
 
 def test_builds_a_gradio_environment(queue: BuildQueue, live_hub: LiveHub) -> None:

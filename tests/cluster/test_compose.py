@@ -1,13 +1,15 @@
 """deploy/compose.yaml run for real by Debian's docker-compose 1.29: the image builds FROM the local base image
 (no registry), every role comes up as a container (PostgreSQL, Redis, server, Celery worker, proxy, node1), node1
 registers Ready, a static Space pushed over git smart HTTP through the proxy reaches RUNNING and is served through
-the proxy on 127.0.0.1:8080, and a Gradio Space (gradio from PyPI, built by the worker, run on node1) answers
+the proxy on 127.0.0.1:8080 (from the server's own checkout: it shares no volume with the worker), the roles
+but the server join with the join token, and a Gradio Space (gradio from PyPI, built by the worker, run on node1) answers
 gradio_client through the proxy; `docker-compose down -v` removes every container and volume. One cluster for the
 module: the image build and `up` are the slow part."""
 
 from __future__ import annotations
 
 import base64
+import json
 import os
 import secrets
 import shutil
@@ -54,6 +56,14 @@ def wait_for(pred: Callable[[], bool], timeout: float, what: str) -> float:
     raise AssertionError(f"{what} within {timeout}s:\n{logs.stdout[-6000:]}")
 
 
+def role_env(service: str) -> dict[str, str]:
+    """The environment compose gave `service`'s container."""
+    cid = compose("ps", "-q", service, timeout=60).stdout.strip()
+    out = subprocess.run(["docker", "inspect", "--format", "{{json .Config.Env}}", cid], capture_output=True,
+                         text=True, check=True)
+    return dict(e.split("=", 1) for e in json.loads(out.stdout))
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[None]:
     subprocess.run([ROOT / "deploy/start-dockerd.sh"], check=True)
@@ -83,6 +93,11 @@ def test_compose_runs_every_role_and_serves_a_pushed_space(cluster: None, tmp_pa
         return [(n["name"], n["ready"]) for n in api.get("/api/admin/nodes").json()] == [("node1", True)]
 
     wait_for(node_ready, 120, "node1 did not register Ready")
+    # The node (Ready), the worker and the proxy joined with the join token derived from the installation key:
+    # neither the admin's token nor the database is theirs
+    for service in ("worker", "proxy", "node1"):
+        env = role_env(service)
+        assert TOKEN not in env.values() and not {"SPACEHOST_TOKEN", "SPACEHOST_DATABASE_URL"} & env.keys(), service
     api.post("/api/repos/create", json={"type": "space", "name": "hello", "sdk": "static"}).raise_for_status()
     push(TOKEN, PORT, tmp_path / "hello", "hello", {"README.md": "---\nsdk: static\n---\n",
                                                     "index.html": "<h1>hello from compose</h1>\n"})
