@@ -1,6 +1,8 @@
 """The Files tab: the tree, a file viewer (highlighted server-side by Pygments; raw and download), editing a
-file and committing it (to main, or as a pull request where the hub has them), uploading by drag and drop, the
-commit history and each commit's diff. Commits go through the commit API (`/api/spaces/…/commit/…`)."""
+file and committing it (to main, or as a pull request where the hub has them), uploading by drag and drop (files
+above the hub's LFS threshold through Git LFS: hub/web/static/app.js), the commit history and each commit's diff.
+Commits go through the commit API (`/api/spaces/…/commit/…`). Reads of a commit come from memory once made
+(hub/gitcache.py): a page whose commit was read before runs no git process."""
 
 from __future__ import annotations
 
