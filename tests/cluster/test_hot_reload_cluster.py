@@ -22,6 +22,7 @@ from tests.cluster.test_docker_node import docker_cluster  # noqa: F401  (worker
 from tests.docker.conftest import engine  # noqa: F401  (dockerd running, base image made)
 from tests.e2e.hfclients import gradio_call, new_user
 from tests.e2e.test_hot_reload import APP, README, hf_hot_reload
+from tests.waits import eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -37,9 +38,28 @@ def placed(store: Store, sid: str) -> list[tuple[str, int, str]]:
     return [(a.instance_id, a.epoch, a.node) for a in cs.assignments(store, desired=cs.RUNNING) if a.space_id == sid]
 
 
+def reload_status(c: Cluster, sid: str, headers: dict[str, str]) -> int:
+    """The status of a `get-reload` through the cluster proxy at `{subdomain}--7887` (204: an unknown reload)."""
+    host = f"{sid.replace('/', '-').lower()}--7887.localhost:{c.public_port}"
+    return httpx.post(f"{c.proxy_url}/get-reload", json={"reloadId": "none"}, timeout=10,
+                      headers={"Host": host, **headers}).status_code
+
+
 def test_hf_spaces_hot_reload_patches_the_instance_running_on_a_node(cluster: Cluster, tmp_path: Path) -> None:
     cluster.start_node("n1", "127.0.0.2")
-    hot_reload_on_node(cluster, "n1", tmp_path)
+    sid = hot_reload_on_node(cluster, "n1", tmp_path)
+
+    # kill -9 of the agent alone (its Space runs on): restarted, it re-adopts the instance and opens both relays
+    # on the ports it had (node.json), so the reload route stays valid
+    store = Store(cluster.database_url)
+    (before,) = [a for a in cs.assignments(store, desired=cs.RUNNING) if a.space_id == sid]
+    cluster.procs["n1"].kill()
+    cluster.start_node("n1", "127.0.0.2")
+    auth = {"Authorization": f"Bearer {cluster.token}"}
+    assert eventually(lambda: reload_status(cluster, sid, auth) == 204, timeout=60), cluster.logs()
+    (after,) = [a for a in cs.assignments(store, desired=cs.RUNNING) if a.space_id == sid]
+    assert (after.instance_id, after.epoch, after.reload_port) == (before.instance_id, before.epoch, before.reload_port)
+    store.engine.dispose()
 
 
 def test_hf_spaces_hot_reload_patches_the_container_running_on_a_docker_node(docker_cluster: Cluster,  # noqa: F811
@@ -51,9 +71,10 @@ def test_hf_spaces_hot_reload_patches_the_container_running_on_a_docker_node(doc
     hot_reload_on_node(docker_cluster, "d1", tmp_path)
 
 
-def hot_reload_on_node(c: Cluster, node: str, tmp_path: Path) -> None:
+def hot_reload_on_node(c: Cluster, node: str, tmp_path: Path) -> str:
     """Push the Gradio Space (it lands on `node`), hot-reload it with `hf spaces hot-reload`, check that the same
-    instance answers with the new code and that only its writers reach its reload server through the proxy."""
+    instance answers with the new code and that only its writers reach its reload server through the proxy.
+    Returns the Space's id."""
     sid = f"admin/d-hot-{secrets.token_hex(3)}"  # d-: its images go with docker_cluster's leftovers
     assert c.api.create_space(sid.split("/")[1]).status_code == 200
     pushed = c.api.push(sid, {"app.py": APP, "README.md": README, "requirements.txt": f"spaces=={version('spaces')}\n"})
@@ -84,15 +105,9 @@ def hot_reload_on_node(c: Cluster, node: str, tmp_path: Path) -> None:
         assert api.get(f"/api/spaces/{sid}").json()["sha"] != first  # the commit landed
 
     # `{subdomain}--7887` on the cluster proxy: the Space's writers only (a Bearer token, never a cookie)
-    reload_host = f"{sid.replace('/', '-').lower()}--7887.localhost:{c.public_port}"
     _, reader = new_user(c.api, "write")  # a writer of their own Spaces, not of this one
-
-    def get_reload(headers: dict[str, str]) -> int:
-        r = httpx.post(f"{c.proxy_url}/get-reload", json={"reloadId": "none"}, timeout=10,
-                       headers={"Host": reload_host, **headers})
-        return r.status_code
-
-    assert get_reload({"Authorization": f"Bearer {c.token}"}) == 204
+    assert reload_status(c, sid, {"Authorization": f"Bearer {c.token}"}) == 204
     for headers in ({}, {"Authorization": f"Bearer {reader}"}, {"Cookie": "spacehost_session=x"}):
-        assert get_reload(headers) == 404, headers
+        assert reload_status(c, sid, headers) == 404, headers
     store.engine.dispose()
+    return sid
