@@ -196,8 +196,9 @@ def test_set_a_secret_and_change_hardware(server: Server, made: dict[str, object
 
 
 def test_volumes_and_dev_mode_from_the_settings_tab(server: Server, browser: Browser) -> None:
-    """Mount two buckets (a bad mount path is refused with the API's reason), unmount them one by one, and turn
-    dev mode on and off, from the Settings tab; the runtime API reads back each change."""
+    """Mount two buckets (a bad mount path is refused with the API's reason), unmount them one by one, turn dev
+    mode on and off, and set, fail to lower and delete the storage tier, from the Settings tab; the runtime API
+    reads back each change."""
     name = f"vol-{uuid.uuid4().hex[:6]}"
     sid = f"admin/{name}"
     assert server.create_space(name, "static").status_code == 200
@@ -233,6 +234,18 @@ def test_volumes_and_dev_mode_from_the_settings_tab(server: Server, browser: Bro
     page.get_by_role("button", name="Turn dev mode off").click()
     expect(page.locator("#dev-mode-state")).to_have_text("off")
     assert server.runtime(sid)["devMode"] is False
+    tier = page.locator("#storage-tier")
+    expect(tier).to_have_text("none")
+    page.get_by_label("Storage tier").select_option("medium")
+    page.get_by_role("button", name="Request storage").click()
+    expect(tier).to_have_text("medium")
+    assert server.runtime(sid)["storage"] == "medium"
+    page.get_by_label("Storage tier").select_option("small")
+    page.get_by_role("button", name="Request storage").click()
+    expect(page.locator("#storage-box .result")).to_contain_text("cannot downgrade storage from medium to small")
+    page.get_by_role("button", name="Delete storage tier").click()
+    expect(tier).to_have_text("none")
+    assert server.runtime(sid)["storage"] is None
     page.context.close()
 
 
