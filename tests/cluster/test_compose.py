@@ -148,3 +148,7 @@ def test_compose_builds_and_runs_a_gradio_space_on_the_node(cluster: None, tmp_p
     # gradio_client (unmodified) through the proxy; the Host header picks the Space (no wildcard DNS needed)
     client = Client(f"http://127.0.0.1:{PORT}", headers={"Host": f"admin-shout.localhost:{PORT}"}, verbose=False)
     assert client.predict("hello compose", api_name="/shout") == "HELLO COMPOSE!"
+    # The Space's processes are in cgroups of its own, nested in node1's container (its cgroups writable there)
+    procs = compose("exec", "-T", "node1", "sh", "-c",
+                    "cat $(find /sys/fs/cgroup -path '*/spacehost/admin--shout-*/cgroup.procs')", timeout=60)
+    assert procs.returncode == 0 and procs.stdout.split(), procs.stdout + procs.stderr
