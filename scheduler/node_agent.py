@@ -3,7 +3,8 @@ its assignments and reconciles what runs here to them, and reports what actually
 
 Reconcile, level-triggered: an assignment desired here that does not run is started (the build the server shipped
 materialised here by scheduler.materialise — the commit's tree from the hub's git, the environment by its content
-key from this node's cache — then run by the local runtime and exposed on `address:port` by a relay); whatever runs
+key from this node's cache — then run by the local runtime and exposed on `address:port` by a relay, its reload
+server by a second one); whatever runs
 here that is no longer desired here (stopped, or withdrawn because this node was lost meanwhile) is stopped.
 What runs is remembered in `node.json` of the data dir: a restarted agent re-adopts its instances and opens their
 relays on the same ports, so the server's routes stay valid."""
@@ -38,7 +39,7 @@ from scheduler.materialise import fetch_commit, materialise, materialise_image, 
 from scheduler.node_cache import CacheView
 from scheduler.relay import Relay
 from scheduler.runtimes import load_runtime
-from scheduler.runtimes.base import Ability, Instance, LaunchSpec
+from scheduler.runtimes.base import Ability, Instance, LaunchSpec, reload_of
 from scheduler.runtimes.cluster import (
     HEARTBEAT_EVERY_S,
     HEARTBEAT_TTL_S,
@@ -90,12 +91,24 @@ class Local:
     log_pos: int = 0
     zero: bool = False  # admitted to this node's ZeroGPU broker
     frozen: bool = False  # its cgroup frozen, as the server asked (not saved: adoption thaws every instance)
+    reload_port: int = 0  # the relay's to its reload server (hot reload), on the node's address; 0: none
     instance: Instance | None = None
     relay: Relay | None = None
+    reload_relay: Relay | None = None
 
     def saved(self) -> dict[str, Any]:
         return {"instance_id": self.instance_id, "space_id": self.space_id, "epoch": self.epoch, "port": self.port,
-                "log_path": self.log_path, "log_pos": self.log_pos, "zero": self.zero}
+                "log_path": self.log_path, "log_pos": self.log_pos, "zero": self.zero, "reload_port": self.reload_port}
+
+    def running(self) -> dict[str, Any]:
+        """What a report of it running says: where the node relays its app and its reload server, its pid."""
+        return {"upstream_port": self.port, "reload_port": self.reload_port or None,
+                "pid": self.instance.pid if self.instance else None}
+
+    async def close_relays(self) -> None:
+        for relay in (self.relay, self.reload_relay):
+            if relay is not None:
+                await relay.close()
 
 
 def parse_labels(text: str) -> dict[str, str]:
@@ -347,9 +360,15 @@ class NodeAgent:
             raise
 
     async def expose(self, local: Local, inst: Instance) -> None:
+        """Relay the instance's app, and its reload server where it has one (hot reload: the server's commits
+        and the proxies' `{subdomain}--7887` reach it there), on this node's address (the same ports again
+        after a restart, where free)."""
         local.instance = inst
         local.relay = await Relay.open(self.cfg.address, local.port, inst.upstream)
         local.port = local.relay.port
+        if (reload := reload_of(self.runtime.abilities, inst)) is not None:
+            local.reload_relay = await Relay.open(self.cfg.address, local.reload_port, reload)
+            local.reload_port = local.reload_relay.port
         self.local[local.instance_id] = local
         await asyncio.to_thread(self.save)
 
@@ -362,8 +381,7 @@ class NodeAgent:
         return False
 
     async def report_running(self, local: Local) -> None:
-        pid = local.instance.pid if local.instance else None
-        await self.report(local.instance_id, local.epoch, "running", upstream_port=local.port, pid=pid)
+        await self.report(local.instance_id, local.epoch, "running", **local.running())
 
     async def set_frozen(self, local: Local, frozen: bool) -> None:
         """Freeze or thaw the instance as the server wants, and report the state its freezer reached (a freeze
@@ -379,9 +397,7 @@ class NodeAgent:
         await self.report_frozen(local)
 
     async def report_frozen(self, local: Local) -> None:
-        pid = local.instance.pid if local.instance else None
-        await self.report(local.instance_id, local.epoch, "running", upstream_port=local.port, pid=pid,
-                          frozen=local.frozen)
+        await self.report(local.instance_id, local.epoch, "running", **local.running(), frozen=local.frozen)
 
     async def thaw_all(self) -> None:
         """The server is out of reach, and with it every thaw: what is frozen here runs again (proxies route to
@@ -398,8 +414,7 @@ class NodeAgent:
     async def stop_local(self, iid: str, why: str) -> None:
         local = self.local.pop(iid)
         log.info("stopping %s: %s", iid, why)
-        if local.relay:
-            await local.relay.close()
+        await local.close_relays()
         if local.instance:
             await self.runtime.stop(local.instance)
         self.leave_broker(local)
@@ -426,8 +441,7 @@ class NodeAgent:
         ended = await self.runtime.exited(local.instance)
         if ended is not None:
             self.local.pop(local.instance_id, None)
-            if local.relay:
-                await local.relay.close()
+            await local.close_relays()
             self.leave_broker(local)
             with contextlib.suppress(httpx.HTTPError):
                 await self.ship_logs(local)
@@ -468,7 +482,7 @@ class NodeAgent:
             if d is None:
                 await self.runtime.stop(inst)
                 continue
-            local = Local(**{**d, "instance": None, "relay": None})
+            local = Local(**{**d, "instance": None, "relay": None, "reload_relay": None})
             if local.zero and self.broker is not None:  # its device-API URL (stable per key) admitted again
                 self.broker.register_space(local.space_id, inst.pid or None)
             await self.expose(local, inst)

@@ -53,6 +53,7 @@ class AssignmentRow(Base):
     reported: Mapped[str] = mapped_column(String(8), default="pending")
     upstream_host: Mapped[str | None] = mapped_column(String(255), default=None)
     upstream_port: Mapped[int | None] = mapped_column(default=None)
+    reload_port: Mapped[int | None] = mapped_column(default=None)  # the node's relay to the instance's reload server
     pid: Mapped[int | None] = mapped_column(default=None)
     exit_reason: Mapped[str | None] = mapped_column(default=None)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -114,11 +115,12 @@ class AssignmentRecord:
     upstream_port: int | None
     pid: int | None
     exit_reason: str | None
+    reload_port: int | None = None  # on `upstream_host`: the node's relay to the instance's reload server
 
     @classmethod
     def of(cls, row: AssignmentRow) -> AssignmentRecord:
         return cls(row.instance_id, row.space_id, row.sha, row.node, row.epoch, row.desired, row.hardware, row.spec,
-                   row.reported, row.upstream_host, row.upstream_port, row.pid, row.exit_reason)
+                   row.reported, row.upstream_host, row.upstream_port, row.pid, row.exit_reason, row.reload_port)
 
     @property
     def ended(self) -> bool:
@@ -135,15 +137,17 @@ class Report:
     upstream_port: int | None = None
     pid: int | None = None
     exit_reason: str | None = None
+    reload_port: int | None = None  # the node's relay to the instance's reload server; None: it has none
 
     @classmethod
     def parse(cls, data: Mapping[str, Any]) -> Report:
         if data.get("reported") not in ("running", "exited", "stopped"):
             raise ValueError(f"unknown report {data.get('reported')!r}")
-        port = data.get("upstream_port")
+        port, reload_port = data.get("upstream_port"), data.get("reload_port")
         return cls(str(data["instance_id"]), int(data["epoch"]), str(data["reported"]),
                    int(port) if port else None, int(data["pid"]) if data.get("pid") else None,
-                   str(data["exit_reason"]) if data.get("exit_reason") else None)
+                   str(data["exit_reason"]) if data.get("exit_reason") else None,
+                   int(reload_port) if reload_port else None)
 
 
 def ensure_tables(store: Store) -> None:
@@ -275,6 +279,7 @@ def apply_report(store: Store, node: str, report: Report) -> AssignmentRecord | 
         if report.upstream_port:
             address = s.scalar(select(NodeRow.address).where(NodeRow.name == node))
             row.upstream_host, row.upstream_port = address, report.upstream_port
+            row.reload_port = report.reload_port
         return AssignmentRecord.of(row)
 
 

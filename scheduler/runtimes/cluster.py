@@ -3,6 +3,10 @@ registered nodes whose heartbeat key lives in Redis), writes an assignment with 
 waits for the node's report; `exited` reads what the node reported (or that the node was lost); `stop` sets the
 assignment's desired state to stopped. The store is the source of truth: nodes reconcile to it.
 
+Hot reload: the node exposes each instance's reload server (RELOAD_PORT inside the Space's network) on a second
+relay of its own and reports that port; the instance's `reload` names it, and so does its route, where the
+server's hot-reload commits and the proxies' `{subdomain}--7887` go.
+
 Freezing (the frozen tier, issue 16) happens on the node: `freeze`/`thaw` set what the server wants of the
 instance (in memory, like the Controller's own `frozen`: a restarted server thaws everything), the node's long-poll
 carries it (`frozen` in each assignment), the node freezes or thaws the instance's cgroup and reports the state it
@@ -35,7 +39,7 @@ from core.crypto import SecretBox
 from core.errors import LaunchFailed
 from core.hardware import flavor
 from core.isolation import SandboxState
-from core.routes import Upstream
+from core.routes import NO_RELOAD, Upstream
 from scheduler.placement import Decision, Node, Policy, Request, place
 from scheduler.runtimes.base import Ability, ExitInfo, Instance, LaunchSpec, Usage
 from state import cluster as cs
@@ -166,7 +170,7 @@ def request_for(space_id: str, hardware: str, runtime: str = "process", artifact
 
 class ClusterRuntime:
     name = "cluster"
-    abilities = frozenset({Ability.PLACEMENT, Ability.FREEZE})
+    abilities = frozenset({Ability.PLACEMENT, Ability.FREEZE, Ability.HOT_RELOAD})  # reload: the node's relay
 
     def __init__(self, store: Store, redis: Any, box: SecretBox, poll_s: float = 0.1,
                  policy: Policy = Policy.SPREAD, moves: VolumeMoves | None = None) -> None:
@@ -295,8 +299,11 @@ class ClusterRuntime:
 
     @staticmethod
     def _instance(a: cs.AssignmentRecord) -> Instance:
-        return Instance(a.instance_id, a.space_id, a.sha, Upstream(a.upstream_host or "", a.upstream_port or 0),
-                        pid=a.pid)
+        """The instance as its node reported it: the app and its reload server each behind a relay of the node
+        (NO_RELOAD where the node has none: RELOAD_PORT at the node's address is the node's own, not the Space's)."""
+        host = a.upstream_host or ""
+        return Instance(a.instance_id, a.space_id, a.sha, Upstream(host, a.upstream_port or 0), pid=a.pid,
+                        reload=Upstream(host, a.reload_port) if a.reload_port else NO_RELOAD)
 
     async def exited(self, inst: Instance) -> ExitInfo | None:
         a = await asyncio.to_thread(cs.get_assignment, self.store, inst.instance_id)
