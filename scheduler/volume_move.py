@@ -102,6 +102,8 @@ class VolumeMoves:
         self._changed = asyncio.Event()
         self.changed: Callable[[], None] = lambda: None  # wakes the nodes' long-polls (ClusterRuntime.bump)
 
+    movable = staticmethod(movable)  # for the cluster runtime, which this module imports (no cycle back)
+
     def _files(self, bucket: str) -> tuple[Path, Path]:
         owner, name = bucket.split("/")
         return self.root / owner / f"{name}.img", self.root / owner / f"{name}.sha256"

@@ -266,11 +266,9 @@ class ClusterRuntime:
 
     async def _movable(self, homes: Mapping[str, str], nodes: Mapping[str, cs.NodeRecord]) -> dict[str, str]:
         """bucket → its home, when every volume of the Space lives on a drained node that can hand it over."""
-        from scheduler.volume_move import movable
-
         if self.moves is None or not homes:
             return {}
-        moving = movable(homes, nodes, await self.alive(homes.values()))
+        moving = self.moves.movable(homes, nodes, await self.alive(homes.values()))
         return moving if set(moving) == set(homes) else {}
 
     async def _move(self, sid: str, moving: dict[str, str], target: str, instance_id: str) -> None:
