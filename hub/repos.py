@@ -88,7 +88,13 @@ class Repos:
         raise RevisionNotFound(f"revision {revision!r} not found in {sid}")
 
     def files(self, sid: SpaceId, sha: str) -> list[TreeEntry]:
-        out = self.git(sid, "ls-tree", "-r", "-l", "-z", sha)
+        """Every file of commit `sha` with its size and blob id; the listing is kept in memory when `sha` is a
+        full commit id (Space info asks for it on every call)."""
+        key = (str(self.path(sid)), "ls-tree-rl", sha)
+        if not is_full_sha(sha) or (out := self.cache.get(key)) is None:
+            out = self.git(sid, "ls-tree", "-r", "-l", "-z", sha)
+            if is_full_sha(sha):
+                self.cache.put(key, out)
         entries = []
         for rec in out.split(b"\0"):
             if not rec:

@@ -91,6 +91,11 @@ def test_a_push_is_seen_at_once_and_old_commits_keep_their_answers(repos: Repos,
     assert repos.read(SID, second, "a.txt") == b"two"
     assert [i.path for i in list_tree(repos, SID, first)] == ["a.txt"]  # kept, and still right
     assert repos.read(SID, first, "a.txt") == b"one"
+    for sha, paths in ((first, ["a.txt"]), (second, ["a.txt", "b.txt"]), (first, ["a.txt"])):  # Space info's
+        assert [e.path for e in repos.files(SID, sha)] == paths
+    assert repos.cache.get((str(repos.path(SID)), "ls-tree-rl", second)) is not None
+    assert [e.path for e in repos.files(SID, "main")] == ["a.txt", "b.txt"]  # a branch is never kept
+    assert repos.cache.get((str(repos.path(SID)), "ls-tree-rl", "main")) is None
 
 
 def test_failures_are_not_kept(repos: Repos, tmp_path: Path) -> None:
