@@ -57,7 +57,8 @@ class Controller:
             build_queue=build_queue or InlineQueue(backend, repos_root, settings.path("spaces")),
             env_source=env_source, on_routes=on_routes, app_url=app_url,
             hub_upstream=hub_upstream or Upstream("127.0.0.1", settings.port), clock=clock,
-            sleep_time_of=self._sleep_time, volumes_of=self._volumes, zero_gpu=zero_gpu)
+            sleep_time_of=self._sleep_time, volumes_of=self._volumes, volume_limit_of=self._volume_limit,
+            zero_gpu=zero_gpu)
         self.live = self.node.live
         self._tick: asyncio.Task[None] | None = None
 
@@ -230,13 +231,17 @@ class Controller:
         """The Space's persistent volumes as (host dir, mount path, read-only), each dir made for uid 1000 and
         limited to its storage tier's size capped by the operator-wide limit (state.volumes.volume_limit). A
         runtime that places Spaces on nodes gets them relative to the data dir (volumes/OWNER/BUCKET[/SUB]):
-        the node that runs the Space makes them under its own, with its own limit (the server mounts nothing)."""
+        the node that runs the Space makes them under its own, with the limit the launch spec carries
+        (`_volume_limit`; the server mounts nothing)."""
         vols = [("/".join(v.host_parts()), v.mount_path, v.read_only) for v in volumes(self.store, space.id)]
         if Ability.PLACEMENT in self.runtime.abilities:
             return tuple(vols)
-        limit = volume_limit(storage_tier(self.store, space.id), self.settings.storage_tier_bytes,
-                             self.settings.volume_limit_bytes)
-        return volume_fs.bind_dirs(self.settings.data_dir, vols, limit, APP_UID)
+        return volume_fs.bind_dirs(self.settings.data_dir, vols, self._volume_limit(space), APP_UID)
+
+    def _volume_limit(self, space: SpaceRecord) -> int:
+        """The size limit of the Space's volumes: its storage tier's size capped by the operator-wide limit."""
+        return volume_limit(storage_tier(self.store, space.id), self.settings.storage_tier_bytes,
+                            self.settings.volume_limit_bytes)
 
     def _sleep_time(self, space: SpaceRecord) -> int | None:
         """None (never) in dev mode: a Space being worked on stays up, as on HF."""

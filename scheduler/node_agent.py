@@ -47,6 +47,7 @@ from scheduler.runtimes.cluster import (
     VOLUME_LABEL,
     NodeSpec,
     heartbeat_key,
+    volume_limit_of,
 )
 from scheduler.runtimes.docker import DockerRuntime
 from scheduler.volume_carry import VolumeCarrier
@@ -317,7 +318,7 @@ class NodeAgent:
                                    if zero else {})}
             await asyncio.to_thread(self.carrier.fetch_moved, spec.volumes, spec.incoming)  # a bucket moved here: its data first
             vols = await asyncio.to_thread(bind_dirs, self.cfg.data_dir, spec.volumes,
-                                           self.settings.volume_limit_bytes, APP_UID)
+                                           volume_limit_of(spec, self.settings.volume_limit_bytes), APP_UID)
             launch = LaunchSpec(iid, art, env, flavor(spec.hardware), log_path, secret_values=spec.secret_values,
                                 volumes=vols)
             inst = await self.runtime.start(launch)

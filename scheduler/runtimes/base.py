@@ -22,6 +22,7 @@ class LaunchSpec:
     log_path: str  # the runtime appends the app's stdout/stderr here
     secret_values: tuple[str, ...] = field(default=(), repr=False)  # masked in logs
     volumes: tuple[tuple[str, str, bool], ...] = ()  # (host dir, mount path in the app, read-only): persistent
+    volume_limit: int | None = None  # bytes: the size of the volumes a node makes (placing runtimes); 0: none
 
 
 def volume_binds(spec: LaunchSpec) -> tuple[tuple[str, str], ...]:

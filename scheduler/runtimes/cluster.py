@@ -17,7 +17,8 @@ Node loss: a monitor (`watch_nodes`) marks a node whose heartbeat key expired (T
 its assignments lost, so `exited` tells the Controller, which starts the Space again (placed elsewhere).
 
 Volumes live on the node that ran their Space: the NodeSpec carries each as a path relative to the data dir, the
-node makes the bucket under its own, and from then on the node carries the label `spacehost.volume.OWNER/BUCKET`
+node makes the bucket under its own, sized to the limit the NodeSpec carries (the Space's storage tier capped by
+the server's limit; a moved bucket is grown to it on arrival), and from then on the node carries the label `spacehost.volume.OWNER/BUCKET`
 (set here when the Space is placed, and by the node from its disk when it registers). A Space whose bucket has a
 home is placed on that node only; while the node is cordoned or lost, the Space waits and says why. A drained
 node hands its buckets over: the Space stops there, its bucket is copied to the node it is placed on next, and it
@@ -99,12 +100,16 @@ class NodeSpec:
     artifact: dict[str, Any] | None = None  # core.artifact.artifact_to_json
     volumes: Volumes = ()  # made and bound by the node, under its own data dir
     incoming: tuple[str, ...] = ()  # buckets moving here (scheduler/volume_move.py): fetched, never made new
+    # the volumes' size limit as the server resolved it (the Space's storage tier capped by the server's
+    # SPACEHOST_VOLUME_LIMIT_BYTES; 0: none): the node makes, or grows, its buckets to it. None (a spec without
+    # it; nodes that predate it ignore it): the node's own SPACEHOST_VOLUME_LIMIT_BYTES (`volume_limit_of`)
+    volume_limit: int | None = None
 
     def to_json(self) -> str:
         return json.dumps({"v": 3, "instance_id": self.instance_id, "space_id": self.space_id, "sha": self.sha,
                            "hardware": self.hardware, "env": self.env, "secret_values": list(self.secret_values),
                            "artifact": self.artifact, "volumes": [list(v) for v in self.volumes],
-                           "incoming": list(self.incoming)})
+                           "incoming": list(self.incoming), "volume_limit": self.volume_limit})
 
     @classmethod
     def from_json(cls, text: str) -> NodeSpec:
@@ -114,7 +119,13 @@ class NodeSpec:
         return cls(d["instance_id"], d["space_id"], d["sha"], d["hardware"], dict(d["env"]),
                    tuple(d["secret_values"]), d.get("artifact"),
                    tuple((str(rel), str(mount), bool(ro)) for rel, mount, ro in d.get("volumes", ())),
-                   tuple(str(b) for b in d.get("incoming", ())))
+                   tuple(str(b) for b in d.get("incoming", ())),
+                   None if d.get("volume_limit") is None else int(d["volume_limit"]))
+
+
+def volume_limit_of(spec: NodeSpec, own: int) -> int:
+    """The size limit a node gives the spec's buckets: the one the server resolved, else the node's `own`."""
+    return own if spec.volume_limit is None else spec.volume_limit
 
 
 def buckets_of(volumes: Volumes) -> tuple[str, ...]:
@@ -235,7 +246,7 @@ class ClusterRuntime:
                         env["SPACES_ZERO_DEVICE_API_URL"] = node.zerogpu_url
                     sealed = self.box.seal(NodeSpec(spec.instance_id, sid, art.sha, hardware, env,
                                                     spec.secret_values, artifact_to_json(art),
-                                                    spec.volumes, tuple(moving)).to_json())
+                                                    spec.volumes, tuple(moving), spec.volume_limit).to_json())
                     if moving and self.moves is not None:
                         self.moves.expect(sid, moving, node.name)
                     a = await asyncio.to_thread(cs.add_assignment, self.store, spec.instance_id, sid, art.sha,

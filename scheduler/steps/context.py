@@ -42,6 +42,7 @@ class Node:
     clock: Clock
     sleep_time_of: Callable[[SpaceRecord], int | None]  # None: never (dev mode, or the owner's choice)
     volumes_of: Callable[[SpaceRecord], Volumes]  # made on the host, for uid 1000
+    volume_limit_of: Callable[[SpaceRecord], int]  # the size limit of its volumes (tier capped by the operator's)
     zero_gpu: Any = None
     live: dict[str, Live] = field(default_factory=dict)
     http: httpx.AsyncClient = field(default_factory=lambda: httpx.AsyncClient(timeout=2.0))

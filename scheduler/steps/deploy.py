@@ -129,7 +129,8 @@ async def start_ready(node: Node, space: SpaceRecord, art: Artifact, live: Live)
         seq = len(live.crashes) + int(node.clock.now() * 1000) % 100000
         spec = LaunchSpec(instance_id=f"{space.owner}--{space.name}--{art.sha[:7]}--{seq}", artifact=art,
                           env=env, flavor=fl, log_path=str(rlog.path),
-                          secret_values=tuple(v for v in secrets.values() if v), volumes=node.volumes_of(space))
+                          secret_values=tuple(v for v in secrets.values() if v), volumes=node.volumes_of(space),
+                          volume_limit=node.volume_limit_of(space))
         try:
             inst = await node.runtime.start(spec)
         except SpacehostError as e:
