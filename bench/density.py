@@ -7,7 +7,8 @@ MemAvailable. Baseline in the same run: the RSS and PSS of one plain `python app
 machine's memory (24 GB, the target's machine, and this one's) divided by the measured memory per Space.
 CPU: each Space's cgroup CPU time (cpuacct) over 10 s while idle and running, then again once every Space is
 in the frozen tier (--freeze-after), beside a plain app's idle CPU; the runtime info's PSS per Space (what
-`spacehost ps` shows); and how long the last Space took from push to RUNNING.
+`spacehost ps` shows); how long the last Space took from push to RUNNING; and the hub API's latency with all of
+them running and frozen, beside the same calls while only the first one ran.
 Run: `.venv/bin/python bench/density.py [--spaces 20] [--freeze-after 30]`."""
 
 from __future__ import annotations
@@ -108,6 +109,24 @@ def plain_app_memory(python: str) -> tuple[int, int, float]:
             proc.wait()
 
 
+def hub_latency(srv: Server, sid: str, n: int = 100) -> dict[str, tuple[float, float]]:
+    """p50 and p95 (ms) of hub API calls, one after another: who am I (token → account), the info of the Space
+    `sid` (the first one: the same call with 1 and with all Spaces running) and the list of Spaces (which grows
+    with them)."""
+    out: dict[str, tuple[float, float]] = {}
+    with srv.api() as c:
+        for name, path in (("whoami", "/api/whoami-v2"), ("space info", f"/api/spaces/{sid}"),
+                           ("list", "/api/spaces?author=admin&limit=50")):
+            took = []
+            for _ in range(n):
+                t = time.perf_counter()
+                assert c.get(path).status_code == 200
+                took.append((time.perf_counter() - t) * 1000)
+            took.sort()
+            out[name] = (statistics.median(took), took[int(0.95 * len(took)) - 1])
+    return out
+
+
 def stop(srv: Server, grace_s: float = 900.0) -> int:
     """Stop spacehost as an operator does (SIGTERM) and give it the time its Spaces take to stop (the harness's
     15 s before a SIGKILL are not enough for 200 of them; a SIGKILLed spacehost leaves zygotes and Spaces running,
@@ -140,6 +159,7 @@ def main() -> None:
         own_rss, own_pss = memory_of(srv.proc.pid)
         available_before = meminfo("MemAvailable")
         ids = [f"admin/d{i:03d}-{secrets.token_hex(2)}" for i in range(args.spaces)]
+        hub_before: dict[str, tuple[float, float]] = {}
         t0 = time.monotonic()
         last_start = 0.0
         for n, sid in enumerate(ids, 1):
@@ -149,14 +169,18 @@ def main() -> None:
             rt = srv.wait_stage(sid, timeout=600)
             assert rt["stage"] == "RUNNING", f"{rt}\n{srv.log_tail()}"
             last_start = time.monotonic() - t_push
+            if n == 1:
+                hub_before = hub_latency(srv, sid)  # baseline: one Space running
             print(f"\r{n}/{len(ids)} Spaces running ({time.monotonic() - t0:.0f} s)", end="", flush=True)
         for sid in ids:  # every one answers through the proxy (a frozen one is thawed by it)
             assert httpx.get(srv.host(sid) + "/", timeout=30).status_code == 200
+        hub_running = hub_latency(srv, ids[0])
         running_cpu = cgroup_cpu(srv)  # idle, not yet frozen (within --freeze-after of the requests above)
         deadline = time.monotonic() + args.freeze_after + 120
         while time.monotonic() < deadline and any(srv.runtime(s).get("tier") != "frozen" for s in ids):
             time.sleep(2)
         frozen_cpu = cgroup_cpu(srv)
+        hub_frozen = hub_latency(srv, ids[0])
         reported = [int(m.get("pss", 0)) if isinstance(m := srv.runtime(s).get("memory"), dict) else 0 for s in ids]
         settle(120)
         time.sleep(2)
@@ -184,6 +208,11 @@ def main() -> None:
     print(f"| plain `python app.py`, idle | {plain_cpu:.2f} | — |")
     print(f"| spacehost, running idle | {statistics.mean(running_cpu):.2f} | {sum(running_cpu):.1f} |")
     print(f"| spacehost, frozen tier | {statistics.mean(frozen_cpu):.3f} | {sum(frozen_cpu):.2f} |")
+    print(f"\n| hub API, p50 / p95 ms (100 calls each) | 1 running (baseline) | {n} running | {n} frozen |")
+    print("|---|---|---|---|")
+    for name in hub_before:
+        print(f"| {name} | " + " | ".join(f"{h[name][0]:.1f} / {h[name][1]:.1f}"
+                                          for h in (hub_before, hub_running, hub_frozen)) + " |")
     print(f"\nthe last ({n}th) Space took {last_start:.1f} s from push to RUNNING; load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     print(f"\n(summed RSS {rss / 2**20:.0f} MiB counts shared pages once per process; spacehost itself: RSS "
