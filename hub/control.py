@@ -77,6 +77,7 @@ class Hub:
     control: SpaceControl
     wildcard_dns: bool = False
     signing_key: bytes = field(default=b"", repr=False)
+    relay_key: str = field(default="", repr=False)  # cluster: core.relay_key, opens nodes' relays (hot reload)
     sandbox: SandboxState = field(default_factory=lambda: SandboxState(True))  # the runtime's: shown in runtime info and on each Space page
 
     def space_dir(self, space_id: str) -> Any:

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from core.errors import BadRequest
+from core.relay_key import relay_client
 from core.routes import Upstream
 from hub.repos import CommitOp, PutFile
 from hub.store import SpaceRecord, Store
@@ -57,13 +58,15 @@ def reload_file(ops: list[CommitOp]) -> ReloadFile:
         raise BadRequest(f"{op.path}: a hot reload takes a text file") from e
 
 
-async def create_reload(target: Upstream, file: ReloadFile, reload_id: str) -> str | None:
+async def create_reload(target: Upstream, file: ReloadFile, reload_id: str, relay_key: str = "") -> str | None:
     """Ask the reload server at `target` to apply `file` as reload `reload_id`: its status, None if it did not
     answer (no `spaces` package in the Space, or Gradio older than 6.1). A refused connection is retried for
-    CONNECT_WAIT_S: Gradio starts that server in a thread of its own, seconds after the app's port answers."""
+    CONNECT_WAIT_S: Gradio starts that server in a thread of its own, seconds after the app's port answers.
+    `relay_key` (cluster mode): `target` is a node's relay, opened with that key's preamble."""
     body = {"filepath": file.path, "contents": file.contents, "reloadId": reload_id}
     deadline = time.monotonic() + CONNECT_WAIT_S
-    async with httpx.AsyncClient(timeout=CREATE_TIMEOUT_S) as client:
+    client = relay_client(relay_key, CREATE_TIMEOUT_S) if relay_key else httpx.AsyncClient(timeout=CREATE_TIMEOUT_S)
+    async with client:
         while True:
             try:
                 r = await client.post(f"http://{target.host}:{target.port}/create-reload", json=body)
@@ -92,14 +95,15 @@ def hot_reloading(store: Store, space: SpaceRecord, instance: str | None) -> dic
 
 
 async def apply(store: Store, target: tuple[str, Upstream] | None, space: SpaceRecord, sha: str,
-                file: ReloadFile) -> bool:
+                file: ReloadFile, relay_key: str = "") -> bool:
     """Hot-reload commit `sha` into the instance at `target` (the controller's `reload_target`). True when it
     took: `sha` is then the Space's head, serving without a build. False when it did not (nothing runs here
-    with a reload server, or the server refused): the caller deploys the commit as any other."""
+    with a reload server, or the server refused): the caller deploys the commit as any other. `relay_key`: the
+    hub's (cluster mode: `target` is a node's relay)."""
     if target is None:
         return False
     instance, upstream = target
-    status = await create_reload(upstream, file, sha)
+    status = await create_reload(upstream, file, sha, relay_key)
     if status is None:
         return False
     record(store, space, HotReload(instance, sha, status))

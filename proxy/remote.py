@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from core import static_tree
+from core.relay_key import preamble
 from core.routes import RouteState, RouteTable, Upstream
 from core.routes_json import table_from_json
 from proxy.server import ProxyServer
@@ -48,6 +49,7 @@ class RemoteHooks:
         self._active: set[str] = set()
         self._cache: dict[tuple[str, str, str | None], tuple[float, object]] = {}
         self._away_until = 0.0
+        self.relay_preamble = b""  # what connections to nodes' relays open with (the server's key, with the routes)
 
     def activity(self, space_id: str) -> None:
         self._active.add(space_id)
@@ -160,6 +162,7 @@ async def serve(server: str, token: str, host: str, port: int, data_dir: Path) -
 
     key = Settings(data_dir=data_dir).secret_key()  # X-IP-Token signing on zero-* routes
     proxy = ProxyServer(table, hooks, host=host, port=port, secret=key, drop_cookies=frozenset({"spacehost_session"}))
+    proxy.pool.preamble = lambda up: b"" if up == hub else hooks.relay_preamble  # every Space is on a node's relay
     box["proxy"] = proxy
     await proxy.start()
     print(f"spacehost proxy is up on http://{host}:{port} (routes from {server})", flush=True)
@@ -180,6 +183,7 @@ async def _follow_into(hooks: RemoteHooks, hub: Upstream, box: dict[str, ProxySe
             data = r.json()
             if data["table"]:
                 table = table_from_json(data["table"], hub=hub)
+                hooks.relay_preamble = preamble(str(data["relay_key"]))
                 table = await asyncio.to_thread(hooks.with_static_copies, table, static_copies)
                 if not first.done():
                     first.set_result(table)

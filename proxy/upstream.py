@@ -14,6 +14,7 @@ calls `resume` when part of the body was relayed) otherwise, before `_data_recei
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 import httptools
@@ -247,11 +248,14 @@ class UpstreamConn(UpstreamBase, asyncio.Protocol):
 
 
 class Pool:
-    """Idle keep-alive connections per upstream, most recently used first."""
+    """Idle keep-alive connections per upstream, most recently used first. `preamble` (a cluster proxy's): the
+    bytes a new connection to an upstream opens with, before any HTTP byte (a node relay's key, core.relay_key;
+    b"": none)."""
 
     def __init__(self, connect_timeout: float) -> None:
         self.idle: dict[Upstream, list[UpstreamConn]] = {}
         self.connect_timeout = connect_timeout
+        self.preamble: Callable[[Upstream], bytes] | None = None
 
     def take(self, key: Upstream) -> UpstreamConn | None:
         conns = self.idle.get(key)
@@ -267,6 +271,8 @@ class Pool:
         _, proto = await asyncio.wait_for(
             loop.create_connection(lambda: UpstreamConn(self, key), key.host, key.port), self.connect_timeout
         )
+        if self.preamble is not None and (first := self.preamble(key)) and proto.transport is not None:
+            proto.transport.write(first)
         return proto
 
     def release(self, up: UpstreamConn, now: float) -> None:

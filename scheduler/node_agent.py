@@ -155,6 +155,7 @@ class NodeAgent:
                                self.runtime.client if isinstance(self.runtime, DockerRuntime) else None)
         self._state_path = cfg.data_dir / "node.json"
         self.carrier = VolumeCarrier(cfg.server, cfg.token, cfg.name, cfg.data_dir)  # volumes moving on or off
+        self.relay_key: str | None = None  # core.relay_key's, given at registration; None: relays refuse
         self._stopping = threading.Event()
 
     # ---- registration and heartbeat ---------------------------------------------------------------------------
@@ -222,6 +223,7 @@ class NodeAgent:
             await self._start_broker()
         await self.adopt()
         reg = await self.register()
+        self.relay_key = str(reg["relay_key"])
         if self.ledger is not None:
             self.ledger.connect(self.cfg.redis_url or reg["redis_url"])
         self.heartbeat_thread(self.cfg.redis_url or reg["redis_url"])
@@ -360,15 +362,19 @@ class NodeAgent:
             e.message = f"node {self.cfg.name} could not materialise the build: {e.message}\n" + "\n".join(lines[-20:])
             raise
 
+    def current_relay_key(self) -> str | None:
+        return self.relay_key
+
     async def expose(self, local: Local, inst: Instance) -> None:
         """Relay the instance's app, and its reload server where it has one (hot reload: the server's commits
         and the proxies' `{subdomain}--7887` reach it there), on this node's address (the same ports again
         after a restart, where free)."""
         local.instance = inst
-        local.relay = await Relay.open(self.cfg.address, local.port, inst.upstream)
+        local.relay = await Relay.open(self.cfg.address, local.port, inst.upstream, self.current_relay_key)
         local.port = local.relay.port
         if (reload := reload_of(self.runtime.abilities, inst)) is not None:
-            local.reload_relay = await Relay.open(self.cfg.address, local.reload_port, reload)
+            local.reload_relay = await Relay.open(self.cfg.address, local.reload_port, reload,
+                                                 self.current_relay_key)
             local.reload_port = local.reload_relay.port
         self.local[local.instance_id] = local
         await asyncio.to_thread(self.save)

@@ -18,6 +18,7 @@ from builder import load_backend
 from builder.queue import load_queue
 from core import static_tree
 from core.crypto import SecretBox
+from core.relay_key import relay_client, relay_key
 from core.routes import RouteTable, Upstream
 from core.routes_json import table_to_json
 from core.settings import Settings
@@ -56,6 +57,7 @@ class ClusterServer:
     route_version: int = 0
     _route_changed: asyncio.Event = field(default_factory=asyncio.Event)
     _hooks: ProxyHooksImpl | None = None
+    relay_key: str = field(default="", repr=False)  # core.relay_key: nodes' relays admit holders only
 
     async def run(self, ready: asyncio.Event | None = None) -> None:
         import redis.asyncio as aioredis
@@ -64,6 +66,7 @@ class ClusterServer:
         self.store = store = open_store(s)
         cs.ensure_tables(store)
         self.accounts = accounts = Accounts(store, join_token(s.secret_key()))
+        self.relay_key = relay_key(s.secret_key())
         admin = bootstrap_admin(accounts)
         repos = Repos(s.path("repos"))
         box = SecretBox(s.secret_key())
@@ -83,8 +86,10 @@ class ClusterServer:
             s, store, repos.root, runtime, load_backend("process", s), env_source_for(store, box), self.on_routes,
             app_url=lambda space: hub_holder["hub"].app_url(space), hub_upstream=Upstream(self.listen_host, port),
             build_queue=queue, zero_gpu_quota=cluster_quota(s, self.redis_url))
+        await controller.node.http.aclose()
+        controller.node.http = relay_client(self.relay_key, timeout=2.0)  # its probes reach apps through relays
         hub = Hub(s, store, accounts, repos, box, controller, wildcard_dns=wildcard_dns_works(s.space_domain),
-                  signing_key=s.secret_key(), sandbox=runtime.sandbox_state())
+                  signing_key=s.secret_key(), sandbox=runtime.sandbox_state(), relay_key=self.relay_key)
         hub_holder["hub"] = hub
         self._hooks = ProxyHooksImpl(controller, accounts, store)
         app = create_app(hub)
@@ -122,7 +127,7 @@ class ClusterServer:
         if since == self.route_version and wait > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._route_changed.wait(), wait)
-        return {"version": self.route_version, "table": self.table}
+        return {"version": self.route_version, "table": self.table, "relay_key": self.relay_key}
 
     async def static_tree(self, space_id: str) -> bytes | None:
         """The files the static Space serves now (a tar), for proxies apart from this server (core.static_tree)."""
@@ -140,7 +145,8 @@ class ClusterServer:
         self.runtime.bump()
         log.info("node %s registered (%s, %.0f cpus, %.0f GB, %d gpus)", node.name, node.address, node.cpus,
                  node.memory_gb, node.gpus)
-        return {"redis_url": self.redis_url, "heartbeat_ttl_s": HEARTBEAT_TTL_S, "heartbeat_every_s": HEARTBEAT_EVERY_S}
+        return {"redis_url": self.redis_url, "heartbeat_ttl_s": HEARTBEAT_TTL_S, "heartbeat_every_s": HEARTBEAT_EVERY_S,
+                "relay_key": self.relay_key}
 
     async def node_assignments(self, node: str, since: int, wait: float) -> dict[str, Any]:
         assert self.runtime is not None and self.store is not None

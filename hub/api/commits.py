@@ -223,7 +223,7 @@ async def commit(request: Request, owner: str, name: str, revision: str) -> JSON
     if changed and rev == "main":
         await asyncio.to_thread(touch, request, space.space_id)
         target = hub.control.reload_target(space.space_id) if hot else None
-        if hot is None or not await hotreload.apply(hub.store, target, space, sha, hot):
+        if hot is None or not await hotreload.apply(hub.store, target, space, sha, hot, hub.relay_key):
             await hub.control.pushed(space.space_id, sha)
     answer = {"success": True, "commitOid": sha, "hookOutput": "",
               "commitUrl": f"{base_url(request)}/spaces/{sid}/commit/{sha}"}

@@ -2,11 +2,13 @@
 that runs on a node agent. The node relays the Space's reload server (the `spaces` package's, port 7887 in the
 Space's network) on a port of its own and reports it; the server's hot-reload commit and the cluster proxy's
 `{subdomain}--7887` reach it there. The same instance (same assignment, same pid) answers with the new code, and
-only the Space's writers get through the proxy to its reload server."""
+only the Space's writers get through the proxy to its reload server. A client that reaches the node's address
+itself gets nothing from either relay: only connections opening with the cluster's relay key are spliced."""
 
 from __future__ import annotations
 
 import secrets
+import socket
 from collections.abc import Iterator
 from importlib.metadata import version
 from pathlib import Path
@@ -71,6 +73,34 @@ def test_hf_spaces_hot_reload_patches_the_container_running_on_a_docker_node(doc
     hot_reload_on_node(docker_cluster, "d1", tmp_path)
 
 
+def answer_of_relay(host: str, port: int, request: bytes) -> bytes:
+    """Everything the node's relay at `host:port` sends back to a plain TCP client that sends `request`."""
+    got = b""
+    with socket.create_connection((host, port), timeout=10) as s:
+        s.sendall(request)
+        try:
+            while chunk := s.recv(65536):
+                got += chunk
+        except ConnectionError:
+            pass
+    return got
+
+
+def relays_refuse_plain_clients(store: Store, sid: str) -> None:
+    """Straight to the node's relays, without the relay key: the app answers no page (its own, or an HTTP
+    client's), and its reload server takes no code; the same Space answers through the cluster proxy."""
+    (a,) = [a for a in cs.assignments(store, desired=cs.RUNNING) if a.space_id == sid]
+    assert a.upstream_host and a.upstream_port and a.reload_port, a
+    page = b"GET / HTTP/1.1\r\nHost: anyone\r\nUser-Agent: a client on the node's network\r\n\r\n"
+    assert answer_of_relay(a.upstream_host, a.upstream_port, page) == b""
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://{a.upstream_host}:{a.upstream_port}/config", timeout=10)
+    body = b'{"filepath": "app.py", "contents": "GREETING = \'pwned\'", "reloadId": "x"}'
+    patch = (b"POST /create-reload HTTP/1.1\r\nHost: anyone\r\nContent-Type: application/json\r\n"
+             b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    assert answer_of_relay(a.upstream_host, a.reload_port, patch) == b""
+
+
 def hot_reload_on_node(c: Cluster, node: str, tmp_path: Path) -> str:
     """Push the Gradio Space (it lands on `node`), hot-reload it with `hf spaces hot-reload`, check that the same
     instance answers with the new code and that only its writers reach its reload server through the proxy.
@@ -88,6 +118,7 @@ def hot_reload_on_node(c: Cluster, node: str, tmp_path: Path) -> str:
     store = Store(c.database_url)
     (instance,) = placed(store, sid)
     assert instance[2] == node
+    relays_refuse_plain_clients(store, sid)
     builds = c.api.build_log(sid)
 
     out = hf_hot_reload(c.api, tmp_path / "home", sid, tmp_path)  # through the cluster proxy
