@@ -5,15 +5,16 @@
  *
  *   an idle keep-alive client connection whose last plain request was forwarded (`plan`) and whose upstream
  *   connection is kept (`pinned`) sends one whole `GET` or `POST` head, HTTP/1.1, no credentials, no
- *   connection options, same Host, and either no body or a Content-Length body that came whole in the same
- *   read (Gradio's `POST .../queue/join`); the Space answers with a response whose head comes whole in its
+ *   connection options, same Host, and either no body or a Content-Length body of any size (Gradio's
+ *   `POST .../queue/join`, and its uploads), forwarded read by read as it comes, kept for one resend only while
+ *   the request is within the Python path's RETRY_LIMIT, as that path keeps it; the Space answers with a response whose head comes whole in its
  *   first read and whose body has a Content-Length or is chunked (Gradio's SSE stream `.../queue/data`):
  *   that body is relayed read by read as it comes, unbuffered, while a strict chunk parser finds its end.
  *
  * That request is written upstream as the Python path would write it (same bytes: the kept header lines, then
  * the plan's own lines, then the body), and that response is written to the client with the Space's header
  * lines inserted. Anything else -- a byte this strict subset does not allow, a head split over two reads, a
- * body split from its head, a chunk extension or trailer, a response read until close, a 1xx/204/304, a
+ * chunked request body, a response that starts before the request body is in, a chunk extension or trailer, a response read until close, a 1xx/204/304, a
  * rate-limited client, an upgrade -- goes to the Python path (`_data_received`) before anything of that read
  * is consumed; an exchange already started here is first handed over (`_adopt`), with the response's framing
  * state when its body is under way (`resume_prefix`: bytes that put a fresh llhttp parser in the same state),
@@ -34,7 +35,6 @@
 
 #define MAX_FAST_HEAD 16384
 #define MAX_FAST_HEADERS 100
-#define MAX_FAST_BODY 32768  /* well inside what the Python path keeps to resend (RETRY_LIMIT) */
 
 static PyObject *s_write, *s_time, *s_is_closing, *s_table, *s_buckets, *s_active, *s_note_activity,
     *s_data_received_slow, *s_adopt, *s_access_log, *s_buf, *s_stamp, *s_flush_bytes, *s_flush, *s_host, *s_upstream, *s_added, *s_extra, *s_until, *s_route,
@@ -42,6 +42,10 @@ static PyObject *s_write, *s_time, *s_is_closing, *s_table, *s_buckets, *s_activ
 /* set by `configure` from proxy.pages.STATUS_PATH and proxy.decide.KEEP_ALIVE */
 static char status_path[64], keep_alive[64];
 static Py_ssize_t status_path_len, keep_alive_len;
+/* set by `configure` from proxy.exchange.RETRY_LIMIT: a request (head and body) up to this size is kept to resend
+ * once on a stale kept connection, as the Python path keeps it (`ClientConn._body`); a larger one is streamed
+ * and never resent */
+static long long retry_limit;
 
 /* RFC 9110 tchar */
 static unsigned char is_tchar[256];
@@ -104,6 +108,7 @@ typedef struct {
     PyObject *fx_up, *fx_url, *fx_head;
     double fx_start, deadline, keepalive_timeout, stream_idle_timeout, pool_idle, rl_rate, rl_burst;
     long long fx_left;  /* body bytes of the lane's request still to come from the client */
+    char fx_kept;  /* fx_head holds all of the request sent so far (it may be resent); else its start only */
     char closing, spliced, in_head, lane_on, log_access;
     /* the plan's fields, borrowed from `cplan` (a frozen dataclass: they live as long as it does) */
     PyObject *cplan, *c_table, *c_host, *c_upstream, *c_added, *c_extra, *c_space;
@@ -269,7 +274,7 @@ static PyObject *build_request(ClientBase *self, const char *buf, Py_ssize_t n, 
     else if (n >= 6 && memcmp(buf, "POST /", 6) == 0) m = 4;
     else return Py_None;
     Py_ssize_t hn = head_end(buf, n);
-    if (hn < m + 15 || n - hn > MAX_FAST_BODY) return Py_None;
+    if (hn < m + 15) return Py_None;
     Py_ssize_t i = m + 1;
     while (i < hn) {
         unsigned char c = (unsigned char)buf[i];
@@ -313,7 +318,7 @@ static PyObject *build_request(ClientBase *self, const char *buf, Py_ssize_t n, 
         if (k) out_len += f->name_len + 2 + f->value_len + 2;
     }
     if (length < 0) length = 0;
-    if (i != end || !host_seen || n - hn > length || length > MAX_FAST_BODY) return Py_None;
+    if (i != end || !host_seen || n - hn > length) return Py_None;
     *left = length - (n - hn);  /* the rest of the body follows in later reads (`client_data_received`) */
     Py_ssize_t added_len = PyBytes_GET_SIZE(self->c_added);
     out_len += added_len + keep_alive_len + (n - hn);
@@ -382,20 +387,23 @@ static PyObject *client_data_received(ClientBase *self, PyObject *data) {
     }
     if (self->fx_up != NULL && self->fx_up != Py_None && self->fx_left > 0 && PyBytes_CheckExact(data) &&
         PyObject_TypeCheck(self->fx_up, &UpstreamBaseType)) {
-        /* the rest of the lane's request body, forwarded as it comes (and kept with the head for a resend) */
+        /* the rest of the lane's request body, forwarded as it comes (kept with the head for a resend while the
+         * request is within `retry_limit`: an upload is streamed, never held) */
         PyObject *t = ((UpstreamBase *)self->fx_up)->transport;
         Py_ssize_t n = PyBytes_GET_SIZE(data), take = n < self->fx_left ? n : (Py_ssize_t)self->fx_left;
         if (t != NULL && t != Py_None) {
             PyObject *part = take == n ? Py_NewRef(data) : PyBytes_FromStringAndSize(PyBytes_AS_STRING(data), take);
             if (part == NULL) return NULL;
-            PyObject *sent = PyBytes_FromStringAndSize(NULL, PyBytes_GET_SIZE(self->fx_head) + take);
-            if (sent == NULL) {
-                Py_DECREF(part);
-                return NULL;
+            if (self->fx_kept) {
+                PyObject *sent = PyBytes_FromStringAndSize(NULL, PyBytes_GET_SIZE(self->fx_head) + take);
+                if (sent == NULL) {
+                    Py_DECREF(part);
+                    return NULL;
+                }
+                memcpy(PyBytes_AS_STRING(sent), PyBytes_AS_STRING(self->fx_head), PyBytes_GET_SIZE(self->fx_head));
+                memcpy(PyBytes_AS_STRING(sent) + PyBytes_GET_SIZE(self->fx_head), PyBytes_AS_STRING(data), take);
+                Py_XSETREF(self->fx_head, sent);
             }
-            memcpy(PyBytes_AS_STRING(sent), PyBytes_AS_STRING(self->fx_head), PyBytes_GET_SIZE(self->fx_head));
-            memcpy(PyBytes_AS_STRING(sent) + PyBytes_GET_SIZE(self->fx_head), PyBytes_AS_STRING(data), take);
-            Py_XSETREF(self->fx_head, sent);
             self->fx_left -= take;
             PyObject *r = PyObject_CallMethodOneArg(t, s_write, part);
             Py_DECREF(part);
@@ -468,6 +476,7 @@ static PyObject *client_data_received(ClientBase *self, PyObject *data) {
     Py_XSETREF(self->fx_url, url);
     Py_XSETREF(self->fx_head, Py_NewRef(head));
     self->fx_left = left;
+    self->fx_kept = PyBytes_GET_SIZE(head) + left <= retry_limit;  /* as `ClientConn._body` keeps `ex.sent` */
     self->fx_start = now;
     self->deadline = now + self->stream_idle_timeout;
     PyObject *r = PyObject_CallMethodOneArg(up->transport, s_write, head);
@@ -506,6 +515,7 @@ static PyMemberDef client_members[] = {
     OBJ(transport), OBJ(srv), OBJ(loop), OBJ(parser), OBJ(queue), OBJ(pinned), OBJ(up), OBJ(plan), OBJ(ip),
     OBJ(fx_up), OBJ(fx_url), OBJ(fx_head),
     {"fx_left", T_LONGLONG, offsetof(ClientBase, fx_left), 0, NULL},
+    {"fx_kept", T_BOOL, offsetof(ClientBase, fx_kept), 0, NULL},
     DBL(fx_start), DBL(deadline), DBL(keepalive_timeout), DBL(stream_idle_timeout), DBL(pool_idle), DBL(rl_rate),
     DBL(rl_burst),
     BOOL(closing), BOOL(spliced), BOOL(in_head), BOOL(lane_on), BOOL(log_access),
@@ -893,7 +903,9 @@ static int copy_constant(PyObject *value, char *into, size_t size, Py_ssize_t *l
 static PyObject *configure(PyObject *mod, PyObject *args) {
     (void)mod;
     PyObject *path, *tail;
-    if (!PyArg_ParseTuple(args, "UO!", &path, &PyBytes_Type, &tail)) return NULL;
+    long long limit;
+    if (!PyArg_ParseTuple(args, "UO!L", &path, &PyBytes_Type, &tail, &limit)) return NULL;
+    retry_limit = limit;
     if (copy_constant(path, status_path, sizeof(status_path), &status_path_len) < 0 ||
         copy_constant(tail, keep_alive, sizeof(keep_alive), &keep_alive_len) < 0)
         return NULL;
@@ -920,8 +932,8 @@ static PyObject *request_rules(PyObject *mod, PyObject *unused) {
 static PyMethodDef module_methods[] = {
     {"request_rules", request_rules, METH_NOARGS, "{header name: what the lane does with it} (for the tests)."},
     {"configure", configure, METH_VARARGS,
-     "configure(status_path, keep_alive): the proxy's own path (its requests never take the lane) and the "
-     "end of every request head sent upstream."},
+     "configure(status_path, keep_alive, retry_limit): the proxy's own path (its requests never take the lane), "
+     "the end of every request head sent upstream, and the largest request kept to resend."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -77,6 +77,7 @@ class ClientConn(ClientBase, asyncio.Protocol):
         self.fx_head: bytes = b""
         self.fx_start = 0.0
         self.fx_left = 0
+        self.fx_kept = True  # fx_head is the whole request sent so far (kept for one resend)
 
     # --- transport events -------------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -413,7 +414,7 @@ class ClientConn(ClientBase, asyncio.Protocol):
             self.parser = parser_mid_body(self, self.fx_left)
             self.fx_left = 0
         ex.space = plan.route.space_id
-        ex.sent = [self.fx_head]
+        ex.sent = [self.fx_head] if self.fx_kept else None  # a streamed upload is never resent
         self.cur = ex
         self.queue.append(ex)
         up.reused = True  # a kept connection: one resend if it turns out closed

@@ -2,8 +2,8 @@
 was at hand, plain Python ones that send every byte down the Python path. Either way `ClientConn` and
 `UpstreamConn` define `_data_received` (the full state machine) and the base's `data_received` decides.
 
-The compiled lane carries one shape of traffic by itself (a whole plain GET, or POST with its whole
-Content-Length body, to the upstream connection the client already holds, answered by a Content-Length or
+The compiled lane carries one shape of traffic by itself (a whole plain GET, or POST with a Content-Length
+body streamed read by read, uploads included, to the upstream connection the client already holds, answered by a Content-Length or
 chunked response relayed read by read: Gradio's queue/join and its SSE stream), and the bytes of a WebSocket
 the Python path upgraded, and replays the decision the Python path
 made for that connection's previous request; `COMPILED` says which one is in use. SPACEHOST_NO_FAST_LANE=1
@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from proxy.decide import KEEP_ALIVE
+from proxy.exchange import RETRY_LIMIT
 from proxy.pages import STATUS_PATH
 
 _lane: ModuleType | None
@@ -50,7 +51,7 @@ class _PyUpstreamBase:
 
 
 if _lane is not None:
-    _lane.configure(STATUS_PATH, KEEP_ALIVE)  # one source for what both paths must agree on
+    _lane.configure(STATUS_PATH, KEEP_ALIVE, RETRY_LIMIT)  # one source for what both paths must agree on
 if TYPE_CHECKING:  # mypy checks the subclasses against the compiled bases (proxy/_lane.pyi)
     from proxy._lane import ClientBase, UpstreamBase
 else:

@@ -44,6 +44,7 @@ RESPONSES = {
     b"/notmodified": [b"HTTP/1.1 304 Not Modified\r\nETag: \"1\"\r\n\r\n"],
     b"/continue": [b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n" + OK],
     b"/close": [b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"],
+    b"/refuse": [b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large"],
     b"/extra": [OK + b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"],
     b"/error": [b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops"],
     b"/late": [b"", OK],  # answered 30 ms later
@@ -76,6 +77,7 @@ class RawBackend:
 
     received: list[bytes] = field(default_factory=list)
     opened: int = 0  # connections accepted
+    closed: int = 0  # connections ended (by either side)
 
     def protocol(self) -> asyncio.Protocol:
         backend = self
@@ -87,11 +89,17 @@ class RawBackend:
                 self.buf = b""
                 self.served = 0
                 self.upgraded = False
+                self.refused = False
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                backend.closed += 1
 
             def data_received(self, data: bytes) -> None:
                 backend.received.append(data)
                 if self.upgraded:  # a WebSocket: echo what comes
                     self.t.write(b"echo:" + data)
+                    return
+                if self.refused:
                     return
                 self.buf += data
                 while b"\r\n\r\n" in self.buf:
@@ -100,6 +108,10 @@ class RawBackend:
                     n = int(length.group(1)) if length else 0
                     path = head.split(b" ", 2)[1].split(b"?")[0]
                     if path == b"/whole" and len(rest) < n:  # answers once the body is in (as Gradio does)
+                        return
+                    if path == b"/hangup":  # gone once half the body is in, without an answer
+                        if len(rest) >= n // 2:
+                            self.t.close()
                         return
                     self.buf = rest[n:]
                     if path == b"/drop" and self.served:  # a kept connection the Space closed: one resend,
@@ -117,6 +129,7 @@ class RawBackend:
                         loop.call_later(0.03 * k, self.t.write, part)
                     if path == b"/close":
                         self.t.close()
+                    self.refused = path == b"/refuse"  # the rest it reads and drops, until the proxy closes
 
         return Conn()
 
@@ -719,3 +732,130 @@ def test_mutated_requests_and_responses_get_the_same_bytes_on_both_paths(lanes: 
                 outs.append((normalized(b"".join(lanes.backend.received[mark:])), normalized(got)))
         assert outs[0] == outs[1], (data, RESPONSES[b"/fuzzed"])
     del RESPONSES[b"/fuzzed"]
+
+
+def multipart(size: int) -> bytes:
+    """A multipart/form-data body as gradio_client's upload sends it, with `size` random bytes of file."""
+    data = random.Random(size).randbytes(size)
+    return (b'--x\r\nContent-Disposition: form-data; name="files"; filename="a.bin"\r\n'
+            b"Content-Type: application/octet-stream\r\n\r\n" + data + b"\r\n--x--\r\n")
+
+
+def upload(body: bytes, path: bytes = b"/whole") -> bytes:
+    return post(str(len(body)).encode(), body, b"Content-Type: multipart/form-data; boundary=x\r\n", path)
+
+
+def upload_exchange(lanes: Lanes, proxy: ProxyServer, pieces: list[bytes], done: Callable[[bytes], bool],
+                    after: bytes = b"") -> tuple[bytes, bytes]:
+    """On one warm connection: `pieces` written one by one (each once the Space received most of the last), the
+    answer read until `done`; then `after`, if any, and its answer. Returns (what the Space got, what the client
+    got), normalized."""
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=30) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.sendall(WARM)
+        read_until(s, ends(b"\r\n\r\nok"))
+        mark = len(lanes.backend.received)
+        sent, slack = 0, len(pieces[0]) // 2
+        for k, piece in enumerate(pieces):
+            s.sendall(piece)
+            sent += len(piece)
+            if k < len(pieces) - 1:  # the Space has it (less what the proxy drops from the head) before the next
+                wait_received(lanes, mark, sent - slack)
+        got = read_until(s, done)
+        if after:
+            s.sendall(after)
+            got += b"|" + read_until(s, ends(b"\r\n\r\nok"))
+    return normalized(b"".join(lanes.backend.received[mark:])), normalized(got)
+
+
+def wait_received(lanes: Lanes, mark: int, n: int) -> None:
+    """Until the Space received `n` bytes since its `mark`th read."""
+    wait_for(lambda: sum(map(len, lanes.backend.received[mark:])) >= n)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+UPLOADS = {  # the body in pieces: sizes around RETRY_LIMIT (kept for a resend below it, streamed above) and beyond
+    "60k": lambda b: [b], "70k": lambda b: [b], "1m": lambda b: [b], "4m": lambda b: [b],
+    "1m-head-alone": lambda b: [b[: b.index(b"\r\n\r\n") + 4], b[b.index(b"\r\n\r\n") + 4:]],
+    "1m-in-7-reads": lambda b: [b[k:k + len(b) // 7 + 1] for k in range(0, len(b), len(b) // 7 + 1)],
+}
+SIZES = {"60k": 60_000, "70k": 70_000, "1m": 1 << 20, "4m": 4 << 20, "1m-head-alone": 1 << 20, "1m-in-7-reads": 1 << 20}
+
+
+@pytest.mark.parametrize("case", list(UPLOADS))
+def test_uploads_are_streamed_by_the_lane_with_the_same_bytes(
+    lanes: Lanes, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    """Gradio's uploads (a multipart POST far over 32 KiB) ride the lane read by read: the Space and the client
+    get the bytes the Python path sends, and no read of it goes through the Python path."""
+    data = upload(multipart(SIZES[case]))
+    calls = count_python_path(monkeypatch)
+    outs, counted = [], []
+    for proxy in (lanes.fast, lanes.slow):
+        outs.append(upload_exchange(lanes, proxy, UPLOADS[case](data), ends(b"\r\n\r\nok"), req()))
+        counted.append(dict(calls))
+    assert outs[0] == outs[1]
+    assert data[data.index(b"\r\n\r\n") + 4 :] in outs[0][0]  # the whole body, intact
+    assert counted[0] == {"client": 1, "upstream": 1}  # the warm-up only: the lane carried the upload and what follows
+
+
+def test_a_client_gone_mid_upload_ends_the_exchange_alike(lanes: Lanes) -> None:
+    """The client stops halfway: the Space gets the same head and half body from both paths, then a close."""
+    data = upload(multipart(1 << 20))
+
+    def gone(proxy: ProxyServer) -> bytes:
+        closed = lanes.backend.closed
+        with socket.create_connection(("127.0.0.1", proxy.port), timeout=30) as s:
+            s.sendall(WARM)
+            read_until(s, ends(b"\r\n\r\nok"))
+            mark = len(lanes.backend.received)
+            s.sendall(data[: len(data) // 2])
+            wait_received(lanes, mark, len(data) // 2 - 1000)
+        wait_for(lambda: lanes.backend.closed > closed and not proxy.conns)
+        return normalized(b"".join(lanes.backend.received[mark:]))
+
+    outs = [gone(proxy) for proxy in (lanes.fast, lanes.slow)]
+    assert outs[0] == outs[1]
+    assert outs[0].endswith(data[len(data) // 2 - 1000 : len(data) // 2])
+
+
+def test_a_space_gone_mid_upload_gets_the_client_the_same_502(lanes: Lanes) -> None:
+    """The Space closes the connection with half the body in and no answer: a partly sent upload is never
+    resent, on either path; the client gets the same 502."""
+    body = multipart(1 << 20)
+    data = upload(body, b"/hangup")
+    head = len(data) - len(body)
+    outs = [upload_exchange(lanes, proxy, [data[: head + len(body) // 2]], ends(b"the connection\n"))
+            for proxy in (lanes.fast, lanes.slow)]
+    assert outs[0] == outs[1]
+    assert outs[0][1].startswith(b"HTTP/1.1 502 ")
+
+
+@pytest.mark.parametrize(("size", "status"), [(3, b"200"), (40_000, b"200"), (100_000, b"502")])
+def test_an_upload_on_a_kept_connection_the_space_closed_is_resent_only_when_kept(
+    lanes: Lanes, size: int, status: bytes
+) -> None:
+    """A kept upstream connection closed just as it is reused: a request within RETRY_LIMIT is resent on a new
+    one (200), a larger upload is not (502), on both paths alike."""
+    data = upload(multipart(size), b"/drop")
+    outs = [upload_exchange(lanes, proxy, [data], lambda got: b"\r\n\r\n" in got and got.endswith((b"ok", b"\n")))
+            for proxy in (lanes.fast, lanes.slow)]
+    assert outs[0][1] == outs[1][1]  # the client's bytes; how much of a refused body the Space read is timing
+    assert outs[0][1][9:12] == status
+    head = outs[1][0][: outs[1][0].index(b"\r\n\r\n")]
+    assert outs[0][0].startswith(head + b"\r\n\r\n--x\r\n")
+
+
+def test_an_upload_the_space_refuses_early_gets_the_same_answer(lanes: Lanes) -> None:
+    """The Space answers 413 and closes before the body is in (as a Space with a size limit does): the rest of
+    the body is read and dropped, the 413 reaches the client, and the connection carries on, on both paths."""
+    data = upload(multipart(1 << 20), b"/refuse")
+    outs = [upload_exchange(lanes, proxy, [data], ends(b"too large"), req())[1] for proxy in (lanes.fast, lanes.slow)]
+    assert outs[0] == outs[1]
+    assert outs[0].startswith(b"HTTP/1.1 413 ") and outs[0].endswith(b"\r\n\r\nok")
