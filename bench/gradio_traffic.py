@@ -1,6 +1,6 @@
 """What users of a Gradio Space feel through the proxy: `gradio_client` predictions per second and added latency.
 
-Run: `.venv/bin/python bench/gradio_traffic.py [--seconds 10] [--clients 1,16,128]`.
+Run: `.venv/bin/python bench/gradio_traffic.py [--seconds 10] [--clients 1,16,128] [--upload-kb 1024]`.
 A real Gradio app (a tiny echo Interface, no concurrency limit) is served three ways in the same run: direct,
 through spacehost's proxy (its Space on a direct port, the shipped lane on, and once more with the lane off:
 every byte on the Python path) and through nginx (Debian /usr/sbin/nginx, 1 worker, upstream keep-alive,
@@ -11,7 +11,11 @@ spread over up to 8 processes) predict back to back for `--seconds`; the table g
 median and p95 latency, and the latency added over direct. The proxy and nginx run on CPU 0, the app on CPU 1,
 the clients anywhere: on this 2-core machine the clients and the app set the pace, and other work moves the
 wall-clock figures a lot, so the table also gives the CPU time the proxy (or the nginx worker) spent per
-prediction, which load barely moves."""
+prediction, which load barely moves.
+
+With `--upload-kb N` the app is a file-size Interface (a `gr.File` input) and each prediction first uploads an
+N KiB file (`POST /gradio_api/upload`, multipart): the CPU per prediction is then mostly the upload's. nginx
+streams it too there (`proxy_request_buffering off`, no body size limit), as spacehost does."""
 
 from __future__ import annotations
 
@@ -47,10 +51,14 @@ ME = str(Path(__file__).resolve())
 TARGETS = ("direct", "nginx", "spacehost", "spacehost (Python path only)")
 
 
-def serve_gradio(port: int) -> None:
+def serve_gradio(port: int, upload: bool) -> None:
     import gradio as gr
 
-    demo = gr.Interface(lambda text: text, "text", "text", concurrency_limit=None, api_name="predict")
+    if upload:
+        demo = gr.Interface(lambda path: os.path.getsize(path), gr.File(type="filepath"), "number",
+                            concurrency_limit=None, api_name="predict")
+    else:
+        demo = gr.Interface(lambda text: text, "text", "text", concurrency_limit=None, api_name="predict")
     demo.queue(default_concurrency_limit=None)
     demo.launch(server_name="127.0.0.1", server_port=port, quiet=True, show_error=True)
 
@@ -78,12 +86,19 @@ def serve_proxy(port: int, app_port: int, mode: str) -> None:
     uvloop.run(main())
 
 
-def client_worker(url: str, threads: int, seconds: float) -> None:
+def client_worker(url: str, threads: int, seconds: float, upload: int) -> None:
     """`threads` sessions: says "ready" once each has fetched the app's config, reads the start time (epoch
-    seconds) from stdin, predicts back to back from then for `seconds`, and prints the latencies (s)."""
+    seconds) from stdin, predicts back to back from then for `seconds` (each prediction uploading a file of
+    `upload` bytes if not 0), and prints the latencies (s)."""
     import httpx
-    from gradio_client import Client
+    from gradio_client import Client, handle_file
 
+    path = ""
+    if upload:
+        fd, path = tempfile.mkstemp(prefix="spacehost-bench-upload-")
+        os.write(fd, os.urandom(upload))
+        os.close(fd)
+    arg, expected = (handle_file(path), upload) if upload else ("hello", "hello")
     clients = [Client(url, verbose=False, download_files=False) for _ in range(threads)]
     print("ready", flush=True)
     start_at = float(sys.stdin.readline())
@@ -98,12 +113,12 @@ def client_worker(url: str, threads: int, seconds: float) -> None:
         while time.time() < end:
             t0 = time.perf_counter()
             try:
-                out = client.predict("hello", api_name="/predict")
+                out = client.predict(arg, api_name="/predict")
             except (httpx.HTTPError, OSError) as e:  # a timeout or an error status: counted, not fatal
                 failed.append(type(e).__name__)
                 continue
             mine.append(time.perf_counter() - t0)
-            if out != "hello":
+            if out != expected:
                 failed.append(f"answer {out!r}")
         with lock:
             lat.extend(mine)
@@ -116,16 +131,18 @@ def client_worker(url: str, threads: int, seconds: float) -> None:
         t.join()
     for c in clients:
         c.close()
+    if path:
+        os.unlink(path)
     print(json.dumps({"lat": lat, "errors": errors, "done": time.time()}))
 
 
-def measure(url: str, n: int, seconds: float, pid: int | None) -> tuple[float, float, float, int, float]:
+def measure(url: str, n: int, seconds: float, pid: int | None, upload: int) -> tuple[float, float, float, int, float]:
     """(predictions/s, median ms, p95 ms, failed predictions, CPU µs per prediction of `pid`, the proxy under
     test) of `n` concurrent sessions on `url`, all started at once; the rate counts until the last prediction
     begun within `seconds` ended. The CPU time is the proxy's own cost, whatever else loads the machine."""
     procs = min(n, 8)
     per = [n // procs + (1 if k < n % procs else 0) for k in range(procs)]
-    workers = [subprocess.Popen([PY, ME, "--client", url, str(k), str(seconds)], stdin=subprocess.PIPE,
+    workers = [subprocess.Popen([PY, ME, "--client", url, str(k), str(seconds), str(upload)], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, text=True) for k in per]
     for w in workers:
         assert w.stdout is not None and w.stdout.readline().strip() == "ready", f"a client worker failed on {url}"
@@ -161,19 +178,23 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--clients", default="1,16,128")
     ap.add_argument("--targets", default=",".join(TARGETS))
+    ap.add_argument("--upload-kb", type=int, default=0, help="each prediction uploads a file of this size")
     args = ap.parse_args()
+    upload = args.upload_kb * 1024
     counts = [int(x) for x in args.clients.split(",")]
     targets = [t for t in args.targets.split(",") if t]
     raise_nofile()
     app, nginx, lane, python = (free_port() for _ in range(4))
     prefix = Path(tempfile.mkdtemp(prefix="spacehost-nginx-"))
     headers = " ".join(f"add_header {k} {v} always;" for k, v in HEADERS)
+    if upload:  # nginx's defaults refuse bodies over 1 MiB and hold each one whole before sending it on
+        headers += " client_max_body_size 0; proxy_request_buffering off;"
     server = NGINX_SERVER.format(port=nginx, host="_", headers=headers, access_log="")
     (prefix / "nginx.conf").write_text(NGINX_CONF.format(prefix=prefix, backend=app, server=server, server_logged=""))
     procs: dict[str, subprocess.Popen[bytes]] = {}
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
     try:
-        procs["app"] = subprocess.Popen(["taskset", "-c", "1", PY, ME, "--serve-gradio", str(app)], env=env,
+        procs["app"] = subprocess.Popen(["taskset", "-c", "1", PY, ME, "--serve-gradio", str(app), str(upload)], env=env,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs["nginx"] = start(["/usr/sbin/nginx", "-p", str(prefix), "-c", str(prefix / "nginx.conf"),
                                 "-g", "daemon off;"], "0")
@@ -188,15 +209,16 @@ def main() -> None:
         pids = {"direct": None, "nginx": ngx_worker, TARGETS[2]: procs[TARGETS[2]].pid, TARGETS[3]: procs[TARGETS[3]].pid}
         for n in counts:
             for name in targets:
-                results[name, n] = measure(f"http://127.0.0.1:{ports[name]}/", n, args.seconds, pids[name])
+                results[name, n] = measure(f"http://127.0.0.1:{ports[name]}/", n, args.seconds, pids[name], upload)
                 rps, p50, p95, failed, cpu = results[name, n]
                 print(f"  {name:<28} {n:>4} clients: {rps:8.1f} pred/s  p50 {p50:7.1f} ms  p95 {p95:7.1f} ms  "
                       f"{failed} failed  {cpu:.0f} µs CPU/pred", file=sys.stderr)
     finally:
         stop(procs.values())
         shutil.rmtree(prefix, ignore_errors=True)
-    print(f"\ngradio_client predictions (echo Interface, POST queue/join + SSE queue/data), {args.seconds:g} s per "
-          f"cell; added = target minus direct\n")
+    what = (f"file-size Interface, a {args.upload_kb} KiB upload + POST queue/join + SSE queue/data" if upload
+            else "echo Interface, POST queue/join + SSE queue/data")
+    print(f"\ngradio_client predictions ({what}), {args.seconds:g} s per cell; added = target minus direct\n")
     print("| target | clients | predictions/s | p50 ms | p95 ms | added p50 | added p95 | failed | proxy CPU µs/pred "
           "| CPU vs nginx |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -213,11 +235,11 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 2 and sys.argv[1] == "--serve-gradio":
-        serve_gradio(int(sys.argv[2]))
+    if len(sys.argv) > 3 and sys.argv[1] == "--serve-gradio":
+        serve_gradio(int(sys.argv[2]), sys.argv[3] != "0")
     elif len(sys.argv) > 4 and sys.argv[1] == "--serve-proxy":
         serve_proxy(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
-    elif len(sys.argv) > 4 and sys.argv[1] == "--client":
-        client_worker(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
+    elif len(sys.argv) > 5 and sys.argv[1] == "--client":
+        client_worker(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]))
     else:
         main()

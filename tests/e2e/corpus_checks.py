@@ -166,7 +166,7 @@ def count_generator(host: str, tmp: Path) -> None:
 
 def upload_and_download(host: str, tmp: Path) -> None:
     src = tmp / "notes.txt"
-    src.write_bytes(b"uploaded through the proxy\n" * 100)
+    src.write_bytes(b"uploaded through the proxy\n" * 40_000)  # ~1 MB: streamed by the proxy's fast lane
     hidden, download = client(host, tmp).predict(handle_file(str(src)), api_name="/upload_file")
     assert hidden["visible"] is False and download["label"] == "Download notes.txt"
     download = download["value"]  # the client fetched the file the DownloadButton serves
