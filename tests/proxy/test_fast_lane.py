@@ -1,5 +1,6 @@
-"""The fast lane (proxy/_lane.c) carries plain GETs and POSTs with a whole body on a warm keep-alive connection,
-and their Content-Length or chunked responses read by read (Gradio's queue/join and SSE). Whatever it carries must
+"""The fast lane (proxy/_lane.c) carries plain GETs and POSTs with a Content-Length body of any size (uploads
+streamed read by read) on a warm keep-alive connection, and their Content-Length or chunked responses read by
+read (Gradio's uploads, queue/join and SSE). Whatever it carries must
 reach the Space and the client byte for byte as the Python path sends it, and everything outside its shape
 must fall through to the Python path: each case runs on a proxy with the lane and on one without, and the
 bytes are compared."""
@@ -250,7 +251,7 @@ def test_the_lane_never_forwards_a_header_the_python_path_strips_or_reads() -> N
     assert {n.decode() for n in decide._STRIP} <= handled
     assert {"authorization", "x-hf-authorization", "cookie", "upgrade", "x-spacehost-probe",
             "transfer-encoding", "expect"} <= {n for n, r in rules.items() if r == "other path"}
-    assert rules["content-length"] == "length"  # forwarded as sent, and the body must come whole with the head
+    assert rules["content-length"] == "length"  # forwarded as sent; the body follows read by read
 
 
 def test_the_proxy_suite_passes_without_the_extension() -> None:
