@@ -26,7 +26,9 @@ from scheduler.runtimes.shared_zygote import ROOT
 from scheduler.runtimes.zygote_procs import mentioning
 from tests.e2e.harness import Server, free_port
 
-pytestmark = pytest.mark.e2e
+# In file order: the last test stops the module's server (pytest-random-order would otherwise run it anywhere,
+# and every test after it found the server gone).
+pytestmark = [pytest.mark.e2e, pytest.mark.random_order(disabled=True)]
 
 APP = """import json, os
 import gradio as gr
