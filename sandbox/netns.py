@@ -150,6 +150,7 @@ class SpaceNetwork:
         self._ready = False
         self._unusable = ""  # why no subnet could be chosen (for_install)
         self._owner: int | None = None  # the fd holding owner.lock
+        self._seed = ""  # what pick_subnet chose the subnet from; "" where the operator set it
 
     @classmethod
     def for_install(cls, tag: str) -> SpaceNetwork:
@@ -174,7 +175,17 @@ class SpaceNetwork:
                 net = cls(bridge, DEFAULT_SUBNET, tag=tag, builds=builds)
                 net._unusable = str(e)
                 return net
+            net = cls(bridge, subnet, tag=tag, builds=builds)
+            net._seed = seed
+            return net
         return cls(bridge, subnet, tag=tag, builds=builds)
+
+    def _repick(self, routes: str) -> None:
+        """Choose the subnet again from the routes now: another install may have taken the slot picked when this
+        object was made, before its bridge existed (only for a picked subnet, and before the bridge exists)."""
+        self.subnet = pick_subnet(self._seed, self.bridge, routes, firewall.host_resolvers())
+        self.network = ipaddress.ip_network(self.subnet)
+        self.gateway = str(next(self.network.hosts()))
 
     # -- the bridge and its firewall ---------------------------------------------------------------------------
 
@@ -253,7 +264,11 @@ class SpaceNetwork:
                 os.close(self._owner)
 
     def _make_bridge(self) -> None:
-        conflicts = route_conflicts(self.subnet, _ip("-4", "-o", "route", "show"), self.bridge)
+        routes = _ip("-4", "-o", "route", "show")
+        conflicts = route_conflicts(self.subnet, routes, self.bridge)
+        if conflicts and self._seed and not Path(f"/sys/class/net/{self.bridge}").exists():
+            self._repick(routes)
+            conflicts = route_conflicts(self.subnet, routes, self.bridge)
         if conflicts:
             raise NetworkError(f"the sandbox subnet {self.subnet} overlaps this host's routes ({conflicts[0]}): "
                                "choose another with SPACEHOST_SANDBOX_SUBNET")

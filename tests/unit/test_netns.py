@@ -3,6 +3,7 @@ made for the test (isolation between them, the host reaching each, the firewall'
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import subprocess
 import uuid
@@ -168,3 +169,23 @@ def test_prune_removes_namespaces_nobody_uses(net: SpaceNetwork) -> None:
         holder.kill()
         holder.wait()
         net.remove(used.name)
+
+
+def test_a_slot_taken_after_it_was_picked_is_picked_again_when_the_bridge_is_made() -> None:
+    """Two installs (a node, another install's builds) may pick the same free /21 before either bridge exists:
+    the one made second picks again from the routes of that moment, instead of refusing every start."""
+    tag = "ut" + uuid.uuid4().hex[:10]
+    net = SpaceNetwork.for_install(tag)
+    taken = net.subnet
+    squatter = "shut" + uuid.uuid4().hex[:6]
+    subprocess.run(["ip", "link", "add", squatter, "type", "bridge"], check=True)  # no dummy module here
+    try:
+        subprocess.run(["ip", "addr", "add", f"{net.gateway}/{net.network.prefixlen}", "dev", squatter], check=True)
+        subprocess.run(["ip", "link", "set", squatter, "up"], check=True)
+        gateway = net.ensure()
+        assert net.subnet != taken and gateway == net.gateway and ipaddress.ip_address(gateway) in net.network
+        assert f"{gateway}/" in subprocess.run(["ip", "-4", "-o", "addr", "show", "dev", net.bridge],
+                                               capture_output=True, text=True, check=True).stdout
+    finally:
+        net.teardown()
+        subprocess.run(["ip", "link", "del", squatter], check=False)
