@@ -21,6 +21,16 @@ pytestmark = pytest.mark.e2e
 LAST_CREATE_ALL = Path(__file__).parents[1] / "unit" / "legacy_schema" / "create_all_last.sqlite.sql"
 
 
+def legacy_columns(sql: str) -> dict[str, set[str]]:
+    """Table → its column names, from the `CREATE TABLE` statements of `sql` (one column per line)."""
+    out: dict[str, set[str]] = {}
+    for table, body in re.findall(r"CREATE TABLE (\w+) \((.*?)\n\);", sql, re.DOTALL):
+        out[table] = {m.group(1) for line in body.splitlines()
+                      if (m := re.match(r'\s*"?(\w+)"? ', line)) and m.group(1) not in ("PRIMARY", "FOREIGN", "UNIQUE",
+                                                                                   "CONSTRAINT", "CHECK")}
+    return out
+
+
 def _as_an_older_version_left_it(server: Server, sid: str) -> list[str]:
     """Builds back to pickles, and the database as the last `create_all` made it (no alembic_version, no table
     of a later revision); returns the pickled shas."""
@@ -32,12 +42,16 @@ def _as_an_older_version_left_it(server: Server, sid: str) -> list[str]:
         (builds / f"{path.stem}.pickle").write_bytes(pickle.dumps(art))
         path.unlink()
         shas.append(path.stem)
-    legacy = set(re.findall(r"CREATE TABLE (\w+)", LAST_CREATE_ALL.read_text()))
+    legacy = legacy_columns(LAST_CREATE_ALL.read_text())
     with sqlite3.connect(server.data_dir / "state.db") as db:
         tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        assert legacy <= tables
-        for table in tables - legacy:
+        assert set(legacy) <= tables
+        for table in tables - set(legacy):
             db.execute(f"DROP TABLE {table}")
+        for table, columns in legacy.items():  # and no column a later revision added (assignments.reload_port)
+            for (name,) in db.execute(f"SELECT name FROM pragma_table_info('{table}')").fetchall():
+                if name not in columns:
+                    db.execute(f"ALTER TABLE {table} DROP COLUMN {name}")
     return shas
 
 
