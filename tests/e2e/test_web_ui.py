@@ -73,8 +73,10 @@ def made(server: Server, browser: Browser) -> Iterator[dict[str, object]]:
     page.get_by_label("gradio").check()
     page.get_by_role("button", name="Create Space").click()
     expect(page).to_have_url(f"{hub(server)}/spaces/admin/{name}")
-    expect(page.locator("#get-started")).to_contain_text(f"git clone {hub(server)}/spaces/admin/{name}")
     expect(page.locator("#stage")).to_have_text("NO_APP_FILE", timeout=30_000)
+    # shown once the stage says so, also when the page was rendered while the first commit's build ran
+    expect(page.locator("#get-started")).to_be_visible()
+    expect(page.locator("#get-started")).to_contain_text(f"git clone {hub(server)}/spaces/admin/{name}")
     # A second tab stays on the App tab, never reloaded: it records each stage its badge shows.
     watcher = page.context.new_page()
     watcher.goto(f"{hub(server)}/spaces/admin/{name}")

@@ -213,6 +213,8 @@
       if (frame) frame.dataset.serving = j.serving ? "1" : "0";
       const app = $("#app-box");
       if (app) app.hidden = !j.serving;
+      const start = $("#get-started");
+      if (start) start.hidden = j.stage !== "NO_APP_FILE";
     };
   }
 
