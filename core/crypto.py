@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 
 from cryptography.fernet import Fernet
 
@@ -17,3 +18,9 @@ class SecretBox:
 
     def open(self, sealed: str) -> str:
         return self._f.decrypt(sealed.encode()).decode()
+
+
+def derived(key: bytes, label: str) -> str:
+    """A value derived from the installation key for one purpose (`label`): the same on every server that holds
+    the key, and telling nothing of the key or of another label's value (HMAC-SHA256, hex)."""
+    return hmac.new(key, label.encode(), hashlib.sha256).hexdigest()

@@ -12,12 +12,13 @@ commits (`relay_client`)."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import hmac
 import typing
 
 import httpcore
 import httpx
+
+from core.crypto import derived
 
 PREFIX = b"SPACEHOST-RELAY-V1 "
 KEY_HEX = 64  # sha256 hexdigest
@@ -28,7 +29,7 @@ PREAMBLE_TIMEOUT_S = 5.0
 def relay_key(secret: bytes) -> str:
     """The cluster's relay key, derived from the installation key (the same on every server; a new installation
     key is a new relay key)."""
-    return hmac.new(secret, b"spacehost node relay key v1", hashlib.sha256).hexdigest()
+    return derived(secret, "spacehost node relay key v1")
 
 
 def preamble(key: str) -> bytes:

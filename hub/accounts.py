@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 from dataclasses import dataclass, field
 
 from sqlalchemy import ColumnElement, delete, select
 from sqlalchemy.exc import IntegrityError
 
+from core.crypto import derived
 from core.errors import BadRequest, Conflict, NotFound
 from core.ids import SpaceId
 from hub.store import Account, AccountRecord, BrowserSession, Membership, Password, Store, Token, TokenRecord
@@ -55,7 +55,7 @@ JOIN_PRINCIPAL = Principal("cluster:join", "read", "join token", joins_cluster=T
 def join_token(key: bytes) -> str:
     """The cluster's join token, derived from the installation key (the same on every server of the cluster; a
     new key is a new token)."""
-    return "hf_join_" + hmac.new(key, b"spacehost cluster join token v1", hashlib.sha256).hexdigest()[:40]
+    return "hf_join_" + derived(key, "spacehost cluster join token v1")[:40]
 
 
 SCRYPT = {"n": 2**14, "r": 8, "p": 1}

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 
+from hub.accounts import join_token
 from spacehost.flags import env, settings_from
 
 COMMANDS = ("server", "proxy", "node", "nodes")
@@ -23,8 +24,6 @@ def role_token() -> str | None:
     token, key = os.environ.get("SPACEHOST_TOKEN"), os.environ.get("SPACEHOST_SECRET_KEY")
     if token or not key:
         return token
-    from hub.accounts import join_token
-
     return join_token(key.encode())  # the key as Settings.secret_key reads it
 
 
