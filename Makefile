@@ -10,6 +10,12 @@ LINTED := core state sandbox builder scheduler proxy zerogpu hub spacehost sdk_t
 # `make up` installs the server's dependencies and the [client] extra (gradio_client, huggingface_hub), nothing
 # else; the cluster, the tests and the benchmarks add their extras (pyproject.toml) on top.
 $(VENV)/.installed: pyproject.toml setup.py proxy/_lane.c
+	@# the proxy's fast lane is C (setup.py): a fresh Debian has no compiler; without one it is not built and the
+	@# proxy takes its Python path (tests/proxy/test_fast_lane.py then fails: it needs the lane)
+	@command -v cc >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  echo "==> installing gcc (the proxy's fast lane)" && export DEBIAN_FRONTEND=noninteractive && \
+	  apt-get update -q >/dev/null && apt-get install -y -q gcc >/dev/null; } || \
+	  echo "no C compiler: the proxy's fast lane is not built (its Python path serves)"
 	@test -n "$(UV)" || $(PYTHON) -m pip install -q uv
 	uv venv -q --allow-existing -p $(PYTHON) $(VENV)
 	VIRTUAL_ENV=$(VENV) uv pip install -q -e '.[client]'
