@@ -383,16 +383,22 @@ def test_a_fork_bomb_is_contained_and_the_other_space_keeps_answering(world: Wor
 
 
 def test_a_memory_bomb_is_oom_killed_and_says_so(world: World) -> None:
-    with contextlib.suppress(Exception):
+    """The kill is said in the run log (what `hf spaces logs` shows) and, until the restart a second later, in
+    the runtime's errorMessage: a poll may miss that window on a busy machine (it did in CI), the log stays."""
+    sid, answer = world.attacker.space_id, ""
+    try:
         world.attack(world.attacker, op="membomb")
-    deadline = time.monotonic() + 240
-    rt: dict[str, object] = {}
-    while time.monotonic() < deadline:
-        rt = world.server.runtime(world.attacker.space_id)
-        if "out of memory" in str(rt.get("errorMessage") or ""):
-            break
+    except Exception as e:  # noqa: BLE001 — the app dies mid-request: no answer is the expected answer
+        answer = repr(e)[:300]
+    deadline, said, rt, log = time.monotonic() + 240, "", {}, ""
+    while time.monotonic() < deadline and not said:
+        rt = world.server.runtime(sid)
+        with world.server.api() as c:
+            log = c.get(f"/api/spaces/{sid}/logs/run", params={"follow": "false"}).text
+        said = "errorMessage" if "out of memory" in str(rt.get("errorMessage") or "") else (
+            "run log" if "The app stopped: killed: out of memory" in log else "")
         time.sleep(0.5)
-    assert "out of memory" in str(rt.get("errorMessage")), rt
+    assert said, (f"the attack's answer: {answer!r}", rt, log[-3000:], world.server.log_tail())
     assert victim_answers(world)
 
 
