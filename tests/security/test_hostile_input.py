@@ -5,7 +5,8 @@ nested JSON, bodies over the configured limits — while the loop's lag is sampl
 sleeps 5 ms and records how late it wakes, read from the admin-only /api/admin/loop-lag) and another endpoint's
 latency is sampled from outside. Each case asserts its answer and that the loop's p99 lag stayed ≤ 150 ms: a
 guard against stalls (before, one alias bomb held the loop 1.15 s and one 64 MB line 45 s) that a busy 2-core CI
-machine cannot trip by accident. The 10 ms target is measured by bench/hostile.py on a quiet machine; the numbers
+machine cannot trip by accident (a case over it is measured once more; the server's watchdog says where the loop
+was stuck). The 10 ms target is measured by bench/hostile.py on a quiet machine; the numbers
 are printed here too (`pytest -s`)."""
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 class Window:
     """What one hostile case cost everybody else: the loop's lag inside, /healthz latency outside."""
 
-    lag: dict[str, float] = field(default_factory=dict)
+    lag: dict[str, Any] = field(default_factory=dict)  # p50Ms, p99Ms, maxMs, samples, stalls
     other_ms: list[float] = field(default_factory=list)
 
     def other_p99(self) -> float:
@@ -110,9 +111,13 @@ def idle_p99(server: Server) -> float:
 @pytest.fixture
 def measured(server: Server, idle_p99: float) -> Callable[[str, Callable[[], None]], Window]:
     def run(name: str, attack: Callable[[], None]) -> Window:
-        win = sample(server, name, attack)
         limit = max(LAG_P99_LIMIT_MS, 1.5 * idle_p99)
-        assert win.lag["p99Ms"] <= limit, (win.lag, f"idle p99 {idle_p99} ms")
+        first = win = sample(server, name, attack)
+        if win.lag["p99Ms"] > limit:  # once more: a stall the input causes comes again, a busy machine's
+            # one-off (CI once: one 360 ms stall in 63 samples of a case that parses in 0.2 ms) does not
+            print("".join(f"\n  stall: {s}" for s in win.lag["stalls"]))  # where the loop was stuck
+            win = sample(server, f"{name} (again)", attack)
+        assert win.lag["p99Ms"] <= limit, (win.lag, first.lag, f"idle p99 {idle_p99} ms")
         return win
 
     return run
@@ -210,7 +215,7 @@ def test_a_file_over_the_limit_is_413(server: Server, measured: Measured) -> Non
     out: list[tuple[int, float]] = []
 
     def attack() -> None:
-        out.append(raw_request(server, head, chunks))
+        out[:] = [raw_request(server, head, chunks)]
 
     measured("file over the limit", attack)
     assert out[0][0] == 413
@@ -246,6 +251,7 @@ def test_declared_oversized_bodies_are_413_before_they_are_read(server: Server, 
     results: list[tuple[int, float]] = []
 
     def attack() -> None:
+        results.clear()
         for path, ctype, size in cases:
             head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n{auth}Content-Type: {ctype}\r\n"
                     f"Origin: http://127.0.0.1:{server.port}\r\nContent-Length: {size}\r\n\r\n")
