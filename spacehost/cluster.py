@@ -34,7 +34,7 @@ from scheduler.controller import Controller, env_source_for
 from scheduler.placement import Policy
 from scheduler.runtimes.cluster import HEARTBEAT_EVERY_S, HEARTBEAT_TTL_S, ClusterRuntime, heartbeat_key
 from scheduler.volume_move import VolumeMoves, keep_move_labels
-from spacehost.embedded import ProxyHooksImpl, bootstrap_admin, listen, open_store, serving
+from spacehost.embedded import ProxyHooksImpl, bootstrap_admin, listen, open_store, serving, settle_heap
 from state import cluster as cs
 
 log = logging.getLogger("spacehost.server")
@@ -107,6 +107,7 @@ class ClusterServer:
         print(f"spacehost server is up: API on http://{self.listen_host}:{port}, Spaces at {s.hub_url}", flush=True)
         if admin.token:
             print(f"  admin token (shown once, keep it): {admin.token}", flush=True)
+        settle_heap()
         if ready:
             ready.set()
         try:

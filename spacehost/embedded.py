@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -233,6 +234,7 @@ class Embedded:
         await proxy.start()
         self.proxy = proxy
         self._announce(hub, runtime)
+        settle_heap()
         if ready:
             ready.set()
         try:
@@ -276,6 +278,13 @@ class Embedded:
             print(f"  admin token: {self.admin.origin}", flush=True)
             if self.admin.token:
                 print(f"  admin token (shown once, keep it): {self.admin.token}", flush=True)
+
+
+def settle_heap() -> None:
+    """Move what start-up made (modules, the app, its routes: most of the heap) out of the garbage collector's
+    full scans, which otherwise walk it all mid-request (a 120 ms stall of the loop during a 60 MB upload)."""
+    gc.collect()
+    gc.freeze()
 
 
 async def serving(server: uvicorn.Server, sockets: list[socket.socket]) -> asyncio.Task[None]:
