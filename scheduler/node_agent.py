@@ -7,7 +7,8 @@ key from this node's cache — then run by the local runtime and exposed on `add
 server by a second one); whatever runs
 here that is no longer desired here (stopped, or withdrawn because this node was lost meanwhile) is stopped.
 What runs is remembered in `node.json` of the data dir: a restarted agent re-adopts its instances and opens their
-relays on the same ports, so the server's routes stay valid."""
+relays on the same ports, so the server's routes stay valid. Its configuration, the record of one instance, the
+heartbeat thread and the log reader are in scheduler/node_state.py."""
 
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,18 +37,18 @@ from core.settings import Settings
 from sandbox.bwrap import APP_UID
 from scheduler.materialise import fetch_commit, materialise, materialise_image, shippable
 from scheduler.node_cache import CacheView
+from scheduler.node_state import (
+    Local,
+    NodeConfig,
+    heartbeat_thread,
+    held_buckets,
+    machine_memory_gb,
+    read_lines,
+)
 from scheduler.relay import Relay
 from scheduler.runtimes import load_runtime
 from scheduler.runtimes.base import Ability, Instance, LaunchSpec, reload_of
-from scheduler.runtimes.cluster import (
-    HEARTBEAT_EVERY_S,
-    HEARTBEAT_TTL_S,
-    RUNTIME_LABEL,
-    VOLUME_LABEL,
-    NodeSpec,
-    heartbeat_key,
-    volume_limit_of,
-)
+from scheduler.runtimes.cluster_wire import RUNTIME_LABEL, VOLUME_LABEL, NodeSpec, volume_limit_of
 from scheduler.runtimes.docker import DockerRuntime
 from scheduler.volume_carry import VolumeCarrier
 from scheduler.volume_fs import bind_dirs
@@ -56,82 +56,6 @@ from scheduler.volume_fs import bind_dirs
 log = logging.getLogger("spacehost.node")
 POLL_WAIT_S = 20.0
 LOG_BATCH = 500
-
-
-@dataclass(frozen=True)
-class NodeConfig:
-    server: str
-    token: str
-    name: str
-    address: str
-    data_dir: Path
-    runtime: str = "process"
-    cpus: float = 0.0  # 0: this machine's
-    memory_gb: float = 0.0
-    gpus: int = 0
-    accelerator: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
-    zerogpu_devices: int = 0
-    zerogpu_quota_anonymous_s: int = 120  # daily GPU seconds per tier; set every node and the server alike
-    zerogpu_quota_signed_in_s: int = 300
-    insecure_no_sandbox: bool = False
-    redis_url: str | None = None  # default: the server's, given at registration
-    keep_spaces: bool = False  # leave the Spaces running when the agent stops (a restart re-adopts them)
-    registry: str | None = None  # docker: the registry as this node reaches it (default: as the build named it)
-
-
-@dataclass
-class Local:
-    """One instance this node runs."""
-
-    instance_id: str
-    space_id: str
-    epoch: int
-    port: int  # the relay's, on the node's address
-    log_path: str
-    log_pos: int = 0
-    zero: bool = False  # admitted to this node's ZeroGPU broker
-    frozen: bool = False  # its cgroup frozen, as the server asked (not saved: adoption thaws every instance)
-    reload_port: int = 0  # the relay's to its reload server (hot reload), on the node's address; 0: none
-    instance: Instance | None = None
-    relay: Relay | None = None
-    reload_relay: Relay | None = None
-
-    def saved(self) -> dict[str, Any]:
-        return {"instance_id": self.instance_id, "space_id": self.space_id, "epoch": self.epoch, "port": self.port,
-                "log_path": self.log_path, "log_pos": self.log_pos, "zero": self.zero, "reload_port": self.reload_port}
-
-    def running(self) -> dict[str, Any]:
-        """What a report of it running says: where the node relays its app and its reload server, its pid."""
-        return {"upstream_port": self.port, "reload_port": self.reload_port or None,
-                "pid": self.instance.pid if self.instance else None}
-
-    async def close_relays(self) -> None:
-        for relay in (self.relay, self.reload_relay):
-            if relay is not None:
-                await relay.close()
-
-
-def parse_labels(text: str) -> dict[str, str]:
-    """`k=v,k2=v2` → dict; BadRequest-free: a malformed item raises ValueError naming it."""
-    out = {}
-    for item in filter(None, (p.strip() for p in text.split(","))):
-        k, sep, v = item.partition("=")
-        if not sep or not k:
-            raise ValueError(f"label {item!r} is not k=v")
-        out[k.strip()] = v.strip()
-    return out
-
-
-def held_buckets(data_dir: Path) -> list[str]:
-    """OWNER/BUCKET of every volume bucket under `data_dir` (volumes/OWNER/BUCKET folders), sorted."""
-    root = data_dir / "volumes"
-    return sorted(f"{o.name}/{b.name}" for o in (root.iterdir() if root.is_dir() else ()) if o.is_dir()
-                  for b in o.iterdir() if b.is_dir())
-
-
-def machine_memory_gb() -> float:
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
 
 
 class NodeAgent:
@@ -181,34 +105,6 @@ class NodeAgent:
                 log.warning("server not reachable (%s); retrying", e)
             await asyncio.sleep(1.0)
 
-    def heartbeat_thread(self, url: str) -> threading.Thread:
-        """Beat the heartbeat key from a thread of its own (a sync Redis client): nothing on the event loop (a
-        slow report, a long poll, a busy machine's scheduling delays) can delay a beat. Late or failed beats
-        are logged with their gap, so a lost node's log says why. The value names what this node caches
-        (scheduler.node_cache), for placement's locality."""
-        import redis
-
-        client = redis.Redis.from_url(url, socket_timeout=HEARTBEAT_EVERY_S, socket_connect_timeout=HEARTBEAT_EVERY_S)
-
-        def beat_forever() -> None:
-            last = time.monotonic()
-            while not self._stopping.is_set():
-                now = time.monotonic()
-                if now - last > 2 * HEARTBEAT_EVERY_S:
-                    log.warning("heartbeat late: %.1fs since the last one", now - last)
-                try:
-                    value = json.dumps({"t": time.time(), "cached": self.cache.cached()})
-                    client.set(heartbeat_key(self.cfg.name), value, ex=HEARTBEAT_TTL_S)
-                    last = time.monotonic()
-                    log.debug("heartbeat")
-                except redis.RedisError as e:
-                    log.warning("heartbeat failed (%.1fs since the last one): %s", time.monotonic() - last, e)
-                self._stopping.wait(HEARTBEAT_EVERY_S)
-
-        t = threading.Thread(target=beat_forever, name="heartbeat", daemon=True)
-        t.start()
-        return t
-
     async def watch_loop_lag(self, every_s: float = 0.5, warn_s: float = 1.0) -> None:
         """Log when the event loop wakes late (something blocked it): the relays and reports wait meanwhile."""
         while True:
@@ -226,7 +122,7 @@ class NodeAgent:
         self.relay_key = str(reg["relay_key"])
         if self.ledger is not None:
             self.ledger.connect(self.cfg.redis_url or reg["redis_url"])
-        self.heartbeat_thread(self.cfg.redis_url or reg["redis_url"])
+        heartbeat_thread(self.cfg.redis_url or reg["redis_url"], self.cfg.name, self.cache.cached, self._stopping)
         log.info("node %s registered at %s (%s)", self.cfg.name, self.cfg.server, self.cfg.address)
         await asyncio.gather(self.reconcile_forever(), self.watch_forever(), self.watch_loop_lag())
 
@@ -467,7 +363,7 @@ class NodeAgent:
 
     async def ship_logs(self, local: Local) -> None:
         """New lines of the instance's log to the server (the Space's run log, its SSE)."""
-        lines, pos = await asyncio.to_thread(_read_lines, Path(local.log_path), local.log_pos)
+        lines, pos = await asyncio.to_thread(read_lines, Path(local.log_path), local.log_pos)
         for i in range(0, len(lines), LOG_BATCH):
             r = await self.http.post(f"/api/cluster/nodes/{self.cfg.name}/logs",
                                      json={"instance_id": local.instance_id, "lines": lines[i:i + LOG_BATCH]})
@@ -511,17 +407,6 @@ class NodeAgent:
         self.zerogpu_url = self.broker.url
         if gateway:
             await asyncio.to_thread(self.runtime.expose_host_services, {self.broker.url: self.broker.port})
-
-
-def _read_lines(path: Path, pos: int) -> tuple[list[str], int]:
-    try:
-        with path.open("rb") as f:
-            f.seek(pos)
-            data = f.read(1 << 20)
-    except OSError:
-        return [], pos
-    end = data.rfind(b"\n") + 1
-    return data[:end].decode(errors="replace").splitlines(), pos + end
 
 
 def run_node(cfg: NodeConfig) -> None:

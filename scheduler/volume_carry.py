@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 import httpx
 
 from scheduler import volume_fs
-from scheduler.runtimes.cluster import Volumes, buckets_of
+from scheduler.runtimes.cluster_wire import Volumes, buckets_of
 from scheduler.volume_move import CHUNK, bucket_of
 
 log = logging.getLogger("spacehost.node")

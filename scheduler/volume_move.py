@@ -41,7 +41,7 @@ from typing import BinaryIO
 
 from core.crypto import SecretBox
 from core.errors import LaunchFailed
-from scheduler.runtimes.cluster import VOLUME_LABEL, NodeSpec, buckets_of
+from scheduler.runtimes.cluster_wire import VOLUME_LABEL, NodeSpec, buckets_of
 from state import cluster as cs
 from state.store import Store
 

@@ -32,7 +32,8 @@ from hub.repos import Repos
 from hub.store import Store
 from scheduler.controller import Controller, env_source_for
 from scheduler.placement import Policy
-from scheduler.runtimes.cluster import HEARTBEAT_EVERY_S, HEARTBEAT_TTL_S, ClusterRuntime, heartbeat_key
+from scheduler.runtimes.cluster import ClusterRuntime
+from scheduler.runtimes.cluster_wire import HEARTBEAT_EVERY_S, HEARTBEAT_TTL_S, heartbeat_key
 from scheduler.volume_move import VolumeMoves, keep_move_labels
 from spacehost.embedded import ProxyHooksImpl, bootstrap_admin, listen, open_store, serving, settle_heap
 from state import cluster as cs

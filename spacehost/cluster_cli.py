@@ -88,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
         run_proxy(args.server, args.token, args.host, args.port, Path(args.data_dir))
         return 0
     if args.cmd == "node":
-        from scheduler.node_agent import NodeConfig, parse_labels, run_node
+        from scheduler.node_agent import run_node
+        from scheduler.node_state import NodeConfig, parse_labels
 
         run_node(NodeConfig(args.server, args.token, args.name, args.address, Path(args.data_dir).absolute(),
                             runtime=args.runtime, cpus=args.cpus, memory_gb=args.memory_gb, gpus=args.gpus,

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from scheduler.runtimes.cluster import NodeSpec, volume_limit_of
+from scheduler.runtimes.cluster_wire import NodeSpec, volume_limit_of
 
 VOLS = (("volumes/admin/b", "/data", False),)
 

@@ -16,7 +16,7 @@ import pytest
 
 from core.crypto import SecretBox
 from core.errors import LaunchFailed
-from scheduler.runtimes.cluster import NodeSpec
+from scheduler.runtimes.cluster_wire import NodeSpec
 from scheduler.volume_carry import bucket_paths, write_sparse
 from scheduler.volume_move import VolumeMoves, bucket_of, keep_move_labels, labelled, movable
 from state import cluster as cs
